@@ -1,0 +1,407 @@
+//! The `symphony-ctl` command line: argument parsing, one call per command, and output as a
+//! table for people or JSON for scripts (`--json`).
+
+mod table;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+use crate::proto::{ErrorCode, KvEntry, NodeInfo, ReadConsistency, Role, StatusInfo};
+use crate::{Client, ClientError};
+pub use table::{Table, fields};
+
+/// Drive a Symphony node through its control socket.
+#[derive(Debug, Parser)]
+#[command(name = "symphony-ctl", version, about)]
+pub struct Cli {
+    /// The node's control socket (it lives in the agent's --config-dir).
+    #[arg(long, global = true, env = "SYMPHONY_SOCKET", default_value = crate::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+
+    /// Print JSON instead of tables, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new cluster with this node as its first manager.
+    Init,
+    /// Show this node and its cluster: role, leader, term, commit and applied index.
+    Status,
+    /// Read and write the replicated key-value store.
+    #[command(subcommand)]
+    Kv(KvCommand),
+    /// Show or rotate the join tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// List and manage the cluster's nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KvCommand {
+    /// Set KEY to VALUE; prints the new cluster revision.
+    Put {
+        key: String,
+        value: String,
+        /// Only write if the key's revision is N (0: only if the key does not exist).
+        #[arg(long, value_name = "N")]
+        if_revision: Option<u64>,
+    },
+    /// Print the value of KEY.
+    Get {
+        key: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// List the keys that start with PREFIX (all keys without one).
+    Ls {
+        #[arg(default_value = "")]
+        prefix: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Delete KEY.
+    Rm {
+        key: String,
+        /// Only delete if the key's revision is N.
+        #[arg(long, value_name = "N")]
+        if_revision: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print the join token for a role.
+    Show { role: RoleArg },
+    /// Replace the join token for a role; the old one stops working at once.
+    Rotate { role: RoleArg },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List every node of the cluster.
+    Ls {
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ReadArgs {
+    /// Answer from this node's replica without confirming with the leader (may be stale).
+    #[arg(long)]
+    pub stale: bool,
+}
+
+impl ReadArgs {
+    fn consistency(self) -> ReadConsistency {
+        if self.stale {
+            ReadConsistency::Stale
+        } else {
+            ReadConsistency::Linearizable
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Worker,
+    Manager,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Role {
+        match role {
+            RoleArg::Worker => Role::Worker,
+            RoleArg::Manager => Role::Manager,
+        }
+    }
+}
+
+/// A failure worth one sentence on stderr and a non-zero exit.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs one command and prints its result.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let mut client = Client::connect(&cli.socket).await?;
+    let json = cli.json;
+    match cli.command {
+        Command::Init => {
+            let info = client.init().await?;
+            emit(
+                json,
+                json!({"cluster_id": info.cluster_id, "node_id": info.node_id, "raft_node_id": info.raft_node_id}),
+                || {
+                    format!(
+                        "Cluster {} initialised; this node ({}) is its first manager.\n\
+                         Workers join with: symphony-ctl join --token $(symphony-ctl token show worker) <address>\n",
+                        info.cluster_id, info.node_id
+                    )
+                },
+            );
+        }
+        Command::Status => {
+            let status = client.status().await?;
+            emit(json, status_json(&status), || status_text(&status));
+        }
+        Command::Kv(command) => run_kv(&mut client, json, command).await?,
+        Command::Token(TokenCommand::Show { role }) => {
+            let token = client.token_show(role.into()).await?;
+            emit(json, json!({"role": token.role, "token": token.token}), || {
+                format!("{}\n", token.token)
+            });
+        }
+        Command::Token(TokenCommand::Rotate { role }) => {
+            let token = client.token_rotate(role.into()).await?;
+            emit(json, json!({"role": token.role, "token": token.token}), || {
+                format!(
+                    "The {} token was rotated; the old one no longer admits nodes. New token:\n{}\n",
+                    token.role, token.token
+                )
+            });
+        }
+        Command::Node(NodeCommand::Ls { read }) => {
+            let nodes = client.node_list(read.consistency()).await?;
+            emit(json, json!(nodes.iter().map(node_json).collect::<Vec<_>>()), || {
+                nodes_text(&nodes)
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn run_kv(client: &mut Client, json: bool, command: KvCommand) -> Result<(), CliError> {
+    match command {
+        KvCommand::Put {
+            key,
+            value,
+            if_revision,
+        } => {
+            let result = client
+                .kv_put(key.clone(), value.into_bytes(), if_revision)
+                .await
+                .map_err(|error| explain_compare(error, &key))?;
+            emit(json, json!({"key": key, "revision": result.revision}), || {
+                format!("OK revision {}\n", result.revision)
+            });
+        }
+        KvCommand::Get { key, read } => match client.kv_get(key.clone(), read.consistency()).await? {
+            Some(entry) => emit(json, entry_json(&entry), || {
+                format!("{}\n", String::from_utf8_lossy(&entry.value))
+            }),
+            None => return Err(CliError::Failed(format!("key '{key}' does not exist"))),
+        },
+        KvCommand::Ls { prefix, read } => {
+            let listing = client.kv_list(prefix, read.consistency()).await?;
+            emit(
+                json,
+                json!({
+                    "revision": listing.revision,
+                    "entries": listing.entries.iter().map(entry_json).collect::<Vec<_>>(),
+                }),
+                || {
+                    let mut table = Table::new(["KEY", "REVISION", "VERSION", "VALUE"]);
+                    for entry in &listing.entries {
+                        table.row([
+                            entry.key.clone(),
+                            entry.mod_revision.to_string(),
+                            entry.version.to_string(),
+                            String::from_utf8_lossy(&entry.value).into_owned(),
+                        ]);
+                    }
+                    table.render()
+                },
+            );
+        }
+        KvCommand::Rm { key, if_revision } => {
+            let result = client
+                .kv_delete(key.clone(), if_revision)
+                .await
+                .map_err(|error| explain_compare(error, &key))?;
+            if !result.deleted && !json {
+                return Err(CliError::Failed(format!("key '{key}' does not exist")));
+            }
+            emit(
+                json,
+                json!({"key": key, "deleted": result.deleted, "revision": result.revision}),
+                || format!("OK revision {}\n", result.revision),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Prints `value` as JSON, or the text `human` renders.
+fn emit(json: bool, value: Value, human: impl FnOnce() -> String) {
+    if json {
+        println!("{value}");
+    } else {
+        print!("{}", human());
+    }
+}
+
+fn explain_compare(error: ClientError, key: &str) -> CliError {
+    match error.remote() {
+        Some(remote) if remote.code == ErrorCode::CompareFailed => {
+            CliError::Failed(format!("key '{key}' was not changed: {}", remote.message))
+        }
+        _ => CliError::Client(error),
+    }
+}
+
+fn entry_json(entry: &KvEntry) -> Value {
+    json!({
+        "key": entry.key,
+        "value": String::from_utf8_lossy(&entry.value),
+        "create_revision": entry.create_revision,
+        "mod_revision": entry.mod_revision,
+        "version": entry.version,
+    })
+}
+
+fn status_json(status: &StatusInfo) -> Value {
+    let mut value = json!({
+        "node_id": status.node_id,
+        "raft_node_id": status.raft_node_id,
+        "agent_version": status.agent_version,
+        "initialised": status.cluster.is_some(),
+    });
+    if let Some(cluster) = &status.cluster {
+        value["cluster"] = json!(cluster);
+    }
+    value
+}
+
+fn status_text(status: &StatusInfo) -> String {
+    let Some(cluster) = &status.cluster else {
+        return format!(
+            "Node {} is not initialised: it belongs to no cluster yet.\n\
+             Run `symphony-ctl init` to start a new cluster here.\n",
+            status.node_id
+        );
+    };
+    let leader = match (&cluster.leader_raft_id, &cluster.leader_remote_addr) {
+        (Some(id), Some(addr)) => format!("{id} ({addr})"),
+        (Some(id), None) => id.to_string(),
+        _ => "none".to_string(),
+    };
+    let index = |value: Option<u64>| value.map_or("-".to_string(), |v| v.to_string());
+    fields([
+        ("Cluster", cluster.cluster_id.clone()),
+        ("Node", status.node_id.to_string()),
+        ("Raft node", status.raft_node_id.to_string()),
+        ("Role", cluster.role.to_string()),
+        ("Raft state", cluster.raft_state.clone()),
+        ("Leader", leader),
+        ("Term", cluster.term.to_string()),
+        ("Last log", index(cluster.last_log_index)),
+        ("Commit", index(cluster.commit_index)),
+        ("Applied", index(cluster.applied_index)),
+        ("Voters", join_ids(&cluster.voters)),
+        ("Learners", join_ids(&cluster.learners)),
+        ("Nodes", cluster.nodes.to_string()),
+        ("KV revision", cluster.kv_revision.to_string()),
+        ("Agent", status.agent_version.clone()),
+    ])
+}
+
+fn join_ids(ids: &[u64]) -> String {
+    if ids.is_empty() {
+        return "-".to_string();
+    }
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+}
+
+fn node_json(node: &NodeInfo) -> Value {
+    json!(node)
+}
+
+fn nodes_text(nodes: &[NodeInfo]) -> String {
+    let mut table = Table::new([
+        "ID",
+        "HOSTNAME",
+        "ROLE",
+        "STATUS",
+        "AVAILABILITY",
+        "RAFT",
+        "ADDRESS",
+        "VERSION",
+    ]);
+    for node in nodes {
+        table.row([
+            node.node_id.to_string(),
+            node.hostname.clone(),
+            node.role.to_string(),
+            node.status.clone(),
+            node.availability.clone(),
+            node.raft_role.clone().unwrap_or_else(|| "-".to_string()),
+            node.remote_addr.clone(),
+            node.agent_version.clone(),
+        ]);
+    }
+    table.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_readme_commands() {
+        let cli = Cli::try_parse_from([
+            "symphony-ctl",
+            "--socket",
+            "x.sock",
+            "kv",
+            "put",
+            "greeting",
+            "hello",
+            "--if-revision",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(cli.socket, PathBuf::from("x.sock"));
+        assert!(matches!(
+            cli.command,
+            Command::Kv(KvCommand::Put { if_revision: Some(0), .. })
+        ));
+        let cli = Cli::try_parse_from(["symphony-ctl", "token", "show", "worker", "--json"]).unwrap();
+        assert!(cli.json);
+        assert!(matches!(
+            cli.command,
+            Command::Token(TokenCommand::Show { role: RoleArg::Worker })
+        ));
+    }
+
+    #[test]
+    fn uninitialised_status_says_so() {
+        let status = StatusInfo {
+            node_id: 5,
+            raft_node_id: 6,
+            agent_version: "0.1.0".into(),
+            cluster: None,
+        };
+        assert!(status_text(&status).contains("not initialised"));
+        assert_eq!(status_json(&status)["initialised"], json!(false));
+    }
+}

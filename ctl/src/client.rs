@@ -1,0 +1,235 @@
+//! The async client for a node's control socket. The CLI, testnet and every test use it.
+
+use std::path::{Path, PathBuf};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::UnixStream;
+
+use crate::frame::{self, FrameError, FramedStream, MAX_FRAME_LEN};
+use crate::proto::{
+    CtlError, Hello, HelloReply, InitInfo, KvDeleteResult, KvEntry, KvListing, KvWriteResult,
+    NodeInfo, ReadConsistency, Request, RequestFrame, Response, ResponseBody, ResponseFrame, Role,
+    StatusInfo, TokenInfo,
+};
+
+/// Why a call failed. `Remote` is the agent's own typed answer; the rest are about reaching it.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot connect to the control socket at {path}: {source}; is symphony-agent running with that --config-dir?"
+    )]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the connection to the agent failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the agent closed the connection")]
+    Closed,
+    #[error("the agent sent something this client cannot read: {0}")]
+    Frame(#[from] FrameError),
+    #[error("the agent answered request {got} while {expected} was awaited")]
+    WrongId { expected: u64, got: u64 },
+    #[error("the agent refused the connection: {0}")]
+    Handshake(CtlError),
+    #[error("the agent answered {request} with an unexpected {got} reply")]
+    UnexpectedReply {
+        request: &'static str,
+        got: &'static str,
+    },
+    #[error("{0}")]
+    Remote(#[from] CtlError),
+}
+
+impl ClientError {
+    /// The agent's error, if the agent answered with one.
+    pub fn remote(&self) -> Option<&CtlError> {
+        match self {
+            ClientError::Remote(error) | ClientError::Handshake(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// One connection to a control socket. Calls are sequential on a connection; open several
+/// clients for concurrency (each is cheap: one Unix socket).
+pub struct Client {
+    stream: FramedStream<UnixStream>,
+    next_id: u64,
+    hello: HelloReply,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("node_id", &self.hello.node_id)
+            .field("next_id", &self.next_id)
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects to the socket at `path` and exchanges hellos.
+    pub async fn connect(path: impl AsRef<Path>) -> Result<Client, ClientError> {
+        let path = path.as_ref();
+        let socket = UnixStream::connect(path)
+            .await
+            .map_err(|source| ClientError::Connect {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let mut stream = frame::framed(socket, MAX_FRAME_LEN);
+        stream.send(frame::encode(&Hello::current())?).await?;
+        let body = stream.next().await.ok_or(ClientError::Closed)??;
+        let hello: HelloReply = frame::decode(&body)?;
+        if let Err(error) = &hello.accepted {
+            return Err(ClientError::Handshake(error.clone()));
+        }
+        Ok(Client {
+            stream,
+            next_id: 1,
+            hello,
+        })
+    }
+
+    /// The agent's answer to our hello: its node id and version.
+    pub fn server_hello(&self) -> &HelloReply {
+        &self.hello
+    }
+
+    /// Sends one request and waits for its response.
+    pub async fn call(&mut self, request: Request) -> Result<Response, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let frame = RequestFrame { id, request };
+        self.stream.send(frame::encode(&frame)?).await?;
+        let body = self.stream.next().await.ok_or(ClientError::Closed)??;
+        let response: ResponseFrame = frame::decode(&body)?;
+        if response.id != id {
+            return Err(ClientError::WrongId {
+                expected: id,
+                got: response.id,
+            });
+        }
+        match response.body {
+            ResponseBody::Reply(response) => Ok(response),
+            ResponseBody::Error(error) => Err(ClientError::Remote(error)),
+        }
+    }
+
+    pub async fn status(&mut self) -> Result<StatusInfo, ClientError> {
+        match self.call(Request::Status).await? {
+            Response::Status(status) => Ok(status),
+            other => Err(unexpected("status", &other)),
+        }
+    }
+
+    pub async fn init(&mut self) -> Result<InitInfo, ClientError> {
+        match self.call(Request::Init).await? {
+            Response::Init(info) => Ok(info),
+            other => Err(unexpected("init", &other)),
+        }
+    }
+
+    /// Puts `value` at `key`; with `if_revision`, only if the key's `mod_revision` is that
+    /// (0: only if the key does not exist).
+    pub async fn kv_put(
+        &mut self,
+        key: impl Into<String>,
+        value: impl Into<Vec<u8>>,
+        if_revision: Option<u64>,
+    ) -> Result<KvWriteResult, ClientError> {
+        let request = Request::KvPut {
+            key: key.into(),
+            value: value.into(),
+            if_revision,
+        };
+        match self.call(request).await? {
+            Response::KvPut(result) => Ok(result),
+            other => Err(unexpected("kv put", &other)),
+        }
+    }
+
+    pub async fn kv_get(
+        &mut self,
+        key: impl Into<String>,
+        consistency: ReadConsistency,
+    ) -> Result<Option<KvEntry>, ClientError> {
+        let request = Request::KvGet {
+            key: key.into(),
+            consistency,
+        };
+        match self.call(request).await? {
+            Response::KvGet(entry) => Ok(entry),
+            other => Err(unexpected("kv get", &other)),
+        }
+    }
+
+    pub async fn kv_list(
+        &mut self,
+        prefix: impl Into<String>,
+        consistency: ReadConsistency,
+    ) -> Result<KvListing, ClientError> {
+        let request = Request::KvList {
+            prefix: prefix.into(),
+            consistency,
+        };
+        match self.call(request).await? {
+            Response::KvList(listing) => Ok(listing),
+            other => Err(unexpected("kv ls", &other)),
+        }
+    }
+
+    pub async fn kv_delete(
+        &mut self,
+        key: impl Into<String>,
+        if_revision: Option<u64>,
+    ) -> Result<KvDeleteResult, ClientError> {
+        let request = Request::KvDelete {
+            key: key.into(),
+            if_revision,
+        };
+        match self.call(request).await? {
+            Response::KvDelete(result) => Ok(result),
+            other => Err(unexpected("kv rm", &other)),
+        }
+    }
+
+    pub async fn token_show(&mut self, role: Role) -> Result<TokenInfo, ClientError> {
+        match self.call(Request::TokenShow { role }).await? {
+            Response::Token(token) => Ok(token),
+            other => Err(unexpected("token show", &other)),
+        }
+    }
+
+    pub async fn token_rotate(&mut self, role: Role) -> Result<TokenInfo, ClientError> {
+        match self.call(Request::TokenRotate { role }).await? {
+            Response::Token(token) => Ok(token),
+            other => Err(unexpected("token rotate", &other)),
+        }
+    }
+
+    pub async fn node_list(
+        &mut self,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<NodeInfo>, ClientError> {
+        match self.call(Request::NodeList { consistency }).await? {
+            Response::NodeList(nodes) => Ok(nodes),
+            other => Err(unexpected("node ls", &other)),
+        }
+    }
+}
+
+fn unexpected(request: &'static str, got: &Response) -> ClientError {
+    let got = match got {
+        Response::Status(_) => "status",
+        Response::Init(_) => "init",
+        Response::KvPut(_) => "kv put",
+        Response::KvGet(_) => "kv get",
+        Response::KvList(_) => "kv ls",
+        Response::KvDelete(_) => "kv rm",
+        Response::Token(_) => "token",
+        Response::NodeList(_) => "node ls",
+    };
+    ClientError::UnexpectedReply { request, got }
+}
