@@ -1,1 +1,29 @@
+//! Symphony's consensus layer: the managers' Raft group and the state it replicates.
+//!
+//! Module map:
+//! - [`types`]: the openraft type configuration ([`TypeConfig`], [`ManagerNode`]);
+//! - [`state`]: [`ClusterState`] and the [`Command`]s that change it — the deterministic
+//!   state machine;
+//! - [`store`]: durable storage in one redb file: the log (group-committed with fsync), the
+//!   state machine rows, and the snapshot file;
+//! - [`network`]: Raft RPCs between managers over TCP;
+//! - [`handle`]: [`Consensus`], the handle the agent drives (start, propose, read, metrics).
+//!
+//! This crate knows nothing of gossip or of the control protocol's requests: the agent wires
+//! them together.
 
+pub mod handle;
+pub mod network;
+pub mod state;
+pub mod store;
+pub mod types;
+
+pub use handle::{Consensus, ConsensusConfig, ConsensusError};
+pub use state::{
+    Availability, ClusterInfo, ClusterState, Command, CommandResult, KvRecord, NodeRecord,
+    NodeRole, NodeStatus, Resources,
+};
+pub use types::{ManagerNode, TypeConfig};
+
+/// Re-exported so the agent can read metrics without naming openraft's paths.
+pub use openraft::{RaftMetrics, ServerState};

@@ -100,7 +100,13 @@ mod tests {
 
     #[test]
     fn garbage_is_a_decode_error_not_a_panic() {
-        for garbage in [&b""[..], b"\xc1", b"\xff\xff\xff", b"hello world", b"\x92\x01"] {
+        for garbage in [
+            &b""[..],
+            b"\xc1",
+            b"\xff\xff\xff",
+            b"hello world",
+            b"\x92\x01",
+        ] {
             assert!(decode::<RequestFrame>(garbage).is_err());
             assert!(decode::<Hello>(garbage).is_err());
         }

@@ -161,24 +161,32 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Kv(command) => run_kv(&mut client, json, command).await?,
         Command::Token(TokenCommand::Show { role }) => {
             let token = client.token_show(role.into()).await?;
-            emit(json, json!({"role": token.role, "token": token.token}), || {
-                format!("{}\n", token.token)
-            });
+            emit(
+                json,
+                json!({"role": token.role, "token": token.token}),
+                || format!("{}\n", token.token),
+            );
         }
         Command::Token(TokenCommand::Rotate { role }) => {
             let token = client.token_rotate(role.into()).await?;
-            emit(json, json!({"role": token.role, "token": token.token}), || {
-                format!(
-                    "The {} token was rotated; the old one no longer admits nodes. New token:\n{}\n",
-                    token.role, token.token
-                )
-            });
+            emit(
+                json,
+                json!({"role": token.role, "token": token.token}),
+                || {
+                    format!(
+                        "The {} token was rotated; the old one no longer admits nodes. New token:\n{}\n",
+                        token.role, token.token
+                    )
+                },
+            );
         }
         Command::Node(NodeCommand::Ls { read }) => {
             let nodes = client.node_list(read.consistency()).await?;
-            emit(json, json!(nodes.iter().map(node_json).collect::<Vec<_>>()), || {
-                nodes_text(&nodes)
-            });
+            emit(
+                json,
+                json!(nodes.iter().map(node_json).collect::<Vec<_>>()),
+                || nodes_text(&nodes),
+            );
         }
     }
     Ok(())
@@ -195,11 +203,14 @@ async fn run_kv(client: &mut Client, json: bool, command: KvCommand) -> Result<(
                 .kv_put(key.clone(), value.into_bytes(), if_revision)
                 .await
                 .map_err(|error| explain_compare(error, &key))?;
-            emit(json, json!({"key": key, "revision": result.revision}), || {
-                format!("OK revision {}\n", result.revision)
-            });
+            emit(
+                json,
+                json!({"key": key, "revision": result.revision}),
+                || format!("OK revision {}\n", result.revision),
+            );
         }
-        KvCommand::Get { key, read } => match client.kv_get(key.clone(), read.consistency()).await? {
+        KvCommand::Get { key, read } => match client.kv_get(key.clone(), read.consistency()).await?
+        {
             Some(entry) => emit(json, entry_json(&entry), || {
                 format!("{}\n", String::from_utf8_lossy(&entry.value))
             }),
@@ -323,7 +334,10 @@ fn join_ids(ids: &[u64]) -> String {
     if ids.is_empty() {
         return "-".to_string();
     }
-    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn node_json(node: &NodeInfo) -> Value {
@@ -383,13 +397,19 @@ mod tests {
         assert_eq!(cli.socket, PathBuf::from("x.sock"));
         assert!(matches!(
             cli.command,
-            Command::Kv(KvCommand::Put { if_revision: Some(0), .. })
+            Command::Kv(KvCommand::Put {
+                if_revision: Some(0),
+                ..
+            })
         ));
-        let cli = Cli::try_parse_from(["symphony-ctl", "token", "show", "worker", "--json"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["symphony-ctl", "token", "show", "worker", "--json"]).unwrap();
         assert!(cli.json);
         assert!(matches!(
             cli.command,
-            Command::Token(TokenCommand::Show { role: RoleArg::Worker })
+            Command::Token(TokenCommand::Show {
+                role: RoleArg::Worker
+            })
         ));
     }
 

@@ -1,0 +1,245 @@
+//! [`Consensus`]: the small handle the agent uses — start, bootstrap, propose, read, metrics.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::error::{ClientWriteError, InitializeError, LinearizableReadError, RaftError};
+use openraft::{Config, RaftMetrics, ReadPolicy, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::network::{self, NetworkFactory};
+use crate::state::{ClusterState, Command, CommandResult};
+use crate::store::{self, SharedState, StoreOptions};
+use crate::types::{ManagerNode, Raft, TypeConfig};
+
+/// How a consensus node is set up.
+#[derive(Debug, Clone)]
+pub struct ConsensusConfig {
+    /// This node's Raft id (from `key.json`).
+    pub raft_node_id: u64,
+    /// Where the redb file and the snapshot live.
+    pub data_dir: PathBuf,
+    /// A snapshot is taken, and the log purged behind it, every this many entries.
+    pub snapshot_interval: u64,
+    pub heartbeat_interval: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+}
+
+impl ConsensusConfig {
+    pub fn new(raft_node_id: u64, data_dir: PathBuf) -> ConsensusConfig {
+        ConsensusConfig {
+            raft_node_id,
+            data_dir,
+            snapshot_interval: 10_000,
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(500),
+            election_timeout_max: Duration::from_millis(1000),
+        }
+    }
+
+    fn raft_config(&self) -> Result<Config, ConsensusError> {
+        let config = Config {
+            cluster_name: "symphony".to_string(),
+            heartbeat_interval: millis(self.heartbeat_interval),
+            election_timeout_min: millis(self.election_timeout_min),
+            election_timeout_max: millis(self.election_timeout_max),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_interval.max(1)),
+            max_in_snapshot_log_to_keep: (self.snapshot_interval / 10).min(1_000),
+            ..Config::default()
+        };
+        config
+            .validate()
+            .map_err(|error| ConsensusError::Config(error.to_string()))
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// Why a consensus operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConsensusError {
+    /// This node is not the leader; the write or read belongs on `leader`.
+    #[error("this manager is not the leader{}", leader_hint(.leader_id, .leader))]
+    NotLeader {
+        leader_id: Option<u64>,
+        leader: Option<ManagerNode>,
+    },
+    /// A quorum could not be reached in time.
+    #[error("no quorum of managers answered: {0}")]
+    NoQuorum(String),
+    #[error("the cluster is already initialised")]
+    AlreadyInitialised,
+    #[error("invalid consensus configuration: {0}")]
+    Config(String),
+    #[error("cannot open the Raft store: {0}")]
+    Store(String),
+    #[error("cannot listen for Raft RPCs on {addr}: {message}")]
+    Listen { addr: String, message: String },
+    /// The Raft node stopped (storage failure or shutdown); the agent's log says why.
+    #[error("the Raft node has stopped: {0}")]
+    Stopped(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn leader_hint(leader_id: &Option<u64>, leader: &Option<ManagerNode>) -> String {
+    match (leader_id, leader) {
+        (Some(id), Some(node)) => format!("; the leader is {id} at {}", node.remote_addr),
+        (Some(id), None) => format!("; the leader is {id}"),
+        _ => "; no leader is known right now".to_string(),
+    }
+}
+
+/// The agent's handle on its Raft node.
+#[derive(Clone)]
+pub struct Consensus {
+    raft: Raft,
+    state: SharedState,
+    raft_node_id: u64,
+    shutdown: CancellationToken,
+}
+
+impl Consensus {
+    /// Opens the store in `config.data_dir`, starts the Raft node and serves Raft RPCs on
+    /// `listener`. A node whose store holds a cluster resumes it (leadership included).
+    pub async fn start(
+        config: ConsensusConfig,
+        listener: TcpListener,
+    ) -> Result<Consensus, ConsensusError> {
+        let raft_config = Arc::new(config.raft_config()?);
+        let (log_store, state_machine) = store::open(&StoreOptions {
+            dir: config.data_dir.clone(),
+        })
+        .map_err(|error| ConsensusError::Store(error.to_string()))?;
+        let state = state_machine.shared_state();
+        let network = NetworkFactory::new(config.raft_node_id);
+        let raft = Raft::new(
+            config.raft_node_id,
+            raft_config,
+            network,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|error| ConsensusError::Stopped(error.to_string()))?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(network::serve(
+            listener,
+            raft.clone(),
+            config.raft_node_id,
+            shutdown.clone(),
+        ));
+        Ok(Consensus {
+            raft,
+            state,
+            raft_node_id: config.raft_node_id,
+            shutdown,
+        })
+    }
+
+    pub fn raft_node_id(&self) -> u64 {
+        self.raft_node_id
+    }
+
+    /// The underlying openraft handle, for membership operations and metrics.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Whether this node's store already belongs to a Raft group.
+    pub async fn is_initialised(&self) -> Result<bool, ConsensusError> {
+        self.raft
+            .is_initialized()
+            .await
+            .map_err(|error| ConsensusError::Stopped(error.to_string()))
+    }
+
+    /// Bootstraps a new group whose voters are `members`.
+    pub async fn initialise(
+        &self,
+        members: BTreeMap<u64, ManagerNode>,
+    ) -> Result<(), ConsensusError> {
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                Err(ConsensusError::AlreadyInitialised)
+            }
+            Err(RaftError::APIError(error)) => Err(ConsensusError::Other(error.to_string())),
+            Err(RaftError::Fatal(fatal)) => Err(ConsensusError::Stopped(fatal.to_string())),
+        }
+    }
+
+    /// Waits until this node is the leader, or `timeout` passes.
+    pub async fn wait_for_leadership(&self, timeout: Duration) -> Result<(), ConsensusError> {
+        let id = self.raft_node_id;
+        self.raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader == Some(id), "this node is the leader")
+            .await
+            .map(drop)
+            .map_err(|error| ConsensusError::Other(error.to_string()))
+    }
+
+    /// Replicates `command` and returns what applying it produced. Only the leader accepts.
+    pub async fn propose(&self, command: Command) -> Result<CommandResult, ConsensusError> {
+        match self.raft.client_write(command).await {
+            Ok(response) => Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                Err(ConsensusError::NotLeader {
+                    leader_id: forward.leader_id,
+                    leader: forward.leader_node,
+                })
+            }
+            Err(RaftError::APIError(error)) => Err(ConsensusError::Other(error.to_string())),
+            Err(RaftError::Fatal(fatal)) => Err(ConsensusError::Stopped(fatal.to_string())),
+        }
+    }
+
+    /// Reads the applied state after confirming leadership with a quorum (read index), so the
+    /// read sees every write acknowledged before it began.
+    pub async fn read_linearizable<T>(
+        &self,
+        read: impl FnOnce(&ClusterState) -> T,
+    ) -> Result<T, ConsensusError> {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(read(&self.state.read())),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(forward))) => {
+                Err(ConsensusError::NotLeader {
+                    leader_id: forward.leader_id,
+                    leader: forward.leader_node,
+                })
+            }
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(error))) => {
+                Err(ConsensusError::NoQuorum(error.to_string()))
+            }
+            Err(RaftError::Fatal(fatal)) => Err(ConsensusError::Stopped(fatal.to_string())),
+        }
+    }
+
+    /// Reads this node's replica as applied so far; may lag the leader.
+    pub fn read_stale<T>(&self, read: impl FnOnce(&ClusterState) -> T) -> T {
+        read(&self.state.read())
+    }
+
+    /// The latest Raft metrics of this node.
+    pub fn metrics(&self) -> RaftMetrics<TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// Stops serving RPCs and shuts the Raft node down; the store is flushed on the way.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        if let Err(error) = self.raft.shutdown().await {
+            tracing::warn!(%error, "raft shutdown did not finish cleanly");
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Durable Raft storage in one redb file: the log, the vote and the state machine.
+//!
+//! - [`log`]: the [`LogStore`], whose appends are group-committed with fsync on one writer
+//!   thread before openraft is told they are flushed;
+//! - [`state_machine`]: the [`StateMachineStore`], which applies entries to the in-memory
+//!   [`ClusterState`](crate::state::ClusterState) and persists the touched rows, the last-applied
+//!   log id and the membership in one transaction;
+//! - [`snapshot`]: the snapshot file beside the database.
+//!
+//! Sharing one file has a useful property: redb commits are totally ordered, so a state-machine
+//! commit that skips fsync becomes durable with the next log commit that does fsync, and a crash
+//! can only lose applies that the durable log will replay.
+
+pub mod log;
+pub mod snapshot;
+pub mod state_machine;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, TableDefinition};
+use serde::{Serialize, de::DeserializeOwned};
+
+pub use self::log::LogStore;
+pub use self::snapshot::SnapshotPayload;
+pub use self::state_machine::{SharedState, StateMachineStore};
+
+/// The Raft log: index → encoded entry.
+pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+/// Log metadata: vote, last purged log id, committed log id.
+pub(crate) const LOG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_log_meta");
+/// State machine metadata: last applied, membership, cluster info, KV revision.
+pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+/// The KV store: key → encoded record.
+pub(crate) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_kv");
+/// The node table: node id → encoded record.
+pub(crate) const NODES: TableDefinition<u64, &[u8]> = TableDefinition::new("sm_nodes");
+
+/// The name of the database file inside a node's data directory.
+pub const DB_FILE: &str = "raft.redb";
+
+/// Knobs of the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The directory that holds the database and the snapshot.
+    pub dir: PathBuf,
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create the data directory {path}: {source}")]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("cannot open the Raft database {path}: {source}")]
+    Database {
+        path: PathBuf,
+        source: Box<redb::DatabaseError>,
+    },
+    #[error("the Raft store at {path} is unreadable: {source}")]
+    Load { path: PathBuf, source: io::Error },
+}
+
+/// Opens (or creates) the store in `options.dir` and loads what it holds.
+pub fn open(options: &StoreOptions) -> Result<(LogStore, StateMachineStore), OpenError> {
+    std::fs::create_dir_all(&options.dir).map_err(|source| OpenError::CreateDir {
+        path: options.dir.clone(),
+        source,
+    })?;
+    let path = options.dir.join(DB_FILE);
+    let db = Database::create(&path).map_err(|source| OpenError::Database {
+        path: path.clone(),
+        source: Box::new(source),
+    })?;
+    let db = Arc::new(db);
+    let load_error = |source| OpenError::Load {
+        path: path.clone(),
+        source,
+    };
+    create_tables(&db).map_err(load_error)?;
+    let log = LogStore::load(db.clone()).map_err(load_error)?;
+    let state_machine = StateMachineStore::load(db, &options.dir).map_err(load_error)?;
+    Ok((log, state_machine))
+}
+
+/// Creates every table once, so read transactions never meet a missing table.
+fn create_tables(db: &Database) -> io::Result<()> {
+    let txn = db.begin_write().map_err(io_error)?;
+    txn.open_table(LOG).map_err(io_error)?;
+    txn.open_table(LOG_META).map_err(io_error)?;
+    txn.open_table(SM_META).map_err(io_error)?;
+    txn.open_table(KV).map_err(io_error)?;
+    txn.open_table(NODES).map_err(io_error)?;
+    txn.commit().map_err(io_error)
+}
+
+/// Stored values are MessagePack with named fields, like everything on the wire.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> io::Result<Vec<u8>> {
+    rmp_serde::to_vec_named(value).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
+    rmp_serde::from_slice(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// redb's errors become `io::Error`, which is what openraft's storage traits speak.
+pub(crate) fn io_error(error: impl Into<redb::Error>) -> io::Error {
+    let error: redb::Error = error.into();
+    match error {
+        redb::Error::Io(io) => io,
+        other => io::Error::other(other),
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temp file, fsync, rename, fsync of the directory.
+pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests;
