@@ -1,1 +1,25 @@
-fn main() {}
+//! `symphony-agent`: see the crate documentation of `symphony_agent`.
+
+use clap::Parser;
+use symphony_agent::config::AgentArgs;
+
+fn main() -> std::process::ExitCode {
+    let args = AgentArgs::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(symphony_agent::run::run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

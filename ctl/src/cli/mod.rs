@@ -148,7 +148,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 || {
                     format!(
                         "Cluster {} initialised; this node ({}) is its first manager.\n\
-                         Workers join with: symphony-ctl join --token $(symphony-ctl token show worker) <address>\n",
+                         The join tokens: symphony-ctl token show worker|manager\n",
                         info.cluster_id, info.node_id
                     )
                 },
@@ -267,9 +267,14 @@ fn emit(json: bool, value: Value, human: impl FnOnce() -> String) {
 
 fn explain_compare(error: ClientError, key: &str) -> CliError {
     match error.remote() {
-        Some(remote) if remote.code == ErrorCode::CompareFailed => {
-            CliError::Failed(format!("key '{key}' was not changed: {}", remote.message))
-        }
+        Some(remote) if remote.code == ErrorCode::CompareFailed => CliError::Failed(format!(
+            "key '{key}' was not changed: {}",
+            remote
+                .message
+                .split(" (key '")
+                .next()
+                .unwrap_or(&remote.message)
+        )),
         _ => CliError::Client(error),
     }
 }

@@ -1,0 +1,63 @@
+//! The agent's command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// One Symphony agent: runs on every machine, as a manager or a worker.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "symphony-agent", version, about)]
+pub struct AgentArgs {
+    /// Everything this node owns: key.json, the Raft store, the control socket.
+    #[arg(long, env = "SYMPHONY_CONFIG_DIR", default_value = ".symphony")]
+    pub config_dir: PathBuf,
+
+    /// Where this node serves Raft RPCs to the other managers (TCP).
+    #[arg(long, default_value = "127.0.0.1:15760")]
+    pub listen_raft_addr: SocketAddr,
+
+    /// Where this node serves the node-to-node API: joins, forwarded writes (TCP).
+    #[arg(long, default_value = "127.0.0.1:27242")]
+    pub listen_remote_addr: SocketAddr,
+
+    /// The IP other nodes use to reach this one (for NAT and containers); defaults to the
+    /// listen IP.
+    #[arg(long)]
+    pub advertise_addr: Option<std::net::IpAddr>,
+
+    /// Log filter, e.g. `info` or `symphony_agent=debug,openraft=warn`; `RUST_LOG` is used when
+    /// this is not given.
+    #[arg(long)]
+    pub log_level: Option<String>,
+
+    /// `text` for people, `json` (one object per line) for machines.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Take a snapshot and purge the Raft log every this many entries.
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_interval: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn defaults_match_the_design() {
+        AgentArgs::command().debug_assert();
+        let args = AgentArgs::try_parse_from(["symphony-agent", "--config-dir", "x"]).unwrap();
+        assert_eq!(args.listen_raft_addr.to_string(), "127.0.0.1:15760");
+        assert_eq!(args.listen_remote_addr.to_string(), "127.0.0.1:27242");
+        assert_eq!(args.snapshot_interval, 10_000);
+        assert_eq!(args.log_format, LogFormat::Text);
+    }
+}

@@ -1,0 +1,235 @@
+//! One control connection: the hello exchange, then requests answered as they complete.
+//!
+//! Every way a peer can misbehave ends in a typed error frame where one can still be sent, and
+//! in closing this connection at worst; it never reaches the rest of the agent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use symphony_ctl::frame::{self, MAX_FRAME_LEN};
+use symphony_ctl::proto::{
+    CtlError, ErrorCode, Hello, HelloReply, PROTOCOL, PROTOCOL_VERSION, RequestFrame, RequestId,
+    ResponseBody, ResponseFrame,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::node::Node;
+
+/// A client must say hello this soon after connecting.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Requests of one connection being handled at once; past this the connection is not read
+/// until one finishes (backpressure instead of unbounded memory).
+const MAX_IN_FLIGHT: usize = 256;
+
+/// Serves one connection until the peer closes it or breaks the protocol.
+pub async fn serve<S>(stream: S, node: Arc<Node>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut framed = frame::framed(stream, MAX_FRAME_LEN);
+    let first = match tokio::time::timeout(HELLO_TIMEOUT, framed.next()).await {
+        Err(_) | Ok(None) => return,
+        Ok(Some(first)) => first,
+    };
+    let refusal = match first {
+        Ok(body) => match frame::decode::<Hello>(&body) {
+            Ok(hello) if hello.protocol == PROTOCOL && hello.version == PROTOCOL_VERSION => None,
+            Ok(hello) => Some(CtlError::new(
+                ErrorCode::ProtocolMismatch,
+                format!(
+                    "this agent speaks {PROTOCOL} v{PROTOCOL_VERSION}, the client {} v{}; use a symphony-ctl of the same version",
+                    hello.protocol, hello.version
+                ),
+            )),
+            Err(_) => Some(CtlError::new(
+                ErrorCode::ProtocolMismatch,
+                format!("the first frame was not a {PROTOCOL} hello"),
+            )),
+        },
+        Err(error) if frame::is_frame_too_large(&error) => Some(too_large()),
+        Err(_) => return,
+    };
+    let reply = HelloReply {
+        protocol: PROTOCOL.to_string(),
+        version: PROTOCOL_VERSION,
+        node_id: node.identity().node_id,
+        agent_version: crate::VERSION.to_string(),
+        accepted: refusal.clone().map_or(Ok(()), Err),
+    };
+    if send(&mut framed, &reply).await.is_err() || refusal.is_some() {
+        return;
+    }
+
+    let (mut sink, mut requests) = framed.split();
+    let (replies, mut outgoing) = mpsc::channel::<ResponseFrame>(MAX_IN_FLIGHT);
+    let writer = tokio::spawn(async move {
+        while let Some(response) = outgoing.recv().await {
+            let Ok(bytes) = frame::encode(&response) else {
+                continue;
+            };
+            if sink.send(bytes).await.is_err() {
+                return;
+            }
+        }
+    });
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(body) = requests.next().await {
+        let body = match body {
+            Ok(body) => body,
+            Err(error) => {
+                // The length prefix is over the limit: the rest of the stream can no longer be
+                // framed, so say why and close.
+                if frame::is_frame_too_large(&error) {
+                    let _ = replies.send(error_frame(0, too_large())).await;
+                }
+                break;
+            }
+        };
+        let (id, request) = match parse_request(&body) {
+            Ok(frame) => (frame.id, frame.request),
+            Err(response) => {
+                if replies.send(response).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let node = node.clone();
+        let replies = replies.clone();
+        tokio::spawn(async move {
+            let name = request.name();
+            let body = match node.handle(request).await {
+                Ok(response) => ResponseBody::Reply(response),
+                Err(error) => {
+                    tracing::debug!(request = name, code = %error.code, %error, "control request failed");
+                    ResponseBody::Error(error)
+                }
+            };
+            let _ = replies.send(ResponseFrame { id, body }).await;
+            drop(permit);
+        });
+    }
+    drop(replies);
+    let _ = writer.await;
+}
+
+/// Decodes a request frame, or builds the error response that explains why it cannot be.
+fn parse_request(body: &[u8]) -> Result<RequestFrame, ResponseFrame> {
+    match frame::decode::<RequestFrame>(body) {
+        Ok(frame) => Ok(frame),
+        Err(error) => {
+            let message = error.to_string();
+            Err(match frame::decode::<RequestId>(body) {
+                Ok(RequestId { id }) if message.contains("unknown variant") => error_frame(
+                    id,
+                    CtlError::new(
+                        ErrorCode::UnknownRequest,
+                        format!(
+                            "this agent does not know that request ({message}); is symphony-ctl newer than the agent?"
+                        ),
+                    ),
+                ),
+                Ok(RequestId { id }) => error_frame(
+                    id,
+                    CtlError::new(
+                        ErrorCode::BadRequest,
+                        format!("malformed request: {message}"),
+                    ),
+                ),
+                Err(_) => error_frame(
+                    0,
+                    CtlError::new(
+                        ErrorCode::BadRequest,
+                        format!("undecodable frame: {message}"),
+                    ),
+                ),
+            })
+        }
+    }
+}
+
+fn error_frame(id: u64, error: CtlError) -> ResponseFrame {
+    ResponseFrame {
+        id,
+        body: ResponseBody::Error(error),
+    }
+}
+
+fn too_large() -> CtlError {
+    CtlError::new(
+        ErrorCode::FrameTooLarge,
+        format!("a frame was larger than {MAX_FRAME_LEN} bytes; the connection is closed"),
+    )
+}
+
+async fn send<S>(
+    framed: &mut frame::FramedStream<S>,
+    message: &HelloReply,
+) -> Result<(), std::io::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let bytes = frame::encode(message).map_err(std::io::Error::other)?;
+    framed.send(bytes).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use symphony_ctl::proto::{ReadConsistency, Request};
+
+    #[test]
+    fn unknown_and_malformed_requests_get_typed_errors_under_their_id() {
+        #[derive(serde::Serialize)]
+        enum Newer {
+            Teleport { to: String },
+        }
+        #[derive(serde::Serialize)]
+        struct NewerFrame {
+            id: u64,
+            request: Newer,
+        }
+        let unknown = frame::encode(&NewerFrame {
+            id: 5,
+            request: Newer::Teleport { to: "mars".into() },
+        })
+        .unwrap();
+        let response = parse_request(&unknown).unwrap_err();
+        assert_eq!(response.id, 5);
+        assert!(
+            matches!(response.body, ResponseBody::Error(ref e) if e.code == ErrorCode::UnknownRequest)
+        );
+
+        #[derive(serde::Serialize)]
+        struct WrongType {
+            id: u64,
+            request: u32,
+        }
+        let malformed = frame::encode(&WrongType { id: 6, request: 1 }).unwrap();
+        let response = parse_request(&malformed).unwrap_err();
+        assert_eq!(response.id, 6);
+        assert!(
+            matches!(response.body, ResponseBody::Error(ref e) if e.code == ErrorCode::BadRequest)
+        );
+
+        let garbage = b"\xc1\xc1\xc1";
+        let response = parse_request(garbage).unwrap_err();
+        assert_eq!(response.id, 0);
+
+        let good = frame::encode(&RequestFrame {
+            id: 9,
+            request: Request::KvGet {
+                key: "k".into(),
+                consistency: ReadConsistency::Stale,
+            },
+        })
+        .unwrap();
+        assert_eq!(parse_request(&good).unwrap().id, 9);
+    }
+}

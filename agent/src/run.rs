@@ -1,0 +1,135 @@
+//! Start-up and shutdown: the order in which the agent's parts come up and go down.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use symphony_consensus::{Consensus, ConsensusConfig};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentArgs;
+use crate::identity::Identity;
+use crate::node::{Advertised, Node};
+
+/// The control socket's name inside the config dir.
+pub const CONTROL_SOCKET: &str = "control.sock";
+/// The Raft store's directory inside the config dir.
+pub const RAFT_DIR: &str = "raft";
+
+/// Why the agent could not start (or stop) cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot create the config dir {path}: {source}")]
+    ConfigDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error("{0}")]
+    Logging(String),
+    #[error(
+        "cannot listen for Raft RPCs on {addr}: {source}; is another agent using that port? (--listen-raft-addr)"
+    )]
+    RaftListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Consensus(#[from] symphony_consensus::ConsensusError),
+    #[error(transparent)]
+    ControlSocket(#[from] crate::control::BindError),
+    #[error("cannot install the signal handler: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub async fn run(args: AgentArgs) -> Result<(), RunError> {
+    prepare_config_dir(&args.config_dir)?;
+    let identity = Identity::load_or_create(&args.config_dir)?;
+    crate::logging::init(args.log_level.as_deref(), args.log_format, identity.node_id)
+        .map_err(RunError::Logging)?;
+
+    let raft_listener = TcpListener::bind(args.listen_raft_addr)
+        .await
+        .map_err(|source| RunError::RaftListen {
+            addr: args.listen_raft_addr,
+            source,
+        })?;
+    let raft_addr = raft_listener
+        .local_addr()
+        .map_err(|source| RunError::RaftListen {
+            addr: args.listen_raft_addr,
+            source,
+        })?;
+    let advertise_ip = args.advertise_addr.unwrap_or(raft_addr.ip());
+    let advertised = Advertised {
+        raft_addr: SocketAddr::new(advertise_ip, raft_addr.port()).to_string(),
+        remote_addr: SocketAddr::new(
+            args.advertise_addr.unwrap_or(args.listen_remote_addr.ip()),
+            args.listen_remote_addr.port(),
+        )
+        .to_string(),
+        hostname: crate::system::hostname(),
+    };
+
+    let mut consensus_config =
+        ConsensusConfig::new(identity.raft_node_id, args.config_dir.join(RAFT_DIR));
+    consensus_config.snapshot_interval = args.snapshot_interval;
+    let consensus = Consensus::start(consensus_config, raft_listener).await?;
+
+    let socket_path = args.config_dir.join(CONTROL_SOCKET);
+    let control_listener = crate::control::bind(&socket_path)?;
+    let node = Arc::new(Node::new(
+        identity.clone(),
+        advertised.clone(),
+        consensus.clone(),
+    ));
+    let shutdown = CancellationToken::new();
+    let control = tokio::spawn(crate::control::serve(
+        control_listener,
+        node,
+        shutdown.clone(),
+    ));
+
+    tracing::info!(
+        node_id = identity.node_id,
+        raft_node_id = identity.raft_node_id,
+        raft_addr = %advertised.raft_addr,
+        control_socket = %socket_path.display(),
+        version = crate::VERSION,
+        "agent started"
+    );
+
+    wait_for_stop_signal().await?;
+    tracing::info!("stopping");
+    shutdown.cancel();
+    let _ = control.await;
+    consensus.shutdown().await;
+    let _ = std::fs::remove_file(&socket_path);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Creates the config dir, private to this user: it holds the node key and the control socket.
+fn prepare_config_dir(dir: &Path) -> Result<(), RunError> {
+    let error = |source| RunError::ConfigDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(error)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(error)
+}
+
+async fn wait_for_stop_signal() -> Result<(), RunError> {
+    let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}

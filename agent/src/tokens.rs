@@ -1,0 +1,48 @@
+//! Cluster ids and join tokens, from the operating system's CSPRNG (through `rand`'s
+//! `ThreadRng`, a ChaCha generator seeded from the OS).
+//!
+//! A token reads `SYMTKN-1-<role>-<cluster id prefix>-<64 hex digits>`: the prefix lets an
+//! operator see which cluster and role a token belongs to; the 256 random bits are the secret.
+
+use rand::RngCore;
+use symphony_consensus::NodeRole;
+
+/// A new cluster id: 128 random bits as 32 hex digits.
+pub fn cluster_id() -> String {
+    random_hex(16)
+}
+
+/// A new join token for `role` in the cluster `cluster_id`.
+pub fn join_token(cluster_id: &str, role: NodeRole) -> String {
+    let role = match role {
+        NodeRole::Manager => "M",
+        NodeRole::Worker => "W",
+    };
+    let prefix: String = cluster_id.chars().take(8).collect();
+    format!("SYMTKN-1-{role}-{prefix}-{}", random_hex(32))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buffer);
+    buffer.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_carry_role_and_cluster_and_differ() {
+        let id = cluster_id();
+        assert_eq!(id.len(), 32);
+        let worker = join_token(&id, NodeRole::Worker);
+        let manager = join_token(&id, NodeRole::Manager);
+        assert!(worker.starts_with(&format!("SYMTKN-1-W-{}-", &id[..8])));
+        assert!(manager.starts_with(&format!("SYMTKN-1-M-{}-", &id[..8])));
+        assert_ne!(worker, join_token(&id, NodeRole::Worker));
+        let secret = worker.rsplit('-').next().unwrap();
+        assert_eq!(secret.len(), 64);
+        assert!(secret.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}
