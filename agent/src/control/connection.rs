@@ -209,9 +209,13 @@ mod tests {
         #[derive(serde::Serialize)]
         struct WrongType {
             id: u64,
-            request: u32,
+            request: bool,
         }
-        let malformed = frame::encode(&WrongType { id: 6, request: 1 }).unwrap();
+        let malformed = frame::encode(&WrongType {
+            id: 6,
+            request: true,
+        })
+        .unwrap();
         let response = parse_request(&malformed).unwrap_err();
         assert_eq!(response.id, 6);
         assert!(
