@@ -3,6 +3,11 @@
 use clap::Parser;
 use symphony_agent::config::AgentArgs;
 
+// The agent allocates many small short-lived buffers per request (frames, entries, rows);
+// mimalloc handles that pattern markedly faster than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let args = AgentArgs::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

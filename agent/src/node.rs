@@ -58,7 +58,7 @@ impl Node {
     /// Answers one control request.
     pub async fn handle(&self, request: Request) -> Result<Response, CtlError> {
         match request {
-            Request::Status => Ok(Response::Status(self.status())),
+            Request::Status => Ok(Response::Status(Box::new(self.status()))),
             Request::Init => self.init().await.map(Response::Init),
             Request::KvPut {
                 key,

@@ -119,7 +119,7 @@ impl Client {
 
     pub async fn status(&mut self) -> Result<StatusInfo, ClientError> {
         match self.call(Request::Status).await? {
-            Response::Status(status) => Ok(status),
+            Response::Status(status) => Ok(*status),
             other => Err(unexpected("status", &other)),
         }
     }

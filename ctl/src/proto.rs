@@ -163,7 +163,7 @@ impl Request {
 /// The successful answers, one variant per request kind.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Response {
-    Status(StatusInfo),
+    Status(Box<StatusInfo>),
     Init(InitInfo),
     KvPut(KvWriteResult),
     KvGet(Option<KvEntry>),

@@ -1,13 +1,23 @@
 //! `testnet`: local Symphony clusters, end-to-end checks and benchmarks.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use symphony_testnet::bench;
 use symphony_testnet::cli::{BenchCommand, Cli, Command};
 
 #[tokio::main(flavor = "multi_thread")]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let outcome = match cli.command {
         Command::Bench(BenchCommand::Kv(args)) => bench::kv::run(args).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One sentence with its causes, not a backtrace: this is an operator's tool.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }

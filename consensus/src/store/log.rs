@@ -2,31 +2,26 @@
 //!
 //! Entries that are not yet purged are kept in memory as well as in redb: openraft requires an
 //! appended entry to be readable the moment `append` returns, before it is flushed, and the
-//! replication tasks read recent entries constantly. The on-disk copy is written by one writer
-//! thread that drains every pending write (appends, votes, truncations, purges) into a single
-//! redb transaction and fsyncs it once: under load many client writes share one fsync, which is
-//! what makes a durable log fast. Writes are applied in submission order, as openraft requires.
+//! replication tasks read recent entries constantly. The on-disk copy is written by the store's
+//! [`Writer`] thread, in submission order as openraft requires, and openraft's flush callback
+//! fires only once the entries are fsynced.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{RaftLogReader, entry::RaftEntry};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable};
-use tokio::sync::oneshot;
+use redb::{Database, ReadableDatabase, ReadableTable};
 
+use super::writer::{Done, LAST_PURGED_KEY, Write, Writer};
 use super::{LOG, LOG_META, decode, encode, io_error};
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 
 const VOTE_KEY: &str = "vote";
-const LAST_PURGED_KEY: &str = "last_purged";
 const COMMITTED_KEY: &str = "committed";
-
-/// The most writes one transaction takes before it is committed; bounds latency under a flood.
-const MAX_WRITES_PER_COMMIT: usize = 4096;
 
 /// Handle to the log; clones share the same log (openraft's readers are clones).
 #[derive(Clone)]
@@ -38,7 +33,7 @@ struct Shared {
     /// The unpurged log and the small metadata, as openraft sees it right now.
     memory: Mutex<LogMemory>,
     /// Writes on their way to disk, in order.
-    writer: mpsc::Sender<Write>,
+    writer: Writer,
 }
 
 #[derive(Default)]
@@ -49,53 +44,9 @@ struct LogMemory {
     committed: Option<LogId>,
 }
 
-/// One durable write, done by the writer thread.
-enum Write {
-    Append {
-        entries: Vec<(u64, Vec<u8>)>,
-        callback: IOFlushed<TypeConfig>,
-    },
-    Meta {
-        key: &'static str,
-        value: Vec<u8>,
-        done: Option<oneshot::Sender<io::Result<()>>>,
-    },
-    /// Remove every entry with index >= `from`.
-    Truncate {
-        from: u64,
-        done: oneshot::Sender<io::Result<()>>,
-    },
-    /// Remove every entry with index <= `upto` and record the purge point.
-    Purge {
-        upto: u64,
-        last_purged: Vec<u8>,
-        done: oneshot::Sender<io::Result<()>>,
-    },
-}
-
-impl Write {
-    fn complete(self, result: &io::Result<()>) {
-        let result = match result {
-            Ok(()) => Ok(()),
-            Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
-        };
-        match self {
-            Write::Append { callback, .. } => callback.io_completed(result),
-            Write::Meta { done, .. } => {
-                if let Some(done) = done {
-                    let _ = done.send(result);
-                }
-            }
-            Write::Truncate { done, .. } | Write::Purge { done, .. } => {
-                let _ = done.send(result);
-            }
-        }
-    }
-}
-
 impl LogStore {
-    /// Loads the log from `db` and starts its writer thread.
-    pub(crate) fn load(db: Arc<Database>) -> io::Result<LogStore> {
+    /// Loads the log from `db`; `writer` persists what changes.
+    pub(crate) fn load(db: &Database, writer: Writer) -> io::Result<LogStore> {
         let mut memory = LogMemory::default();
         {
             let txn = db.begin_read().map_err(io_error)?;
@@ -122,10 +73,6 @@ impl LogStore {
                 memory.entries.insert(index.value(), entry);
             }
         }
-        let (writer, queue) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("raft-log-writer".into())
-            .spawn(move || write_loop(&db, &queue))?;
         Ok(LogStore {
             shared: Arc::new(Shared {
                 memory: Mutex::new(memory),
@@ -142,76 +89,6 @@ impl LogStore {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-
-    fn submit(&self, write: Write) -> io::Result<()> {
-        self.shared.writer.send(write).map_err(|_| {
-            io::Error::new(io::ErrorKind::BrokenPipe, "the Raft log writer has stopped")
-        })
-    }
-
-    async fn submit_and_wait(
-        &self,
-        make: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Write,
-    ) -> io::Result<()> {
-        let (done, wait) = oneshot::channel();
-        self.submit(make(done))?;
-        wait.await.map_err(|_| {
-            io::Error::new(io::ErrorKind::BrokenPipe, "the Raft log writer has stopped")
-        })?
-    }
-}
-
-/// The writer thread: take every queued write, commit them in one fsynced transaction, report.
-fn write_loop(db: &Database, queue: &mpsc::Receiver<Write>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_WRITES_PER_COMMIT {
-            match queue.try_recv() {
-                Ok(write) => batch.push(write),
-                Err(_) => break,
-            }
-        }
-        let result = commit_batch(db, &batch);
-        if let Err(error) = &result {
-            tracing::error!(%error, writes = batch.len(), "the Raft log could not be written");
-        }
-        for write in batch {
-            write.complete(&result);
-        }
-    }
-}
-
-fn commit_batch(db: &Database, batch: &[Write]) -> io::Result<()> {
-    let mut txn = db.begin_write().map_err(io_error)?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    {
-        let mut log = txn.open_table(LOG).map_err(io_error)?;
-        let mut meta = txn.open_table(LOG_META).map_err(io_error)?;
-        for write in batch {
-            match write {
-                Write::Append { entries, .. } => {
-                    for (index, bytes) in entries {
-                        log.insert(*index, bytes.as_slice()).map_err(io_error)?;
-                    }
-                }
-                Write::Meta { key, value, .. } => {
-                    meta.insert(*key, value.as_slice()).map_err(io_error)?;
-                }
-                Write::Truncate { from, .. } => {
-                    log.retain_in(*from.., |_, _| false).map_err(io_error)?;
-                }
-                Write::Purge {
-                    upto, last_purged, ..
-                } => {
-                    meta.insert(LAST_PURGED_KEY, last_purged.as_slice())
-                        .map_err(io_error)?;
-                    log.retain_in(..=*upto, |_, _| false).map_err(io_error)?;
-                }
-            }
-        }
-    }
-    txn.commit().map_err(io_error)
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -271,12 +148,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let value = encode(vote)?;
-        self.submit_and_wait(|done| Write::Meta {
-            key: VOTE_KEY,
-            value,
-            done: Some(done),
-        })
-        .await?;
+        self.shared
+            .writer
+            .write(Write::LogMeta {
+                key: VOTE_KEY,
+                value,
+            })
+            .await?;
         self.memory().vote = Some(*vote);
         Ok(())
     }
@@ -285,11 +163,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Not awaited: the committed id is a hint that speeds up recovery, and the next fsync
         // (there is one per append batch) makes it durable.
         if let Some(committed) = committed {
-            self.submit(Write::Meta {
-                key: COMMITTED_KEY,
-                value: encode(&committed)?,
-                done: None,
-            })?;
+            self.shared.writer.submit(
+                Write::LogMeta {
+                    key: COMMITTED_KEY,
+                    value: encode(&committed)?,
+                },
+                Done::Nobody,
+            )?;
         }
         self.memory().committed = committed;
         Ok(())
@@ -317,10 +197,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 memory.entries.insert(index, entry);
             }
         }
-        self.submit(Write::Append {
-            entries: encoded,
-            callback,
-        })
+        self.shared
+            .writer
+            .submit(Write::Append(encoded), Done::Raft(callback))
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
@@ -329,8 +208,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut memory = self.memory();
             let _removed = memory.entries.split_off(&from);
         }
-        self.submit_and_wait(|done| Write::Truncate { from, done })
-            .await
+        self.shared.writer.write(Write::Truncate { from }).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
@@ -341,11 +219,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             memory.entries = memory.entries.split_off(&(upto + 1));
             memory.last_purged = Some(log_id);
         }
-        self.submit_and_wait(|done| Write::Purge {
-            upto,
-            last_purged,
-            done,
-        })
-        .await
+        self.shared
+            .writer
+            .write(Write::Purge { upto, last_purged })
+            .await
     }
 }

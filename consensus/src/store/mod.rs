@@ -1,19 +1,20 @@
 //! Durable Raft storage in one redb file: the log, the vote and the state machine.
 //!
-//! - [`log`]: the [`LogStore`], whose appends are group-committed with fsync on one writer
-//!   thread before openraft is told they are flushed;
+//! - [`log`]: the [`LogStore`]; openraft is told entries are flushed only after their fsync;
 //! - [`state_machine`]: the [`StateMachineStore`], which applies entries to the in-memory
 //!   [`ClusterState`](crate::state::ClusterState) and persists the touched rows, the last-applied
-//!   log id and the membership in one transaction;
-//! - [`snapshot`]: the snapshot file beside the database.
+//!   log id and the membership as one atomic write;
+//! - [`snapshot`]: the snapshot file beside the database;
+//! - `writer`: the one thread that writes the file, group-committing everything queued
+//!   (log appends and state rows alike) in one fsynced transaction.
 //!
-//! Sharing one file has a useful property: redb commits are totally ordered, so a state-machine
-//! commit that skips fsync becomes durable with the next log commit that does fsync, and a crash
-//! can only lose applies that the durable log will replay.
+//! State rows are queued after the entries they come from, so a crash can only lose applies
+//! whose entries are in the durable log, which openraft replays on start.
 
 pub mod log;
 pub mod snapshot;
 pub mod state_machine;
+mod writer;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -78,8 +79,9 @@ pub fn open(options: &StoreOptions) -> Result<(LogStore, StateMachineStore), Ope
         source,
     };
     create_tables(&db).map_err(load_error)?;
-    let log = LogStore::load(db.clone()).map_err(load_error)?;
-    let state_machine = StateMachineStore::load(db, &options.dir).map_err(load_error)?;
+    let writer = writer::Writer::start(db.clone()).map_err(load_error)?;
+    let log = LogStore::load(&db, writer.clone()).map_err(load_error)?;
+    let state_machine = StateMachineStore::load(&db, writer, &options.dir).map_err(load_error)?;
     Ok((log, state_machine))
 }
 

@@ -1,10 +1,11 @@
 //! The Raft state machine: [`ClusterState`] in memory, persisted row by row in redb.
 //!
-//! Each `apply` call applies its batch of entries to the in-memory state, then writes the rows
-//! the batch touched together with the last-applied log id and the membership in one redb
-//! transaction. That transaction skips fsync: it becomes durable with the log's next fsynced
-//! commit (same file, ordered commits), and whatever a crash loses is replayed from the log,
-//! which is only purged behind a snapshot.
+//! Each `apply` call applies its batch of entries to the in-memory state, then queues the rows
+//! the batch touched together with the last-applied log id and the membership as one write to
+//! the store's writer, which commits it atomically (usually in the same fsync as the next log
+//! append). Clients are answered without waiting for that commit: their entries are already
+//! durable in the log, and whatever a crash loses here is replayed from it, since the log is
+//! only purged behind a snapshot.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,17 +15,15 @@ use futures_util::{Stream, TryStreamExt};
 use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, RaftSnapshotBuilder};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable};
 
+use super::writer::{
+    CLUSTER_KEY, Done, LAST_APPLIED_KEY, MEMBERSHIP_KEY, REVISION_KEY, RowWrites, Write, Writer,
+};
 use super::{KV, NODES, SM_META, decode, encode, io_error, snapshot};
 use crate::state::{Changes, ClusterInfo, ClusterState, CommandResult, KvRecord, NodeRecord};
 use crate::store::SnapshotPayload;
 use crate::types::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
-
-const LAST_APPLIED_KEY: &str = "last_applied";
-const MEMBERSHIP_KEY: &str = "membership";
-const CLUSTER_KEY: &str = "cluster";
-const REVISION_KEY: &str = "revision";
 
 /// The applied cluster state, shared with readers. Writers are only the state machine.
 #[derive(Clone, Default)]
@@ -51,7 +50,7 @@ impl SharedState {
 
 /// The state machine handle openraft drives.
 pub struct StateMachineStore {
-    db: Arc<Database>,
+    writer: Writer,
     state: SharedState,
     last_applied: Option<LogId>,
     membership: StoredMembership,
@@ -61,7 +60,7 @@ pub struct StateMachineStore {
 }
 
 impl StateMachineStore {
-    pub(crate) fn load(db: Arc<Database>, dir: &Path) -> io::Result<StateMachineStore> {
+    pub(crate) fn load(db: &Database, writer: Writer, dir: &Path) -> io::Result<StateMachineStore> {
         let mut state = ClusterState::default();
         let mut last_applied = None;
         let mut membership = StoredMembership::default();
@@ -96,7 +95,7 @@ impl StateMachineStore {
         let snapshot_path = snapshot::path_in(dir);
         let current_snapshot = snapshot::load(&snapshot_path)?;
         Ok(StateMachineStore {
-            db,
+            writer,
             state: SharedState {
                 inner: Arc::new(RwLock::new(state)),
             },
@@ -112,28 +111,17 @@ impl StateMachineStore {
         self.state.clone()
     }
 
-    /// Writes the touched rows and the applied position in one transaction.
-    fn persist(&self, rows: RowWrites, durability: Durability) -> io::Result<()> {
-        let mut txn = self.db.begin_write().map_err(io_error)?;
-        txn.set_durability(durability)
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        write_rows(&txn, &rows)?;
-        {
-            let mut meta = txn.open_table(SM_META).map_err(io_error)?;
-            if let Some(last_applied) = &self.last_applied {
-                meta.insert(LAST_APPLIED_KEY, encode(last_applied)?.as_slice())
-                    .map_err(io_error)?;
-            }
-            meta.insert(MEMBERSHIP_KEY, encode(&self.membership)?.as_slice())
-                .map_err(io_error)?;
-        }
-        txn.commit().map_err(io_error)
+    /// The touched rows plus the applied position and membership, as one atomic write.
+    fn rows_with_position(&self, mut rows: RowWrites) -> io::Result<RowWrites> {
+        rows.last_applied = self.last_applied.as_ref().map(encode).transpose()?;
+        rows.membership = Some(encode(&self.membership)?);
+        Ok(rows)
     }
 
     fn snapshot_builder(&self) -> SnapshotBuilder {
         SnapshotBuilder {
             state: self.state.read().clone(),
-            last_applied: self.last_applied.clone(),
+            last_applied: self.last_applied,
             membership: self.membership.clone(),
             path: self.snapshot_path.clone(),
             current: self.current_snapshot.clone(),
@@ -141,18 +129,13 @@ impl StateMachineStore {
     }
 }
 
-/// Encoded rows to write: `None` deletes the row.
-#[derive(Default)]
-struct RowWrites {
-    kv: Vec<(String, Option<Vec<u8>>)>,
-    nodes: Vec<(u64, Option<Vec<u8>>)>,
-    cluster: Option<Option<Vec<u8>>>,
-    revision: Option<Vec<u8>>,
-    /// Replace every KV and node row (snapshot install).
-    replace_all: bool,
+/// Building row writes from the in-memory state.
+trait RowsFromState: Sized {
+    fn from_changes(state: &ClusterState, changes: &Changes) -> io::Result<Self>;
+    fn everything(state: &ClusterState) -> io::Result<Self>;
 }
 
-impl RowWrites {
+impl RowsFromState for RowWrites {
     /// The rows `changes` names, encoded from `state`.
     fn from_changes(state: &ClusterState, changes: &Changes) -> io::Result<RowWrites> {
         let mut rows = RowWrites::default();
@@ -193,47 +176,12 @@ impl RowWrites {
     }
 }
 
-fn write_rows(txn: &WriteTransaction, rows: &RowWrites) -> io::Result<()> {
-    let mut kv = txn.open_table(KV).map_err(io_error)?;
-    let mut nodes = txn.open_table(NODES).map_err(io_error)?;
-    let mut meta = txn.open_table(SM_META).map_err(io_error)?;
-    if rows.replace_all {
-        kv.retain(|_, _| false).map_err(io_error)?;
-        nodes.retain(|_, _| false).map_err(io_error)?;
-    }
-    for (key, value) in &rows.kv {
-        match value {
-            Some(bytes) => kv.insert(key.as_str(), bytes.as_slice()).map(drop),
-            None => kv.remove(key.as_str()).map(drop),
-        }
-        .map_err(io_error)?;
-    }
-    for (id, value) in &rows.nodes {
-        match value {
-            Some(bytes) => nodes.insert(*id, bytes.as_slice()).map(drop),
-            None => nodes.remove(*id).map(drop),
-        }
-        .map_err(io_error)?;
-    }
-    match &rows.cluster {
-        Some(Some(bytes)) => meta.insert(CLUSTER_KEY, bytes.as_slice()).map(drop),
-        Some(None) => meta.remove(CLUSTER_KEY).map(drop),
-        None => Ok(()),
-    }
-    .map_err(io_error)?;
-    if let Some(bytes) = &rows.revision {
-        meta.insert(REVISION_KEY, bytes.as_slice())
-            .map_err(io_error)?;
-    }
-    Ok(())
-}
-
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotData = SnapshotData;
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
-        Ok((self.last_applied.clone(), self.membership.clone()))
+        Ok((self.last_applied, self.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, entries: Strm) -> Result<(), io::Error>
@@ -265,7 +213,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
             RowWrites::from_changes(&state, &changes)?
         };
-        self.persist(rows, Durability::None)?;
+        let rows = self.rows_with_position(rows)?;
+        self.writer.submit(Write::StateRows(rows), Done::Nobody)?;
         for (responder, result) in replies {
             responder.send(result);
         }
@@ -283,9 +232,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), io::Error> {
         let new_state = SnapshotPayload::decode(&snapshot)?;
         let rows = RowWrites::everything(&new_state)?;
-        self.last_applied = meta.last_log_id.clone();
+        self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.persist(rows, Durability::Immediate)?;
+        let rows = self.rows_with_position(rows)?;
+        self.writer.write(Write::StateRows(rows)).await?;
         *self.state.write() = new_state;
         let snapshot = Snapshot {
             meta: meta.clone(),
@@ -325,7 +275,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let data = SnapshotPayload::encode(&self.state)?;
         let snapshot = Snapshot {
             meta: SnapshotMeta {
-                last_log_id: self.last_applied.clone(),
+                last_log_id: self.last_applied,
                 last_membership: self.membership.clone(),
             },
             snapshot: data,

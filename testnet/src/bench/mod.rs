@@ -1,0 +1,8 @@
+//! Benchmarks run as commands, not as timed tests: each starts its own cluster, measures, prints
+//! a few human lines and then, as its last line, one JSON object for scripts.
+//!
+//! - [`kv`]: replicated KV writes from many concurrent clients;
+//! - [`latency`]: percentiles over the measured per-operation latencies.
+
+pub mod kv;
+pub mod latency;

@@ -1,0 +1,80 @@
+//! The harness's typed errors: each says what failed and, where it can, what to do about it.
+
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use symphony_ctl::ClientError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error(
+        "the symphony-agent binary was not found (looked at: {}); run `cargo build -p symphony-agent` first, or set {} (or --agent-bin) to its path",
+        display_paths(searched),
+        super::AGENT_BIN_ENV
+    )]
+    AgentBinaryNotFound { searched: Vec<PathBuf> },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(
+        "the agent in {dir} exited ({status}) before it answered on its control socket; the end of its log:\n{log_tail}"
+    )]
+    ExitedEarly {
+        dir: PathBuf,
+        status: ExitStatus,
+        log_tail: String,
+    },
+
+    #[error(
+        "the agent in {dir} did not answer `status` on its control socket within {waited:?} (last failure: {last}); the end of its log:\n{log_tail}"
+    )]
+    NotReady {
+        dir: PathBuf,
+        waited: Duration,
+        last: String,
+        log_tail: String,
+    },
+
+    #[error("timed out after {waited:?} waiting for {what} (last failure: {last})")]
+    Timeout {
+        what: String,
+        waited: Duration,
+        last: String,
+    },
+
+    #[error(
+        "the agent in {dir} is still running; stop it (kill9 or terminate) before starting it again"
+    )]
+    StillRunning { dir: PathBuf },
+
+    #[error("the agent in {dir} is not running")]
+    NotRunning { dir: PathBuf },
+
+    #[error("no free TCP port on 127.0.0.1 after {attempts} attempts")]
+    NoFreePort { attempts: usize },
+
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+impl HarnessError {
+    /// Wraps an I/O error with what the harness was doing when it happened.
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
+        let context = context.into();
+        move |source| HarnessError::Io { context, source }
+    }
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,14 @@
+//! Symphony's testnet: real `symphony-agent` processes on one machine, for end-to-end tests,
+//! fault injection and benchmarks.
+//!
+//! Module map:
+//! - [`harness`]: start, stop, kill and restart agent processes in temp dirs on OS-given
+//!   ports, talk to them through the control socket, and poll conditions with deadlines;
+//! - [`bench`]: the `testnet bench ...` commands, which print a final machine-readable line;
+//! - [`cli`]: the `testnet` command line.
+//!
+//! The end-to-end tests live in `tests/` and use [`harness`] directly.
+
+pub mod bench;
+pub mod cli;
+pub mod harness;

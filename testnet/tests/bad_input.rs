@@ -1,0 +1,365 @@
+//! Hostile and broken clients on the control socket: whatever arrives, the agent answers with a
+//! typed error or closes that one connection, and goes on serving everyone else with its state
+//! intact. Every test starts its own agent, so they run in parallel.
+//!
+//! Needs the agent binary: `cargo build -p symphony-agent` (or set SYMPHONY_AGENT_BIN).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use symphony_ctl::frame::{self, FramedStream, MAX_FRAME_LEN};
+use symphony_ctl::proto::{
+    ErrorCode, Hello, HelloReply, KvEntry, ReadConsistency, Request, RequestFrame, ResponseBody,
+    ResponseFrame,
+};
+use symphony_testnet::harness::AgentProcess;
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+
+const LEADER_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the agent may take to answer or to close a connection it gave up on.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An initialised leader holding one known key, to check after each abuse.
+struct Target {
+    agent: AgentProcess,
+    cluster_id: String,
+    canary: KvEntry,
+}
+
+async fn target() -> Target {
+    let agent = AgentProcess::start().await.unwrap();
+    let mut client = agent.client().await.unwrap();
+    let info = client.init().await.unwrap();
+    agent.wait_leader(LEADER_TIMEOUT).await.unwrap();
+    client
+        .kv_put("canary", b"tweet".to_vec(), None)
+        .await
+        .unwrap();
+    let canary = client
+        .kv_get("canary", ReadConsistency::Linearizable)
+        .await
+        .unwrap()
+        .unwrap();
+    Target {
+        agent,
+        cluster_id: info.cluster_id,
+        canary,
+    }
+}
+
+impl Target {
+    /// The agent is alive, answers a fresh client, and its state is what it was.
+    async fn assert_intact(&mut self) {
+        assert!(
+            self.agent.is_running(),
+            "the agent died; its log:\n{}",
+            self.agent.log_tail()
+        );
+        let mut client = tokio::time::timeout(REPLY_TIMEOUT, self.agent.client())
+            .await
+            .expect("connecting took too long")
+            .unwrap();
+        let status = tokio::time::timeout(REPLY_TIMEOUT, client.status())
+            .await
+            .expect("status took too long")
+            .unwrap();
+        assert_eq!(status.cluster.unwrap().cluster_id, self.cluster_id);
+        let canary = client
+            .kv_get("canary", ReadConsistency::Linearizable)
+            .await
+            .unwrap();
+        assert_eq!(canary.as_ref(), Some(&self.canary));
+    }
+
+    async fn raw(&self) -> UnixStream {
+        UnixStream::connect(self.agent.socket_path()).await.unwrap()
+    }
+
+    /// A framed connection that has exchanged a valid hello.
+    async fn greeted(&self) -> FramedStream<UnixStream> {
+        let mut stream = frame::framed(self.raw().await, MAX_FRAME_LEN);
+        stream
+            .send(frame::encode(&Hello::current()).unwrap())
+            .await
+            .unwrap();
+        let reply: HelloReply = frame::decode(&next_frame(&mut stream).await.unwrap()).unwrap();
+        assert!(reply.accepted.is_ok(), "{:?}", reply.accepted);
+        stream
+    }
+}
+
+/// The next frame, or `None` once the agent closed the connection. Panics if neither happens
+/// within [`REPLY_TIMEOUT`].
+async fn next_frame(stream: &mut FramedStream<UnixStream>) -> Option<Vec<u8>> {
+    match tokio::time::timeout(REPLY_TIMEOUT, stream.next()).await {
+        Ok(Some(Ok(body))) => Some(body.to_vec()),
+        // A reset is how a Unix socket reports a peer that closed with our bytes unread.
+        Ok(Some(Err(_)) | None) => None,
+        Err(_) => panic!("the agent neither answered nor closed within {REPLY_TIMEOUT:?}"),
+    }
+}
+
+/// Reads until the agent closes the connection, returning the frames it sent before.
+async fn frames_until_closed(stream: &mut FramedStream<UnixStream>) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    while let Some(body) = next_frame(stream).await {
+        frames.push(body);
+        assert!(frames.len() < 100, "the agent keeps sending frames");
+    }
+    frames
+}
+
+fn length_prefixed(body: &[u8]) -> Vec<u8> {
+    let mut bytes = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+fn error_of(body: &[u8]) -> (u64, ErrorCode) {
+    let response: ResponseFrame = frame::decode(body).unwrap();
+    match response.body {
+        ResponseBody::Error(error) => (response.id, error.code),
+        ResponseBody::Reply(reply) => panic!("expected an error, got {reply:?}"),
+    }
+}
+
+/// Deterministic noise (splitmix64), so a failure reproduces.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        bytes.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+#[tokio::test]
+async fn garbage_instead_of_frames() {
+    let mut target = target().await;
+    let http = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
+    for garbage in [http, noise(4096, 1), noise(3, 2)] {
+        let mut stream = target.raw().await;
+        stream.write_all(&garbage).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut framed = frame::framed(stream, MAX_FRAME_LEN);
+        // Whatever the agent says, it must let go of the connection.
+        frames_until_closed(&mut framed).await;
+        target.assert_intact().await;
+    }
+}
+
+#[tokio::test]
+async fn oversized_frame_is_refused_and_the_connection_closed() {
+    let mut target = target().await;
+    for announced in [u32::MAX, 17 * 1024 * 1024] {
+        let mut stream = target.greeted().await;
+        let raw = stream.get_mut();
+        raw.write_all(&announced.to_be_bytes()).await.unwrap();
+        raw.write_all(&noise(64, 3)).await.unwrap();
+        let frames = frames_until_closed(&mut stream).await;
+        let codes: Vec<ErrorCode> = frames.iter().map(|body| error_of(body).1).collect();
+        assert_eq!(
+            codes,
+            [ErrorCode::FrameTooLarge],
+            "a frame announcing {announced} bytes must get one frame_too_large error, then the connection closed"
+        );
+        target.assert_intact().await;
+    }
+
+    // Before the hello, too: the connection is closed and the agent carries on.
+    let mut stream = target.raw().await;
+    stream.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    let mut framed = frame::framed(stream, MAX_FRAME_LEN);
+    frames_until_closed(&mut framed).await;
+    target.assert_intact().await;
+}
+
+#[tokio::test]
+async fn truncated_frame_then_hang_up() {
+    let mut target = target().await;
+    // Before the hello.
+    let mut stream = target.raw().await;
+    stream.write_all(&100u32.to_be_bytes()).await.unwrap();
+    stream.write_all(&noise(10, 4)).await.unwrap();
+    drop(stream);
+    target.assert_intact().await;
+
+    // After the hello.
+    let mut stream = target.greeted().await;
+    let raw = stream.get_mut();
+    raw.write_all(&100u32.to_be_bytes()).await.unwrap();
+    raw.write_all(&noise(10, 5)).await.unwrap();
+    drop(stream);
+    target.assert_intact().await;
+
+    // Half a frame, then the write side shut: the agent must close its side too.
+    let mut stream = target.greeted().await;
+    let raw = stream.get_mut();
+    raw.write_all(&100u32.to_be_bytes()).await.unwrap();
+    raw.write_all(&noise(10, 6)).await.unwrap();
+    raw.shutdown().await.unwrap();
+    frames_until_closed(&mut stream).await;
+    target.assert_intact().await;
+}
+
+#[tokio::test]
+async fn unknown_request_gets_unknown_request_under_its_id() {
+    /// A request kind from some future protocol version.
+    #[derive(Serialize)]
+    enum FutureRequest {
+        Teleport { to: String },
+    }
+    #[derive(Serialize)]
+    struct FutureFrame {
+        id: u64,
+        request: FutureRequest,
+    }
+
+    let mut target = target().await;
+    let mut stream = target.greeted().await;
+    let unknown = FutureFrame {
+        id: 5,
+        request: FutureRequest::Teleport { to: "mars".into() },
+    };
+    stream.send(frame::encode(&unknown).unwrap()).await.unwrap();
+    let body = next_frame(&mut stream)
+        .await
+        .expect("no reply to an unknown request");
+    assert_eq!(error_of(&body), (5, ErrorCode::UnknownRequest));
+
+    // The connection stays usable: a newer client may probe and fall back.
+    let status = RequestFrame {
+        id: 6,
+        request: Request::Status,
+    };
+    stream.send(frame::encode(&status).unwrap()).await.unwrap();
+    let body = next_frame(&mut stream)
+        .await
+        .expect("no reply to status after an unknown request");
+    let response: ResponseFrame = frame::decode(&body).unwrap();
+    assert_eq!(response.id, 6);
+    assert!(
+        matches!(response.body, ResponseBody::Reply(_)),
+        "{:?}",
+        response.body
+    );
+    target.assert_intact().await;
+}
+
+#[tokio::test]
+async fn garbage_frame_after_hello_gets_bad_request() {
+    #[derive(Serialize)]
+    struct NoId {
+        request: String,
+    }
+
+    let mut target = target().await;
+    let not_a_request = frame::encode(&NoId {
+        request: "Status".into(),
+    })
+    .unwrap()
+    .to_vec();
+    let string = frame::encode("just a string").unwrap().to_vec();
+    for body in [
+        b"\xc1\xff\x00garbage".to_vec(),
+        noise(200, 7),
+        not_a_request,
+        string,
+        Vec::new(),
+    ] {
+        let mut stream = target.greeted().await;
+        stream
+            .get_mut()
+            .write_all(&length_prefixed(&body))
+            .await
+            .unwrap();
+        let reply = next_frame(&mut stream)
+            .await
+            .unwrap_or_else(|| panic!("no reply to the malformed frame {body:?}"));
+        let (_, code) = error_of(&reply);
+        assert_eq!(
+            code,
+            ErrorCode::BadRequest,
+            "reply to the malformed frame {body:?}"
+        );
+        target.assert_intact().await;
+    }
+}
+
+#[tokio::test]
+async fn wrong_hello_is_refused_with_protocol_mismatch() {
+    let mut target = target().await;
+    let wrong = [
+        Hello {
+            protocol: "http".into(),
+            version: symphony_ctl::proto::PROTOCOL_VERSION,
+        },
+        Hello {
+            protocol: symphony_ctl::proto::PROTOCOL.into(),
+            version: 999,
+        },
+    ];
+    for hello in wrong {
+        let mut stream = frame::framed(target.raw().await, MAX_FRAME_LEN);
+        stream.send(frame::encode(&hello).unwrap()).await.unwrap();
+        let body = next_frame(&mut stream)
+            .await
+            .expect("no reply to a wrong hello");
+        let reply: HelloReply = frame::decode(&body).unwrap();
+        let error = reply.accepted.expect_err("a wrong hello must be refused");
+        assert_eq!(
+            error.code,
+            ErrorCode::ProtocolMismatch,
+            "reply to {hello:?}: {error:?}"
+        );
+        assert!(!error.message.is_empty());
+        assert_eq!(reply.protocol, symphony_ctl::proto::PROTOCOL);
+        assert_eq!(reply.version, symphony_ctl::proto::PROTOCOL_VERSION);
+        // Then the agent hangs up.
+        assert!(frames_until_closed(&mut stream).await.is_empty());
+        target.assert_intact().await;
+    }
+
+    // A hello that is not a hello at all.
+    let mut stream = target.raw().await;
+    stream
+        .write_all(&length_prefixed(b"\xc1garbage"))
+        .await
+        .unwrap();
+    let mut framed = frame::framed(stream, MAX_FRAME_LEN);
+    frames_until_closed(&mut framed).await;
+    target.assert_intact().await;
+}
+
+#[tokio::test]
+async fn many_silent_connections_do_not_lock_out_others() {
+    let mut target = target().await;
+    let mut silent = Vec::new();
+    for _ in 0..500 {
+        silent.push(target.raw().await);
+    }
+    // While all of them are held open, a fresh client is served.
+    target.assert_intact().await;
+    let mut client = target.agent.client().await.unwrap();
+    client
+        .kv_put("during", b"flood".to_vec(), None)
+        .await
+        .unwrap();
+    drop(silent);
+    target.assert_intact().await;
+    let during = client
+        .kv_get("during", ReadConsistency::Linearizable)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(during.value, b"flood");
+}
