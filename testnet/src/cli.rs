@@ -50,4 +50,8 @@ pub struct KvBenchArgs {
     /// The symphony-agent binary (default: $SYMPHONY_AGENT_BIN, or next to this binary).
     #[arg(long, value_name = "PATH")]
     pub agent_bin: Option<PathBuf>,
+
+    /// Passed to the agent: take a snapshot every this many entries.
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_interval: u64,
 }

@@ -81,7 +81,7 @@ pub fn open(options: &StoreOptions) -> Result<(LogStore, StateMachineStore), Ope
     create_tables(&db).map_err(load_error)?;
     let writer = writer::Writer::start(db.clone()).map_err(load_error)?;
     let log = LogStore::load(&db, writer.clone()).map_err(load_error)?;
-    let state_machine = StateMachineStore::load(&db, writer, &options.dir).map_err(load_error)?;
+    let state_machine = StateMachineStore::load(&db, writer).map_err(load_error)?;
     Ok((log, state_machine))
 }
 

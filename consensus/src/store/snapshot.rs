@@ -1,19 +1,17 @@
-//! The snapshot file: the whole cluster state at one log id, kept beside the database.
+//! Snapshot encoding: the whole cluster state at one log id, as sent to a follower that must
+//! catch up, or written to a file by `snapshot save`.
 //!
-//! It is written atomically (temp file, fsync, rename), so a crash leaves either the old or the
-//! new snapshot, never half of one.
+//! Files are written atomically (temp file, fsync, rename), so a crash leaves either the old or
+//! the new file, never half of one.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::{decode, encode, write_file_atomically};
 use crate::state::ClusterState;
 use crate::types::{Snapshot, SnapshotData, SnapshotMeta};
-
-/// The name of the snapshot file inside the data directory.
-pub const SNAPSHOT_FILE: &str = "snapshot.bin";
 
 /// The current snapshot encoding; bumped when the payload changes incompatibly.
 const PAYLOAD_FORMAT: u32 = 1;
@@ -61,12 +59,8 @@ struct SnapshotFile {
     data: Vec<u8>,
 }
 
-pub(crate) fn path_in(dir: &Path) -> PathBuf {
-    dir.join(SNAPSHOT_FILE)
-}
-
-/// Saves `snapshot` as the current snapshot file at `path`.
-pub(crate) fn save(path: &Path, snapshot: &Snapshot) -> io::Result<()> {
+/// Writes `snapshot` to the file at `path`.
+pub fn save(path: &Path, snapshot: &Snapshot) -> io::Result<()> {
     #[derive(Serialize)]
     struct Borrowed<'a> {
         meta: &'a SnapshotMeta,
@@ -80,8 +74,8 @@ pub(crate) fn save(path: &Path, snapshot: &Snapshot) -> io::Result<()> {
     write_file_atomically(path, &bytes)
 }
 
-/// Loads the snapshot file at `path`, if there is one.
-pub(crate) fn load(path: &Path) -> io::Result<Option<Snapshot>> {
+/// Reads the snapshot file at `path`, if there is one.
+pub fn load(path: &Path) -> io::Result<Option<Snapshot>> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),

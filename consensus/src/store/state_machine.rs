@@ -8,8 +8,7 @@
 //! only purged behind a snapshot.
 
 use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use futures_util::{Stream, TryStreamExt};
 use openraft::entry::RaftEntry;
@@ -20,7 +19,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use super::writer::{
     CLUSTER_KEY, Done, LAST_APPLIED_KEY, MEMBERSHIP_KEY, REVISION_KEY, RowWrites, Write, Writer,
 };
-use super::{KV, NODES, SM_META, decode, encode, io_error, snapshot};
+use super::{KV, NODES, SM_META, decode, encode, io_error};
 use crate::state::{Changes, ClusterInfo, ClusterState, CommandResult, KvRecord, NodeRecord};
 use crate::store::SnapshotPayload;
 use crate::types::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
@@ -54,13 +53,10 @@ pub struct StateMachineStore {
     state: SharedState,
     last_applied: Option<LogId>,
     membership: StoredMembership,
-    snapshot_path: PathBuf,
-    /// The current snapshot, shared with snapshot builders that replace it.
-    current_snapshot: Arc<Mutex<Option<Snapshot>>>,
 }
 
 impl StateMachineStore {
-    pub(crate) fn load(db: &Database, writer: Writer, dir: &Path) -> io::Result<StateMachineStore> {
+    pub(crate) fn load(db: &Database, writer: Writer) -> io::Result<StateMachineStore> {
         let mut state = ClusterState::default();
         let mut last_applied = None;
         let mut membership = StoredMembership::default();
@@ -92,8 +88,6 @@ impl StateMachineStore {
                 state.nodes.insert(id.value(), record);
             }
         }
-        let snapshot_path = snapshot::path_in(dir);
-        let current_snapshot = snapshot::load(&snapshot_path)?;
         Ok(StateMachineStore {
             writer,
             state: SharedState {
@@ -101,8 +95,6 @@ impl StateMachineStore {
             },
             last_applied,
             membership,
-            snapshot_path,
-            current_snapshot: Arc::new(Mutex::new(current_snapshot)),
         })
     }
 
@@ -118,13 +110,10 @@ impl StateMachineStore {
         Ok(rows)
     }
 
-    fn snapshot_builder(&self) -> SnapshotBuilder {
-        SnapshotBuilder {
-            state: self.state.read().clone(),
-            last_applied: self.last_applied,
-            membership: self.membership.clone(),
-            path: self.snapshot_path.clone(),
-            current: self.current_snapshot.clone(),
+    fn snapshot_meta(&self) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: self.last_applied,
+            last_membership: self.membership.clone(),
         }
     }
 }
@@ -141,11 +130,11 @@ impl RowsFromState for RowWrites {
         let mut rows = RowWrites::default();
         for key in &changes.kv {
             let value = state.kv.get(key).map(encode).transpose()?;
-            rows.kv.push((key.clone(), value));
+            rows.kv.insert(key.clone(), value);
         }
         for id in &changes.nodes {
             let value = state.nodes.get(id).map(encode).transpose()?;
-            rows.nodes.push((*id, value));
+            rows.nodes.insert(*id, value);
         }
         if changes.cluster {
             rows.cluster = Some(
@@ -222,7 +211,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        self.snapshot_builder()
+        SnapshotBuilder {
+            writer: self.writer.clone(),
+            meta: self.snapshot_meta(),
+        }
     }
 
     async fn install_snapshot(
@@ -237,55 +229,46 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let rows = self.rows_with_position(rows)?;
         self.writer.write(Write::StateRows(rows)).await?;
         *self.state.write() = new_state;
-        let snapshot = Snapshot {
-            meta: meta.clone(),
-            snapshot,
-        };
-        snapshot::save(&self.snapshot_path, &snapshot)?;
-        *self
-            .current_snapshot
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(snapshot);
+        tracing::info!(last_log_id = ?meta.last_log_id, "installed a snapshot");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        Ok(self
-            .current_snapshot
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone())
+        if self.last_applied.is_none() {
+            return Ok(None);
+        }
+        // Under the read lock the state and the applied position belong together: apply takes
+        // the write lock for a whole batch and updates `last_applied` on this same task.
+        let data = SnapshotPayload::encode(&self.state.read())?;
+        Ok(Some(Snapshot {
+            meta: self.snapshot_meta(),
+            snapshot: data,
+        }))
     }
 }
 
-/// Builds a snapshot from a copy of the state taken when openraft asked for the builder, so
-/// applies can go on while the snapshot is encoded and written.
+/// openraft's compaction trigger. It makes the store's state durable up to (at least) the
+/// position it was created at, after which openraft may purge the log up to there.
 pub struct SnapshotBuilder {
-    state: ClusterState,
-    last_applied: Option<LogId>,
-    membership: StoredMembership,
-    path: PathBuf,
-    current: Arc<Mutex<Option<Snapshot>>>,
+    writer: Writer,
+    meta: SnapshotMeta,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let data = SnapshotPayload::encode(&self.state)?;
-        let snapshot = Snapshot {
-            meta: SnapshotMeta {
-                last_log_id: self.last_applied,
-                last_membership: self.membership.clone(),
-            },
-            snapshot: data,
-        };
-        snapshot::save(&self.path, &snapshot)?;
-        *self
-            .current
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(snapshot.clone());
-        tracing::info!(last_log_id = ?self.last_applied, "built a snapshot");
-        Ok(snapshot)
+        // A waited-for state write makes the writer commit every state row queued so far, which
+        // covers every entry applied before this builder was created.
+        self.writer
+            .write(Write::StateRows(RowWrites::default()))
+            .await?;
+        tracing::debug!(last_log_id = ?self.meta.last_log_id, "state durable for compaction");
+        // Openraft (=0.10.0-alpha.37) keeps only the meta of a built snapshot: it reads the
+        // snapshot it sends through `get_current_snapshot`, which serialises the state then.
+        Ok(Snapshot {
+            meta: self.meta.clone(),
+            snapshot: SnapshotData::new(),
+        })
     }
 }

@@ -5,9 +5,18 @@
 //! it with one fsync, so under load many client writes share one fsync and one commit, and the
 //! log and the state machine never contend for redb's write lock. Completion callbacks fire
 //! only after the commit, which is what "acknowledged only when durable" needs.
+//!
+//! State-machine rows are coalesced: every `StateRows` write is merged into one pending set
+//! (the last value of a key wins) that is committed, with its applied position, at most
+//! [`STATE_FLUSH_INTERVAL`] later, before any log purge, and at once when someone waits for it.
+//! The durable state therefore always matches one applied log id, lags the log by at most that
+//! interval, and the log entries it lags by are replayed on start. This keeps each commit to a
+//! few log pages instead of one page per key touched (what etcd's backend batching does too).
 
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use openraft::storage::IOFlushed;
 use redb::{Database, Durability, WriteTransaction};
@@ -18,6 +27,12 @@ use crate::types::TypeConfig;
 
 /// The most writes one transaction takes; bounds the latency of the first one in a flood.
 const MAX_WRITES_PER_COMMIT: usize = 4096;
+
+/// Coalesced state rows are committed at most this long after the first of them was queued.
+pub(crate) const STATE_FLUSH_INTERVAL: Duration = Duration::from_millis(20);
+
+/// ... or as soon as this many distinct rows are pending.
+const MAX_PENDING_ROWS: usize = 10_000;
 
 pub(crate) const LAST_PURGED_KEY: &str = "last_purged";
 pub(crate) const LAST_APPLIED_KEY: &str = "last_applied";
@@ -68,8 +83,8 @@ pub(crate) enum Write {
 /// Encoded state-machine rows to write; `None` deletes a row.
 #[derive(Default)]
 pub(crate) struct RowWrites {
-    pub kv: Vec<(String, Option<Vec<u8>>)>,
-    pub nodes: Vec<(u64, Option<Vec<u8>>)>,
+    pub kv: BTreeMap<String, Option<Vec<u8>>>,
+    pub nodes: BTreeMap<u64, Option<Vec<u8>>>,
     pub cluster: Option<Option<Vec<u8>>>,
     pub revision: Option<Vec<u8>>,
     pub last_applied: Option<Vec<u8>>,
@@ -78,25 +93,75 @@ pub(crate) struct RowWrites {
     pub replace_all: bool,
 }
 
+impl RowWrites {
+    /// Folds `later` into `self`: later values win, and a replacement drops what came before.
+    fn merge(&mut self, later: RowWrites) {
+        if later.replace_all {
+            *self = later;
+            return;
+        }
+        self.kv.extend(later.kv);
+        self.nodes.extend(later.nodes);
+        if later.cluster.is_some() {
+            self.cluster = later.cluster;
+        }
+        if later.revision.is_some() {
+            self.revision = later.revision;
+        }
+        if later.last_applied.is_some() {
+            self.last_applied = later.last_applied;
+        }
+        if later.membership.is_some() {
+            self.membership = later.membership;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.kv.len() + self.nodes.len()
+    }
+}
+
 /// The queue into the writer thread; clones share the thread.
 #[derive(Clone)]
 pub(crate) struct Writer {
-    queue: mpsc::Sender<(Write, Done)>,
+    inner: Arc<WriterThread>,
+}
+
+/// Owns the thread: dropping the last `Writer` closes the queue, lets the thread commit what
+/// is pending and waits for it, so the database is closed when the store is.
+struct WriterThread {
+    queue: Option<mpsc::Sender<(Write, Done)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Writer {
     /// Starts the writer thread for `db`. It ends when every `Writer` clone is dropped.
     pub(crate) fn start(db: Arc<Database>) -> io::Result<Writer> {
         let (queue, receiver) = mpsc::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("raft-store-writer".into())
             .spawn(move || write_loop(&db, &receiver))?;
-        Ok(Writer { queue })
+        Ok(Writer {
+            inner: Arc::new(WriterThread {
+                queue: Some(queue),
+                thread: Some(thread),
+            }),
+        })
     }
 
     /// Queues `write`; `done` is told once it is durable (or failed).
     pub(crate) fn submit(&self, write: Write, done: Done) -> io::Result<()> {
-        self.queue.send((write, done)).map_err(|_| stopped())
+        let queue = self.inner.queue.as_ref().ok_or_else(stopped)?;
+        queue.send((write, done)).map_err(|_| stopped())
     }
 
     /// Queues `write` and waits until it is durable.
@@ -115,32 +180,79 @@ fn stopped() -> io::Error {
 }
 
 fn write_loop(db: &Database, receiver: &mpsc::Receiver<(Write, Done)>) {
-    while let Ok(first) = receiver.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_WRITES_PER_COMMIT {
-            match receiver.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+    let mut pending = RowWrites::default();
+    let mut pending_since: Option<Instant> = None;
+    loop {
+        // Wait for work; with state rows pending, only until they are due.
+        let first = match pending_since {
+            None => match receiver.recv() {
+                Ok(write) => Some(write),
+                Err(_) => return,
+            },
+            Some(since) => {
+                match receiver.recv_timeout(STATE_FLUSH_INTERVAL.saturating_sub(since.elapsed())) {
+                    Ok(write) => Some(write),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        let _ = commit(db, &[], Some(&pending));
+                        return;
+                    }
+                }
             }
+        };
+        let mut writes = Vec::new();
+        let mut dones = Vec::new();
+        let mut flush_state = first.is_none();
+        let queued = first
+            .into_iter()
+            .chain(std::iter::from_fn(|| receiver.try_recv().ok()));
+        for (write, done) in queued.take(MAX_WRITES_PER_COMMIT) {
+            match write {
+                Write::StateRows(rows) => {
+                    pending.merge(rows);
+                    pending_since.get_or_insert_with(Instant::now);
+                    flush_state |= !matches!(done, Done::Nobody);
+                }
+                Write::Purge { .. } => {
+                    // Never purge log entries the durable state has not caught up with.
+                    flush_state = true;
+                    writes.push(write);
+                }
+                other => writes.push(other),
+            }
+            dones.push(done);
         }
-        let result = commit(db, &batch);
+        flush_state |= pending.len() >= MAX_PENDING_ROWS
+            || pending_since.is_some_and(|since| since.elapsed() >= STATE_FLUSH_INTERVAL);
+        let state = (flush_state && pending_since.is_some()).then_some(&pending);
+        let result = commit(db, &writes, state);
         if let Err(error) = &result {
             // openraft stops the node on a storage error it is told about: nothing after this
             // write is acknowledged, so nothing acknowledged is lost.
-            tracing::error!(%error, writes = batch.len(), "the Raft store could not be written");
+            tracing::error!(%error, writes = writes.len(), "the Raft store could not be written");
         }
-        for (_, done) in batch {
+        if flush_state && result.is_ok() {
+            pending = RowWrites::default();
+            pending_since = None;
+        }
+        for done in dones {
             done.complete(&result);
         }
     }
 }
 
-fn commit(db: &Database, batch: &[(Write, Done)]) -> io::Result<()> {
+fn commit(db: &Database, writes: &[Write], state: Option<&RowWrites>) -> io::Result<()> {
+    if writes.is_empty() && state.is_none() {
+        return Ok(());
+    }
     let mut txn = db.begin_write().map_err(io_error)?;
     txn.set_durability(Durability::Immediate)
         .map_err(|e| io::Error::other(e.to_string()))?;
-    for (write, _) in batch {
+    for write in writes {
         apply(&txn, write)?;
+    }
+    if let Some(rows) = state {
+        write_rows(&txn, rows)?;
     }
     txn.commit().map_err(io_error)
 }
@@ -168,7 +280,8 @@ fn apply(txn: &WriteTransaction, write: &Write) -> io::Result<()> {
             let mut log = txn.open_table(LOG).map_err(io_error)?;
             log.retain_in(..=*upto, |_, _| false).map_err(io_error)?;
         }
-        Write::StateRows(rows) => write_rows(txn, rows)?,
+        // Coalesced by the loop and written by `commit`.
+        Write::StateRows(_) => {}
     }
     Ok(())
 }

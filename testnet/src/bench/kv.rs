@@ -45,6 +45,10 @@ pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
         bin: args.agent_bin.clone(),
         // The agent's own logging would otherwise compete with the benchmark for the disk.
         log_level: "warn".to_string(),
+        extra_args: vec![
+            "--snapshot-interval".to_string(),
+            args.snapshot_interval.to_string(),
+        ],
         ..AgentOptions::default()
     };
     let mut agent = AgentProcess::start_with(options)

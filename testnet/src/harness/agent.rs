@@ -33,6 +33,8 @@ pub struct AgentOptions {
     pub log_level: String,
     /// How long a start may take until `status` answers on the control socket.
     pub ready_timeout: Duration,
+    /// More flags for the agent, e.g. `--snapshot-interval 100`.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for AgentOptions {
@@ -43,6 +45,7 @@ impl Default for AgentOptions {
             log_level: "info".to_string(),
             // Generous: debug builds on a loaded two-core machine start slowly.
             ready_timeout: Duration::from_secs(30),
+            extra_args: Vec::new(),
         }
     }
 }
@@ -74,6 +77,7 @@ pub struct AgentProcess {
     remote_addr: SocketAddr,
     log_level: String,
     ready_timeout: Duration,
+    extra_args: Vec<String>,
     child: Option<Child>,
     last_exit: Option<ExitStatus>,
     /// Where the current run's output starts in `agent.log`.
@@ -125,6 +129,7 @@ impl AgentProcess {
             remote_addr: free_addr()?,
             log_level: options.log_level,
             ready_timeout: options.ready_timeout,
+            extra_args: options.extra_args,
             child: None,
             last_exit: None,
             run_log_offset: 0,
@@ -174,6 +179,7 @@ impl AgentProcess {
             .arg(self.remote_addr.to_string())
             .arg("--log-level")
             .arg(&self.log_level)
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(stderr))
