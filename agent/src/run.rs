@@ -5,6 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use symphony_consensus::network::LocalIdentity;
 use symphony_consensus::{Consensus, ConsensusConfig};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -79,7 +80,11 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
     let mut consensus_config =
         ConsensusConfig::new(identity.raft_node_id, args.config_dir.join(RAFT_DIR));
     consensus_config.snapshot_interval = args.snapshot_interval;
-    let consensus = Consensus::start(consensus_config, raft_listener).await?;
+    let local = LocalIdentity {
+        node_id: identity.node_id,
+        remote_addr: advertised.remote_addr.clone(),
+    };
+    let consensus = Consensus::start(consensus_config, raft_listener, local).await?;
 
     let socket_path = args.config_dir.join(CONTROL_SOCKET);
     let control_listener = crate::control::bind(&socket_path)?;

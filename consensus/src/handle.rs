@@ -11,7 +11,7 @@ use openraft::{Config, RaftMetrics, ReadPolicy, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::network::{self, NetworkFactory};
+use crate::network::{self, LocalIdentity, NetworkFactory};
 use crate::state::{ClusterState, Command, CommandResult};
 use crate::store::{self, SharedState, StoreOptions};
 use crate::types::{ManagerNode, Raft, TypeConfig};
@@ -136,6 +136,7 @@ impl Consensus {
             listener,
             raft.clone(),
             config.raft_node_id,
+            identity,
             shutdown.clone(),
         ));
         Ok(Consensus {

@@ -15,7 +15,7 @@ use openraft::{RaftNetworkFactory, RaftNetworkV2};
 use symphony_ctl::frame::{self, FramedStream, MAX_FRAME_LEN};
 use tokio::net::TcpStream;
 
-use super::rpc::{PROTOCOL, PROTOCOL_VERSION, RaftHello, RaftReply, RaftRequest};
+use super::rpc::{PROTOCOL, PROTOCOL_VERSION, PeerIdentity, RaftHello, RaftReply, RaftRequest};
 use crate::types::{ManagerNode, Snapshot, SnapshotData, TypeConfig, Vote};
 
 /// How long establishing a connection (TCP and hello) may take.
@@ -105,7 +105,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     async fn new_client(&mut self, target: u64, node: &ManagerNode) -> PeerClient {
         PeerClient {
             local_id: self.local_id,
-            target,
+            target: Some(target),
             addr: strip_scheme(&node.raft_addr).to_string(),
             connection: None,
         }
@@ -120,10 +120,29 @@ pub fn strip_scheme(addr: &str) -> &str {
         .trim_end_matches('/')
 }
 
+/// Asks the manager whose Raft RPCs listen at `addr` who it is (`init --peers` learns each
+/// peer's id this way, so operators never type ids).
+pub async fn identify(local_id: u64, addr: &str) -> Result<PeerIdentity, CallError> {
+    let mut peer = PeerClient {
+        local_id,
+        target: None,
+        addr: strip_scheme(addr).to_string(),
+        connection: None,
+    };
+    match peer
+        .call(&RaftRequest::Identify, CONNECT_TIMEOUT * 2)
+        .await?
+    {
+        RaftReply::Identity(identity) => Ok(identity),
+        _ => Err(CallError::UnexpectedReply),
+    }
+}
+
 /// A connection to one peer, opened on first use and dropped on any error.
 pub struct PeerClient {
     local_id: u64,
-    target: u64,
+    /// The Raft id the peer must have; `None` when we are asking who it is.
+    target: Option<u64>,
     addr: String,
     connection: Option<FramedStream<TcpStream>>,
 }
@@ -154,10 +173,12 @@ impl PeerClient {
                     version: reply.version,
                 });
             }
-            if reply.node_id != self.target {
+            if let Some(expected) = self.target
+                && reply.node_id != expected
+            {
                 return Err(CallError::WrongPeer {
                     addr: addr.clone(),
-                    expected: self.target,
+                    expected,
                     got: reply.node_id,
                 });
             }

@@ -11,5 +11,6 @@ pub mod client;
 pub mod rpc;
 pub mod server;
 
-pub use client::NetworkFactory;
+pub use client::{NetworkFactory, identify};
+pub use rpc::{LocalIdentity, PeerIdentity};
 pub use server::serve;

@@ -33,6 +33,26 @@ pub enum RaftRequest {
         data: Vec<u8>,
     },
     TransferLeader(TransferLeaderRequest<TypeConfig>),
+    /// Who are you? Asked by `init --peers` before it names the peer a voter.
+    Identify,
+}
+
+/// A manager's answer to [`RaftRequest::Identify`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerIdentity {
+    pub raft_node_id: u64,
+    pub node_id: u64,
+    /// Where the peer serves the node-to-node API.
+    pub remote_addr: String,
+    /// Whether the peer's Raft store already belongs to a group.
+    pub initialised: bool,
+}
+
+/// What this node says about itself to [`RaftRequest::Identify`].
+#[derive(Debug, Clone)]
+pub struct LocalIdentity {
+    pub node_id: u64,
+    pub remote_addr: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -41,6 +61,7 @@ pub enum RaftReply {
     Vote(VoteResponse<TypeConfig>),
     Snapshot(SnapshotResponse<TypeConfig>),
     TransferLeader(TransferLeaderResponse<TypeConfig>),
+    Identity(PeerIdentity),
     /// The peer could not handle the request (it is shutting down, or the request was bad).
     Failed(String),
 }

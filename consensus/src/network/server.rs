@@ -8,11 +8,19 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::rpc::{PROTOCOL, PROTOCOL_VERSION, RaftHello, RaftReply, RaftRequest};
+use super::rpc::{
+    LocalIdentity, PROTOCOL, PROTOCOL_VERSION, PeerIdentity, RaftHello, RaftReply, RaftRequest,
+};
 use crate::types::{Raft, Snapshot};
 
 /// Serves Raft RPCs on `listener` until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, raft: Raft, local_id: u64, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    raft: Raft,
+    local_id: u64,
+    identity: LocalIdentity,
+    shutdown: CancellationToken,
+) {
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -23,10 +31,11 @@ pub async fn serve(listener: TcpListener, raft: Raft, local_id: u64, shutdown: C
                 let _ = socket.set_nodelay(true);
                 let raft = raft.clone();
                 let shutdown = shutdown.clone();
+                let identity = identity.clone();
                 tokio::spawn(async move {
                     tokio::select! {
                         () = shutdown.cancelled() => {}
-                        result = serve_connection(socket, &raft, local_id) => {
+                        result = serve_connection(socket, &raft, local_id, &identity) => {
                             if let Err(error) = result {
                                 tracing::debug!(%peer, %error, "raft connection closed");
                             }
@@ -53,7 +62,12 @@ enum ConnectionError {
     Protocol(String, u32),
 }
 
-async fn serve_connection<S>(socket: S, raft: &Raft, local_id: u64) -> Result<(), ConnectionError>
+async fn serve_connection<S>(
+    socket: S,
+    raft: &Raft,
+    local_id: u64,
+    identity: &LocalIdentity,
+) -> Result<(), ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -73,6 +87,12 @@ where
     }
     while let Some(body) = stream.next().await {
         let reply = match frame::decode::<RaftRequest>(&body?) {
+            Ok(RaftRequest::Identify) => RaftReply::Identity(PeerIdentity {
+                raft_node_id: local_id,
+                node_id: identity.node_id,
+                remote_addr: identity.remote_addr.clone(),
+                initialised: raft.is_initialized().await.unwrap_or(false),
+            }),
             Ok(request) => handle(raft, request).await,
             Err(error) => RaftReply::Failed(format!("undecodable request: {error}")),
         };
@@ -109,5 +129,6 @@ async fn handle(raft: &Raft, request: RaftRequest) -> RaftReply {
             Ok(reply) => RaftReply::TransferLeader(reply),
             Err(error) => RaftReply::Failed(error.to_string()),
         },
+        RaftRequest::Identify => RaftReply::Failed("identify is answered by the connection".into()),
     }
 }
