@@ -114,6 +114,7 @@ impl Consensus {
     pub async fn start(
         config: ConsensusConfig,
         listener: TcpListener,
+        identity: LocalIdentity,
     ) -> Result<Consensus, ConsensusError> {
         let raft_config = Arc::new(config.raft_config()?);
         let (log_store, state_machine) = store::open(&StoreOptions {
