@@ -59,7 +59,13 @@ impl Node {
     pub async fn handle(&self, request: Request) -> Result<Response, CtlError> {
         match request {
             Request::Status => Ok(Response::Status(Box::new(self.status()))),
-            Request::Init => self.init().await.map(Response::Init),
+            Request::Init { peers, join_addr } if peers.is_empty() && join_addr.is_none() => {
+                self.init().await.map(Response::Init)
+            }
+            other => Err(CtlError::new(
+                ErrorCode::Internal,
+                format!("{} is being built", other.name()),
+            )),
             Request::KvPut {
                 key,
                 value,
@@ -338,6 +344,10 @@ impl Node {
                     raft_role,
                     agent_version: record.agent_version,
                     joined_at_ms: record.joined_at_ms,
+                    voter: None,
+                    matched_index: None,
+                    lag: None,
+                    reachable: None,
                 }
             })
             .collect()

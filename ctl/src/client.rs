@@ -7,9 +7,9 @@ use tokio::net::UnixStream;
 
 use crate::frame::{self, FrameError, FramedStream, MAX_FRAME_LEN};
 use crate::proto::{
-    CtlError, Hello, HelloReply, InitInfo, KvDeleteResult, KvEntry, KvListing, KvWriteResult,
-    NodeInfo, ReadConsistency, Request, RequestFrame, Response, ResponseBody, ResponseFrame, Role,
-    StatusInfo, TokenInfo,
+    CtlError, DoneInfo, Hello, HelloReply, InitInfo, JoinInfo, KvDeleteResult, KvEntry, KvListing,
+    KvWriteResult, NodeInfo, ReadConsistency, Request, RequestFrame, Response, ResponseBody,
+    ResponseFrame, Role, SnapshotInfo, StatusInfo, TokenInfo,
 };
 
 /// Why a call failed. `Remote` is the agent's own typed answer; the rest are about reaching it.
@@ -124,10 +124,88 @@ impl Client {
         }
     }
 
+    /// Creates a one-manager cluster here.
     pub async fn init(&mut self) -> Result<InitInfo, ClientError> {
-        match self.call(Request::Init).await? {
+        self.init_with(Vec::new(), None).await
+    }
+
+    /// `init --peers` (the peers' Raft addresses) or `init --join-addr` (a remote address).
+    pub async fn init_with(
+        &mut self,
+        peers: Vec<String>,
+        join_addr: Option<String>,
+    ) -> Result<InitInfo, ClientError> {
+        match self.call(Request::Init { peers, join_addr }).await? {
             Response::Init(info) => Ok(info),
             other => Err(unexpected("init", &other)),
+        }
+    }
+
+    /// Joins the cluster of the node whose remote address is `addr`.
+    pub async fn join(
+        &mut self,
+        token: impl Into<String>,
+        addr: impl Into<String>,
+    ) -> Result<JoinInfo, ClientError> {
+        let request = Request::Join {
+            token: token.into(),
+            addr: addr.into(),
+        };
+        match self.call(request).await? {
+            Response::Join(info) => Ok(info),
+            other => Err(unexpected("join", &other)),
+        }
+    }
+
+    pub async fn leave(&mut self) -> Result<DoneInfo, ClientError> {
+        self.done("leave", Request::Leave).await
+    }
+
+    pub async fn node_promote(&mut self, node_id: u64) -> Result<DoneInfo, ClientError> {
+        self.done("node promote", Request::NodePromote { node_id })
+            .await
+    }
+
+    pub async fn node_demote(&mut self, node_id: u64) -> Result<DoneInfo, ClientError> {
+        self.done("node demote", Request::NodeDemote { node_id })
+            .await
+    }
+
+    pub async fn node_remove(
+        &mut self,
+        node_id: u64,
+        force: bool,
+    ) -> Result<DoneInfo, ClientError> {
+        self.done("node rm", Request::NodeRemove { node_id, force })
+            .await
+    }
+
+    pub async fn recover_force_new_cluster(&mut self) -> Result<DoneInfo, ClientError> {
+        self.done("recover", Request::RecoverForceNewCluster).await
+    }
+
+    /// Has the agent write a snapshot to `path` (on the agent's machine; make it absolute).
+    pub async fn snapshot_save(
+        &mut self,
+        path: impl Into<String>,
+    ) -> Result<SnapshotInfo, ClientError> {
+        match self
+            .call(Request::SnapshotSave { path: path.into() })
+            .await?
+        {
+            Response::SnapshotSaved(info) => Ok(info),
+            other => Err(unexpected("snapshot save", &other)),
+        }
+    }
+
+    async fn done(
+        &mut self,
+        name: &'static str,
+        request: Request,
+    ) -> Result<DoneInfo, ClientError> {
+        match self.call(request).await? {
+            Response::Done(info) => Ok(info),
+            other => Err(unexpected(name, &other)),
         }
     }
 
@@ -230,6 +308,9 @@ fn unexpected(request: &'static str, got: &Response) -> ClientError {
         Response::KvDelete(_) => "kv rm",
         Response::Token(_) => "token",
         Response::NodeList(_) => "node ls",
+        Response::Join(_) => "join",
+        Response::Done(_) => "done",
+        Response::SnapshotSaved(_) => "snapshot saved",
     };
     ClientError::UnexpectedReply { request, got }
 }

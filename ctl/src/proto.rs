@@ -109,8 +109,40 @@ pub enum ReadConsistency {
 pub enum Request {
     /// The node's view of itself and its cluster.
     Status,
-    /// Bootstrap a new cluster with this node as its first manager.
-    Init,
+    /// Bootstrap a new cluster with this node as its first manager (`peers` empty and no
+    /// `join_addr`); with `peers` (Raft addresses), a cluster whose first voters are this node
+    /// and those peers; with `join_addr`, join a cluster whose `init --peers` named this node.
+    Init {
+        peers: Vec<String>,
+        join_addr: Option<String>,
+    },
+    /// Join the cluster of the node at `addr` (its remote address) with a join token; the
+    /// token decides the role.
+    Join {
+        token: String,
+        addr: String,
+    },
+    /// Leave the cluster gracefully (a leader hands over leadership first).
+    Leave,
+    /// Make a manager that is a Raft learner a voter.
+    NodePromote {
+        node_id: u64,
+    },
+    /// Make a voting manager a learner.
+    NodeDemote {
+        node_id: u64,
+    },
+    /// Remove a node from the cluster; refused when it would lose quorum unless `force`.
+    NodeRemove {
+        node_id: u64,
+        force: bool,
+    },
+    /// After quorum loss: make this manager a one-voter cluster with all its state.
+    RecoverForceNewCluster,
+    /// Write a consistent snapshot of the cluster state to `path` on the agent's machine.
+    SnapshotSave {
+        path: String,
+    },
     KvPut {
         key: String,
         #[serde(with = "serde_bytes")]
@@ -148,7 +180,14 @@ impl Request {
     pub fn name(&self) -> &'static str {
         match self {
             Request::Status => "status",
-            Request::Init => "init",
+            Request::Init { .. } => "init",
+            Request::Join { .. } => "join",
+            Request::Leave => "leave",
+            Request::NodePromote { .. } => "node promote",
+            Request::NodeDemote { .. } => "node demote",
+            Request::NodeRemove { .. } => "node rm",
+            Request::RecoverForceNewCluster => "recover",
+            Request::SnapshotSave { .. } => "snapshot save",
             Request::KvPut { .. } => "kv put",
             Request::KvGet { .. } => "kv get",
             Request::KvList { .. } => "kv ls",
@@ -171,6 +210,32 @@ pub enum Response {
     KvDelete(KvDeleteResult),
     Token(TokenInfo),
     NodeList(Vec<NodeInfo>),
+    Join(JoinInfo),
+    /// A membership change or `leave` done; the sentence says what happened.
+    Done(DoneInfo),
+    SnapshotSaved(SnapshotInfo),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinInfo {
+    pub cluster_id: String,
+    pub node_id: u64,
+    pub role: Role,
+    /// The Raft id of the leader that admitted this node.
+    pub leader_raft_id: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoneInfo {
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    pub path: String,
+    /// The log index the snapshot's state is at.
+    pub last_log_index: Option<u64>,
+    pub bytes: u64,
 }
 
 /// A node's answer to `status`.
@@ -262,8 +327,18 @@ pub struct NodeInfo {
     pub availability: String,
     pub raft_addr: Option<String>,
     pub remote_addr: String,
-    /// For managers: `leader`, `follower`, `learner`, or `unknown`.
+    /// For managers: `leader`, `follower`, `learner`, `removed`, or `pending` (named by
+    /// `init --peers` but not joined yet).
     pub raft_role: Option<String>,
+    /// For managers: whether it votes in Raft.
+    pub voter: Option<bool>,
+    /// For managers, as the leader sees them: the last log index known to be replicated there.
+    pub matched_index: Option<u64>,
+    /// For managers: how many entries behind the leader's last log it is.
+    pub lag: Option<u64>,
+    /// For managers: whether the leader heard from it recently (`None` when not asked of the
+    /// leader).
+    pub reachable: Option<bool>,
     pub agent_version: String,
     pub joined_at_ms: u64,
 }
@@ -301,6 +376,14 @@ pub enum ErrorCode {
     NotInitialised,
     /// The node already belongs to a cluster.
     AlreadyInitialised,
+    /// A join token is wrong or was rotated.
+    InvalidToken,
+    /// The node belongs to, or asked to join, another cluster.
+    WrongCluster,
+    /// The change would leave the cluster without a quorum; `--force` overrides.
+    WouldLoseQuorum,
+    /// No node with that id.
+    NotFound,
     /// A compare-and-set found another revision.
     CompareFailed,
     /// There is no leader right now, or it cannot be reached.
@@ -322,6 +405,10 @@ impl std::fmt::Display for ErrorCode {
             ErrorCode::ProtocolMismatch => "protocol_mismatch",
             ErrorCode::NotInitialised => "not_initialised",
             ErrorCode::AlreadyInitialised => "already_initialised",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::WrongCluster => "wrong_cluster",
+            ErrorCode::WouldLoseQuorum => "would_lose_quorum",
+            ErrorCode::NotFound => "not_found",
             ErrorCode::CompareFailed => "compare_failed",
             ErrorCode::NoLeader => "no_leader",
             ErrorCode::Unavailable => "unavailable",

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::proto::{ErrorCode, KvEntry, NodeInfo, ReadConsistency, Role, StatusInfo};
+use crate::proto::{DoneInfo, ErrorCode, KvEntry, NodeInfo, ReadConsistency, Role, StatusInfo};
 use crate::{Client, ClientError};
 pub use table::{Table, fields};
 
@@ -30,8 +30,36 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a new cluster with this node as its first manager.
-    Init,
+    /// Create a new cluster with this node as its first manager, or join one that named it.
+    Init {
+        /// The other first managers' Raft addresses (`http://host:port` or `host:port`,
+        /// comma-separated); they become voters at once and join with `init --join-addr`.
+        #[arg(long, value_delimiter = ',', value_name = "ADDRS")]
+        peers: Vec<String>,
+        /// Join the cluster whose `init --peers` named this node, through any of its managers'
+        /// remote address (`host:port`); no token needed.
+        #[arg(long, value_name = "ADDR", conflicts_with = "peers")]
+        join_addr: Option<String>,
+    },
+    /// Join a cluster through any of its managers; the token decides the role.
+    Join {
+        /// A join token (`symphony-ctl token show manager|worker` on a manager).
+        #[arg(long)]
+        token: String,
+        /// The remote address (`host:port`) of a node of the cluster.
+        addr: String,
+    },
+    /// Leave the cluster; a leader hands over leadership first.
+    Leave,
+    /// After losing quorum: make this manager a one-voter cluster, keeping all its state.
+    Recover {
+        /// Required: this discards the other managers from the Raft group.
+        #[arg(long, required = true)]
+        force_new_cluster: bool,
+    },
+    /// Save a consistent snapshot of the cluster state.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Show this node and its cluster: role, leader, term, commit and applied index.
     Status,
     /// Read and write the replicated key-value store.
@@ -92,6 +120,24 @@ pub enum NodeCommand {
         #[command(flatten)]
         read: ReadArgs,
     },
+    /// Make a manager that is a Raft learner a voter.
+    Promote { node_id: u64 },
+    /// Make a voting manager a learner.
+    Demote { node_id: u64 },
+    /// Remove a node; refused when it would lose quorum.
+    Rm {
+        node_id: u64,
+        /// Remove even if the remaining managers cannot form a quorum.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Write a consistent snapshot of the running cluster to FILE. To seed a new manager from
+    /// it: `symphony-agent snapshot restore FILE --config-dir DIR`.
+    Save { file: PathBuf },
 }
 
 #[derive(Debug, Clone, Copy, Args)]
@@ -140,8 +186,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let mut client = Client::connect(&cli.socket).await?;
     let json = cli.json;
     match cli.command {
-        Command::Init => {
-            let info = client.init().await?;
+        Command::Init { peers, join_addr } => {
+            let info = client.init_with(peers, join_addr).await?;
             emit(
                 json,
                 json!({"cluster_id": info.cluster_id, "node_id": info.node_id, "raft_node_id": info.raft_node_id}),
@@ -179,6 +225,42 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     )
                 },
             );
+        }
+        Command::Join { token, addr } => {
+            let info = client.join(token, addr).await?;
+            emit(json, json!(info), || {
+                format!(
+                    "This node ({}) joined cluster {} as a {}.\n",
+                    info.node_id, info.cluster_id, info.role
+                )
+            });
+        }
+        Command::Leave => done(json, client.leave().await?),
+        Command::Recover { .. } => done(json, client.recover_force_new_cluster().await?),
+        Command::Snapshot(SnapshotCommand::Save { file }) => {
+            // The agent writes the file, so it must get a path that means the same to it.
+            let path = std::path::absolute(&file).map_err(|error| {
+                CliError::Failed(format!("cannot resolve {}: {error}", file.display()))
+            })?;
+            let info = client.snapshot_save(path.display().to_string()).await?;
+            emit(json, json!(info), || {
+                format!(
+                    "Saved a snapshot at log index {} to {} ({} bytes).\n",
+                    info.last_log_index
+                        .map_or("-".to_string(), |i| i.to_string()),
+                    info.path,
+                    info.bytes
+                )
+            });
+        }
+        Command::Node(NodeCommand::Promote { node_id }) => {
+            done(json, client.node_promote(node_id).await?)
+        }
+        Command::Node(NodeCommand::Demote { node_id }) => {
+            done(json, client.node_demote(node_id).await?)
+        }
+        Command::Node(NodeCommand::Rm { node_id, force }) => {
+            done(json, client.node_remove(node_id, force).await?)
         }
         Command::Node(NodeCommand::Ls { read }) => {
             let nodes = client.node_list(read.consistency()).await?;
@@ -254,6 +336,12 @@ async fn run_kv(client: &mut Client, json: bool, command: KvCommand) -> Result<(
         }
     }
     Ok(())
+}
+
+fn done(json: bool, info: DoneInfo) {
+    emit(json, json!({"message": info.message}), || {
+        format!("{}\n", info.message)
+    });
 }
 
 /// Prints `value` as JSON, or the text `human` renders.
@@ -357,9 +445,15 @@ fn nodes_text(nodes: &[NodeInfo]) -> String {
         "STATUS",
         "AVAILABILITY",
         "RAFT",
+        "VOTER",
+        "MATCHED",
+        "LAG",
+        "REACHABLE",
+        "RAFT ADDRESS",
         "ADDRESS",
         "VERSION",
     ]);
+    let show = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
     for node in nodes {
         table.row([
             node.node_id.to_string(),
@@ -367,7 +461,15 @@ fn nodes_text(nodes: &[NodeInfo]) -> String {
             node.role.to_string(),
             node.status.clone(),
             node.availability.clone(),
-            node.raft_role.clone().unwrap_or_else(|| "-".to_string()),
+            show(node.raft_role.clone()),
+            show(node.voter.map(|v| if v { "yes" } else { "no" }.to_string())),
+            show(node.matched_index.map(|i| i.to_string())),
+            show(node.lag.map(|i| i.to_string())),
+            show(
+                node.reachable
+                    .map(|v| if v { "yes" } else { "no" }.to_string()),
+            ),
+            show(node.raft_addr.clone()),
             node.remote_addr.clone(),
             node.agent_version.clone(),
         ]);
