@@ -62,10 +62,6 @@ impl Node {
             Request::Init { peers, join_addr } if peers.is_empty() && join_addr.is_none() => {
                 self.init().await.map(Response::Init)
             }
-            other => Err(CtlError::new(
-                ErrorCode::Internal,
-                format!("{} is being built", other.name()),
-            )),
             Request::KvPut {
                 key,
                 value,
@@ -150,6 +146,10 @@ impl Node {
                     .await?;
                 Ok(Response::NodeList(self.node_infos(records)))
             }
+            other => Err(CtlError::new(
+                ErrorCode::Internal,
+                format!("{} is being built", other.name()),
+            )),
         }
     }
 
