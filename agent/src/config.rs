@@ -3,27 +3,32 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// One Symphony agent: runs on every machine, as a manager or a worker.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "symphony-agent", version, about)]
 pub struct AgentArgs {
     /// Everything this node owns: key.json, the Raft store, the control socket.
-    #[arg(long, env = "SYMPHONY_CONFIG_DIR", default_value = ".symphony")]
+    #[arg(
+        long,
+        global = true,
+        env = "SYMPHONY_CONFIG_DIR",
+        default_value = ".symphony"
+    )]
     pub config_dir: PathBuf,
 
     /// Where this node serves Raft RPCs to the other managers (TCP).
-    #[arg(long, default_value = "127.0.0.1:15760")]
+    #[arg(long, global = true, default_value = "127.0.0.1:15760")]
     pub listen_raft_addr: SocketAddr,
 
     /// Where this node serves the node-to-node API: joins, forwarded writes (TCP).
-    #[arg(long, default_value = "127.0.0.1:27242")]
+    #[arg(long, global = true, default_value = "127.0.0.1:27242")]
     pub listen_remote_addr: SocketAddr,
 
     /// The IP other nodes use to reach this one (for NAT and containers); defaults to the
     /// listen IP.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub advertise_addr: Option<std::net::IpAddr>,
 
     /// Log filter, e.g. `info` or `symphony_agent=debug,openraft=warn`; `RUST_LOG` is used when
@@ -38,6 +43,24 @@ pub struct AgentArgs {
     /// Take a snapshot and purge the Raft log every this many entries.
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_interval: u64,
+
+    /// Without a command the agent runs; the commands are offline tools for its config dir.
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AgentCommand {
+    /// Offline snapshot tools (the agent must not be running on the config dir).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum SnapshotCommand {
+    /// Seed a fresh manager in --config-dir from a file written by `symphony-ctl snapshot
+    /// save`; then start the agent on that dir: it is a one-manager cluster with that state.
+    Restore { file: PathBuf },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

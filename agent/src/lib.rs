@@ -5,7 +5,10 @@
 //! - [`identity`]: `key.json`, who this node is across restarts;
 //! - [`logging`]: filters, text or JSON lines, the node id on every line;
 //! - [`control`]: the control socket server (`symphony-ctl`'s side of the wire);
-//! - [`node`]: [`node::Node`], which answers control requests with Raft proposals and reads;
+//! - [`node`]: [`node::Node`], which answers control and remote requests: KV, tokens, and
+//!   forming and changing the manager group;
+//! - [`remote`]: the node-to-node API (joins, requests forwarded to the leader);
+//! - [`restore`]: `symphony-agent snapshot restore`, seeding a manager from a snapshot file;
 //! - [`tokens`]: cluster ids and join tokens from a CSPRNG;
 //! - [`system`]: facts about the machine (host name, memory);
 //! - [`run`]: start-up and shutdown of the whole agent.
@@ -15,6 +18,8 @@ pub mod control;
 pub mod identity;
 pub mod logging;
 pub mod node;
+pub mod remote;
+pub mod restore;
 pub mod run;
 pub mod system;
 pub mod tokens;

@@ -11,9 +11,9 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::AgentArgs;
+use crate::config::{AgentArgs, AgentCommand, SnapshotCommand};
 use crate::identity::Identity;
-use crate::node::{Advertised, Node};
+use crate::node::{Advertised, ConsensusSetup, Node};
 
 /// The control socket's name inside the config dir.
 pub const CONTROL_SOCKET: &str = "control.sock";
@@ -45,11 +45,25 @@ pub enum RunError {
     ControlSocket(#[from] crate::control::BindError),
     #[error("cannot install the signal handler: {0}")]
     Signals(std::io::Error),
+    #[error(
+        "cannot listen for the node-to-node API on {addr}: {source}; is another agent using that port? (--listen-remote-addr)"
+    )]
+    RemoteListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Restore(String),
 }
 
-/// Runs the agent until SIGTERM or SIGINT.
+/// Runs the agent until SIGTERM or SIGINT, or one of its offline commands.
 pub async fn run(args: AgentArgs) -> Result<(), RunError> {
     prepare_config_dir(&args.config_dir)?;
+    if let Some(AgentCommand::Snapshot(SnapshotCommand::Restore { file })) = &args.command {
+        return crate::restore::restore(&args, file)
+            .await
+            .map_err(RunError::Restore);
+    }
     let identity = Identity::load_or_create(&args.config_dir)?;
     crate::logging::init(args.log_level.as_deref(), args.log_format, identity.node_id)
         .map_err(RunError::Logging)?;
@@ -66,16 +80,19 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
             addr: args.listen_raft_addr,
             source,
         })?;
-    let advertise_ip = args.advertise_addr.unwrap_or(raft_addr.ip());
-    let advertised = Advertised {
-        raft_addr: SocketAddr::new(advertise_ip, raft_addr.port()).to_string(),
-        remote_addr: SocketAddr::new(
-            args.advertise_addr.unwrap_or(args.listen_remote_addr.ip()),
-            args.listen_remote_addr.port(),
-        )
-        .to_string(),
-        hostname: crate::system::hostname(),
-    };
+    let remote_listener = TcpListener::bind(args.listen_remote_addr)
+        .await
+        .map_err(|source| RunError::RemoteListen {
+            addr: args.listen_remote_addr,
+            source,
+        })?;
+    let remote_addr = remote_listener
+        .local_addr()
+        .map_err(|source| RunError::RemoteListen {
+            addr: args.listen_remote_addr,
+            source,
+        })?;
+    let advertised = advertised(&args, raft_addr, remote_addr);
 
     let mut consensus_config =
         ConsensusConfig::new(identity.raft_node_id, args.config_dir.join(RAFT_DIR));
@@ -84,6 +101,11 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         node_id: identity.node_id,
         remote_addr: advertised.remote_addr.clone(),
     };
+    let setup = ConsensusSetup {
+        config: consensus_config.clone(),
+        raft_listen_addr: raft_addr,
+        local: local.clone(),
+    };
     let consensus = Consensus::start(consensus_config, raft_listener, local).await?;
 
     let socket_path = args.config_dir.join(CONTROL_SOCKET);
@@ -91,19 +113,27 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
     let node = Arc::new(Node::new(
         identity.clone(),
         advertised.clone(),
-        consensus.clone(),
+        consensus,
+        setup,
     ));
     let shutdown = CancellationToken::new();
     let control = tokio::spawn(crate::control::serve(
         control_listener,
-        node,
+        node.clone(),
         shutdown.clone(),
     ));
+    let remote = tokio::spawn(crate::remote::server::serve(
+        remote_listener,
+        node.clone(),
+        shutdown.clone(),
+    ));
+    let promoter = tokio::spawn(crate::node::promoter::run(node.clone(), shutdown.clone()));
 
     tracing::info!(
         node_id = identity.node_id,
         raft_node_id = identity.raft_node_id,
         raft_addr = %advertised.raft_addr,
+        remote_addr = %advertised.remote_addr,
         control_socket = %socket_path.display(),
         version = crate::VERSION,
         "agent started"
@@ -112,11 +142,22 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
     wait_for_stop_signal().await?;
     tracing::info!("stopping");
     shutdown.cancel();
-    let _ = control.await;
-    consensus.shutdown().await;
+    let _ = tokio::join!(control, remote, promoter);
+    node.consensus().shutdown().await;
     let _ = std::fs::remove_file(&socket_path);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The addresses other nodes use: the bound ones (so port 0 works), with `--advertise-addr`'s
+/// IP when given.
+pub fn advertised(args: &AgentArgs, raft_addr: SocketAddr, remote_addr: SocketAddr) -> Advertised {
+    let ip = |bound: SocketAddr| args.advertise_addr.unwrap_or(bound.ip());
+    Advertised {
+        raft_addr: SocketAddr::new(ip(raft_addr), raft_addr.port()).to_string(),
+        remote_addr: SocketAddr::new(ip(remote_addr), remote_addr.port()).to_string(),
+        hostname: crate::system::hostname(),
+    }
 }
 
 /// Creates the config dir, private to this user: it holds the node key and the control socket.

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
+use std::collections::BTreeSet;
+
 use openraft::error::{ClientWriteError, InitializeError, LinearizableReadError, RaftError};
+use openraft::{ChangeMembers, Instant as _};
 use openraft::{Config, RaftMetrics, ReadPolicy, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -97,6 +100,38 @@ fn leader_hint(leader_id: &Option<u64>, leader: &Option<ManagerNode>) -> String 
         (Some(id), None) => format!("; the leader is {id}"),
         _ => "; no leader is known right now".to_string(),
     }
+}
+
+/// Maps openraft's write errors (client writes and membership changes alike).
+fn write_error(error: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> ConsensusError {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            ConsensusError::NotLeader {
+                leader_id: forward.leader_id,
+                leader: forward.leader_node,
+            }
+        }
+        RaftError::APIError(error) => ConsensusError::Other(error.to_string()),
+        RaftError::Fatal(fatal) => ConsensusError::Stopped(fatal.to_string()),
+    }
+}
+
+/// The Raft membership and leader as one node sees them.
+#[derive(Debug, Clone, Default)]
+pub struct MembershipView {
+    pub voters: BTreeSet<u64>,
+    pub learners: BTreeSet<u64>,
+    pub nodes: BTreeMap<u64, ManagerNode>,
+    pub leader: Option<u64>,
+    pub last_log_index: Option<u64>,
+}
+
+/// How one member is doing, as the leader sees it.
+#[derive(Debug, Clone, Default)]
+pub struct MemberProgress {
+    pub matched_index: Option<u64>,
+    /// How long ago it last acknowledged a heartbeat or append.
+    pub last_ack: Option<Duration>,
 }
 
 /// The agent's handle on its Raft node.
@@ -193,17 +228,11 @@ impl Consensus {
 
     /// Replicates `command` and returns what applying it produced. Only the leader accepts.
     pub async fn propose(&self, command: Command) -> Result<CommandResult, ConsensusError> {
-        match self.raft.client_write(command).await {
-            Ok(response) => Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                Err(ConsensusError::NotLeader {
-                    leader_id: forward.leader_id,
-                    leader: forward.leader_node,
-                })
-            }
-            Err(RaftError::APIError(error)) => Err(ConsensusError::Other(error.to_string())),
-            Err(RaftError::Fatal(fatal)) => Err(ConsensusError::Stopped(fatal.to_string())),
-        }
+        self.raft
+            .client_write(command)
+            .await
+            .map(|response| response.data)
+            .map_err(write_error)
     }
 
     /// Reads the applied state after confirming leadership with a quorum (read index), so the
@@ -235,6 +264,121 @@ impl Consensus {
     /// The latest Raft metrics of this node.
     pub fn metrics(&self) -> RaftMetrics<TypeConfig> {
         self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// The Raft membership as this node knows it.
+    pub fn membership(&self) -> MembershipView {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let membership = metrics.membership_config.membership();
+        MembershipView {
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+            nodes: membership
+                .nodes()
+                .map(|(id, node)| (*id, node.clone()))
+                .collect(),
+            leader: metrics.current_leader,
+            last_log_index: metrics.last_log_index,
+        }
+    }
+
+    /// On the leader: each member's replication progress and when it last answered.
+    pub fn progress(&self) -> BTreeMap<u64, MemberProgress> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let mut progress = BTreeMap::new();
+        if let Some(replication) = &metrics.replication {
+            for (id, matched) in replication {
+                progress.insert(
+                    *id,
+                    MemberProgress {
+                        matched_index: matched.as_ref().map(|log_id| log_id.index()),
+                        last_ack: None,
+                    },
+                );
+            }
+        }
+        if let Some(heartbeat) = &metrics.heartbeat {
+            for (id, acked) in heartbeat {
+                let entry = progress.entry(*id).or_default();
+                entry.last_ack = acked.as_ref().map(|instant| instant.elapsed());
+            }
+        }
+        progress
+    }
+
+    /// Adds a manager as a learner: it receives the log but does not vote yet.
+    pub async fn add_learner(
+        &self,
+        raft_node_id: u64,
+        node: ManagerNode,
+    ) -> Result<(), ConsensusError> {
+        self.raft
+            .add_learner(raft_node_id, node, false)
+            .await
+            .map(drop)
+            .map_err(write_error)
+    }
+
+    /// Makes learners voters.
+    pub async fn promote(&self, raft_node_ids: BTreeSet<u64>) -> Result<(), ConsensusError> {
+        self.change_membership(ChangeMembers::AddVoterIds(raft_node_ids), true)
+            .await
+    }
+
+    /// Makes voters learners (they keep receiving the log).
+    pub async fn demote(&self, raft_node_ids: BTreeSet<u64>) -> Result<(), ConsensusError> {
+        self.change_membership(ChangeMembers::RemoveVoters(raft_node_ids), true)
+            .await
+    }
+
+    /// Removes members entirely, voters and learners alike.
+    pub async fn remove(&self, raft_node_ids: BTreeSet<u64>) -> Result<(), ConsensusError> {
+        let view = self.membership();
+        let voters: BTreeSet<u64> = raft_node_ids.intersection(&view.voters).copied().collect();
+        if !voters.is_empty() {
+            self.change_membership(ChangeMembers::RemoveVoters(voters), true)
+                .await?;
+        }
+        let known: BTreeSet<u64> = raft_node_ids
+            .into_iter()
+            .filter(|id| view.nodes.contains_key(id))
+            .collect();
+        if known.is_empty() {
+            return Ok(());
+        }
+        self.change_membership(ChangeMembers::RemoveNodes(known), false)
+            .await
+    }
+
+    async fn change_membership(
+        &self,
+        change: ChangeMembers<u64, ManagerNode>,
+        retain: bool,
+    ) -> Result<(), ConsensusError> {
+        self.raft
+            .change_membership(change, retain)
+            .await
+            .map(drop)
+            .map_err(write_error)
+    }
+
+    /// Asks the leader (this node) to hand leadership to `to`.
+    pub async fn transfer_leadership(&self, to: u64) -> Result<(), ConsensusError> {
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|fatal| ConsensusError::Stopped(fatal.to_string()))
+    }
+
+    /// A consistent snapshot of the applied state, serialised now.
+    pub async fn current_snapshot(&self) -> Result<Option<crate::types::Snapshot>, ConsensusError> {
+        self.raft
+            .get_snapshot()
+            .await
+            .map_err(|error| ConsensusError::Stopped(error.to_string()))
     }
 
     /// Stops serving RPCs and shuts the Raft node down; the store is flushed on the way.

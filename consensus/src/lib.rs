@@ -18,7 +18,7 @@ pub mod state;
 pub mod store;
 pub mod types;
 
-pub use handle::{Consensus, ConsensusConfig, ConsensusError};
+pub use handle::{Consensus, ConsensusConfig, ConsensusError, MemberProgress, MembershipView};
 pub use state::{
     Availability, ClusterInfo, ClusterState, Command, CommandResult, KvRecord, NodeRecord,
     NodeRole, NodeStatus, Resources,

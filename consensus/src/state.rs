@@ -87,6 +87,9 @@ pub struct NodeRecord {
     pub agent_version: String,
     pub joined_at_ms: u64,
     pub status_changed_at_ms: u64,
+    /// A manager an operator demoted: the leader does not promote it back by itself.
+    #[serde(default)]
+    pub demoted: bool,
 }
 
 /// A key's value and its etcd-style revisions.
@@ -132,6 +135,14 @@ pub enum Command {
         role: NodeRole,
         token: String,
     },
+    /// Adds a node, or replaces its record (a rejoin, a change of address or status).
+    UpsertNode {
+        node: NodeRecord,
+    },
+    /// Forgets a node.
+    RemoveNode {
+        node_id: u64,
+    },
 }
 
 impl fmt::Display for Command {
@@ -148,6 +159,8 @@ impl fmt::Display for Command {
             Command::KvPut { key, .. } => write!(f, "kv-put({key})"),
             Command::KvDelete { key, .. } => write!(f, "kv-delete({key})"),
             Command::RotateToken { role, .. } => write!(f, "rotate-token({role:?})"),
+            Command::UpsertNode { node } => write!(f, "upsert-node({})", node.node_id),
+            Command::RemoveNode { node_id } => write!(f, "remove-node({node_id})"),
         }
     }
 }
@@ -281,7 +294,30 @@ impl ClusterState {
                 changes.cluster = true;
                 CommandResult::Done
             }
+            Command::UpsertNode { node } => {
+                if self.cluster.is_none() {
+                    return CommandResult::Rejected {
+                        reason: "the cluster is not initialised".to_string(),
+                    };
+                }
+                self.nodes.insert(node.node_id, node.clone());
+                changes.nodes.insert(node.node_id);
+                CommandResult::Done
+            }
+            Command::RemoveNode { node_id } => {
+                if self.nodes.remove(node_id).is_some() {
+                    changes.nodes.insert(*node_id);
+                }
+                CommandResult::Done
+            }
         }
+    }
+
+    /// The node record of the manager with Raft id `raft_node_id`.
+    pub fn manager_by_raft_id(&self, raft_node_id: u64) -> Option<&NodeRecord> {
+        self.nodes
+            .values()
+            .find(|node| node.raft_node_id == Some(raft_node_id))
     }
 
     pub fn kv_get(&self, key: &str) -> Option<&KvRecord> {
@@ -343,6 +379,7 @@ mod tests {
             agent_version: "0.1.0".into(),
             joined_at_ms: 1,
             status_changed_at_ms: 1,
+            demoted: false,
         }
     }
 

@@ -20,7 +20,7 @@ use super::writer::{Done, LAST_PURGED_KEY, Write, Writer};
 use super::{LOG, LOG_META, decode, encode, io_error};
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 
-const VOTE_KEY: &str = "vote";
+pub(crate) const VOTE_KEY: &str = "vote";
 const COMMITTED_KEY: &str = "committed";
 
 /// Handle to the log; clones share the same log (openraft's readers are clones).

@@ -12,6 +12,7 @@
 //! whose entries are in the durable log, which openraft replays on start.
 
 pub mod log;
+pub mod seed;
 pub mod snapshot;
 pub mod state_machine;
 mod writer;

@@ -98,6 +98,11 @@ impl StateMachineStore {
         })
     }
 
+    /// The last applied log id and membership.
+    pub fn applied(&self) -> (Option<LogId>, StoredMembership) {
+        (self.last_applied, self.membership.clone())
+    }
+
     /// The applied state, for readers.
     pub fn shared_state(&self) -> SharedState {
         self.state.clone()
@@ -116,6 +121,11 @@ impl StateMachineStore {
             last_membership: self.membership.clone(),
         }
     }
+}
+
+/// Every row of `state`, replacing whatever a store held.
+pub(crate) fn rows_for_everything(state: &ClusterState) -> io::Result<RowWrites> {
+    RowWrites::everything(state)
 }
 
 /// Building row writes from the in-memory state.

@@ -187,11 +187,18 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let json = cli.json;
     match cli.command {
         Command::Init { peers, join_addr } => {
+            let joining = join_addr.is_some();
             let info = client.init_with(peers, join_addr).await?;
             emit(
                 json,
                 json!({"cluster_id": info.cluster_id, "node_id": info.node_id, "raft_node_id": info.raft_node_id}),
                 || {
+                    if joining {
+                        return format!(
+                            "This node ({}) joined cluster {} as one of its first managers.\n",
+                            info.node_id, info.cluster_id
+                        );
+                    }
                     format!(
                         "Cluster {} initialised; this node ({}) is its first manager.\n\
                          The join tokens: symphony-ctl token show worker|manager\n",

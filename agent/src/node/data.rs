@@ -1,67 +1,26 @@
-//! [`Node`]: the running agent as the control socket sees it. It answers every control request,
-//! turning them into Raft proposals and reads.
+//! The data side of a node: the KV store, join tokens, `status` and `node ls`.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use symphony_consensus::{
-    Availability, ClusterInfo, ClusterState, Command, CommandResult, Consensus, ConsensusError,
-    KvRecord, ManagerNode, NodeRecord, NodeRole, NodeStatus, Resources, ServerState,
+    ClusterInfo, Command, CommandResult, ConsensusError, KvRecord, NodeRecord, NodeRole,
+    ServerState,
 };
 use symphony_ctl::proto::{
-    ClusterStatus, CtlError, ErrorCode, InitInfo, KvDeleteResult, KvEntry, KvListing,
-    KvWriteResult, NodeInfo, ReadConsistency, Request, Response, Role, StatusInfo, TokenInfo,
+    ClusterStatus, CtlError, ErrorCode, KvDeleteResult, KvEntry, KvListing, KvWriteResult,
+    NodeInfo, ReadConsistency, Request, Response, Role, StatusInfo, TokenInfo,
 };
-use tokio::sync::Mutex;
 
-use crate::identity::Identity;
+use super::Node;
 use crate::tokens;
 
-/// How long `init` waits for the new one-voter group to elect this node.
-const INIT_LEADERSHIP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Addresses this node tells others to use.
-#[derive(Debug, Clone)]
-pub struct Advertised {
-    pub raft_addr: String,
-    pub remote_addr: String,
-    pub hostname: String,
-}
-
-/// The agent's state shared by all control connections.
-pub struct Node {
-    identity: Identity,
-    advertised: Advertised,
-    consensus: Consensus,
-    /// Serialises `init`, so two concurrent calls cannot both bootstrap.
-    init_lock: Mutex<()>,
-}
+/// A manager that has not acknowledged the leader for this long is shown as unreachable.
+const REACHABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Node {
-    pub fn new(identity: Identity, advertised: Advertised, consensus: Consensus) -> Node {
-        Node {
-            identity,
-            advertised,
-            consensus,
-            init_lock: Mutex::new(()),
-        }
-    }
-
-    pub fn identity(&self) -> &Identity {
-        &self.identity
-    }
-
-    pub fn consensus(&self) -> &Consensus {
-        &self.consensus
-    }
-
-    /// Answers one control request.
-    pub async fn handle(&self, request: Request) -> Result<Response, CtlError> {
+    /// KV, token and listing requests (already routed to the leader where they need it).
+    pub(super) async fn data_request(&self, request: Request) -> Result<Response, CtlError> {
         match request {
-            Request::Status => Ok(Response::Status(Box::new(self.status()))),
-            Request::Init { peers, join_addr } if peers.is_empty() && join_addr.is_none() => {
-                self.init().await.map(Response::Init)
-            }
             Request::KvPut {
                 key,
                 value,
@@ -148,138 +107,17 @@ impl Node {
             }
             other => Err(CtlError::new(
                 ErrorCode::Internal,
-                format!("{} is being built", other.name()),
+                format!("{} reached the data handler", other.name()),
             )),
         }
     }
 
-    /// The cluster this node belongs to, or the error that says it belongs to none.
-    fn require_cluster(&self) -> Result<ClusterInfo, CtlError> {
-        self.consensus
-            .read_stale(|state| state.cluster.clone())
-            .ok_or_else(not_initialised)
-    }
-
-    async fn propose(&self, command: Command) -> Result<CommandResult, CtlError> {
-        match self
-            .consensus
-            .propose(command)
-            .await
-            .map_err(consensus_error)?
-        {
-            CommandResult::CompareFailed {
-                key,
-                expected,
-                actual,
-            } => Err(compare_failed(&key, expected, actual)),
-            CommandResult::Rejected { reason } => Err(CtlError::new(ErrorCode::BadRequest, reason)),
-            result => Ok(result),
-        }
-    }
-
-    async fn read<T>(
-        &self,
-        consistency: ReadConsistency,
-        read: impl FnOnce(&ClusterState) -> T,
-    ) -> Result<T, CtlError> {
-        match consistency {
-            ReadConsistency::Linearizable => self
-                .consensus
-                .read_linearizable(read)
-                .await
-                .map_err(consensus_error),
-            ReadConsistency::Stale => Ok(self.consensus.read_stale(read)),
-        }
-    }
-
-    /// Bootstraps a one-voter cluster with this node as its manager.
-    async fn init(&self) -> Result<InitInfo, CtlError> {
-        let _serialised = self.init_lock.lock().await;
-        if let Some(cluster) = self.consensus.read_stale(|state| state.cluster.clone()) {
-            return Err(CtlError::new(
-                ErrorCode::AlreadyInitialised,
-                format!(
-                    "this node already belongs to cluster {}; a node can only be initialised once",
-                    cluster.cluster_id
-                ),
-            ));
-        }
-        // A Raft group that exists without cluster info means an earlier `init` stopped between
-        // its two steps: finish the bootstrap instead of refusing.
-        if !self
-            .consensus
-            .is_initialised()
-            .await
-            .map_err(consensus_error)?
-        {
-            let members = BTreeMap::from([(
-                self.identity.raft_node_id,
-                ManagerNode {
-                    raft_addr: self.advertised.raft_addr.clone(),
-                    remote_addr: self.advertised.remote_addr.clone(),
-                },
-            )]);
-            self.consensus
-                .initialise(members)
-                .await
-                .map_err(consensus_error)?;
-        }
-        self.consensus
-            .wait_for_leadership(INIT_LEADERSHIP_TIMEOUT)
-            .await
-            .map_err(|error| {
-                CtlError::new(
-                    ErrorCode::Unavailable,
-                    format!("the new cluster did not elect this node in time: {error}"),
-                )
-            })?;
-        let now = crate::now_ms();
-        let cluster_id = tokens::cluster_id();
-        let cluster = ClusterInfo {
-            cluster_id: cluster_id.clone(),
-            created_at_ms: now,
-            manager_token: tokens::join_token(&cluster_id, NodeRole::Manager),
-            worker_token: tokens::join_token(&cluster_id, NodeRole::Worker),
-        };
-        let node = NodeRecord {
-            node_id: self.identity.node_id,
-            raft_node_id: Some(self.identity.raft_node_id),
-            role: NodeRole::Manager,
-            hostname: self.advertised.hostname.clone(),
-            remote_addr: self.advertised.remote_addr.clone(),
-            raft_addr: Some(self.advertised.raft_addr.clone()),
-            labels: BTreeMap::new(),
-            availability: Availability::Active,
-            status: NodeStatus::Ready,
-            resources: Resources {
-                cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-                memory_bytes: crate::system::total_memory_bytes(),
-            },
-            agent_version: crate::VERSION.to_string(),
-            joined_at_ms: now,
-            status_changed_at_ms: now,
-        };
-        match self.propose(Command::Bootstrap { cluster, node }).await {
-            Ok(_) => {}
-            Err(error) if error.code == ErrorCode::BadRequest => {
-                return Err(CtlError::new(ErrorCode::AlreadyInitialised, error.message));
-            }
-            Err(error) => return Err(error),
-        }
-        tracing::info!(%cluster_id, "initialised a new cluster");
-        Ok(InitInfo {
-            cluster_id,
-            node_id: self.identity.node_id,
-            raft_node_id: self.identity.raft_node_id,
-        })
-    }
-
-    fn status(&self) -> StatusInfo {
+    pub(super) fn status(&self) -> StatusInfo {
         let (cluster, revision, nodes) = self
-            .consensus
+            .consensus()
             .read_stale(|state| (state.cluster.clone(), state.revision, state.nodes.len()));
         let cluster = cluster.map(|cluster| {
-            let metrics = self.consensus.metrics();
+            let metrics = self.consensus().metrics();
             let membership = metrics.membership_config.membership();
             let leader_remote_addr = metrics
                 .current_leader
@@ -309,48 +147,115 @@ impl Node {
         }
     }
 
-    fn node_infos(&self, records: Vec<NodeRecord>) -> Vec<NodeInfo> {
-        let metrics = self.consensus.metrics();
-        let membership = metrics.membership_config.membership();
-        let voters: Vec<u64> = membership.voter_ids().collect();
-        let learners: Vec<u64> = membership.learner_ids().collect();
-        records
-            .into_iter()
+    /// Node records as `node ls` shows them, with each manager's Raft standing; on the leader
+    /// also its replication progress and reachability.
+    pub(super) fn node_infos(&self, records: Vec<NodeRecord>) -> Vec<NodeInfo> {
+        let consensus = self.consensus();
+        let me = consensus.raft_node_id();
+        let view = consensus.membership();
+        let leading = view.leader == Some(me);
+        let progress = if leading {
+            consensus.progress()
+        } else {
+            BTreeMap::new()
+        };
+        let last = view.last_log_index;
+        let raft_role = |raft_id: u64| {
+            if view.leader == Some(raft_id) {
+                "leader"
+            } else if view.voters.contains(&raft_id) {
+                "follower"
+            } else if view.learners.contains(&raft_id) {
+                "learner"
+            } else {
+                "removed"
+            }
+            .to_string()
+        };
+        let matched = |raft_id: u64| {
+            if !leading {
+                return None;
+            }
+            if raft_id == me {
+                return last;
+            }
+            progress.get(&raft_id).and_then(|p| p.matched_index)
+        };
+        let reachable = |raft_id: u64| {
+            if !leading || !view.nodes.contains_key(&raft_id) {
+                return None;
+            }
+            if raft_id == me {
+                return Some(true);
+            }
+            Some(
+                progress
+                    .get(&raft_id)
+                    .and_then(|p| p.last_ack)
+                    .is_some_and(|ago| ago < REACHABLE_WITHIN),
+            )
+        };
+        let mut infos: Vec<NodeInfo> = records
+            .iter()
             .map(|record| {
-                let raft_role = record.raft_node_id.map(|raft_id| {
-                    if metrics.current_leader == Some(raft_id) {
-                        "leader"
-                    } else if voters.contains(&raft_id) {
-                        "follower"
-                    } else if learners.contains(&raft_id) {
-                        "learner"
-                    } else {
-                        "removed"
-                    }
-                    .to_string()
-                });
+                let raft_id = record.raft_node_id;
+                let matched_index = raft_id.and_then(matched);
                 NodeInfo {
                     node_id: record.node_id,
-                    raft_node_id: record.raft_node_id,
-                    hostname: record.hostname,
+                    raft_node_id: raft_id,
+                    hostname: record.hostname.clone(),
                     role: match record.role {
                         NodeRole::Manager => Role::Manager,
                         NodeRole::Worker => Role::Worker,
                     },
                     status: record.status.as_str().to_string(),
                     availability: record.availability.as_str().to_string(),
-                    raft_addr: record.raft_addr,
-                    remote_addr: record.remote_addr,
-                    raft_role,
-                    agent_version: record.agent_version,
+                    raft_addr: record.raft_addr.clone(),
+                    remote_addr: record.remote_addr.clone(),
+                    raft_role: raft_id.map(raft_role),
+                    voter: raft_id.map(|id| view.voters.contains(&id)),
+                    matched_index,
+                    lag: match (last, matched_index) {
+                        (Some(last), Some(matched)) => Some(last.saturating_sub(matched)),
+                        _ => None,
+                    },
+                    reachable: raft_id.and_then(reachable),
+                    agent_version: record.agent_version.clone(),
                     joined_at_ms: record.joined_at_ms,
-                    voter: None,
-                    matched_index: None,
-                    lag: None,
-                    reachable: None,
                 }
             })
-            .collect()
+            .collect();
+        // Members named by `init --peers` that have not registered with `init --join-addr` yet.
+        for (raft_id, node) in &view.nodes {
+            if records
+                .iter()
+                .any(|record| record.raft_node_id == Some(*raft_id))
+            {
+                continue;
+            }
+            let matched_index = matched(*raft_id);
+            infos.push(NodeInfo {
+                node_id: 0,
+                raft_node_id: Some(*raft_id),
+                hostname: String::new(),
+                role: Role::Manager,
+                status: "pending".to_string(),
+                availability: "active".to_string(),
+                raft_addr: Some(node.raft_addr.clone()),
+                remote_addr: node.remote_addr.clone(),
+                raft_role: Some("pending".to_string()),
+                voter: Some(view.voters.contains(raft_id)),
+                matched_index,
+                lag: match (last, matched_index) {
+                    (Some(last), Some(matched)) => Some(last.saturating_sub(matched)),
+                    _ => None,
+                },
+                reachable: reachable(*raft_id),
+                agent_version: String::new(),
+                joined_at_ms: 0,
+            });
+        }
+        infos
     }
 }
 
@@ -388,14 +293,14 @@ fn token_of(cluster: &ClusterInfo, role: Role) -> String {
     }
 }
 
-fn not_initialised() -> CtlError {
+pub(super) fn not_initialised() -> CtlError {
     CtlError::new(
         ErrorCode::NotInitialised,
         "this node is not part of a cluster yet; run `symphony-ctl init` to create one",
     )
 }
 
-fn compare_failed(key: &str, expected: u64, actual: u64) -> CtlError {
+pub(super) fn compare_failed(key: &str, expected: u64, actual: u64) -> CtlError {
     let found = if actual == 0 {
         "the key does not exist".to_string()
     } else {

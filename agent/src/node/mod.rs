@@ -1,0 +1,314 @@
+//! [`Node`]: the running agent as the control socket and the other nodes see it.
+//!
+//! - this file: the node's parts, request dispatch, and forwarding to the leader;
+//! - [`data`]: the KV store, tokens, `status` and `node ls`;
+//! - [`membership`]: forming and changing the manager group — init, join, leave, promote,
+//!   demote, remove, force-new-cluster recovery, snapshots;
+//! - [`promoter`]: the leader's loop that promotes caught-up learners to voters.
+//!
+//! A request that needs the leader (writes, linearizable reads, membership changes) is
+//! answered here when this manager leads, and otherwise forwarded once to the leader over the
+//! node-to-node API. The leader never forwards it again, so a stale view cannot make a loop.
+
+mod data;
+mod membership;
+pub mod promoter;
+
+use std::net::SocketAddr;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use symphony_consensus::network::LocalIdentity;
+use symphony_consensus::{
+    ClusterInfo, ClusterState, Command, CommandResult, Consensus, ConsensusConfig,
+};
+use symphony_ctl::proto::{CtlError, ErrorCode, ReadConsistency, Request, Response};
+use tokio::sync::Mutex;
+
+use crate::identity::Identity;
+use crate::remote::RemotePool;
+use crate::remote::proto::{RemoteReply, RemoteRequest};
+
+pub use data::consensus_error;
+
+/// How long a request waits for a leader to be elected before it gives up.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// How long a forwarded request may take on the leader.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Addresses this node tells others to use.
+#[derive(Debug, Clone)]
+pub struct Advertised {
+    pub raft_addr: String,
+    pub remote_addr: String,
+    pub hostname: String,
+}
+
+/// What it takes to start the consensus layer again (after `leave` or a forced recovery).
+#[derive(Debug, Clone)]
+pub struct ConsensusSetup {
+    pub config: ConsensusConfig,
+    pub raft_listen_addr: SocketAddr,
+    pub local: LocalIdentity,
+}
+
+/// The agent's state shared by all control and remote connections.
+pub struct Node {
+    identity: Identity,
+    advertised: Advertised,
+    /// Replaced as a whole when the node leaves its cluster or recovers as a new one.
+    consensus: RwLock<Consensus>,
+    setup: ConsensusSetup,
+    remote: RemotePool,
+    /// Serialises the operations that change what cluster this node is in.
+    membership_lock: Mutex<()>,
+}
+
+impl Node {
+    pub fn new(
+        identity: Identity,
+        advertised: Advertised,
+        consensus: Consensus,
+        setup: ConsensusSetup,
+    ) -> Node {
+        Node {
+            remote: RemotePool::new(identity.node_id),
+            identity,
+            advertised,
+            consensus: RwLock::new(consensus),
+            setup,
+            membership_lock: Mutex::new(()),
+        }
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The current consensus handle (a cheap clone).
+    pub fn consensus(&self) -> Consensus {
+        self.consensus
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn replace_consensus(&self, consensus: Consensus) {
+        *self
+            .consensus
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = consensus;
+    }
+
+    /// Answers one control request from this node's socket.
+    pub async fn handle(&self, request: Request) -> Result<Response, CtlError> {
+        self.dispatch(request, false).await
+    }
+
+    /// Answers one request from another node.
+    pub async fn handle_remote(&self, request: RemoteRequest) -> Result<RemoteReply, CtlError> {
+        match request {
+            RemoteRequest::Forward(request) => self
+                .dispatch(request, true)
+                .await
+                .map(RemoteReply::Forwarded),
+            RemoteRequest::Join(join) => {
+                let may_forward = !join.forwarded;
+                self.admit(join, may_forward).await.map(RemoteReply::Joined)
+            }
+            // The leaving manager sends this to the leader it knows: never passed on.
+            RemoteRequest::Leaving { node_id } => self
+                .remove_leaving(node_id, false)
+                .await
+                .map(|()| RemoteReply::Left),
+        }
+    }
+
+    async fn dispatch(&self, request: Request, forwarded: bool) -> Result<Response, CtlError> {
+        if needs_leader(&request) && !forwarded {
+            self.require_cluster()?;
+            if let Some(leader_addr) = self.leader_elsewhere().await? {
+                return self.forward(&leader_addr, request).await;
+            }
+        }
+        match request {
+            Request::Status => Ok(Response::Status(Box::new(self.status()))),
+            Request::Init { peers, join_addr } => {
+                self.init(peers, join_addr).await.map(Response::Init)
+            }
+            Request::Join { token, addr } => {
+                self.join(Some(token), &addr).await.map(Response::Join)
+            }
+            Request::Leave => self.leave().await.map(Response::Done),
+            Request::NodePromote { node_id } => self.promote(node_id).await.map(Response::Done),
+            Request::NodeDemote { node_id } => self.demote(node_id).await.map(Response::Done),
+            Request::NodeRemove { node_id, force } => {
+                self.remove(node_id, force).await.map(Response::Done)
+            }
+            Request::RecoverForceNewCluster => {
+                self.recover_force_new_cluster().await.map(Response::Done)
+            }
+            Request::SnapshotSave { path } => {
+                self.snapshot_save(&path).await.map(Response::SnapshotSaved)
+            }
+            other => self.data_request(other).await,
+        }
+    }
+
+    /// The leader's remote address when another manager leads; `None` when this one does.
+    /// Waits a little for an election in progress.
+    async fn leader_elsewhere(&self) -> Result<Option<String>, CtlError> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let consensus = self.consensus();
+            let view = consensus.membership();
+            match view.leader {
+                Some(leader) if leader == consensus.raft_node_id() => return Ok(None),
+                Some(leader) => {
+                    if let Some(node) = view.nodes.get(&leader) {
+                        return Ok(Some(node.remote_addr.clone()));
+                    }
+                }
+                None => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(CtlError::new(
+                    ErrorCode::NoLeader,
+                    "no manager is leader right now (an election may be under way, or a quorum of managers is down); retry, or see `symphony-ctl status`",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn forward(&self, leader_addr: &str, request: Request) -> Result<Response, CtlError> {
+        match self
+            .remote
+            .call(
+                leader_addr,
+                RemoteRequest::Forward(request),
+                FORWARD_TIMEOUT,
+            )
+            .await?
+        {
+            RemoteReply::Forwarded(response) => Ok(response),
+            _ => Err(CtlError::new(
+                ErrorCode::Internal,
+                "the leader answered a forwarded request with something else",
+            )),
+        }
+    }
+
+    /// The cluster this node belongs to, or the error that says it belongs to none.
+    fn require_cluster(&self) -> Result<ClusterInfo, CtlError> {
+        self.consensus()
+            .read_stale(|state| state.cluster.clone())
+            .ok_or_else(data::not_initialised)
+    }
+
+    async fn propose(&self, command: Command) -> Result<CommandResult, CtlError> {
+        match self
+            .consensus()
+            .propose(command)
+            .await
+            .map_err(consensus_error)?
+        {
+            CommandResult::CompareFailed {
+                key,
+                expected,
+                actual,
+            } => Err(data::compare_failed(&key, expected, actual)),
+            CommandResult::Rejected { reason } => Err(CtlError::new(ErrorCode::BadRequest, reason)),
+            result => Ok(result),
+        }
+    }
+
+    async fn read<T>(
+        &self,
+        consistency: ReadConsistency,
+        read: impl FnOnce(&ClusterState) -> T,
+    ) -> Result<T, CtlError> {
+        let consensus = self.consensus();
+        match consistency {
+            ReadConsistency::Linearizable => consensus
+                .read_linearizable(read)
+                .await
+                .map_err(consensus_error),
+            ReadConsistency::Stale => Ok(consensus.read_stale(read)),
+        }
+    }
+
+    /// Starts the consensus layer afresh from what is on disk, replacing the running one.
+    async fn restart_consensus(&self) -> Result<Consensus, CtlError> {
+        let setup = &self.setup;
+        let listener = bind_with_retry(setup.raft_listen_addr).await?;
+        let consensus = Consensus::start(setup.config.clone(), listener, setup.local.clone())
+            .await
+            .map_err(consensus_error)?;
+        self.replace_consensus(consensus.clone());
+        Ok(consensus)
+    }
+}
+
+/// Whether `request` must be answered by the leader.
+fn needs_leader(request: &Request) -> bool {
+    match request {
+        Request::KvPut { .. }
+        | Request::KvDelete { .. }
+        | Request::TokenRotate { .. }
+        | Request::TokenShow { .. }
+        | Request::NodePromote { .. }
+        | Request::NodeDemote { .. }
+        | Request::NodeRemove { .. } => true,
+        Request::KvGet { consistency, .. }
+        | Request::KvList { consistency, .. }
+        | Request::NodeList { consistency } => *consistency == ReadConsistency::Linearizable,
+        Request::Status
+        | Request::Init { .. }
+        | Request::Join { .. }
+        | Request::Leave
+        | Request::RecoverForceNewCluster
+        | Request::SnapshotSave { .. } => false,
+    }
+}
+
+/// The old Raft listener closes when its task notices the shutdown; give it a moment.
+async fn bind_with_retry(addr: SocketAddr) -> Result<tokio::net::TcpListener, CtlError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(error) if tokio::time::Instant::now() >= deadline => {
+                return Err(CtlError::new(
+                    ErrorCode::Internal,
+                    format!("cannot listen for Raft RPCs on {addr} again: {error}"),
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_leader_work_is_forwarded() {
+        assert!(needs_leader(&Request::KvPut {
+            key: "k".into(),
+            value: vec![],
+            if_revision: None
+        }));
+        assert!(needs_leader(&Request::KvGet {
+            key: "k".into(),
+            consistency: ReadConsistency::Linearizable
+        }));
+        assert!(!needs_leader(&Request::KvGet {
+            key: "k".into(),
+            consistency: ReadConsistency::Stale
+        }));
+        assert!(!needs_leader(&Request::Status));
+        assert!(!needs_leader(&Request::Leave));
+    }
+}

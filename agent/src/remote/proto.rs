@@ -1,0 +1,74 @@
+//! Messages of the node-to-node API.
+
+use serde::{Deserialize, Serialize};
+use symphony_ctl::proto::{CtlError, Request, Response, Role};
+
+pub const PROTOCOL: &str = "symphony-remote";
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The first frame each way.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteHello {
+    pub protocol: String,
+    pub version: u32,
+    pub node_id: u64,
+    /// Set on the server's answer: why the connection is refused.
+    pub refused: Option<CtlError>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteRequestFrame {
+    pub id: u64,
+    pub request: RemoteRequest,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteResponseFrame {
+    pub id: u64,
+    pub result: Result<RemoteReply, CtlError>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RemoteRequest {
+    /// A node asks to join (or re-register with) the cluster.
+    Join(JoinRequest),
+    /// A control request another manager forwards to the leader. The receiver answers it as
+    /// leader or says it is not; it never forwards it again.
+    Forward(Request),
+    /// A manager that is leaving asks the leader to take it out of the Raft group.
+    Leaving { node_id: u64 },
+}
+
+/// Everything the leader needs to admit a node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// `None` for a manager named by `init --peers` (pre-authorised).
+    pub token: Option<String>,
+    pub node_id: u64,
+    pub raft_node_id: u64,
+    pub hostname: String,
+    pub raft_addr: String,
+    pub remote_addr: String,
+    pub agent_version: String,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    /// The cluster the node already belongs to, if any: joining another one is refused.
+    pub cluster_id: Option<String>,
+    /// Set when a manager passes the join on to the leader; such a join is not passed on again.
+    #[serde(default)]
+    pub forwarded: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RemoteReply {
+    Joined(JoinReply),
+    Forwarded(Response),
+    Left,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinReply {
+    pub cluster_id: String,
+    pub role: Role,
+    pub leader_raft_id: Option<u64>,
+}
