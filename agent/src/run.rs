@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use symphony_consensus::network::LocalIdentity;
 use symphony_consensus::{Consensus, ConsensusConfig};
@@ -97,6 +98,9 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
     let mut consensus_config =
         ConsensusConfig::new(identity.raft_node_id, args.config_dir.join(RAFT_DIR));
     consensus_config.snapshot_interval = args.snapshot_interval;
+    consensus_config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
+    consensus_config.election_timeout_min = Duration::from_millis(args.election_timeout_ms);
+    consensus_config.election_timeout_max = Duration::from_millis(args.election_timeout_ms * 2);
     let local = LocalIdentity {
         node_id: identity.node_id,
         remote_addr: advertised.remote_addr.clone(),

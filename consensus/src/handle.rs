@@ -39,9 +39,9 @@ impl ConsensusConfig {
             raft_node_id,
             data_dir,
             snapshot_interval: 10_000,
-            heartbeat_interval: Duration::from_millis(100),
-            election_timeout_min: Duration::from_millis(500),
-            election_timeout_max: Duration::from_millis(1000),
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(300),
+            election_timeout_max: Duration::from_millis(600),
         }
     }
 
