@@ -141,6 +141,8 @@ pub struct Consensus {
     state: SharedState,
     raft_node_id: u64,
     shutdown: CancellationToken,
+    /// The Raft RPC server; awaited on shutdown so its port is free when `shutdown` returns.
+    server: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Consensus {
@@ -168,7 +170,7 @@ impl Consensus {
         .await
         .map_err(|error| ConsensusError::Stopped(error.to_string()))?;
         let shutdown = CancellationToken::new();
-        tokio::spawn(network::serve(
+        let server = tokio::spawn(network::serve(
             listener,
             raft.clone(),
             config.raft_node_id,
@@ -180,6 +182,7 @@ impl Consensus {
             state,
             raft_node_id: config.raft_node_id,
             shutdown,
+            server: Arc::new(tokio::sync::Mutex::new(Some(server))),
         })
     }
 
@@ -384,6 +387,9 @@ impl Consensus {
     /// Stops serving RPCs and shuts the Raft node down; the store is flushed on the way.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
+        if let Some(server) = self.server.lock().await.take() {
+            let _ = server.await;
+        }
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "raft shutdown did not finish cleanly");
         }

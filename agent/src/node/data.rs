@@ -14,6 +14,12 @@ use symphony_ctl::proto::{
 use super::Node;
 use crate::tokens;
 
+/// The largest KV value: every value is a Raft log entry, replicated and kept in memory, and an
+/// entry must fit a Raft frame with room to spare (etcd's default limit is 1.5 MiB).
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// The largest KV key.
+pub const MAX_KEY_BYTES: usize = 4096;
+
 /// A manager that has not acknowledged the leader for this long is shown as unreachable.
 const REACHABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -27,6 +33,7 @@ impl Node {
                 if_revision,
             } => {
                 self.require_cluster()?;
+                check_sizes(&key, &value)?;
                 let result = self
                     .propose(Command::KvPut {
                         key,
@@ -293,6 +300,29 @@ fn token_of(cluster: &ClusterInfo, role: Role) -> String {
     }
 }
 
+/// Refuses keys and values too large to replicate comfortably.
+fn check_sizes(key: &str, value: &[u8]) -> Result<(), CtlError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(CtlError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "a key must have 1 to {MAX_KEY_BYTES} bytes; this one has {}",
+                key.len()
+            ),
+        ));
+    }
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(CtlError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "a value may have at most {MAX_VALUE_BYTES} bytes; this one has {} (store large data elsewhere and put a reference here)",
+                value.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn not_initialised() -> CtlError {
     CtlError::new(
         ErrorCode::NotInitialised,
@@ -351,6 +381,27 @@ mod tests {
         assert_eq!(
             error.message,
             "expected revision 3, but the key does not exist (key 'k')"
+        );
+    }
+
+    #[test]
+    fn oversized_keys_and_values_are_refused() {
+        assert!(check_sizes("k", &[0; MAX_VALUE_BYTES]).is_ok());
+        assert_eq!(
+            check_sizes("k", &[0; MAX_VALUE_BYTES + 1])
+                .unwrap_err()
+                .code,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            check_sizes("", b"v").unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            check_sizes(&"k".repeat(MAX_KEY_BYTES + 1), b"v")
+                .unwrap_err()
+                .code,
+            ErrorCode::BadRequest
         );
     }
 

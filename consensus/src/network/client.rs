@@ -1,91 +1,38 @@
-//! The outgoing side: one connection per peer and purpose, reconnected on failure, every call
-//! under the deadline openraft gives.
+//! The outgoing side: the [`RaftNetworkFactory`] openraft calls out with, and the [`PeerClient`]
+//! it makes for each peer and purpose (replication, heartbeats, snapshots, votes).
+//!
+//! A client keeps one long-lived connection, opened on first use and dropped on any error or
+//! cancelled call; the next call reconnects. Every call runs under a deadline: openraft's
+//! `soft_ttl` for unary RPCs, a per-reply deadline for pipelined appends, a per-chunk deadline
+//! for snapshots. A peer that cannot be reached is reported as `Unreachable`, and openraft then
+//! waits [`peer_backoff`]'s growing delays before retrying it.
 
 use std::future::Future;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::RPCOption;
+use futures_util::Stream;
+use openraft::base::{BoxFuture, BoxStream};
+use openraft::error::{RPCError, ReplicationClosed, StreamingError};
+use openraft::network::{Backoff, RPCOption};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{RaftNetworkFactory, RaftNetworkV2};
-use symphony_ctl::frame::{self, FramedStream, MAX_FRAME_LEN};
-use tokio::net::TcpStream;
 
-use super::rpc::{PROTOCOL, PROTOCOL_VERSION, PeerIdentity, RaftHello, RaftReply, RaftRequest};
+use super::append_frames::encode_append;
+use super::backoff::peer_backoff;
+use super::connection::{CONNECT_TIMEOUT, Connection, Dial};
+use super::error::CallError;
+use super::pipeline::Pipeline;
+use super::rpc::{PeerIdentity, RaftReply, RaftRequest};
+use super::snapshot_sender::{ChunkPlan, send_snapshot};
 use crate::types::{ManagerNode, Snapshot, SnapshotData, TypeConfig, Vote};
 
-/// How long establishing a connection (TCP and hello) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Why a call did not get a reply.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("connecting to {addr} timed out")]
-    ConnectTimeout { addr: String },
-    #[error("{addr} is Raft node {got}, not {expected}")]
-    WrongPeer {
-        addr: String,
-        expected: u64,
-        got: u64,
-    },
-    #[error("{addr} speaks {protocol} v{version}, not {PROTOCOL} v{PROTOCOL_VERSION}")]
-    Protocol {
-        addr: String,
-        protocol: String,
-        version: u32,
-    },
-    #[error("the connection failed: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Frame(#[from] frame::FrameError),
-    #[error("the peer closed the connection")]
-    Closed,
-    #[error("no reply within {0:?}")]
-    Timeout(Duration),
-    #[error("the peer failed the request: {0}")]
-    Remote(String),
-    #[error("the peer sent an unexpected reply")]
-    UnexpectedReply,
-}
-
-impl CallError {
-    /// Whether the peer is unreachable (back off) rather than flaky (retry at once).
-    fn is_unreachable(&self) -> bool {
-        matches!(
-            self,
-            CallError::Connect { .. }
-                | CallError::ConnectTimeout { .. }
-                | CallError::WrongPeer { .. }
-                | CallError::Protocol { .. }
-                | CallError::Remote(_)
-        )
-    }
-
-    fn into_rpc_error(self) -> RPCError<TypeConfig> {
-        if self.is_unreachable() {
-            RPCError::Unreachable(Unreachable::new(&self))
-        } else {
-            RPCError::Network(NetworkError::new(&self))
-        }
-    }
-
-    fn into_streaming_error(self) -> StreamingError<TypeConfig> {
-        if self.is_unreachable() {
-            StreamingError::Unreachable(Unreachable::new(&self))
-        } else {
-            StreamingError::Network(NetworkError::new(&self))
-        }
-    }
-}
+/// The least time a unary call is given. openraft derives its timeouts from the heartbeat
+/// interval, which tests and small clusters set to tens of milliseconds: less than one fsync on
+/// a loaded disk.
+const MIN_CALL_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Creates a [`PeerClient`] for each peer openraft talks to.
 #[derive(Debug, Clone)]
@@ -103,12 +50,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &ManagerNode) -> PeerClient {
-        PeerClient {
-            local_id: self.local_id,
-            target: Some(target),
-            addr: strip_scheme(&node.raft_addr).to_string(),
-            connection: None,
-        }
+        PeerClient::new(self.local_id, Some(target), &node.raft_addr)
     }
 }
 
@@ -123,18 +65,13 @@ pub fn strip_scheme(addr: &str) -> &str {
 /// Asks the manager whose Raft RPCs listen at `addr` who it is (`init --peers` learns each
 /// peer's id this way, so operators never type ids).
 pub async fn identify(local_id: u64, addr: &str) -> Result<PeerIdentity, CallError> {
-    let mut peer = PeerClient {
-        local_id,
-        target: None,
-        addr: strip_scheme(addr).to_string(),
-        connection: None,
-    };
+    let mut peer = PeerClient::new(local_id, None, addr);
     match peer
         .call(&RaftRequest::Identify, CONNECT_TIMEOUT * 2)
         .await?
     {
         RaftReply::Identity(identity) => Ok(identity),
-        _ => Err(CallError::UnexpectedReply),
+        other => Err(CallError::UnexpectedReply(format!("{other:?} to identify"))),
     }
 }
 
@@ -144,97 +81,121 @@ pub struct PeerClient {
     /// The Raft id the peer must have; `None` when we are asking who it is.
     target: Option<u64>,
     addr: String,
-    connection: Option<FramedStream<TcpStream>>,
+    /// The idle connection. A call takes it out while it runs (see [`Connection`]).
+    connection: Option<Connection>,
 }
 
 impl PeerClient {
-    async fn connect(&self) -> Result<FramedStream<TcpStream>, CallError> {
-        let addr = self.addr.clone();
-        let attempt = async {
-            let socket = TcpStream::connect(&addr)
-                .await
-                .map_err(|source| CallError::Connect {
-                    addr: addr.clone(),
-                    source,
-                })?;
-            socket.set_nodelay(true)?;
-            let mut stream = frame::framed(socket, MAX_FRAME_LEN);
-            let hello = RaftHello {
-                protocol: PROTOCOL.to_string(),
-                version: PROTOCOL_VERSION,
-                node_id: self.local_id,
-            };
-            stream.send(frame::encode(&hello)?).await?;
-            let reply: RaftHello = frame::decode(&stream.next().await.ok_or(CallError::Closed)??)?;
-            if reply.protocol != PROTOCOL || reply.version != PROTOCOL_VERSION {
-                return Err(CallError::Protocol {
-                    addr: addr.clone(),
-                    protocol: reply.protocol,
-                    version: reply.version,
-                });
-            }
-            if let Some(expected) = self.target
-                && reply.node_id != expected
-            {
-                return Err(CallError::WrongPeer {
-                    addr: addr.clone(),
-                    expected,
-                    got: reply.node_id,
-                });
-            }
-            Ok(stream)
-        };
-        tokio::time::timeout(CONNECT_TIMEOUT, attempt)
-            .await
-            .map_err(|_| CallError::ConnectTimeout {
-                addr: self.addr.clone(),
-            })?
+    fn new(local_id: u64, target: Option<u64>, addr: &str) -> PeerClient {
+        PeerClient {
+            local_id,
+            target,
+            addr: strip_scheme(addr).to_string(),
+            connection: None,
+        }
     }
 
-    /// Sends `request` and waits for the reply within `ttl`. Any failure drops the connection,
-    /// so a reply that arrives late can never be taken for the answer to a later request.
+    fn dial(&self) -> Dial<'_> {
+        Dial {
+            addr: &self.addr,
+            local_id: self.local_id,
+            target: self.target,
+        }
+    }
+
+    /// The idle connection, or a new one opened within `timeout`.
+    async fn take_connection(&mut self, timeout: Duration) -> Result<Connection, CallError> {
+        match self.connection.take() {
+            Some(connection) => Ok(connection),
+            None => self.dial().open(timeout).await,
+        }
+    }
+
+    /// Sends `request` and waits for its reply, all within `ttl`.
     async fn call(&mut self, request: &RaftRequest, ttl: Duration) -> Result<RaftReply, CallError> {
-        let result = tokio::time::timeout(ttl, self.call_inner(request))
-            .await
-            .unwrap_or(Err(CallError::Timeout(ttl)));
-        if result.is_err() {
-            self.connection = None;
-        }
-        match result? {
-            RaftReply::Failed(message) => Err(CallError::Remote(message)),
-            reply => Ok(reply),
-        }
-    }
-
-    async fn call_inner(&mut self, request: &RaftRequest) -> Result<RaftReply, CallError> {
-        if self.connection.is_none() {
-            self.connection = Some(self.connect().await?);
-        }
-        let Some(stream) = self.connection.as_mut() else {
-            return Err(CallError::Closed);
+        let attempt = async {
+            let mut connection = self.take_connection(ttl).await?;
+            let reply = connection.call(request, ttl).await?;
+            Ok::<_, CallError>((connection, reply))
         };
-        stream.send(frame::encode(request)?).await?;
-        let body = stream.next().await.ok_or(CallError::Closed)??;
-        Ok(frame::decode(&body)?)
+        let (connection, reply) = tokio::time::timeout(ttl, attempt)
+            .await
+            .map_err(|_| CallError::Timeout(ttl))??;
+        // Only a call that read its reply leaves the connection reusable.
+        self.connection = Some(connection);
+        Ok(reply)
     }
+}
+
+/// The deadline of a unary call under `option`.
+fn call_timeout(option: &RPCOption) -> Duration {
+    option.soft_ttl().max(MIN_CALL_TIMEOUT)
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
     type SnapshotData = SnapshotData;
 
+    /// One AppendEntries. A request too large for one frame is cut to the part that fits, and
+    /// reported as a partial success, which openraft follows up with the rest.
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self
-            .call(&RaftRequest::Append(rpc), option.hard_ttl())
-            .await
-        {
-            Ok(RaftReply::Append(reply)) => Ok(reply),
-            Ok(_) => Err(CallError::UnexpectedReply.into_rpc_error()),
-            Err(error) => Err(error.into_rpc_error()),
+        let ttl = call_timeout(&option);
+        let result = async {
+            let mut frames = encode_append(&rpc)?;
+            let split = frames.len() > 1;
+            let first = frames.swap_remove(0);
+            let attempt = async {
+                let mut connection = self.take_connection(ttl).await?;
+                connection.send_encoded(first.body).await?;
+                let reply = connection.recv().await?;
+                Ok::<_, CallError>((connection, reply))
+            };
+            let (connection, reply) = tokio::time::timeout(ttl, attempt)
+                .await
+                .map_err(|_| CallError::Timeout(ttl))??;
+            self.connection = Some(connection);
+            match reply {
+                RaftReply::Append(AppendEntriesResponse::Success) if split => {
+                    Ok(AppendEntriesResponse::PartialSuccess(first.last))
+                }
+                RaftReply::Append(response) => Ok(response),
+                other => Err(CallError::UnexpectedReply(format!(
+                    "{other:?} to an append"
+                ))),
+            }
         }
+        .await;
+        result.map_err(CallError::into_rpc_error)
+    }
+
+    /// Pipelined AppendEntries on this client's connection (see [`Pipeline`]).
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let dial = Dial {
+                addr: &self.addr,
+                local_id: self.local_id,
+                target: self.target,
+            };
+            let pipeline = Pipeline::new(&mut self.connection, dial, input, call_timeout(&option));
+            let stream: BoxStream<'s, _> = Box::pin(pipeline.into_stream());
+            Ok(stream)
+        })
     }
 
     async fn vote(
@@ -242,9 +203,14 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self.call(&RaftRequest::Vote(rpc), option.hard_ttl()).await {
+        match self
+            .call(&RaftRequest::Vote(rpc), call_timeout(&option))
+            .await
+        {
             Ok(RaftReply::Vote(reply)) => Ok(reply),
-            Ok(_) => Err(CallError::UnexpectedReply.into_rpc_error()),
+            Ok(other) => {
+                Err(CallError::UnexpectedReply(format!("{other:?} to a vote")).into_rpc_error())
+            }
             Err(error) => Err(error.into_rpc_error()),
         }
     }
@@ -255,15 +221,19 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         match self
-            .call(&RaftRequest::PreVote(rpc), option.hard_ttl())
+            .call(&RaftRequest::PreVote(rpc), call_timeout(&option))
             .await
         {
             Ok(RaftReply::Vote(reply)) => Ok(reply),
-            Ok(_) => Err(CallError::UnexpectedReply.into_rpc_error()),
+            Ok(other) => {
+                Err(CallError::UnexpectedReply(format!("{other:?} to a pre-vote")).into_rpc_error())
+            }
             Err(error) => Err(error.into_rpc_error()),
         }
     }
 
+    /// Streams the snapshot in acknowledged chunks (see
+    /// [`snapshot_sender`](super::snapshot_sender)), giving up as soon as `cancel` fires.
     async fn full_snapshot(
         &mut self,
         vote: Vote,
@@ -271,23 +241,20 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let request = RaftRequest::Snapshot {
-            vote,
-            meta: snapshot.meta,
-            data: snapshot.snapshot,
+        let plan = ChunkPlan::new(option.snapshot_chunk_size(), option.soft_ttl());
+        let transfer = async {
+            let mut connection = self.take_connection(plan.chunk_timeout).await?;
+            let response = send_snapshot(&mut connection, vote, snapshot, plan).await?;
+            Ok::<_, CallError>((connection, response))
         };
-        // A snapshot is bigger than an append: give it a generous deadline, scaled by size.
-        let bytes = match &request {
-            RaftRequest::Snapshot { data, .. } => data.len() as u64,
-            _ => 0,
-        };
-        let ttl =
-            option.hard_ttl().max(Duration::from_secs(10)) + Duration::from_millis(bytes / 1024);
+        // Cancelling drops the transfer, and the half-used connection with it.
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            result = self.call(&request, ttl) => match result {
-                Ok(RaftReply::Snapshot(reply)) => Ok(reply),
-                Ok(_) => Err(CallError::UnexpectedReply.into_streaming_error()),
+            result = transfer => match result {
+                Ok((connection, response)) => {
+                    self.connection = Some(connection);
+                    Ok(response)
+                }
                 Err(error) => Err(error.into_streaming_error()),
             },
         }
@@ -299,13 +266,20 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
         match self
-            .call(&RaftRequest::TransferLeader(req), option.hard_ttl())
+            .call(&RaftRequest::TransferLeader(req), call_timeout(&option))
             .await
         {
             Ok(RaftReply::TransferLeader(reply)) => Ok(reply),
-            Ok(_) => Err(CallError::UnexpectedReply.into_rpc_error()),
+            Ok(other) => Err(
+                CallError::UnexpectedReply(format!("{other:?} to a leader transfer"))
+                    .into_rpc_error(),
+            ),
             Err(error) => Err(error.into_rpc_error()),
         }
+    }
+
+    fn backoff(&self) -> Option<Backoff> {
+        Some(peer_backoff())
     }
 }
 
