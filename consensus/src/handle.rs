@@ -40,8 +40,8 @@ impl ConsensusConfig {
             data_dir,
             snapshot_interval: 10_000,
             heartbeat_interval: Duration::from_millis(50),
-            election_timeout_min: Duration::from_millis(300),
-            election_timeout_max: Duration::from_millis(600),
+            election_timeout_min: Duration::from_millis(150),
+            election_timeout_max: Duration::from_millis(300),
         }
     }
 
@@ -53,6 +53,9 @@ impl ConsensusConfig {
             election_timeout_max: millis(self.election_timeout_max),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_interval.max(1)),
             max_in_snapshot_log_to_keep: (self.snapshot_interval / 10).min(1_000),
+            // Replicate an entry as soon as it is handed to the log, so the leader's fsync and
+            // the followers' run in parallel instead of one after the other.
+            broadcast_submitted_on_append: Some(true),
             ..Config::default()
         };
         config
