@@ -84,6 +84,9 @@ pub enum ConsensusError {
     NoQuorum(String),
     #[error("the cluster is already initialised")]
     AlreadyInitialised,
+    /// Another membership change is in progress, or this one conflicts with the membership.
+    #[error("the membership cannot change right now ({0}); retry in a moment")]
+    MembershipBusy(String),
     #[error("invalid consensus configuration: {0}")]
     Config(String),
     #[error("cannot open the Raft store: {0}")]
@@ -105,6 +108,16 @@ fn leader_hint(leader_id: &Option<u64>, leader: &Option<ManagerNode>) -> String 
     }
 }
 
+/// A membership change that a quorum cannot commit (too many managers down) would wait for
+/// ever; it is reported instead.
+const MEMBERSHIP_CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn uncommitted_change() -> ConsensusError {
+    ConsensusError::NoQuorum(format!(
+        "the membership change was not committed within {MEMBERSHIP_CHANGE_TIMEOUT:?}; it may still take effect if enough managers come back"
+    ))
+}
+
 /// Maps openraft's write errors (client writes and membership changes alike).
 fn write_error(error: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> ConsensusError {
     match error {
@@ -114,6 +127,14 @@ fn write_error(error: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Co
                 leader: forward.leader_node,
             }
         }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => {
+            ConsensusError::MembershipBusy(error.to_string())
+        }
+        // The entry was truncated by a new leader: it was not applied, so retrying is safe.
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => ConsensusError::NotLeader {
+            leader_id: None,
+            leader: None,
+        },
         RaftError::APIError(error) => ConsensusError::Other(error.to_string()),
         RaftError::Fatal(fatal) => ConsensusError::Stopped(fatal.to_string()),
     }
@@ -363,11 +384,11 @@ impl Consensus {
         change: ChangeMembers<u64, ManagerNode>,
         retain: bool,
     ) -> Result<(), ConsensusError> {
-        self.raft
-            .change_membership(change, retain)
-            .await
-            .map(drop)
-            .map_err(write_error)
+        let change = self.raft.change_membership(change, retain);
+        match tokio::time::timeout(MEMBERSHIP_CHANGE_TIMEOUT, change).await {
+            Ok(result) => result.map(drop).map_err(write_error),
+            Err(_) => Err(uncommitted_change()),
+        }
     }
 
     /// Asks the leader (this node) to hand leadership to `to`.

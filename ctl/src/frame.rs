@@ -47,6 +47,39 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     Ok(rmp_serde::from_slice(body)?)
 }
 
+/// Sends every message queued on `queue` through `sink` until the queue closes. Whatever is
+/// queued at once goes out with one flush (one write system call), which is what keeps a busy
+/// pipelined connection cheap.
+pub async fn pump<T, S>(
+    mut queue: tokio::sync::mpsc::Receiver<T>,
+    mut sink: S,
+) -> std::io::Result<()>
+where
+    T: Serialize,
+    S: futures_util::Sink<Bytes, Error = std::io::Error> + Unpin,
+{
+    use futures_util::SinkExt;
+    /// At most this many frames wait for one flush, so a flood still reaches the peer steadily.
+    const MAX_COALESCED: usize = 64;
+    while let Some(first) = queue.recv().await {
+        let mut next = Some(first);
+        let mut queued = 0;
+        while let Some(message) = next.take() {
+            // A message that cannot be encoded is a bug in this process; dropping it beats
+            // dropping the connection.
+            if let Ok(bytes) = encode(&message) {
+                sink.feed(bytes).await?;
+            }
+            queued += 1;
+            if queued < MAX_COALESCED {
+                next = queue.try_recv().ok();
+            }
+        }
+        sink.flush().await?;
+    }
+    Ok(())
+}
+
 /// True when `error` is the codec refusing a frame over the size limit.
 pub fn is_frame_too_large(error: &std::io::Error) -> bool {
     error.kind() == std::io::ErrorKind::InvalidData

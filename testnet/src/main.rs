@@ -11,6 +11,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Bench(BenchCommand::Kv(args)) => bench::kv::run(args).await,
+        Command::Bench(BenchCommand::Failover(args)) => bench::failover::run(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

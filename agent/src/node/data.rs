@@ -358,7 +358,9 @@ fn unexpected_result(result: CommandResult) -> CtlError {
 pub fn consensus_error(error: ConsensusError) -> CtlError {
     let code = match &error {
         ConsensusError::NotLeader { .. } => ErrorCode::NoLeader,
-        ConsensusError::NoQuorum(_) | ConsensusError::Stopped(_) => ErrorCode::Unavailable,
+        ConsensusError::NoQuorum(_)
+        | ConsensusError::Stopped(_)
+        | ConsensusError::MembershipBusy(_) => ErrorCode::Unavailable,
         ConsensusError::AlreadyInitialised => ErrorCode::AlreadyInitialised,
         _ => ErrorCode::Internal,
     };

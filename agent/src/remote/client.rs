@@ -78,7 +78,7 @@ impl RemoteClient {
             .map_err(|_| unreachable(addr, "connecting timed out"))??;
 
         let (mut sink, mut replies) = stream.split();
-        let (outgoing, mut to_send) = mpsc::channel::<RemoteRequestFrame>(1024);
+        let (outgoing, to_send) = mpsc::channel::<RemoteRequestFrame>(1024);
         let waiters: Waiters = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
         let client = RemoteClient {
@@ -91,14 +91,7 @@ impl RemoteClient {
 
         let writer_closed = closed.clone();
         tokio::spawn(async move {
-            while let Some(request) = to_send.recv().await {
-                let Ok(bytes) = frame::encode(&request) else {
-                    continue;
-                };
-                if sink.send(bytes).await.is_err() {
-                    break;
-                }
-            }
+            let _ = frame::pump(to_send, &mut sink).await;
             writer_closed.store(true, Ordering::SeqCst);
         });
         let reader_addr = addr.to_string();

@@ -89,16 +89,9 @@ where
     }
 
     let (mut sink, mut requests) = framed.split();
-    let (replies, mut outgoing) = mpsc::channel::<RemoteResponseFrame>(MAX_IN_FLIGHT);
+    let (replies, outgoing) = mpsc::channel::<RemoteResponseFrame>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(async move {
-        while let Some(response) = outgoing.recv().await {
-            let Ok(bytes) = frame::encode(&response) else {
-                continue;
-            };
-            if sink.send(bytes).await.is_err() {
-                return;
-            }
-        }
+        let _ = frame::pump(outgoing, &mut sink).await;
     });
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(Ok(body)) = requests.next().await {

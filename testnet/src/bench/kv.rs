@@ -1,9 +1,15 @@
 //! `testnet bench kv`: write throughput and latency of the replicated KV store.
 //!
-//! One manager in a temp dir is initialised and waited on until it leads; after a short
-//! unmeasured warm-up, `--clients` tasks, each on its own control connection, take write
-//! numbers from one shared counter until `--ops` writes were issued, timing each put. Keys are
-//! spread over `bench/<client>/<n>` so that no two writes hit the same key.
+//! `--managers` agents in temp dirs are formed into one cluster (one manager: `init`; more: a
+//! static bootstrap, `init --peers` on the first and `init --join-addr` on the others) and
+//! waited on until every manager votes under one leader. After a short unmeasured warm-up,
+//! `--clients` tasks, each on its own control connection, take write numbers from one shared
+//! counter until `--ops` writes were issued, timing each put. With `--target all` (the default)
+//! client `i` talks to manager `i mod managers`, so most writes go through followers, which
+//! forward them to the leader; with `--target leader` every client talks to the leader. Keys are
+//! spread over `bench/<client>/<n>` so that no two writes hit the same key. Afterwards every
+//! acknowledged write is read back (linearizably, through the leader) and any missing one is
+//! counted as lost.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,66 +19,119 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::json;
 use symphony_ctl::Client;
+use symphony_ctl::proto::ReadConsistency;
 use tokio::sync::Barrier;
 use tokio::time::Instant;
 
 use super::latency::LatencySummary;
-use crate::cli::KvBenchArgs;
-use crate::harness::{AgentOptions, AgentProcess};
+use crate::cli::{BenchTarget, KvBenchArgs};
+use crate::harness::{AgentOptions, Cluster, ClusterOptions};
 
-const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+const KEY_PREFIX: &str = "bench/";
 
 /// What one client task measured.
 #[derive(Debug, Default)]
 struct ClientResult {
     latencies: Vec<Duration>,
+    /// Every acknowledged write: key, value, revision.
+    acknowledged: Vec<(String, Vec<u8>, u64)>,
     errors: u64,
     first_error: Option<String>,
 }
 
-pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
-    if args.managers != 1 {
-        bail!(
-            "multi-manager benchmarks need manager clusters (not available yet); use --managers 1"
+/// Agent options for benchmarks: quiet logs (the agents' logging would otherwise compete with
+/// the benchmark for the disk) and the asked snapshot interval.
+pub(crate) fn bench_options(agent_bin: Option<PathBuf>, snapshot_interval: u64) -> ClusterOptions {
+    ClusterOptions {
+        agent: AgentOptions {
+            bin: agent_bin,
+            log_level: "warn".to_string(),
+            extra_args: vec![
+                "--snapshot-interval".to_string(),
+                snapshot_interval.to_string(),
+            ],
+            ..AgentOptions::default()
+        },
+        ..ClusterOptions::default()
+    }
+}
+
+/// Starts `managers` agents and forms them into one cluster in which all of them vote.
+pub(crate) async fn start_cluster(
+    managers: usize,
+    options: ClusterOptions,
+) -> anyhow::Result<Cluster> {
+    let mut cluster = Cluster::start_with(managers, options)
+        .await
+        .context("cannot start the managers")?;
+    for index in 0..cluster.len() {
+        let agent = cluster.agent(index)?;
+        println!(
+            "{} started: pid {}, config dir {}",
+            cluster.name(index),
+            agent.pid().unwrap_or_default(),
+            agent.config_dir().display()
         );
     }
-    if args.clients == 0 || args.ops == 0 {
-        bail!("--clients and --ops must both be at least 1");
+    cluster
+        .bootstrap_static()
+        .await
+        .context("cannot form the cluster")?;
+    Ok(cluster)
+}
+
+/// Stops every running manager with SIGTERM, warning about any that does not stop cleanly.
+pub(crate) async fn stop_cluster(cluster: &mut Cluster) {
+    for index in 0..cluster.len() {
+        if !cluster.is_running(index) {
+            continue;
+        }
+        let name = cluster.name(index);
+        match cluster.terminate(index, SHUTDOWN_TIMEOUT).await {
+            Ok(true) => {}
+            Ok(false) => eprintln!("warning: {name} exited with an error after SIGTERM"),
+            Err(error) => eprintln!("warning: {name} did not shut down cleanly: {error}"),
+        }
+    }
+}
+
+pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
+    if args.managers == 0 || args.clients == 0 || args.ops == 0 {
+        bail!("--managers, --clients and --ops must all be at least 1");
     }
 
-    let options = AgentOptions {
-        bin: args.agent_bin.clone(),
-        // The agent's own logging would otherwise compete with the benchmark for the disk.
-        log_level: "warn".to_string(),
-        extra_args: vec![
-            "--snapshot-interval".to_string(),
-            args.snapshot_interval.to_string(),
-        ],
-        ..AgentOptions::default()
-    };
-    let mut agent = AgentProcess::start_with(options)
+    let options = bench_options(args.agent_bin.clone(), args.snapshot_interval);
+    let mut cluster = start_cluster(args.managers, options).await?;
+    let leader = cluster
+        .leader()
         .await
-        .context("cannot start the manager")?;
+        .context("the cluster did not elect a leader")?;
     println!(
-        "manager started: pid {}, config dir {}",
-        agent.pid().unwrap_or_default(),
-        agent.config_dir().display()
+        "{} managers formed; {} leads",
+        args.managers,
+        cluster.name(leader)
     );
-    let mut admin = agent.client().await?;
-    admin.init().await.context("cannot init the cluster")?;
-    agent
-        .wait_leader(LEADER_TIMEOUT)
-        .await
-        .context("the manager did not become leader")?;
+    let targets: Vec<PathBuf> = match args.target {
+        BenchTarget::Leader => vec![cluster.socket_path(leader)?],
+        BenchTarget::All => (0..cluster.len())
+            .map(|index| cluster.socket_path(index))
+            .collect::<Result<_, _>>()?,
+    };
 
+    let mut admin = cluster.client(leader).await?;
     warm_up(&mut admin, args.warmup, args.value_size).await?;
     let started = Instant::now();
-    let mut results = measure(&agent, &args).await?;
+    let mut results = measure(&targets, &args).await?;
     let elapsed = started.elapsed();
 
     let errors: u64 = results.iter().map(|result| result.errors).sum();
     let first_error = results.iter().find_map(|result| result.first_error.clone());
+    for result in &mut results {
+        for (key, value, revision) in result.acknowledged.drain(..) {
+            cluster.acknowledged().record(&key, &value, revision);
+        }
+    }
     let mut latencies: Vec<Duration> = results
         .iter_mut()
         .flat_map(|result| std::mem::take(&mut result.latencies))
@@ -80,11 +139,17 @@ pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
     let written = latencies.len();
     let summary = LatencySummary::from_samples(&mut latencies);
     let writes_per_sec = written as f64 / elapsed.as_secs_f64().max(f64::EPSILON);
+    let lost = count_lost(&cluster).await?;
 
     println!(
-        "kv put: {written} writes of {} bytes by {} clients in {:.2} s",
+        "kv put: {written} writes of {} bytes by {} clients through {} ({} managers) in {:.2} s",
         args.value_size,
         args.clients,
+        match args.target {
+            BenchTarget::Leader => "the leader",
+            BenchTarget::All => "all managers",
+        },
+        args.managers,
         elapsed.as_secs_f64()
     );
     println!("  throughput: {writes_per_sec:.1} writes/s");
@@ -96,13 +161,9 @@ pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
     if let Some(error) = first_error {
         println!("  first error: {error}");
     }
+    println!("  acknowledged writes lost: {lost}");
 
-    let exit = agent.terminate(SHUTDOWN_TIMEOUT).await;
-    match exit {
-        Ok(status) if status.success() => {}
-        Ok(status) => eprintln!("warning: the manager exited with {status} after SIGTERM"),
-        Err(error) => eprintln!("warning: the manager did not shut down cleanly: {error}"),
-    }
+    stop_cluster(&mut cluster).await;
 
     // The last line is for scripts.
     println!(
@@ -110,6 +171,7 @@ pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
         json!({
             "bench": "kv",
             "managers": args.managers,
+            "target": args.target.as_str(),
             "clients": args.clients,
             "ops": args.ops,
             "value_size": args.value_size,
@@ -118,10 +180,28 @@ pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
             "p99_ms": round2(summary.p99_ms),
             "max_ms": round2(summary.max_ms),
             "errors": errors,
+            "lost": lost,
             "elapsed_s": round2(elapsed.as_secs_f64()),
         })
     );
     Ok(())
+}
+
+/// How many acknowledged benchmark writes a linearizable read through the leader misses.
+pub(crate) async fn count_lost(cluster: &Cluster) -> anyhow::Result<usize> {
+    let leader = cluster.leader().await?;
+    let mut client = cluster.client(leader).await?;
+    let listing = client
+        .kv_list(KEY_PREFIX, ReadConsistency::Linearizable)
+        .await
+        .context("cannot read the written keys back")?;
+    let (lost, examples) = cluster
+        .acknowledged()
+        .missing_from(KEY_PREFIX, &listing.entries);
+    for example in examples {
+        eprintln!("lost: {example}");
+    }
+    Ok(lost)
 }
 
 /// Unmeasured sequential writes, so that the measurement does not include the store's first
@@ -137,26 +217,25 @@ async fn warm_up(client: &mut Client, writes: u64, value_size: usize) -> anyhow:
     Ok(())
 }
 
-/// Runs the client tasks and returns what each measured. All clients connect before any
-/// writes, and start together.
-async fn measure(agent: &AgentProcess, args: &KvBenchArgs) -> anyhow::Result<Vec<ClientResult>> {
+/// Runs the client tasks and returns what each measured. Client `i` talks to
+/// `targets[i mod len]`. All clients connect before any writes, and start together.
+async fn measure(targets: &[PathBuf], args: &KvBenchArgs) -> anyhow::Result<Vec<ClientResult>> {
     let mut clients = Vec::with_capacity(args.clients);
-    for _ in 0..args.clients {
-        clients.push(
-            agent
-                .client()
-                .await
-                .context("a benchmark client cannot connect")?,
-        );
+    for index in 0..args.clients {
+        let socket = targets[index % targets.len()].clone();
+        let client = Client::connect(&socket)
+            .await
+            .context("a benchmark client cannot connect")?;
+        clients.push((socket, client));
     }
     let next_op = Arc::new(AtomicU64::new(0));
     let start = Arc::new(Barrier::new(args.clients));
     let mut tasks = Vec::with_capacity(args.clients);
-    for (index, client) in clients.into_iter().enumerate() {
+    for (index, (socket, client)) in clients.into_iter().enumerate() {
         let worker = ClientWorker {
             index,
             client,
-            socket: agent.socket_path(),
+            socket,
             next_op: Arc::clone(&next_op),
             total_ops: args.ops,
             value_size: args.value_size,
@@ -193,11 +272,14 @@ impl ClientWorker {
             if op >= self.total_ops {
                 return result;
             }
-            let key = format!("bench/{}/{op}", self.index);
+            let key = format!("{KEY_PREFIX}{}/{op}", self.index);
             let value = values.next_value(self.value_size);
             let sent = Instant::now();
-            match self.client.kv_put(key, value, None).await {
-                Ok(_) => result.latencies.push(sent.elapsed()),
+            match self.client.kv_put(key.clone(), value.clone(), None).await {
+                Ok(written) => {
+                    result.latencies.push(sent.elapsed());
+                    result.acknowledged.push((key, value, written.revision));
+                }
                 Err(error) => {
                     result.errors += 1;
                     let broken = error.remote().is_none();
@@ -228,12 +310,12 @@ impl ClientWorker {
 
 /// Random-looking values without a random number generator crate: splitmix64, seeded per
 /// client so that clients write different bytes (no store can profit from repetition).
-struct ValueSource {
+pub(crate) struct ValueSource {
     state: u64,
 }
 
 impl ValueSource {
-    fn new(seed: u64) -> ValueSource {
+    pub(crate) fn new(seed: u64) -> ValueSource {
         ValueSource {
             state: seed ^ 0x9E37_79B9_7F4A_7C15,
         }
@@ -247,7 +329,7 @@ impl ValueSource {
         z ^ (z >> 31)
     }
 
-    fn next_value(&mut self, len: usize) -> Vec<u8> {
+    pub(crate) fn next_value(&mut self, len: usize) -> Vec<u8> {
         let mut value = Vec::with_capacity(len + 8);
         while value.len() < len {
             value.extend_from_slice(&self.next_u64().to_le_bytes());
@@ -257,7 +339,7 @@ impl ValueSource {
     }
 }
 
-fn round2(value: f64) -> f64 {
+pub(crate) fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 

@@ -59,6 +59,29 @@ pub enum HarnessError {
     #[error("no free TCP port on 127.0.0.1 after {attempts} attempts")]
     NoFreePort { attempts: usize },
 
+    #[error("no node {index} in a cluster of {count}")]
+    NoSuchNode { index: usize, count: usize },
+
+    #[error("no running member of the cluster is left to ask")]
+    NoLiveMember,
+
+    #[error("{command} failed ({status}): {output}")]
+    CommandFailed {
+        command: String,
+        status: ExitStatus,
+        output: String,
+    },
+
+    #[error(
+        "{lost} of {acknowledged} acknowledged writes are missing or changed on node {node}; the first: {examples}"
+    )]
+    LostWrites {
+        node: String,
+        acknowledged: usize,
+        lost: usize,
+        examples: String,
+    },
+
     #[error(transparent)]
     Client(#[from] ClientError),
 }
