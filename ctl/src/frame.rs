@@ -47,32 +47,39 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     Ok(rmp_serde::from_slice(body)?)
 }
 
-/// Sends every message queued on `queue` through `sink` until the queue closes. Whatever is
-/// queued at once goes out with one flush (one write system call), which is what keeps a busy
-/// pipelined connection cheap.
-pub async fn pump<T, S>(
-    mut queue: tokio::sync::mpsc::Receiver<T>,
+/// Encodes `message`; when the result is over `max_len` bytes (a peer would refuse it), encodes
+/// the message `instead` builds from that size, typically a small error reply.
+pub fn encode_within<T: Serialize>(
+    message: &T,
+    max_len: usize,
+    instead: impl FnOnce(usize) -> T,
+) -> Result<Bytes, FrameError> {
+    let bytes = encode(message)?;
+    if bytes.len() <= max_len {
+        return Ok(bytes);
+    }
+    encode(&instead(bytes.len()))
+}
+
+/// Sends every encoded frame queued on `queue` through `sink` until the queue closes. Whatever
+/// is queued at once goes out with one flush (one write system call), which is what keeps a
+/// busy pipelined connection cheap.
+pub async fn pump<S>(
+    mut queue: tokio::sync::mpsc::Receiver<Bytes>,
     mut sink: S,
 ) -> std::io::Result<()>
 where
-    T: Serialize,
     S: futures_util::Sink<Bytes, Error = std::io::Error> + Unpin,
 {
     use futures_util::SinkExt;
     /// At most this many frames wait for one flush, so a flood still reaches the peer steadily.
     const MAX_COALESCED: usize = 64;
     while let Some(first) = queue.recv().await {
-        let mut next = Some(first);
-        let mut queued = 0;
-        while let Some(message) = next.take() {
-            // A message that cannot be encoded is a bug in this process; dropping it beats
-            // dropping the connection.
-            if let Ok(bytes) = encode(&message) {
-                sink.feed(bytes).await?;
-            }
-            queued += 1;
-            if queued < MAX_COALESCED {
-                next = queue.try_recv().ok();
+        sink.feed(first).await?;
+        for _ in 1..MAX_COALESCED {
+            match queue.try_recv() {
+                Ok(next) => sink.feed(next).await?,
+                Err(_) => break,
             }
         }
         sink.flush().await?;
@@ -129,6 +136,19 @@ mod tests {
         .unwrap();
         assert!(decode::<RequestFrame>(&bytes).is_err());
         assert_eq!(decode::<RequestId>(&bytes).unwrap().id, 7);
+    }
+
+    #[test]
+    fn oversized_messages_are_replaced() {
+        let big = vec![7u8; 1000];
+        let bytes = encode_within(&big, 100, |size| {
+            assert!(size > 1000);
+            vec![1u8]
+        })
+        .unwrap();
+        assert_eq!(decode::<Vec<u8>>(&bytes).unwrap(), vec![1u8]);
+        let small = encode_within(&vec![2u8], 100, |_| unreachable!()).unwrap();
+        assert_eq!(decode::<Vec<u8>>(&small).unwrap(), vec![2u8]);
     }
 
     #[test]

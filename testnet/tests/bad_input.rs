@@ -363,3 +363,45 @@ async fn many_silent_connections_do_not_lock_out_others() {
         .unwrap();
     assert_eq!(during.value, b"flood");
 }
+
+/// A reply that would exceed the frame limit (a listing of 20 MiB) becomes an error under the
+/// request's id instead of a frame the client would refuse, and the connection goes on.
+#[tokio::test]
+async fn an_answer_over_the_frame_limit_is_an_error_not_a_hang() {
+    let mut target = target().await;
+    let mut client = target.agent.client().await.unwrap();
+    let value = vec![b'x'; 1024 * 1024];
+    for n in 0..20 {
+        client
+            .kv_put(format!("big/{n:02}"), value.clone(), None)
+            .await
+            .unwrap();
+    }
+    let listing = tokio::time::timeout(
+        REPLY_TIMEOUT,
+        client.kv_list("big/", ReadConsistency::Linearizable),
+    )
+    .await
+    .expect("the oversized listing must be answered, not left hanging");
+    match listing {
+        Err(symphony_ctl::ClientError::Remote(error)) => {
+            assert_eq!(error.code, ErrorCode::BadRequest);
+            assert!(error.message.contains("frame limit"), "{}", error.message);
+        }
+        other => panic!("expected a frame-limit error, got {other:?}"),
+    }
+    // The same connection still answers, and a narrower listing works.
+    let some = client
+        .kv_list("big/0", ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(some.entries.len(), 10);
+    // A value over the 1 MiB limit is refused before it reaches the log.
+    let refused = client
+        .kv_put("big/too", vec![0u8; 1024 * 1024 + 1], None)
+        .await;
+    assert!(
+        matches!(refused, Err(symphony_ctl::ClientError::Remote(ref e)) if e.code == ErrorCode::BadRequest)
+    );
+    target.assert_intact().await;
+}

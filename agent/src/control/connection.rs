@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use symphony_ctl::frame::{self, MAX_FRAME_LEN};
 use symphony_ctl::proto::{
@@ -64,27 +65,38 @@ where
     }
 
     let (mut sink, mut requests) = framed.split();
-    let (replies, outgoing) = mpsc::channel::<ResponseFrame>(MAX_IN_FLIGHT);
-    let writer = tokio::spawn(async move {
+    let (replies, outgoing) = mpsc::channel::<Bytes>(MAX_IN_FLIGHT);
+    let mut writer = tokio::spawn(async move {
         let _ = frame::pump(outgoing, &mut sink).await;
     });
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    while let Some(body) = requests.next().await {
+    loop {
+        let body = tokio::select! {
+            body = requests.next() => body,
+            // The writer only stops when the socket fails: nothing more can be answered.
+            _ = &mut writer => return,
+        };
         let body = match body {
-            Ok(body) => body,
-            Err(error) => {
+            Some(Ok(body)) => body,
+            Some(Err(error)) => {
                 // The length prefix is over the limit: the rest of the stream can no longer be
                 // framed, so say why and close.
-                if frame::is_frame_too_large(&error) {
-                    let _ = replies.send(error_frame(0, too_large())).await;
+                if frame::is_frame_too_large(&error)
+                    && let Some(bytes) = encode_response(&error_frame(0, too_large()))
+                {
+                    let _ = replies.send(bytes).await;
                 }
                 break;
             }
+            None => break,
         };
         let (id, request) = match parse_request(&body) {
             Ok(frame) => (frame.id, frame.request),
             Err(response) => {
-                if replies.send(response).await.is_err() {
+                let Some(bytes) = encode_response(&response) else {
+                    continue;
+                };
+                if replies.send(bytes).await.is_err() {
                     break;
                 }
                 continue;
@@ -104,12 +116,37 @@ where
                     ResponseBody::Error(error)
                 }
             };
-            let _ = replies.send(ResponseFrame { id, body }).await;
+            if let Some(bytes) = encode_response(&ResponseFrame { id, body }) {
+                let _ = replies.send(bytes).await;
+            }
             drop(permit);
         });
     }
     drop(replies);
     let _ = writer.await;
+}
+
+/// Encodes a response; one too large for a frame becomes an error that says so, under the
+/// same id, so the client is answered instead of left waiting.
+fn encode_response(response: &ResponseFrame) -> Option<Bytes> {
+    let encoded = frame::encode_within(response, MAX_FRAME_LEN, |size| {
+        error_frame(
+            response.id,
+            CtlError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "the answer would be {size} bytes, over the {MAX_FRAME_LEN}-byte frame limit; ask for less (for `kv ls`, a longer prefix)"
+                ),
+            ),
+        )
+    });
+    match encoded {
+        Ok(bytes) => Some(bytes),
+        Err(error) => {
+            tracing::error!(%error, "a control response could not be encoded");
+            None
+        }
+    }
 }
 
 /// Decodes a request frame, or builds the error response that explains why it cannot be.

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use symphony_ctl::frame::{self, MAX_FRAME_LEN};
 use symphony_ctl::proto::{CtlError, ErrorCode};
@@ -28,7 +29,7 @@ type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<RemoteReply, CtlErr
 #[derive(Clone)]
 pub struct RemoteClient {
     addr: String,
-    outgoing: mpsc::Sender<RemoteRequestFrame>,
+    outgoing: mpsc::Sender<Bytes>,
     waiters: Waiters,
     next_id: Arc<AtomicU64>,
     closed: Arc<AtomicBool>,
@@ -78,7 +79,7 @@ impl RemoteClient {
             .map_err(|_| unreachable(addr, "connecting timed out"))??;
 
         let (mut sink, mut replies) = stream.split();
-        let (outgoing, to_send) = mpsc::channel::<RemoteRequestFrame>(1024);
+        let (outgoing, to_send) = mpsc::channel::<Bytes>(1024);
         let waiters: Waiters = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
         let client = RemoteClient {
@@ -126,14 +127,21 @@ impl RemoteClient {
     ) -> Result<RemoteReply, CtlError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply, wait) = oneshot::channel();
+        let bytes = match frame::encode(&RemoteRequestFrame { id, request }) {
+            Ok(bytes) if bytes.len() <= MAX_FRAME_LEN => bytes,
+            Ok(bytes) => {
+                return Err(CtlError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "the request is {} bytes, over the {MAX_FRAME_LEN}-byte frame limit",
+                        bytes.len()
+                    ),
+                ));
+            }
+            Err(error) => return Err(CtlError::new(ErrorCode::Internal, error.to_string())),
+        };
         lock(&self.waiters).insert(id, reply);
-        if self.is_closed()
-            || self
-                .outgoing
-                .send(RemoteRequestFrame { id, request })
-                .await
-                .is_err()
-        {
+        if self.is_closed() || self.outgoing.send(bytes).await.is_err() {
             lock(&self.waiters).remove(&id);
             return Err(unreachable(&self.addr, "the connection closed"));
         }

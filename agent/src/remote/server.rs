@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use symphony_ctl::frame::{self, MAX_FRAME_LEN};
 use symphony_ctl::proto::{CtlError, ErrorCode};
@@ -89,25 +90,31 @@ where
     }
 
     let (mut sink, mut requests) = framed.split();
-    let (replies, outgoing) = mpsc::channel::<RemoteResponseFrame>(MAX_IN_FLIGHT);
-    let writer = tokio::spawn(async move {
+    let (replies, outgoing) = mpsc::channel::<Bytes>(MAX_IN_FLIGHT);
+    let mut writer = tokio::spawn(async move {
         let _ = frame::pump(outgoing, &mut sink).await;
     });
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    while let Some(Ok(body)) = requests.next().await {
+    loop {
+        let body = tokio::select! {
+            body = requests.next() => body,
+            _ = &mut writer => return,
+        };
+        let Some(Ok(body)) = body else {
+            break;
+        };
         let frame: RemoteRequestFrame = match frame::decode(&body) {
             Ok(frame) => frame,
             Err(error) => {
                 let id = frame::decode::<symphony_ctl::proto::RequestId>(&body).map_or(0, |r| r.id);
                 let error =
                     CtlError::new(ErrorCode::BadRequest, format!("malformed request: {error}"));
-                if replies
-                    .send(RemoteResponseFrame {
-                        id,
-                        result: Err(error),
-                    })
-                    .await
-                    .is_err()
+                let response = RemoteResponseFrame {
+                    id,
+                    result: Err(error),
+                };
+                if let Some(bytes) = encode_response(&response)
+                    && replies.send(bytes).await.is_err()
                 {
                     break;
                 }
@@ -121,15 +128,36 @@ where
         let replies = replies.clone();
         tokio::spawn(async move {
             let result = node.handle_remote(frame.request).await;
-            let _ = replies
-                .send(RemoteResponseFrame {
-                    id: frame.id,
-                    result,
-                })
-                .await;
+            let response = RemoteResponseFrame {
+                id: frame.id,
+                result,
+            };
+            if let Some(bytes) = encode_response(&response) {
+                let _ = replies.send(bytes).await;
+            }
             drop(permit);
         });
     }
     drop(replies);
     let _ = writer.await;
+}
+
+/// Encodes a response; one too large for a frame becomes an error under the same id.
+fn encode_response(response: &RemoteResponseFrame) -> Option<Bytes> {
+    let encoded = frame::encode_within(response, MAX_FRAME_LEN, |size| RemoteResponseFrame {
+        id: response.id,
+        result: Err(CtlError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "the answer would be {size} bytes, over the {MAX_FRAME_LEN}-byte frame limit; ask for less"
+            ),
+        )),
+    });
+    match encoded {
+        Ok(bytes) => Some(bytes),
+        Err(error) => {
+            tracing::error!(%error, "a remote response could not be encoded");
+            None
+        }
+    }
 }

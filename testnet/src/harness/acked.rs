@@ -82,6 +82,15 @@ impl Acknowledged {
 
     /// The acknowledged writes under `prefix` that `entries` (a listing of the store) does not
     /// hold with their value at their revision or later: `(count, the first few described)`.
+    /// The acknowledged keys that start with `prefix`.
+    pub fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+        self.lock()
+            .range(prefix.to_string()..)
+            .map(|(key, _)| key.clone())
+            .take_while(|key| key.starts_with(prefix))
+            .collect()
+    }
+
     pub fn missing_from(&self, prefix: &str, entries: &[KvEntry]) -> (usize, Vec<String>) {
         let by_key: BTreeMap<&str, &KvEntry> = entries
             .iter()
