@@ -59,6 +59,7 @@ pub enum RunError {
 
 /// Runs the agent until SIGTERM or SIGINT, or one of its offline commands.
 pub async fn run(args: AgentArgs) -> Result<(), RunError> {
+    let mut stop = StopSignals::install()?;
     prepare_config_dir(&args.config_dir)?;
     if let Some(AgentCommand::Snapshot(SnapshotCommand::Restore { file })) = &args.command {
         return crate::restore::restore(&args, file)
@@ -143,7 +144,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         "agent started"
     );
 
-    wait_for_stop_signal().await?;
+    stop.wait().await;
     tracing::info!("stopping");
     shutdown.cancel();
     let _ = tokio::join!(control, remote, promoter);
@@ -174,12 +175,25 @@ fn prepare_config_dir(dir: &Path) -> Result<(), RunError> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(error)
 }
 
-async fn wait_for_stop_signal() -> Result<(), RunError> {
-    let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment this is created: a signal that arrives while the
+/// agent is still starting is kept, not left to kill the process.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<StopSignals, RunError> {
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate()).map_err(RunError::Signals)?,
+            interrupt: signal(SignalKind::interrupt()).map_err(RunError::Signals)?,
+        })
     }
-    Ok(())
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
 }
