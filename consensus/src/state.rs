@@ -225,15 +225,8 @@ impl ClusterState {
                 value,
                 if_revision,
             } => {
-                let current = self.kv.get(key).map_or(0, |record| record.mod_revision);
-                if let Some(expected) = *if_revision
-                    && expected != current
-                {
-                    return CommandResult::CompareFailed {
-                        key: key.clone(),
-                        expected,
-                        actual: current,
-                    };
+                if let Some(failed) = self.compare(key, *if_revision) {
+                    return failed;
                 }
                 self.revision += 1;
                 let revision = self.revision;
@@ -257,15 +250,8 @@ impl ClusterState {
                 CommandResult::KvPut { revision }
             }
             Command::KvDelete { key, if_revision } => {
-                let current = self.kv.get(key).map_or(0, |record| record.mod_revision);
-                if let Some(expected) = *if_revision
-                    && expected != current
-                {
-                    return CommandResult::CompareFailed {
-                        key: key.clone(),
-                        expected,
-                        actual: current,
-                    };
+                if let Some(failed) = self.compare(key, *if_revision) {
+                    return failed;
                 }
                 if self.kv.remove(key).is_none() {
                     return CommandResult::KvDelete {
@@ -318,6 +304,18 @@ impl ClusterState {
         self.nodes
             .values()
             .find(|node| node.raft_node_id == Some(raft_node_id))
+    }
+
+    /// The compare of a compare-and-set: `None` when `if_revision` is absent or matches the
+    /// key's `mod_revision` (0 for a missing key), else the failure to return.
+    fn compare(&self, key: &str, if_revision: Option<u64>) -> Option<CommandResult> {
+        let expected = if_revision?;
+        let actual = self.kv.get(key).map_or(0, |record| record.mod_revision);
+        (expected != actual).then(|| CommandResult::CompareFailed {
+            key: key.to_string(),
+            expected,
+            actual,
+        })
     }
 
     pub fn kv_get(&self, key: &str) -> Option<&KvRecord> {
