@@ -7,6 +7,7 @@
 //! - [`control`]: the control socket server (`symphony-ctl`'s side of the wire);
 //! - [`node`]: [`node::Node`], which answers control and remote requests: KV, tokens, and
 //!   forming and changing the manager group;
+//! - [`pipeline`]: serving pipelined requests on a connection (control socket and remote API);
 //! - [`remote`]: the node-to-node API (joins, requests forwarded to the leader);
 //! - [`restore`]: `symphony-agent snapshot restore`, seeding a manager from a snapshot file;
 //! - [`tokens`]: cluster ids and join tokens from a CSPRNG;
@@ -18,6 +19,7 @@ pub mod control;
 pub mod identity;
 pub mod logging;
 pub mod node;
+pub mod pipeline;
 pub mod remote;
 pub mod restore;
 pub mod run;

@@ -14,15 +14,14 @@ use symphony_ctl::proto::{
     ResponseBody, ResponseFrame,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Semaphore, mpsc};
 
 use crate::node::Node;
+use crate::pipeline::Step;
 
 /// A client must say hello this soon after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Requests of one connection being handled at once; past this the connection is not read
-/// until one finishes (backpressure instead of unbounded memory).
+/// Requests of one connection being handled at once (see [`crate::pipeline`]).
 const MAX_IN_FLIGHT: usize = 256;
 
 /// Serves one connection until the peer closes it or breaks the protocol.
@@ -64,50 +63,25 @@ where
         return;
     }
 
-    let (mut sink, mut requests) = framed.split();
-    let (replies, outgoing) = mpsc::channel::<Bytes>(MAX_IN_FLIGHT);
-    let mut writer = tokio::spawn(async move {
-        let _ = frame::pump(outgoing, &mut sink).await;
-    });
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    loop {
-        let body = tokio::select! {
-            body = requests.next() => body,
-            // The writer only stops when the socket fails: nothing more can be answered.
-            _ = &mut writer => return,
-        };
-        let body = match body {
-            Some(Ok(body)) => body,
-            Some(Err(error)) => {
-                // The length prefix is over the limit: the rest of the stream can no longer be
-                // framed, so say why and close.
-                if frame::is_frame_too_large(&error)
-                    && let Some(bytes) = encode_response(&error_frame(0, too_large()))
-                {
-                    let _ = replies.send(bytes).await;
-                }
-                break;
+    let (sink, requests) = framed.split();
+    crate::pipeline::serve(requests, sink, MAX_IN_FLIGHT, |item| {
+        let body = match item {
+            Ok(body) => body,
+            // A length prefix over the limit: the rest of the stream can no longer be framed,
+            // so say why and close. Any other read error just closes.
+            Err(error) => {
+                let last = frame::is_frame_too_large(&error)
+                    .then(|| encode_response(&error_frame(0, too_large())))
+                    .flatten();
+                return Step::Close(last);
             }
-            None => break,
         };
         let (id, request) = match parse_request(&body) {
             Ok(frame) => (frame.id, frame.request),
-            Err(response) => {
-                let Some(bytes) = encode_response(&response) else {
-                    continue;
-                };
-                if replies.send(bytes).await.is_err() {
-                    break;
-                }
-                continue;
-            }
-        };
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            break;
+            Err(response) => return encode_response(&response).map_or(Step::Nothing, Step::Reply),
         };
         let node = node.clone();
-        let replies = replies.clone();
-        tokio::spawn(async move {
+        Step::Spawn(async move {
             let name = request.name();
             let body = match node.handle(request).await {
                 Ok(response) => ResponseBody::Reply(response),
@@ -116,14 +90,10 @@ where
                     ResponseBody::Error(error)
                 }
             };
-            if let Some(bytes) = encode_response(&ResponseFrame { id, body }) {
-                let _ = replies.send(bytes).await;
-            }
-            drop(permit);
-        });
-    }
-    drop(replies);
-    let _ = writer.await;
+            encode_response(&ResponseFrame { id, body })
+        })
+    })
+    .await;
 }
 
 /// Encodes a response; one too large for a frame becomes an error that says so, under the

@@ -6,16 +6,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use symphony_ctl::frame::{self, MAX_FRAME_LEN};
-use symphony_ctl::proto::{CtlError, ErrorCode};
+use symphony_ctl::proto::{CtlError, ErrorCode, RequestId};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::proto::{
     PROTOCOL, PROTOCOL_VERSION, RemoteHello, RemoteRequestFrame, RemoteResponseFrame,
 };
 use crate::node::Node;
+use crate::pipeline::Step;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 4096;
@@ -89,57 +90,35 @@ where
         return;
     }
 
-    let (mut sink, mut requests) = framed.split();
-    let (replies, outgoing) = mpsc::channel::<Bytes>(MAX_IN_FLIGHT);
-    let mut writer = tokio::spawn(async move {
-        let _ = frame::pump(outgoing, &mut sink).await;
-    });
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    loop {
-        let body = tokio::select! {
-            body = requests.next() => body,
-            _ = &mut writer => return,
-        };
-        let Some(Ok(body)) = body else {
-            break;
+    let (sink, requests) = framed.split();
+    crate::pipeline::serve(requests, sink, MAX_IN_FLIGHT, |item| {
+        let Ok(body) = item else {
+            return Step::Close(None);
         };
         let frame: RemoteRequestFrame = match frame::decode(&body) {
             Ok(frame) => frame,
             Err(error) => {
-                let id = frame::decode::<symphony_ctl::proto::RequestId>(&body).map_or(0, |r| r.id);
-                let error =
-                    CtlError::new(ErrorCode::BadRequest, format!("malformed request: {error}"));
+                let id = frame::decode::<RequestId>(&body).map_or(0, |r| r.id);
                 let response = RemoteResponseFrame {
                     id,
-                    result: Err(error),
+                    result: Err(CtlError::new(
+                        ErrorCode::BadRequest,
+                        format!("malformed request: {error}"),
+                    )),
                 };
-                if let Some(bytes) = encode_response(&response)
-                    && replies.send(bytes).await.is_err()
-                {
-                    break;
-                }
-                continue;
+                return encode_response(&response).map_or(Step::Nothing, Step::Reply);
             }
-        };
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            break;
         };
         let node = node.clone();
-        let replies = replies.clone();
-        tokio::spawn(async move {
+        Step::Spawn(async move {
             let result = node.handle_remote(frame.request).await;
-            let response = RemoteResponseFrame {
+            encode_response(&RemoteResponseFrame {
                 id: frame.id,
                 result,
-            };
-            if let Some(bytes) = encode_response(&response) {
-                let _ = replies.send(bytes).await;
-            }
-            drop(permit);
-        });
-    }
-    drop(replies);
-    let _ = writer.await;
+            })
+        })
+    })
+    .await;
 }
 
 /// Encodes a response; one too large for a frame becomes an error under the same id.
