@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// One Symphony agent: runs on every machine, as a manager or a worker.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "symphony-agent", version, about)]
+#[command(
+    name = "symphony-agent",
+    version,
+    about = "The Symphony agent: one binary on every machine, manager or worker"
+)]
 pub struct AgentArgs {
     /// Everything this node owns: key.json, the Raft store, the control socket.
     #[arg(

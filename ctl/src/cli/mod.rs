@@ -14,7 +14,11 @@ pub use table::{Table, fields};
 
 /// Drive a Symphony node through its control socket.
 #[derive(Debug, Parser)]
-#[command(name = "symphony-ctl", version, about)]
+#[command(
+    name = "symphony-ctl",
+    version,
+    about = "Drive a Symphony node through its control socket"
+)]
 pub struct Cli {
     /// The node's control socket (it lives in the agent's --config-dir).
     #[arg(long, global = true, env = "SYMPHONY_SOCKET", default_value = crate::DEFAULT_SOCKET)]
