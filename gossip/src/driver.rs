@@ -1,0 +1,331 @@
+//! The driver: one tokio task that owns the [`Foca`] instance, its UDP socket and its timers,
+//! and [`Gossip`], the clone-able handle the agent talks to it through.
+//!
+//! foca is a state machine without I/O; everything it asks for comes back through
+//! [`foca::Runtime`]. The driver's select loop feeds it four inputs — cancellation, commands
+//! from handles, due timers, received packets — and `Io` carries out what it asks: packets
+//! go to a writer task (a slow `send_to` must not stall probes and timers), timer events into
+//! the `TimerQueue`, notifications out as [`MemberEvent`]s.
+
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use foca::{Foca, NoCustomBroadcast, Notification, PostcardCodec, Runtime, Timer};
+use rand_foca::SeedableRng;
+use rand_foca::rngs::SmallRng;
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, trace, warn};
+
+use crate::config::GossipConfig;
+use crate::error::GossipError;
+use crate::event::MemberEvent;
+use crate::identity::GossipIdentity;
+use crate::packet;
+use crate::stats::{Counters, GossipStats};
+use crate::timers::TimerQueue;
+
+type Swim = Foca<GossipIdentity, PostcardCodec, SmallRng, NoCustomBroadcast>;
+
+/// Large enough for any UDP datagram, so an oversized one is dropped by its checksum or by
+/// foca rather than truncated into something that might parse.
+const RECV_BUFFER: usize = 64 * 1024;
+/// Packets waiting for the writer. Gossip tolerates loss; an unbounded queue would not.
+const SEND_QUEUE: usize = 1024;
+/// Commands waiting for the driver.
+const COMMAND_QUEUE: usize = 64;
+/// Member events buffered per subscriber; one that lags this far behind loses the oldest.
+const EVENT_QUEUE: usize = 1024;
+
+enum Command {
+    Announce(Vec<SocketAddr>, oneshot::Sender<Result<(), GossipError>>),
+    Members(oneshot::Sender<Vec<GossipIdentity>>),
+    Leave(oneshot::Sender<()>),
+}
+
+/// A handle to a running gossip driver. Cloning is cheap; when every handle is dropped the
+/// driver stops without leaving, as if the node had crashed.
+#[derive(Debug, Clone)]
+pub struct Gossip {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<MemberEvent>,
+    counters: Arc<Counters>,
+    cancel: CancellationToken,
+    local_addr: SocketAddr,
+}
+
+impl Gossip {
+    /// Binds the socket and starts the driver, stopped by [`Gossip::shutdown`].
+    pub async fn start(config: GossipConfig) -> Result<Gossip, GossipError> {
+        Gossip::start_with_cancel(config, CancellationToken::new()).await
+    }
+
+    /// Like [`Gossip::start`], stopped (without leaving) when `cancel` is cancelled.
+    pub async fn start_with_cancel(
+        config: GossipConfig,
+        cancel: CancellationToken,
+    ) -> Result<Gossip, GossipError> {
+        let GossipConfig {
+            mut identity,
+            bind_addr,
+            cluster_id,
+            profile,
+        } = config;
+        let socket = UdpSocket::bind(bind_addr)
+            .await
+            .map_err(|source| GossipError::Bind {
+                addr: bind_addr,
+                source,
+            })?;
+        let local_addr = socket.local_addr().map_err(|source| GossipError::Bind {
+            addr: bind_addr,
+            source,
+        })?;
+        if identity.gossip_addr.port() == 0 {
+            identity.gossip_addr.set_port(local_addr.port());
+        }
+        let socket = Arc::new(socket);
+        let counters = Arc::new(Counters::default());
+        let (events, _) = broadcast::channel(EVENT_QUEUE);
+        let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (send_tx, send_rx) = mpsc::channel(SEND_QUEUE);
+
+        // Seeded from std's per-process random keys: foca only needs its member choices to
+        // differ between nodes, not cryptographic randomness.
+        let rng = SmallRng::seed_from_u64(RandomState::new().hash_one(identity.node_id));
+        info!(node_id = identity.node_id, %local_addr, "gossip starting");
+        let foca = Foca::new(identity, profile.foca_config(), rng, PostcardCodec);
+        let writer = tokio::spawn(write_packets(
+            Arc::clone(&socket),
+            send_rx,
+            Arc::clone(&counters),
+        ));
+        let driver = Driver {
+            foca,
+            io: Io {
+                tag: packet::cluster_tag(&cluster_id),
+                send: send_tx,
+                timers: TimerQueue::default(),
+                events: events.clone(),
+                counters: Arc::clone(&counters),
+            },
+            socket,
+            commands: command_rx,
+            cancel: cancel.clone(),
+        };
+        tokio::spawn(driver.run(writer));
+        Ok(Gossip {
+            commands: command_tx,
+            events,
+            counters,
+            cancel,
+            local_addr,
+        })
+    }
+
+    /// The address the gossip socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Asks each seed to let this node join its cluster. Returns once the announces are
+    /// queued, not when they are answered: watch [`Gossip::subscribe`] or
+    /// [`Gossip::members`]. A seed that is not up yet is not retried.
+    pub async fn announce(&self, seeds: Vec<SocketAddr>) -> Result<(), GossipError> {
+        self.call(|reply| Command::Announce(seeds, reply)).await?
+    }
+
+    /// The active members this node knows of, itself included.
+    pub async fn members(&self) -> Result<Vec<GossipIdentity>, GossipError> {
+        self.call(Command::Members).await
+    }
+
+    /// Member events from now on. Subscribe before reading [`Gossip::members`] so that no
+    /// change falls between the snapshot and the stream.
+    pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
+        self.events.subscribe()
+    }
+
+    /// Tells the cluster this node is leaving, flushes that to the socket, then stops.
+    pub async fn leave(&self) -> Result<(), GossipError> {
+        self.call(Command::Leave).await
+    }
+
+    /// Stops the driver without telling anyone; the others will declare this node down.
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+
+    pub fn stats(&self) -> GossipStats {
+        self.counters.snapshot()
+    }
+
+    async fn call<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, GossipError> {
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| GossipError::Stopped)?;
+        response.await.map_err(|_| GossipError::Stopped)
+    }
+}
+
+struct Driver {
+    foca: Swim,
+    io: Io,
+    socket: Arc<UdpSocket>,
+    commands: mpsc::Receiver<Command>,
+    cancel: CancellationToken,
+}
+
+impl Driver {
+    async fn run(mut self, writer: JoinHandle<()>) {
+        let mut buffer = vec![0_u8; RECV_BUFFER];
+        let left = loop {
+            let deadline = self.io.timers.next_deadline();
+            tokio::select! {
+                // Cancellation first, and timers before packets, so a flood of packets can
+                // neither delay shutdown nor starve probes.
+                biased;
+                () = self.cancel.cancelled() => break None,
+                command = self.commands.recv() => match command {
+                    None => break None,
+                    Some(Command::Leave(reply)) => {
+                        if let Err(error) = self.foca.leave_cluster(&mut self.io) {
+                            warn!(%error, "leaving the gossip cluster failed");
+                        }
+                        break Some(reply);
+                    }
+                    Some(command) => self.handle_command(command),
+                },
+                () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    self.fire_due_timers();
+                }
+                received = self.socket.recv_from(&mut buffer) => match received {
+                    Ok((len, from)) => self.handle_packet(buffer.get(..len).unwrap_or_default(), from),
+                    Err(error) => debug!(%error, "gossip socket receive failed"),
+                },
+            }
+        };
+        // Let every handle see the stop, then let the writer flush what is queued (the leave
+        // announcement above) before confirming.
+        self.cancel.cancel();
+        drop(self.io);
+        if let Err(error) = writer.await {
+            warn!(%error, "gossip writer task failed");
+        }
+        info!("gossip stopped");
+        if let Some(reply) = left {
+            let _ = reply.send(());
+        }
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Announce(seeds, reply) => {
+                let own = self.foca.identity().gossip_addr;
+                let result = seeds
+                    .into_iter()
+                    .filter(|seed| *seed != own)
+                    .try_for_each(|seed| {
+                        self.foca.announce(GossipIdentity::seed(seed), &mut self.io)
+                    })
+                    .map_err(GossipError::from);
+                let _ = reply.send(result);
+            }
+            Command::Members(reply) => {
+                let mut members = vec![self.foca.identity().clone()];
+                members.extend(self.foca.iter_members().map(|member| member.id().clone()));
+                let _ = reply.send(members);
+            }
+            // Handled in the loop, which must stop after it.
+            Command::Leave(reply) => {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn fire_due_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(timer) = self.io.timers.pop_due(now) {
+            if let Err(error) = self.foca.handle_timer(timer, &mut self.io) {
+                debug!(%error, "foca rejected a timer event");
+            }
+        }
+    }
+
+    fn handle_packet(&mut self, data: &[u8], from: SocketAddr) {
+        self.io.counters.received();
+        let body = match packet::decode(self.io.tag, data) {
+            Ok(body) => body,
+            Err(reason) => {
+                trace!(%from, %reason, "dropped gossip packet");
+                self.io.counters.dropped(reason);
+                return;
+            }
+        };
+        if let Err(error) = self.foca.handle_data(body, &mut self.io) {
+            trace!(%from, %error, "foca rejected a gossip packet");
+            self.io.counters.dropped_by_foca();
+        }
+    }
+}
+
+/// What foca asks of the outside world, carried out.
+struct Io {
+    tag: u64,
+    send: mpsc::Sender<(SocketAddr, Bytes)>,
+    timers: TimerQueue,
+    events: broadcast::Sender<MemberEvent>,
+    counters: Arc<Counters>,
+}
+
+impl Runtime<GossipIdentity> for Io {
+    fn notify(&mut self, notification: Notification<'_, GossipIdentity>) {
+        match MemberEvent::from_notification(&notification) {
+            Some(event) => {
+                debug!(?event, "gossip member event");
+                // No subscriber is not an error: events are also readable as `members()`.
+                let _ = self.events.send(event);
+            }
+            None => info!(?notification, "gossip state of this node"),
+        }
+    }
+
+    fn send_to(&mut self, to: GossipIdentity, data: &[u8]) {
+        let packet = packet::encode(self.tag, data);
+        if self.send.try_send((to.gossip_addr, packet)).is_err() {
+            self.counters.send_failed();
+        }
+    }
+
+    fn submit_after(&mut self, event: Timer<GossipIdentity>, after: Duration) {
+        self.timers.schedule(Instant::now(), after, event);
+    }
+}
+
+/// Sends queued packets in order until the driver drops its sender.
+async fn write_packets(
+    socket: Arc<UdpSocket>,
+    mut queue: mpsc::Receiver<(SocketAddr, Bytes)>,
+    counters: Arc<Counters>,
+) {
+    while let Some((to, packet)) = queue.recv().await {
+        match socket.send_to(&packet, to).await {
+            Ok(_) => counters.sent(),
+            Err(error) => {
+                debug!(%to, %error, "gossip send failed");
+                counters.send_failed();
+            }
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! Symphony's gossip layer: every node, manager or worker, is a member of one SWIM pool
+//! (foca) that carries discovery and liveness.
+//!
+//! Module map:
+//! - [`identity`]: [`GossipIdentity`], what a member is known by, and foca's rules for two
+//!   lives of one node;
+//! - [`packet`]: the UDP framing (magic, version, cluster tag, checksum) around foca's payload;
+//! - [`config`]: [`GossipConfig`] and the timing [`Profile`]s;
+//! - [`driver`]: the actor that owns foca, the socket and the timers, and its [`Gossip`] handle;
+//! - `timers`: the driver's single ordered timer queue;
+//! - [`event`]: [`MemberEvent`], membership changes derived from foca's notifications;
+//! - [`stats`]: packet counters, read as [`GossipStats`];
+//! - [`error`]: the handle's errors, [`GossipError`].
+//!
+//! This crate knows nothing of Raft or of the control protocol: the agent turns member events
+//! into cluster state.
+
+pub mod config;
+pub mod driver;
+pub mod error;
+pub mod event;
+pub mod identity;
+pub mod packet;
+pub mod stats;
+mod timers;
+
+pub use config::{GossipConfig, Profile};
+pub use driver::Gossip;
+pub use error::GossipError;
+pub use event::MemberEvent;
+pub use identity::{GossipIdentity, Role};
+pub use packet::PacketError;
+pub use stats::GossipStats;
+
+/// Re-exported so callers can build a [`Profile::Custom`] without depending on foca.
+pub use foca::{Config as FocaConfig, PeriodicParams};
