@@ -118,6 +118,7 @@ impl Gossip {
             socket,
             commands: command_rx,
             cancel: cancel.clone(),
+            seeds: Vec::new(),
         };
         tokio::spawn(driver.run(writer));
         Ok(Gossip {
@@ -185,11 +186,19 @@ struct Driver {
     socket: Arc<UdpSocket>,
     commands: mpsc::Receiver<Command>,
     cancel: CancellationToken,
+    /// The seeds last announced to. While this node knows no other member it keeps announcing
+    /// to them, so a node started before its seeds (or cut off from all of them) still joins.
+    seeds: Vec<SocketAddr>,
 }
+
+/// How often a node that knows no other member announces itself to its seeds again.
+const REANNOUNCE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Driver {
     async fn run(mut self, writer: JoinHandle<()>) {
         let mut buffer = vec![0_u8; RECV_BUFFER];
+        let mut reannounce = tokio::time::interval(REANNOUNCE_EVERY);
+        reannounce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let left = loop {
             let deadline = self.io.timers.next_deadline();
             tokio::select! {
@@ -209,6 +218,13 @@ impl Driver {
                 },
                 () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     self.fire_due_timers();
+                }
+                _ = reannounce.tick(), if !self.seeds.is_empty() => {
+                    if self.foca.iter_members().next().is_none()
+                        && let Err(error) = self.announce_to_seeds()
+                    {
+                        debug!(%error, "announcing to the seeds again failed");
+                    }
                 }
                 received = self.socket.recv_from(&mut buffer) => match received {
                     Ok((len, from)) => self.handle_packet(buffer.get(..len).unwrap_or_default(), from),
@@ -233,14 +249,8 @@ impl Driver {
         match command {
             Command::Announce(seeds, reply) => {
                 let own = self.foca.identity().gossip_addr;
-                let result = seeds
-                    .into_iter()
-                    .filter(|seed| *seed != own)
-                    .try_for_each(|seed| {
-                        self.foca.announce(GossipIdentity::seed(seed), &mut self.io)
-                    })
-                    .map_err(GossipError::from);
-                let _ = reply.send(result);
+                self.seeds = seeds.into_iter().filter(|seed| *seed != own).collect();
+                let _ = reply.send(self.announce_to_seeds());
             }
             Command::Members(reply) => {
                 let mut members = vec![self.foca.identity().clone()];
@@ -252,6 +262,15 @@ impl Driver {
                 let _ = reply.send(());
             }
         }
+    }
+
+    fn announce_to_seeds(&mut self) -> Result<(), GossipError> {
+        for seed in &self.seeds {
+            self.foca
+                .announce(GossipIdentity::seed(*seed), &mut self.io)
+                .map_err(GossipError::from)?;
+        }
+        Ok(())
     }
 
     fn fire_due_timers(&mut self) {

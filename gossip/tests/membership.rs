@@ -231,3 +231,36 @@ async fn foreign_and_garbage_packets_are_dropped_and_counted() {
         Err(broadcast::error::TryRecvError::Empty)
     ));
 }
+
+/// A node started before its seed keeps announcing, and joins once the seed is up.
+#[tokio::test]
+async fn a_node_started_before_its_seed_joins_when_the_seed_comes_up() {
+    // Reserve a port for the seed, then free it so the seed can bind it later.
+    let seed_addr = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let early = start_node(21, "late-seed", Duration::from_secs(5)).await;
+    early.announce(vec![seed_addr]).await.unwrap();
+    // The first announce must have gone out (into the void) before the seed exists, or this
+    // would only test an ordinary join.
+    wait_until("the first announce is sent", || async {
+        let stats = early.stats();
+        stats.packets_sent + stats.send_failures >= 1
+    })
+    .await;
+    let identity = GossipIdentity::new(20, Role::Manager, seed_addr, "127.0.0.1:9020".into(), None);
+    let seed = Gossip::start(GossipConfig {
+        identity,
+        bind_addr: seed_addr,
+        cluster_id: "late-seed".into(),
+        profile: Profile::Custom(fast_timings(Duration::from_secs(5))),
+    })
+    .await
+    .unwrap();
+    wait_until("the early node joins the late seed", || async {
+        node_ids(&early).await == BTreeSet::from([20, 21])
+            && node_ids(&seed).await == BTreeSet::from([20, 21])
+    })
+    .await;
+}
