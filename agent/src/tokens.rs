@@ -22,6 +22,11 @@ pub fn join_token(cluster_id: &str, role: NodeRole) -> String {
     format!("SYMTKN-1-{role}-{prefix}-{}", random_hex(32))
 }
 
+/// A new secret shared by the managers: 256 random bits as 64 hex digits.
+pub fn manager_secret() -> String {
+    random_hex(32)
+}
+
 fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buffer);

@@ -17,6 +17,10 @@ pub struct ClusterInfo {
     pub created_at_ms: u64,
     pub manager_token: String,
     pub worker_token: String,
+    /// A secret only managers hold: it proves a forwarded request comes from a manager of this
+    /// cluster. Unlike the join tokens it is never shown or rotated.
+    #[serde(default)]
+    pub manager_secret: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -387,6 +391,7 @@ mod tests {
             created_at_ms: 1,
             manager_token: "m".into(),
             worker_token: "w".into(),
+            manager_secret: "s".into(),
         }
     }
 

@@ -84,6 +84,7 @@ impl Node {
             created_at_ms: now,
             manager_token: tokens::join_token(&cluster_id, NodeRole::Manager),
             worker_token: tokens::join_token(&cluster_id, NodeRole::Worker),
+            manager_secret: tokens::manager_secret(),
         };
         let node = self.own_record(now);
         // Just after its election a leader may still refuse writes for a moment; the bootstrap
@@ -437,7 +438,10 @@ impl Node {
                 .remote
                 .call(
                     &leader_addr,
-                    RemoteRequest::Leaving { node_id },
+                    RemoteRequest::Leaving {
+                        secret: self.manager_secret()?,
+                        node_id,
+                    },
                     JOIN_TIMEOUT,
                 )
                 .await?

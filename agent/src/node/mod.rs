@@ -108,20 +108,41 @@ impl Node {
     /// Answers one request from another node.
     pub async fn handle_remote(&self, request: RemoteRequest) -> Result<RemoteReply, CtlError> {
         match request {
-            RemoteRequest::Forward(request) => self
-                .dispatch(request, true)
-                .await
-                .map(RemoteReply::Forwarded),
+            RemoteRequest::Forward { secret, request } => {
+                self.check_manager_secret(&secret)?;
+                self.dispatch(request, true)
+                    .await
+                    .map(RemoteReply::Forwarded)
+            }
             RemoteRequest::Join(join) => {
                 let may_forward = !join.forwarded;
                 self.admit(join, may_forward).await.map(RemoteReply::Joined)
             }
             // The leaving manager sends this to the leader it knows: never passed on.
-            RemoteRequest::Leaving { node_id } => self
-                .remove_leaving(node_id, false)
-                .await
-                .map(|()| RemoteReply::Left),
+            RemoteRequest::Leaving { secret, node_id } => {
+                self.check_manager_secret(&secret)?;
+                self.remove_leaving(node_id, false)
+                    .await
+                    .map(|()| RemoteReply::Left)
+            }
         }
+    }
+
+    /// This cluster's manager secret, which forwarded requests carry.
+    fn manager_secret(&self) -> Result<String, CtlError> {
+        Ok(self.require_cluster()?.manager_secret)
+    }
+
+    /// Refuses requests from anything that is not a manager of this cluster.
+    fn check_manager_secret(&self, secret: &str) -> Result<(), CtlError> {
+        let expected = self.manager_secret()?;
+        if expected.is_empty() || !constant_time_eq(expected.as_bytes(), secret.as_bytes()) {
+            return Err(CtlError::new(
+                ErrorCode::InvalidToken,
+                "only managers of this cluster may forward requests here",
+            ));
+        }
+        Ok(())
     }
 
     async fn dispatch(&self, request: Request, forwarded: bool) -> Result<Response, CtlError> {
@@ -186,7 +207,10 @@ impl Node {
             .remote
             .call(
                 leader_addr,
-                RemoteRequest::Forward(request),
+                RemoteRequest::Forward {
+                    secret: self.manager_secret()?,
+                    request,
+                },
                 FORWARD_TIMEOUT,
             )
             .await?
@@ -250,6 +274,12 @@ impl Node {
     }
 }
 
+/// Compares secrets in time independent of where they differ, so response times do not leak
+/// how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Whether `request` must be answered by the leader.
 fn needs_leader(request: &Request) -> bool {
     match request {
@@ -292,6 +322,14 @@ async fn bind_with_retry(addr: SocketAddr) -> Result<tokio::net::TcpListener, Ct
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
 
     #[test]
     fn only_leader_work_is_forwarded() {

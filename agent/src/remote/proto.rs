@@ -33,10 +33,11 @@ pub enum RemoteRequest {
     /// A node asks to join (or re-register with) the cluster.
     Join(JoinRequest),
     /// A control request another manager forwards to the leader. The receiver answers it as
-    /// leader or says it is not; it never forwards it again.
-    Forward(Request),
+    /// leader or says it is not; it never forwards it again. `secret` is the cluster's manager
+    /// secret: only managers may speak for an operator.
+    Forward { secret: String, request: Request },
     /// A manager that is leaving asks the leader to take it out of the Raft group.
-    Leaving { node_id: u64 },
+    Leaving { secret: String, node_id: u64 },
 }
 
 /// Everything the leader needs to admit a node.
