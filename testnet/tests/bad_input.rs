@@ -148,8 +148,10 @@ async fn garbage_instead_of_frames() {
     let http = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
     for garbage in [http, noise(4096, 1), noise(3, 2)] {
         let mut stream = target.raw().await;
-        stream.write_all(&garbage).await.unwrap();
-        stream.shutdown().await.unwrap();
+        // The agent may hang up as soon as it has seen enough to know this is not a hello,
+        // so the rest of the write (or the shutdown) can meet a closed socket.
+        let _ = stream.write_all(&garbage).await;
+        let _ = stream.shutdown().await;
         let mut framed = frame::framed(stream, MAX_FRAME_LEN);
         // Whatever the agent says, it must let go of the connection.
         frames_until_closed(&mut framed).await;
@@ -164,7 +166,9 @@ async fn oversized_frame_is_refused_and_the_connection_closed() {
         let mut stream = target.greeted().await;
         let raw = stream.get_mut();
         raw.write_all(&announced.to_be_bytes()).await.unwrap();
-        raw.write_all(&noise(64, 3)).await.unwrap();
+        // The agent may already have answered and hung up on the prefix alone, so this write
+        // can fail with a broken pipe; that is the behaviour under test, not an error.
+        let _ = raw.write_all(&noise(64, 3)).await;
         let frames = frames_until_closed(&mut stream).await;
         let codes: Vec<ErrorCode> = frames.iter().map(|body| error_of(body).1).collect();
         assert_eq!(
