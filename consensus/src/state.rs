@@ -147,6 +147,14 @@ pub enum Command {
     RemoveNode {
         node_id: u64,
     },
+    /// Changes a node's availability and labels in one step (a read-modify-write through the
+    /// log, so concurrent updates of different labels do not overwrite each other).
+    UpdateNode {
+        node_id: u64,
+        availability: Option<Availability>,
+        label_add: BTreeMap<String, String>,
+        label_rm: Vec<String>,
+    },
 }
 
 impl fmt::Display for Command {
@@ -165,6 +173,7 @@ impl fmt::Display for Command {
             Command::RotateToken { role, .. } => write!(f, "rotate-token({role:?})"),
             Command::UpsertNode { node } => write!(f, "upsert-node({})", node.node_id),
             Command::RemoveNode { node_id } => write!(f, "remove-node({node_id})"),
+            Command::UpdateNode { node_id, .. } => write!(f, "update-node({node_id})"),
         }
     }
 }
@@ -298,6 +307,27 @@ impl ClusterState {
                 if self.nodes.remove(node_id).is_some() {
                     changes.nodes.insert(*node_id);
                 }
+                CommandResult::Done
+            }
+            Command::UpdateNode {
+                node_id,
+                availability,
+                label_add,
+                label_rm,
+            } => {
+                let Some(node) = self.nodes.get_mut(node_id) else {
+                    return CommandResult::Rejected {
+                        reason: format!("no node {node_id} in this cluster"),
+                    };
+                };
+                if let Some(availability) = availability {
+                    node.availability = *availability;
+                }
+                for key in label_rm {
+                    node.labels.remove(key);
+                }
+                node.labels.extend(label_add.clone());
+                changes.nodes.insert(*node_id);
                 CommandResult::Done
             }
         }
@@ -514,6 +544,51 @@ mod tests {
         ));
         assert_eq!(state.cluster.as_ref().unwrap().cluster_id, "c1");
         assert_eq!(state.nodes.len(), 1);
+    }
+
+    #[test]
+    fn node_update_changes_availability_and_labels() {
+        let mut state = ClusterState::default();
+        state.apply(
+            &Command::Bootstrap {
+                cluster: info("c"),
+                node: node(1),
+            },
+            &mut Changes::default(),
+        );
+        let update = Command::UpdateNode {
+            node_id: 1,
+            availability: Some(Availability::Drain),
+            label_add: BTreeMap::from([("zone".to_string(), "a".to_string())]),
+            label_rm: vec![],
+        };
+        assert_eq!(
+            state.apply(&update, &mut Changes::default()),
+            CommandResult::Done
+        );
+        let remove = Command::UpdateNode {
+            node_id: 1,
+            availability: None,
+            label_add: BTreeMap::from([("disk".to_string(), "ssd".to_string())]),
+            label_rm: vec!["zone".to_string()],
+        };
+        state.apply(&remove, &mut Changes::default());
+        let node = &state.nodes[&1];
+        assert_eq!(node.availability, Availability::Drain);
+        assert_eq!(
+            node.labels,
+            BTreeMap::from([("disk".to_string(), "ssd".to_string())])
+        );
+        let missing = Command::UpdateNode {
+            node_id: 9,
+            availability: None,
+            label_add: BTreeMap::new(),
+            label_rm: vec![],
+        };
+        assert!(matches!(
+            state.apply(&missing, &mut Changes::default()),
+            CommandResult::Rejected { .. }
+        ));
     }
 
     #[test]

@@ -198,6 +198,43 @@ impl Client {
         }
     }
 
+    pub async fn node_inspect(
+        &mut self,
+        node_id: u64,
+        consistency: ReadConsistency,
+    ) -> Result<NodeInfo, ClientError> {
+        match self
+            .call(Request::NodeInspect {
+                node_id,
+                consistency,
+            })
+            .await?
+        {
+            Response::Node(node) => Ok(*node),
+            other => Err(unexpected("node inspect", &other)),
+        }
+    }
+
+    /// Sets a node's availability and adds or removes labels; returns the node as it is now.
+    pub async fn node_update(
+        &mut self,
+        node_id: u64,
+        availability: Option<String>,
+        label_add: std::collections::BTreeMap<String, String>,
+        label_rm: Vec<String>,
+    ) -> Result<NodeInfo, ClientError> {
+        let request = Request::NodeUpdate {
+            node_id,
+            availability,
+            label_add,
+            label_rm,
+        };
+        match self.call(request).await? {
+            Response::Node(node) => Ok(*node),
+            other => Err(unexpected("node update", &other)),
+        }
+    }
+
     async fn done(
         &mut self,
         name: &'static str,
@@ -311,6 +348,7 @@ fn unexpected(request: &'static str, got: &Response) -> ClientError {
         Response::Join(_) => "join",
         Response::Done(_) => "done",
         Response::SnapshotSaved(_) => "snapshot saved",
+        Response::Node(_) => "node",
     };
     ClientError::UnexpectedReply { request, got }
 }

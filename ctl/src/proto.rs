@@ -143,6 +143,18 @@ pub enum Request {
     SnapshotSave {
         path: String,
     },
+    /// One node in detail.
+    NodeInspect {
+        node_id: u64,
+        consistency: ReadConsistency,
+    },
+    /// Change a node's availability (`active`, `pause`, `drain`) and labels.
+    NodeUpdate {
+        node_id: u64,
+        availability: Option<String>,
+        label_add: std::collections::BTreeMap<String, String>,
+        label_rm: Vec<String>,
+    },
     KvPut {
         key: String,
         #[serde(with = "serde_bytes")]
@@ -188,6 +200,8 @@ impl Request {
             Request::NodeRemove { .. } => "node rm",
             Request::RecoverForceNewCluster => "recover",
             Request::SnapshotSave { .. } => "snapshot save",
+            Request::NodeInspect { .. } => "node inspect",
+            Request::NodeUpdate { .. } => "node update",
             Request::KvPut { .. } => "kv put",
             Request::KvGet { .. } => "kv get",
             Request::KvList { .. } => "kv ls",
@@ -214,6 +228,8 @@ pub enum Response {
     /// A membership change or `leave` done; the sentence says what happened.
     Done(DoneInfo),
     SnapshotSaved(SnapshotInfo),
+    /// `node inspect`, and `node update` with the node as it is now.
+    Node(Box<NodeInfo>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,6 +357,15 @@ pub struct NodeInfo {
     pub reachable: Option<bool>,
     pub agent_version: String,
     pub joined_at_ms: u64,
+    /// When the status last changed.
+    #[serde(default)]
+    pub status_changed_at_ms: u64,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub cpus: u32,
+    #[serde(default)]
+    pub memory_bytes: u64,
 }
 
 /// A typed error: a stable machine-readable code and one human sentence.

@@ -838,3 +838,50 @@ async fn snapshot_save_and_restore_seed_a_fresh_manager() {
     assert_eq!(entry.value, b"new life");
     assert_nothing_lost(&cluster).await;
 }
+
+/// Availability and labels are cluster state: set through a follower, they survive the loss of
+/// the leader and are what the new leader reports.
+#[tokio::test]
+async fn drain_and_labels_persist_across_a_leader_change() {
+    let mut cluster = three_static().await;
+    let leader = cluster.leader().await.unwrap();
+    let follower = (leader + 1) % 3;
+    let target = cluster.node_id((leader + 2) % 3).unwrap();
+    let mut client = cluster.client(follower).await.unwrap();
+    let updated = within(
+        "node update",
+        client.node_update(
+            target,
+            Some("drain".into()),
+            std::collections::BTreeMap::from([("zone".to_string(), "b".to_string())]),
+            vec![],
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(updated.availability, "drain");
+    assert_eq!(updated.labels.get("zone").map(String::as_str), Some("b"));
+    write_some(&cluster, "drain", 10).await;
+
+    cluster.kill9(leader).unwrap();
+    let new_leader = cluster.leader().await.unwrap();
+    assert_ne!(new_leader, leader);
+    let mut client = cluster.client(new_leader).await.unwrap();
+    let node = within(
+        "node inspect",
+        client.node_inspect(target, ReadConsistency::Linearizable),
+    )
+    .await
+    .unwrap();
+    assert_eq!(node.availability, "drain");
+    assert_eq!(node.labels.get("zone").map(String::as_str), Some("b"));
+
+    // A bad availability is refused and changes nothing.
+    let refused = within(
+        "node update",
+        client.node_update(target, Some("gone".into()), Default::default(), vec![]),
+    )
+    .await;
+    assert!(refused.is_err());
+    assert_nothing_lost(&cluster).await;
+}

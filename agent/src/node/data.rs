@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use symphony_consensus::{
-    ClusterInfo, Command, CommandResult, ConsensusError, KvRecord, NodeRecord, NodeRole,
-    ServerState,
+    Availability, ClusterInfo, Command, CommandResult, ConsensusError, KvRecord, NodeRecord,
+    NodeRole, ServerState,
 };
 use symphony_ctl::proto::{
     ClusterStatus, CtlError, ErrorCode, KvDeleteResult, KvEntry, KvListing, KvWriteResult,
@@ -112,6 +112,51 @@ impl Node {
                     .await?;
                 Ok(Response::NodeList(self.node_infos(records)))
             }
+            Request::NodeInspect {
+                node_id,
+                consistency,
+            } => {
+                self.require_cluster()?;
+                let record = self
+                    .read(consistency, |state| state.nodes.get(&node_id).cloned())
+                    .await?
+                    .ok_or_else(|| no_such_node(node_id))?;
+                self.node_response(record)
+            }
+            Request::NodeUpdate {
+                node_id,
+                availability,
+                label_add,
+                label_rm,
+            } => {
+                self.require_cluster()?;
+                let availability = availability
+                    .as_deref()
+                    .map(parse_availability)
+                    .transpose()?;
+                if let Some(key) = label_add
+                    .keys()
+                    .chain(label_rm.iter())
+                    .find(|key| key.is_empty())
+                {
+                    return Err(CtlError::new(
+                        ErrorCode::BadRequest,
+                        format!("a label needs a non-empty key (got '{key}')"),
+                    ));
+                }
+                self.propose(Command::UpdateNode {
+                    node_id,
+                    availability,
+                    label_add,
+                    label_rm,
+                })
+                .await?;
+                let record = self
+                    .consensus()
+                    .read_stale(|state| state.nodes.get(&node_id).cloned())
+                    .ok_or_else(|| no_such_node(node_id))?;
+                self.node_response(record)
+            }
             other => Err(CtlError::new(
                 ErrorCode::Internal,
                 format!("{} reached the data handler", other.name()),
@@ -152,6 +197,14 @@ impl Node {
             agent_version: crate::VERSION.to_string(),
             cluster,
         }
+    }
+
+    fn node_response(&self, record: NodeRecord) -> Result<Response, CtlError> {
+        self.node_infos(vec![record])
+            .into_iter()
+            .next()
+            .map(|info| Response::Node(Box::new(info)))
+            .ok_or_else(|| CtlError::new(ErrorCode::Internal, "the node vanished while being read"))
     }
 
     /// Node records as `node ls` shows them, with each manager's Raft standing; on the leader
@@ -229,6 +282,10 @@ impl Node {
                     reachable: raft_id.and_then(reachable),
                     agent_version: record.agent_version.clone(),
                     joined_at_ms: record.joined_at_ms,
+                    status_changed_at_ms: record.status_changed_at_ms,
+                    labels: record.labels.clone(),
+                    cpus: record.resources.cpus,
+                    memory_bytes: record.resources.memory_bytes,
                 }
             })
             .collect();
@@ -260,6 +317,10 @@ impl Node {
                 reachable: reachable(*raft_id),
                 agent_version: String::new(),
                 joined_at_ms: 0,
+                status_changed_at_ms: 0,
+                labels: BTreeMap::new(),
+                cpus: 0,
+                memory_bytes: 0,
             });
         }
         infos
@@ -297,6 +358,25 @@ fn token_of(cluster: &ClusterInfo, role: Role) -> String {
     match role {
         Role::Manager => cluster.manager_token.clone(),
         Role::Worker => cluster.worker_token.clone(),
+    }
+}
+
+fn no_such_node(node_id: u64) -> CtlError {
+    CtlError::new(
+        ErrorCode::NotFound,
+        format!("no node {node_id} in this cluster; `symphony-ctl node ls` lists them"),
+    )
+}
+
+fn parse_availability(text: &str) -> Result<Availability, CtlError> {
+    match text {
+        "active" => Ok(Availability::Active),
+        "pause" => Ok(Availability::Pause),
+        "drain" => Ok(Availability::Drain),
+        other => Err(CtlError::new(
+            ErrorCode::BadRequest,
+            format!("availability must be active, pause or drain, not '{other}'"),
+        )),
     }
 }
 

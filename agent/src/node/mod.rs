@@ -289,10 +289,12 @@ fn needs_leader(request: &Request) -> bool {
         | Request::TokenShow { .. }
         | Request::NodePromote { .. }
         | Request::NodeDemote { .. }
-        | Request::NodeRemove { .. } => true,
+        | Request::NodeRemove { .. }
+        | Request::NodeUpdate { .. } => true,
         Request::KvGet { consistency, .. }
         | Request::KvList { consistency, .. }
-        | Request::NodeList { consistency } => *consistency == ReadConsistency::Linearizable,
+        | Request::NodeList { consistency }
+        | Request::NodeInspect { consistency, .. } => *consistency == ReadConsistency::Linearizable,
         Request::Status
         | Request::Init { .. }
         | Request::Join { .. }

@@ -124,6 +124,26 @@ pub enum NodeCommand {
         #[command(flatten)]
         read: ReadArgs,
     },
+    /// Show one node in detail.
+    Inspect {
+        node_id: u64,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Change a node's availability and labels.
+    Update {
+        node_id: u64,
+        /// `active` (schedulable), `pause` (keeps its work, gets no new) or `drain` (work moves
+        /// elsewhere).
+        #[arg(long, value_parser = ["active", "pause", "drain"])]
+        availability: Option<String>,
+        /// Add or replace a label, `key=value`; repeatable.
+        #[arg(long, value_name = "KEY=VALUE", value_parser = parse_label)]
+        label_add: Vec<(String, String)>,
+        /// Remove a label by key; repeatable.
+        #[arg(long, value_name = "KEY")]
+        label_rm: Vec<String>,
+    },
     /// Make a manager that is a Raft learner a voter.
     Promote { node_id: u64 },
     /// Make a voting manager a learner.
@@ -263,6 +283,26 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     info.bytes
                 )
             });
+        }
+        Command::Node(NodeCommand::Inspect { node_id, read }) => {
+            let node = client.node_inspect(node_id, read.consistency()).await?;
+            emit(json, node_json(&node), || node_text(&node));
+        }
+        Command::Node(NodeCommand::Update {
+            node_id,
+            availability,
+            label_add,
+            label_rm,
+        }) => {
+            let node = client
+                .node_update(
+                    node_id,
+                    availability,
+                    label_add.into_iter().collect(),
+                    label_rm,
+                )
+                .await?;
+            emit(json, node_json(&node), || node_text(&node));
         }
         Command::Node(NodeCommand::Promote { node_id }) => {
             done(json, client.node_promote(node_id).await?)
@@ -448,6 +488,60 @@ fn node_json(node: &NodeInfo) -> Value {
     json!(node)
 }
 
+/// `key=value` for `--label-add`.
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("'{text}' is not KEY=VALUE")),
+    }
+}
+
+fn node_text(node: &NodeInfo) -> String {
+    let show = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
+    let labels = if node.labels.is_empty() {
+        "-".to_string()
+    } else {
+        node.labels
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    fields([
+        ("ID", node.node_id.to_string()),
+        ("Hostname", node.hostname.clone()),
+        ("Role", node.role.to_string()),
+        ("Status", node.status.clone()),
+        ("Availability", node.availability.clone()),
+        ("Labels", labels),
+        (
+            "Raft node",
+            show(node.raft_node_id.map(|id| id.to_string())),
+        ),
+        ("Raft role", show(node.raft_role.clone())),
+        ("Voter", show(node.voter.map(|v| v.to_string()))),
+        (
+            "Matched index",
+            show(node.matched_index.map(|i| i.to_string())),
+        ),
+        ("Lag", show(node.lag.map(|i| i.to_string()))),
+        ("Reachable", show(node.reachable.map(|v| v.to_string()))),
+        ("Raft address", show(node.raft_addr.clone())),
+        ("Address", node.remote_addr.clone()),
+        ("CPUs", node.cpus.to_string()),
+        (
+            "Memory",
+            format!("{} MiB", node.memory_bytes / (1024 * 1024)),
+        ),
+        ("Agent", node.agent_version.clone()),
+        ("Joined (ms since epoch)", node.joined_at_ms.to_string()),
+        (
+            "Status changed (ms since epoch)",
+            node.status_changed_at_ms.to_string(),
+        ),
+    ])
+}
+
 fn nodes_text(nodes: &[NodeInfo]) -> String {
     let mut table = Table::new([
         "ID",
@@ -529,6 +623,63 @@ mod tests {
                 role: RoleArg::Worker
             })
         ));
+    }
+
+    #[test]
+    fn node_update_takes_labels_and_availability() {
+        let cli = Cli::try_parse_from([
+            "symphony-ctl",
+            "node",
+            "update",
+            "7",
+            "--availability",
+            "drain",
+            "--label-add",
+            "zone=a",
+            "--label-add",
+            "disk=ssd",
+            "--label-rm",
+            "old",
+        ])
+        .unwrap();
+        let Command::Node(NodeCommand::Update {
+            node_id,
+            availability,
+            label_add,
+            label_rm,
+        }) = cli.command
+        else {
+            panic!("parsed as something else");
+        };
+        assert_eq!(node_id, 7);
+        assert_eq!(availability.as_deref(), Some("drain"));
+        assert_eq!(
+            label_add,
+            vec![("zone".into(), "a".into()), ("disk".into(), "ssd".into())]
+        );
+        assert_eq!(label_rm, vec!["old".to_string()]);
+        assert!(
+            Cli::try_parse_from([
+                "symphony-ctl",
+                "node",
+                "update",
+                "7",
+                "--availability",
+                "gone"
+            ])
+            .is_err()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "symphony-ctl",
+                "node",
+                "update",
+                "7",
+                "--label-add",
+                "nokey"
+            ])
+            .is_err()
+        );
     }
 
     #[test]
