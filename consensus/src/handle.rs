@@ -91,8 +91,6 @@ pub enum ConsensusError {
     Config(String),
     #[error("cannot open the Raft store: {0}")]
     Store(String),
-    #[error("cannot listen for Raft RPCs on {addr}: {message}")]
-    Listen { addr: String, message: String },
     /// The Raft node stopped (storage failure or shutdown); the agent's log says why.
     #[error("the Raft node has stopped: {0}")]
     Stopped(String),
@@ -360,22 +358,23 @@ impl Consensus {
             .await
     }
 
-    /// Removes members entirely, voters and learners alike.
+    /// Removes members entirely, voters and learners alike. A voter is removed in one change
+    /// (not demoted to learner first), so the promoter can never promote it back meanwhile.
     pub async fn remove(&self, raft_node_ids: BTreeSet<u64>) -> Result<(), ConsensusError> {
         let view = self.membership();
         let voters: BTreeSet<u64> = raft_node_ids.intersection(&view.voters).copied().collect();
         if !voters.is_empty() {
-            self.change_membership(ChangeMembers::RemoveVoters(voters), true)
+            self.change_membership(ChangeMembers::RemoveVoters(voters), false)
                 .await?;
         }
-        let known: BTreeSet<u64> = raft_node_ids
-            .into_iter()
-            .filter(|id| view.nodes.contains_key(id))
+        let learners: BTreeSet<u64> = raft_node_ids
+            .intersection(&view.learners)
+            .copied()
             .collect();
-        if known.is_empty() {
+        if learners.is_empty() {
             return Ok(());
         }
-        self.change_membership(ChangeMembers::RemoveNodes(known), false)
+        self.change_membership(ChangeMembers::RemoveNodes(learners), false)
             .await
     }
 

@@ -333,13 +333,6 @@ impl ClusterState {
         }
     }
 
-    /// The node record of the manager with Raft id `raft_node_id`.
-    pub fn manager_by_raft_id(&self, raft_node_id: u64) -> Option<&NodeRecord> {
-        self.nodes
-            .values()
-            .find(|node| node.raft_node_id == Some(raft_node_id))
-    }
-
     /// The compare of a compare-and-set: `None` when `if_revision` is absent or matches the
     /// key's `mod_revision` (0 for a missing key), else the failure to return.
     fn compare(&self, key: &str, if_revision: Option<u64>) -> Option<CommandResult> {
