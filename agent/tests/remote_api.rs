@@ -2,7 +2,9 @@
 //! one: forwarded requests without the manager secret, joins without a valid token.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::TcpListener;
+mod common;
+
+use common::{AGENT, free_port};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,16 +12,6 @@ use symphony_agent::remote::RemoteClient;
 use symphony_agent::remote::proto::{JoinRequest, RemoteRequest};
 use symphony_ctl::Client;
 use symphony_ctl::proto::{ErrorCode, Request, Role};
-
-const AGENT: &str = env!("CARGO_BIN_EXE_symphony-agent");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Agent(Child);
 

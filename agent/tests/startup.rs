@@ -1,21 +1,13 @@
 //! Start-up behaviour of the real `symphony-agent` binary: what it prints and refuses.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{AGENT, free_port};
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const AGENT: &str = env!("CARGO_BIN_EXE_symphony-agent");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn agent(dir: &Path, raft_port: u16, extra: &[&str]) -> Command {
     let mut command = Command::new(AGENT);
@@ -105,7 +97,7 @@ fn a_second_agent_on_the_same_config_dir_is_refused() {
 #[test]
 fn a_busy_raft_port_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
     let output = agent(dir.path(), port, &[]).output().unwrap();
     assert!(!output.status.success());
