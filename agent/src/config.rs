@@ -30,10 +30,43 @@ pub struct AgentArgs {
     #[arg(long, global = true, default_value = "127.0.0.1:27242")]
     pub listen_remote_addr: SocketAddr,
 
+    /// Where this node gossips membership and liveness (UDP); defaults to the remote
+    /// address's ip:port (UDP and TCP ports do not collide).
+    #[arg(long, global = true)]
+    pub listen_gossip_addr: Option<SocketAddr>,
+
     /// The IP other nodes use to reach this one (for NAT and containers); defaults to the
     /// listen IP.
     #[arg(long, global = true)]
     pub advertise_addr: Option<std::net::IpAddr>,
+
+    /// Gossip timings: `lan` for one data centre, `wan` across regions. The
+    /// `--gossip-*-ms` flags override single timings of the profile.
+    #[arg(long, value_enum, default_value_t = GossipProfile::Lan)]
+    pub gossip_profile: GossipProfile,
+
+    /// How often each node probes one other member, in milliseconds.
+    #[arg(long)]
+    pub gossip_probe_period_ms: Option<u64>,
+
+    /// How long a direct probe may take before indirect probes are tried, in milliseconds
+    /// (less than the probe period).
+    #[arg(long)]
+    pub gossip_probe_rtt_ms: Option<u64>,
+
+    /// How long a suspected member has to refute the suspicion before it is declared down,
+    /// in milliseconds.
+    #[arg(long)]
+    pub gossip_suspect_ms: Option<u64>,
+
+    /// On the leader: how long gossip must have said a node is down before the cluster state
+    /// says so, in milliseconds (absorbs flaps).
+    #[arg(long, default_value_t = 1_000)]
+    pub liveness_grace_ms: u64,
+
+    /// A label this node reports when it joins, as key=value; repeat for more.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
 
     /// Log filter, e.g. `info` or `symphony_agent=debug,openraft=warn`; `RUST_LOG` is used when
     /// this is not given.
@@ -77,6 +110,20 @@ pub enum SnapshotCommand {
     Restore { file: PathBuf },
 }
 
+/// A node label given as `key=value`.
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("a label is key=value, not {text:?}")),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GossipProfile {
+    Lan,
+    Wan,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -97,5 +144,20 @@ mod tests {
         assert_eq!(args.snapshot_interval, 10_000);
         assert!(args.heartbeat_interval_ms * 3 <= args.election_timeout_ms);
         assert_eq!(args.log_format, LogFormat::Text);
+        assert_eq!(args.gossip_profile, GossipProfile::Lan);
+        assert_eq!(args.listen_gossip_addr, None);
+    }
+
+    #[test]
+    fn labels_are_key_value_pairs() {
+        let args =
+            AgentArgs::try_parse_from(["symphony-agent", "--label", "zone=a", "--label", "disk="])
+                .unwrap();
+        assert_eq!(
+            args.labels,
+            vec![("zone".into(), "a".into()), ("disk".into(), String::new())]
+        );
+        assert!(AgentArgs::try_parse_from(["symphony-agent", "--label", "=x"]).is_err());
+        assert!(AgentArgs::try_parse_from(["symphony-agent", "--label", "zone"]).is_err());
     }
 }

@@ -10,7 +10,8 @@
 //! - [`pipeline`]: serving pipelined requests on a connection (control socket and remote API);
 //! - [`remote`]: the node-to-node API (joins, requests forwarded to the leader);
 //! - [`restore`]: `symphony-agent snapshot restore`, seeding a manager from a snapshot file;
-//! - [`tokens`]: cluster ids and join tokens from a CSPRNG;
+//! - [`tokens`]: cluster ids, join tokens and secrets from a CSPRNG;
+//! - [`worker`]: what only workers have: `worker.json` and the session with a manager;
 //! - [`system`]: facts about the machine (host name, memory);
 //! - [`run`]: start-up and shutdown of the whole agent.
 
@@ -25,6 +26,7 @@ pub mod restore;
 pub mod run;
 pub mod system;
 pub mod tokens;
+pub mod worker;
 
 /// This agent's version, reported in `status`, `node ls` and the control hello.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

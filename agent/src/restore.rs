@@ -30,7 +30,12 @@ pub async fn restore(args: &AgentArgs, file: &Path) -> Result<(), String> {
         .map(|cluster| cluster.cluster_id.clone())
         .ok_or_else(|| format!("the snapshot {} holds no cluster", file.display()))?;
     let identity = Identity::load_or_create(&args.config_dir).map_err(|error| error.to_string())?;
-    let advertised = crate::run::advertised(args, args.listen_raft_addr, args.listen_remote_addr);
+    let advertised = crate::run::advertised(
+        args,
+        args.listen_raft_addr,
+        args.listen_remote_addr,
+        crate::run::gossip_listen_addr(args, args.listen_remote_addr),
+    );
     let now = crate::now_ms();
     state.nodes.insert(
         identity.node_id,
@@ -53,6 +58,8 @@ pub async fn restore(args: &AgentArgs, file: &Path) -> Result<(), String> {
             joined_at_ms: now,
             status_changed_at_ms: now,
             demoted: false,
+            gossip_addr: Some(advertised.gossip_addr.clone()),
+            node_secret: None,
         },
     );
     seed::seed_single_voter(

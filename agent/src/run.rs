@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentArgs, AgentCommand, SnapshotCommand};
 use crate::identity::Identity;
-use crate::node::{Advertised, ConsensusSetup, Node};
+use crate::node::{Advertised, ConsensusSetup, GossipSettings, Node, NodeSettings};
+use crate::worker::state::{WorkerState, WorkerStateError};
 
 /// The control socket's name inside the config dir.
 pub const CONTROL_SOCKET: &str = "control.sock";
@@ -55,6 +56,8 @@ pub enum RunError {
     },
     #[error("{0}")]
     Restore(String),
+    #[error(transparent)]
+    Worker(#[from] WorkerStateError),
 }
 
 /// Runs the agent until SIGTERM or SIGINT, or one of its offline commands.
@@ -70,18 +73,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
     crate::logging::init(args.log_level.as_deref(), args.log_format, identity.node_id)
         .map_err(RunError::Logging)?;
 
-    let raft_listener = TcpListener::bind(args.listen_raft_addr)
-        .await
-        .map_err(|source| RunError::RaftListen {
-            addr: args.listen_raft_addr,
-            source,
-        })?;
-    let raft_addr = raft_listener
-        .local_addr()
-        .map_err(|source| RunError::RaftListen {
-            addr: args.listen_raft_addr,
-            source,
-        })?;
+    let worker = WorkerState::load(&args.config_dir)?;
     let remote_listener = TcpListener::bind(args.listen_remote_addr)
         .await
         .map_err(|source| RunError::RemoteListen {
@@ -94,7 +86,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
             addr: args.listen_remote_addr,
             source,
         })?;
-    let advertised = advertised(&args, raft_addr, remote_addr);
+    let gossip_addr = gossip_listen_addr(&args, remote_addr);
 
     let mut consensus_config =
         ConsensusConfig::new(identity.raft_node_id, args.config_dir.join(RAFT_DIR));
@@ -102,16 +94,32 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
     consensus_config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
     consensus_config.election_timeout_min = Duration::from_millis(args.election_timeout_ms);
     consensus_config.election_timeout_max = Duration::from_millis(args.election_timeout_ms * 2);
+    let remote_advertised = advertised(&args, args.listen_raft_addr, remote_addr, gossip_addr);
     let local = LocalIdentity {
         node_id: identity.node_id,
-        remote_addr: advertised.remote_addr.clone(),
+        remote_addr: remote_advertised.remote_addr.clone(),
     };
+    let consensus = Consensus::start(consensus_config.clone(), None, local.clone()).await?;
+    let raft_addr = serve_raft(&args, &consensus, worker.is_some()).await?;
+    let advertised = advertised(&args, raft_addr, remote_addr, gossip_addr);
     let setup = ConsensusSetup {
-        config: consensus_config.clone(),
+        config: consensus_config,
         raft_listen_addr: raft_addr,
-        local: local.clone(),
+        local,
     };
-    let consensus = Consensus::start(consensus_config, raft_listener, local).await?;
+    let settings = NodeSettings {
+        config_dir: args.config_dir.clone(),
+        gossip: GossipSettings {
+            bind_addr: gossip_addr,
+            advertised_addr: advertised_socket(&args, gossip_addr),
+            profile: args.gossip_profile,
+            probe_period: args.gossip_probe_period_ms.map(Duration::from_millis),
+            probe_rtt: args.gossip_probe_rtt_ms.map(Duration::from_millis),
+            suspect: args.gossip_suspect_ms.map(Duration::from_millis),
+        },
+        labels: args.labels.iter().cloned().collect(),
+        liveness_grace: Duration::from_millis(args.liveness_grace_ms),
+    };
 
     let socket_path = args.config_dir.join(CONTROL_SOCKET);
     let control_listener = crate::control::bind(&socket_path)?;
@@ -120,6 +128,8 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         advertised.clone(),
         consensus,
         setup,
+        settings,
+        worker,
     ));
     let shutdown = CancellationToken::new();
     let control = tokio::spawn(crate::control::serve(
@@ -133,12 +143,17 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         shutdown.clone(),
     ));
     let promoter = tokio::spawn(crate::node::promoter::run(node.clone(), shutdown.clone()));
+    let gossip = tokio::spawn(crate::node::gossip::keep(node.clone(), shutdown.clone()));
+    let liveness = tokio::spawn(crate::node::liveness::run(node.clone(), shutdown.clone()));
+    let session = tokio::spawn(crate::worker::session::run(node.clone(), shutdown.clone()));
 
     tracing::info!(
         node_id = identity.node_id,
         raft_node_id = identity.raft_node_id,
         raft_addr = %advertised.raft_addr,
         remote_addr = %advertised.remote_addr,
+        gossip_addr = %advertised.gossip_addr,
+        role = if node.worker_state().is_some() { "worker" } else { "manager or fresh" },
         control_socket = %socket_path.display(),
         version = crate::VERSION,
         "agent started"
@@ -147,7 +162,8 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
     stop.wait().await;
     tracing::info!("stopping");
     shutdown.cancel();
-    let _ = tokio::join!(control, remote, promoter);
+    // The gossip keeper leaves the pool on its way out, so the others see this node go now.
+    let _ = tokio::join!(control, remote, promoter, gossip, liveness, session);
     node.consensus().shutdown().await;
     let _ = std::fs::remove_file(&socket_path);
     tracing::info!("stopped");
@@ -156,12 +172,59 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
 
 /// The addresses other nodes use: the bound ones (so port 0 works), with `--advertise-addr`'s
 /// IP when given.
-pub fn advertised(args: &AgentArgs, raft_addr: SocketAddr, remote_addr: SocketAddr) -> Advertised {
-    let ip = |bound: SocketAddr| args.advertise_addr.unwrap_or(bound.ip());
+pub fn advertised(
+    args: &AgentArgs,
+    raft_addr: SocketAddr,
+    remote_addr: SocketAddr,
+    gossip_addr: SocketAddr,
+) -> Advertised {
     Advertised {
-        raft_addr: SocketAddr::new(ip(raft_addr), raft_addr.port()).to_string(),
-        remote_addr: SocketAddr::new(ip(remote_addr), remote_addr.port()).to_string(),
+        raft_addr: advertised_socket(args, raft_addr).to_string(),
+        remote_addr: advertised_socket(args, remote_addr).to_string(),
+        gossip_addr: advertised_socket(args, gossip_addr).to_string(),
         hostname: crate::system::hostname(),
+    }
+}
+
+fn advertised_socket(args: &AgentArgs, bound: SocketAddr) -> SocketAddr {
+    SocketAddr::new(args.advertise_addr.unwrap_or(bound.ip()), bound.port())
+}
+
+/// Where gossip listens: `--listen-gossip-addr`, or the remote API's ip:port over UDP.
+pub fn gossip_listen_addr(args: &AgentArgs, remote_addr: SocketAddr) -> SocketAddr {
+    args.listen_gossip_addr.unwrap_or(remote_addr)
+}
+
+/// Serves Raft RPCs when this node is or may become a manager, and returns the address.
+///
+/// A manager (its store holds a Raft group) must serve, or it is no manager. A worker never
+/// does. A fresh node serves if it can, since `init --peers` reaches peers on their Raft
+/// port; if another agent on this machine holds the port it runs without, and can still join
+/// as a worker (or serve later, when it inits or joins as a manager).
+async fn serve_raft(
+    args: &AgentArgs,
+    consensus: &Consensus,
+    worker: bool,
+) -> Result<SocketAddr, RunError> {
+    let addr = args.listen_raft_addr;
+    if worker {
+        return Ok(addr);
+    }
+    let manager = consensus.is_initialised().await?;
+    let bound = TcpListener::bind(addr).await.and_then(|listener| {
+        let local = listener.local_addr()?;
+        Ok((listener, local))
+    });
+    match bound {
+        Ok((listener, local)) => {
+            consensus.serve(listener).await;
+            Ok(local)
+        }
+        Err(source) if manager => Err(RunError::RaftListen { addr, source }),
+        Err(error) => {
+            tracing::warn!(%addr, %error, "the Raft port is taken; this node can join as a worker, or give it --listen-raft-addr to be a manager");
+            Ok(addr)
+        }
     }
 }
 

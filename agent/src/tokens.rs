@@ -24,7 +24,19 @@ pub fn join_token(cluster_id: &str, role: NodeRole) -> String {
 
 /// A new secret shared by the managers: 256 random bits as 64 hex digits.
 pub fn manager_secret() -> String {
+    secret()
+}
+
+/// A new secret of one node (a worker's): 256 random bits as 64 hex digits.
+pub fn secret() -> String {
     random_hex(32)
+}
+
+/// Whether `token` reads as a worker token. Only the leader decides whether it is valid;
+/// the joining node needs the role to know whether it will be a manager (and must serve
+/// Raft) before it asks.
+pub fn is_worker_token(token: &str) -> bool {
+    token.starts_with("SYMTKN-1-W-")
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -45,6 +57,9 @@ mod tests {
         let manager = join_token(&id, NodeRole::Manager);
         assert!(worker.starts_with(&format!("SYMTKN-1-W-{}-", &id[..8])));
         assert!(manager.starts_with(&format!("SYMTKN-1-M-{}-", &id[..8])));
+        assert!(is_worker_token(&worker));
+        assert!(!is_worker_token(&manager));
+        assert!(!is_worker_token("garbage"));
         assert_ne!(worker, join_token(&id, NodeRole::Worker));
         let secret = worker.rsplit('-').next().unwrap();
         assert_eq!(secret.len(), 64);

@@ -79,12 +79,55 @@ async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
         memory_bytes: 1,
         cluster_id: None,
         forwarded: false,
+        gossip_addr: Some("127.0.0.1:2".into()),
+        labels: Default::default(),
     });
     let refused = remote
-        .call(join, Duration::from_secs(10))
+        .call(join.clone(), Duration::from_secs(10))
         .await
         .unwrap_err();
     assert_eq!(refused.code, ErrorCode::InvalidToken, "{}", refused.message);
+    // A guessed worker token fares no better.
+    let RemoteRequest::Join(mut worker_join) = join else {
+        unreachable!()
+    };
+    worker_join.token = Some("SYMTKN-1-W-guess".into());
+    let refused = remote
+        .call(RemoteRequest::Join(worker_join), Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::InvalidToken, "{}", refused.message);
+
+    // A worker's session and leave notice need that worker's own secret: the manager
+    // itself has none, and an unknown node is not found.
+    let own_id = client.status().await.unwrap().node_id;
+    for node_id in [own_id, 42] {
+        let session = RemoteRequest::Session {
+            node_id,
+            secret: "guess".into(),
+        };
+        let refused = remote
+            .call(session, Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused.code, ErrorCode::InvalidToken | ErrorCode::NotFound),
+            "{refused:?}"
+        );
+        let leaving = RemoteRequest::WorkerLeaving {
+            node_id,
+            secret: "guess".into(),
+            forwarded: false,
+        };
+        let refused = remote
+            .call(leaving, Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused.code, ErrorCode::InvalidToken | ErrorCode::NotFound),
+            "{refused:?}"
+        );
+    }
 
     // Nothing was written: the cluster still has one node.
     let nodes = client

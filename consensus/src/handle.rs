@@ -163,16 +163,27 @@ pub struct Consensus {
     state: SharedState,
     raft_node_id: u64,
     shutdown: CancellationToken,
-    /// The Raft RPC server; awaited on shutdown so its port is free when `shutdown` returns.
-    server: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// What the Raft RPC server tells peers that ask who this node is.
+    identity: LocalIdentity,
+    /// The Raft RPC server, when this node serves one; awaited on shutdown so its port is free
+    /// when `shutdown` returns.
+    server: Arc<tokio::sync::Mutex<Option<Server>>>,
+}
+
+/// A running Raft RPC server and the token that stops only it.
+struct Server {
+    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
 }
 
 impl Consensus {
-    /// Opens the store in `config.data_dir`, starts the Raft node and serves Raft RPCs on
-    /// `listener`. A node whose store holds a cluster resumes it (leadership included).
+    /// Opens the store in `config.data_dir`, starts the Raft node and, given a `listener`,
+    /// serves Raft RPCs on it. A node whose store holds a cluster resumes it (leadership
+    /// included). A node that is not a manager (a worker, or a fresh node whose Raft port was
+    /// taken) runs without a server until [`Consensus::serve`].
     pub async fn start(
         config: ConsensusConfig,
-        listener: TcpListener,
+        listener: Option<TcpListener>,
         identity: LocalIdentity,
     ) -> Result<Consensus, ConsensusError> {
         let raft_config = Arc::new(config.raft_config()?);
@@ -191,21 +202,49 @@ impl Consensus {
         )
         .await
         .map_err(|error| ConsensusError::Stopped(error.to_string()))?;
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(network::serve(
-            listener,
-            raft.clone(),
-            config.raft_node_id,
-            identity,
-            shutdown.clone(),
-        ));
-        Ok(Consensus {
+        let consensus = Consensus {
             raft,
             state,
             raft_node_id: config.raft_node_id,
-            shutdown,
-            server: Arc::new(tokio::sync::Mutex::new(Some(server))),
-        })
+            shutdown: CancellationToken::new(),
+            identity,
+            server: Arc::new(tokio::sync::Mutex::new(None)),
+        };
+        if let Some(listener) = listener {
+            consensus.serve(listener).await;
+        }
+        Ok(consensus)
+    }
+
+    /// Serves Raft RPCs on `listener`, unless a server already runs (then `listener` is
+    /// dropped).
+    pub async fn serve(&self, listener: TcpListener) {
+        let mut server = self.server.lock().await;
+        if server.is_some() {
+            return;
+        }
+        let stop = self.shutdown.child_token();
+        let task = tokio::spawn(network::serve(
+            listener,
+            self.raft.clone(),
+            self.raft_node_id,
+            self.identity.clone(),
+            stop.clone(),
+        ));
+        *server = Some(Server { task, stop });
+    }
+
+    /// Whether this node serves Raft RPCs.
+    pub async fn is_serving(&self) -> bool {
+        self.server.lock().await.is_some()
+    }
+
+    /// Stops serving Raft RPCs and frees the port (a node that became a worker needs none).
+    pub async fn stop_serving(&self) {
+        if let Some(server) = self.server.lock().await.take() {
+            server.stop.cancel();
+            let _ = server.task.await;
+        }
     }
 
     pub fn raft_node_id(&self) -> u64 {
@@ -410,9 +449,7 @@ impl Consensus {
     /// Stops serving RPCs and shuts the Raft node down; the store is flushed on the way.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
-        if let Some(server) = self.server.lock().await.take() {
-            let _ = server.await;
-        }
+        self.stop_serving().await;
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "raft shutdown did not finish cleanly");
         }

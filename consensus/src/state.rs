@@ -94,6 +94,13 @@ pub struct NodeRecord {
     /// A manager an operator demoted: the leader does not promote it back by itself.
     #[serde(default)]
     pub demoted: bool,
+    /// Where the node gossips (UDP), as it told the cluster when it joined.
+    #[serde(default)]
+    pub gossip_addr: Option<String>,
+    /// A worker's own secret, handed out when it joined: it proves a later session or leave
+    /// notice comes from that worker. Managers prove themselves with the manager secret.
+    #[serde(default)]
+    pub node_secret: Option<String>,
 }
 
 /// A key's value and its etcd-style revisions.
@@ -155,6 +162,13 @@ pub enum Command {
         label_add: BTreeMap<String, String>,
         label_rm: Vec<String>,
     },
+    /// The leader's liveness decision about a node (from gossip), stamped by the proposer.
+    /// A node that left stays `left`: only a new join brings it back.
+    SetNodeStatus {
+        node_id: u64,
+        status: NodeStatus,
+        at_ms: u64,
+    },
 }
 
 impl fmt::Display for Command {
@@ -174,6 +188,9 @@ impl fmt::Display for Command {
             Command::UpsertNode { node } => write!(f, "upsert-node({})", node.node_id),
             Command::RemoveNode { node_id } => write!(f, "remove-node({node_id})"),
             Command::UpdateNode { node_id, .. } => write!(f, "update-node({node_id})"),
+            Command::SetNodeStatus {
+                node_id, status, ..
+            } => write!(f, "set-node-status({node_id}, {})", status.as_str()),
         }
     }
 }
@@ -330,6 +347,29 @@ impl ClusterState {
                 changes.nodes.insert(*node_id);
                 CommandResult::Done
             }
+            Command::SetNodeStatus {
+                node_id,
+                status,
+                at_ms,
+            } => {
+                let Some(node) = self.nodes.get_mut(node_id) else {
+                    return CommandResult::Rejected {
+                        reason: format!("no node {node_id} in this cluster"),
+                    };
+                };
+                if node.status == *status {
+                    return CommandResult::Done;
+                }
+                if node.status == NodeStatus::Left {
+                    return CommandResult::Rejected {
+                        reason: format!("node {node_id} has left the cluster"),
+                    };
+                }
+                node.status = *status;
+                node.status_changed_at_ms = *at_ms;
+                changes.nodes.insert(*node_id);
+                CommandResult::Done
+            }
         }
     }
 
@@ -405,6 +445,8 @@ mod tests {
             joined_at_ms: 1,
             status_changed_at_ms: 1,
             demoted: false,
+            gossip_addr: None,
+            node_secret: None,
         }
     }
 
@@ -614,5 +656,50 @@ mod tests {
             ),
             ("new", "m")
         );
+    }
+
+    #[test]
+    fn liveness_decisions_change_status_but_never_undo_a_leave() {
+        let mut state = ClusterState::default();
+        state.apply(
+            &Command::Bootstrap {
+                cluster: info("c"),
+                node: node(1),
+            },
+            &mut Changes::default(),
+        );
+        let set = |status, at_ms| Command::SetNodeStatus {
+            node_id: 1,
+            status,
+            at_ms,
+        };
+        let mut changes = Changes::default();
+        assert_eq!(
+            state.apply(&set(NodeStatus::Down, 50), &mut changes),
+            CommandResult::Done
+        );
+        assert!(changes.nodes.contains(&1));
+        assert_eq!(state.nodes[&1].status, NodeStatus::Down);
+        assert_eq!(state.nodes[&1].status_changed_at_ms, 50);
+        // The same decision again touches nothing, and keeps the time of the change.
+        let mut changes = Changes::default();
+        state.apply(&set(NodeStatus::Down, 60), &mut changes);
+        assert!(changes.is_empty());
+        assert_eq!(state.nodes[&1].status_changed_at_ms, 50);
+        state.apply(&set(NodeStatus::Left, 70), &mut Changes::default());
+        assert!(matches!(
+            state.apply(&set(NodeStatus::Ready, 80), &mut Changes::default()),
+            CommandResult::Rejected { .. }
+        ));
+        assert_eq!(state.nodes[&1].status, NodeStatus::Left);
+        let missing = Command::SetNodeStatus {
+            node_id: 9,
+            status: NodeStatus::Down,
+            at_ms: 1,
+        };
+        assert!(matches!(
+            state.apply(&missing, &mut Changes::default()),
+            CommandResult::Rejected { .. }
+        ));
     }
 }

@@ -42,7 +42,9 @@ impl Node {
             node_id: id * 100,
             remote_addr: format!("127.0.0.1:{}", 20_000 + id),
         };
-        let consensus = Consensus::start(config, listener, identity).await.unwrap();
+        let consensus = Consensus::start(config, Some(listener), identity)
+            .await
+            .unwrap();
         Node {
             id,
             addr,

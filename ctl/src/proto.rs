@@ -281,6 +281,31 @@ pub struct ClusterStatus {
     pub learners: Vec<u64>,
     pub kv_revision: u64,
     pub nodes: usize,
+    /// The managers this node knows; on a worker, from its session and gossip.
+    #[serde(default)]
+    pub managers: Vec<ManagerStatus>,
+    /// The node id of the leading manager, when known.
+    #[serde(default)]
+    pub leader_node_id: Option<u64>,
+    /// Members this node's gossip sees alive, itself included; `None` when it is not
+    /// gossiping.
+    #[serde(default)]
+    pub gossip_members: Option<usize>,
+    /// On a worker: how long ago its manager last answered its session.
+    #[serde(default)]
+    pub session_age_ms: Option<u64>,
+}
+
+/// One manager, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagerStatus {
+    pub node_id: u64,
+    pub remote_addr: String,
+    pub leader: bool,
+    /// Whether gossip sees it alive (`None`: this node does not gossip).
+    pub alive: Option<bool>,
+    /// On a worker: the manager its session is with.
+    pub session: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

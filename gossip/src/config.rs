@@ -17,7 +17,9 @@ pub enum Profile {
 }
 
 impl Profile {
-    pub(crate) fn foca_config(&self) -> foca::Config {
+    /// The foca configuration this profile stands for (the agent puts single timings given
+    /// by flag over it).
+    pub fn foca_config(&self) -> foca::Config {
         match self {
             Profile::Lan { cluster_size } => foca::Config::new_lan(*cluster_size),
             Profile::Wan { cluster_size } => foca::Config::new_wan(*cluster_size),

@@ -446,12 +446,19 @@ async fn promote_demote_remove_and_leave() {
     .await;
     write_some(&cluster, "members/demoted", 3).await;
 
-    // remove the learner: three voters remain.
+    // remove the learner: three voters remain. It is still running and ready, so only a
+    // forced removal takes it.
     let leader = cluster.leader().await.unwrap();
     let mut client = cluster.client(leader).await.unwrap();
-    within(
-        "node rm",
+    let refused = within(
+        "node rm of a ready node",
         client.node_remove(cluster.node_id(demoted).unwrap(), false),
+    )
+    .await;
+    assert_eq!(code_of(refused), ErrorCode::BadRequest);
+    within(
+        "node rm --force",
+        client.node_remove(cluster.node_id(demoted).unwrap(), true),
     )
     .await
     .unwrap();

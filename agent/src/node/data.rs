@@ -1,14 +1,14 @@
 //! The data side of a node: the KV store, join tokens, `status` and `node ls`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use symphony_consensus::{
     Availability, ClusterInfo, Command, CommandResult, ConsensusError, KvRecord, NodeRecord,
-    NodeRole, ServerState,
+    NodeRole, NodeStatus, ServerState,
 };
 use symphony_ctl::proto::{
     ClusterStatus, CtlError, ErrorCode, KvDeleteResult, KvEntry, KvListing, KvWriteResult,
-    NodeInfo, ReadConsistency, Request, Response, Role, StatusInfo, TokenInfo,
+    ManagerStatus, NodeInfo, ReadConsistency, Request, Response, Role, StatusInfo, TokenInfo,
 };
 
 use super::Node;
@@ -164,17 +164,52 @@ impl Node {
         }
     }
 
-    pub(super) fn status(&self) -> StatusInfo {
+    pub(super) async fn status(&self) -> StatusInfo {
+        let cluster = match self.worker_state() {
+            Some(worker) => Some(self.worker_status(worker).await),
+            None => self.manager_status().await,
+        };
+        StatusInfo {
+            node_id: self.identity.node_id,
+            raft_node_id: self.identity.raft_node_id,
+            agent_version: crate::VERSION.to_string(),
+            cluster,
+        }
+    }
+
+    async fn manager_status(&self) -> Option<ClusterStatus> {
         let (cluster, revision, nodes) = self
             .consensus()
             .read_stale(|state| (state.cluster.clone(), state.revision, state.nodes.len()));
-        let cluster = cluster.map(|cluster| {
+        let alive = self.gossip_alive().await;
+        cluster.map(|cluster| {
             let metrics = self.consensus().metrics();
             let membership = metrics.membership_config.membership();
             let leader_remote_addr = metrics
                 .current_leader
                 .and_then(|leader| membership.get_node(&leader))
                 .map(|node| node.remote_addr.clone());
+            let (managers, leader_node_id) = self.consensus().read_stale(|state| {
+                let managers: Vec<ManagerStatus> = state
+                    .nodes
+                    .values()
+                    .filter(|record| record.role == NodeRole::Manager)
+                    .filter(|record| record.status != NodeStatus::Left)
+                    .map(|record| ManagerStatus {
+                        node_id: record.node_id,
+                        remote_addr: record.remote_addr.clone(),
+                        leader: record.raft_node_id.is_some()
+                            && record.raft_node_id == metrics.current_leader,
+                        alive: alive.as_ref().map(|alive| alive.contains(&record.node_id)),
+                        session: false,
+                    })
+                    .collect();
+                let leader = managers
+                    .iter()
+                    .find(|manager| manager.leader)
+                    .map(|manager| manager.node_id);
+                (managers, leader)
+            });
             ClusterStatus {
                 cluster_id: cluster.cluster_id,
                 role: Role::Manager,
@@ -189,14 +224,12 @@ impl Node {
                 learners: membership.learner_ids().collect(),
                 kv_revision: revision,
                 nodes,
+                managers,
+                leader_node_id,
+                gossip_members: alive.as_ref().map(BTreeSet::len),
+                session_age_ms: None,
             }
-        });
-        StatusInfo {
-            node_id: self.identity.node_id,
-            raft_node_id: self.identity.raft_node_id,
-            agent_version: crate::VERSION.to_string(),
-            cluster,
-        }
+        })
     }
 
     fn node_response(&self, record: NodeRecord) -> Result<Response, CtlError> {

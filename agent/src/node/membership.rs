@@ -51,6 +51,7 @@ impl Node {
         if let Some(cluster) = consensus.read_stale(|state| state.cluster.clone()) {
             return Err(already_in(&cluster.cluster_id));
         }
+        self.ensure_raft_server().await?;
         // A Raft group without cluster info means an earlier `init` stopped between its two
         // steps: finish the bootstrap instead of refusing.
         if !consensus.is_initialised().await.map_err(consensus_error)? {
@@ -114,6 +115,7 @@ impl Node {
             }
         }
         tracing::info!(%cluster_id, peers = peers.len(), "initialised a new cluster");
+        self.reconcile_gossip().await;
         Ok(InitInfo {
             cluster_id,
             node_id: self.identity.node_id,
@@ -153,22 +155,20 @@ impl Node {
         token: Option<String>,
         addr: &str,
     ) -> Result<JoinInfo, CtlError> {
+        if let Some(token) = token.as_deref()
+            && tokens::is_worker_token(token)
+        {
+            return self.join_as_worker(token.to_string(), addr).await;
+        }
         let _serialised = self.membership_lock.lock().await;
         let consensus = self.consensus();
         let current = consensus.read_stale(|state| state.cluster.clone());
-        let request = JoinRequest {
+        // The leader adds this node as a learner and starts replicating at once.
+        self.ensure_raft_server().await?;
+        let request = self.join_request(
             token,
-            node_id: self.identity.node_id,
-            raft_node_id: self.identity.raft_node_id,
-            hostname: self.advertised.hostname.clone(),
-            raft_addr: self.advertised.raft_addr.clone(),
-            remote_addr: self.advertised.remote_addr.clone(),
-            agent_version: crate::VERSION.to_string(),
-            cpus: cpus(),
-            memory_bytes: crate::system::total_memory_bytes(),
-            cluster_id: current.as_ref().map(|cluster| cluster.cluster_id.clone()),
-            forwarded: false,
-        };
+            current.as_ref().map(|cluster| cluster.cluster_id.clone()),
+        );
         let reply = match self
             .remote
             .call(addr, RemoteRequest::Join(request), JOIN_TIMEOUT)
@@ -204,6 +204,7 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tracing::info!(cluster_id = %reply.cluster_id, role = %reply.role, "joined the cluster");
+        self.reconcile_gossip().await;
         Ok(JoinInfo {
             cluster_id: reply.cluster_id,
             node_id: self.identity.node_id,
@@ -254,18 +255,26 @@ impl Node {
         let view = consensus.membership();
         let member = view.nodes.contains_key(&join.raft_node_id);
         let role = match join.token.as_deref() {
-            Some(token) if token == cluster.manager_token => Role::Manager,
-            Some(token) if token == cluster.worker_token => {
-                return Err(CtlError::new(
-                    ErrorCode::BadRequest,
-                    "this is the worker token: workers join over gossip, which this agent version does not have yet",
-                ));
+            Some(token)
+                if super::constant_time_eq(token.as_bytes(), cluster.manager_token.as_bytes()) =>
+            {
+                Role::Manager
             }
-            Some(_) => {
+            Some(token)
+                if super::constant_time_eq(token.as_bytes(), cluster.worker_token.as_bytes()) =>
+            {
+                return self.admit_worker(join, &cluster).await;
+            }
+            Some(token) => {
+                let role = if tokens::is_worker_token(token) {
+                    "worker"
+                } else {
+                    "manager"
+                };
                 return Err(CtlError::new(
                     ErrorCode::InvalidToken,
                     format!(
-                        "the join token is not valid for cluster {} (it may have been rotated); get a current one with `symphony-ctl token show manager` on a manager",
+                        "the join token is not valid for cluster {} (it may have been rotated); get a current one with `symphony-ctl token show {role}` on a manager",
                         cluster.cluster_id
                     ),
                 ));
@@ -331,6 +340,8 @@ impl Node {
             joined_at_ms: existing.as_ref().map_or(now, |e| e.joined_at_ms),
             status_changed_at_ms: now,
             demoted: existing.as_ref().is_some_and(|e| e.demoted),
+            gossip_addr: join.gossip_addr,
+            node_secret: None,
         };
         self.propose(Command::UpsertNode { node: record }).await?;
         tracing::info!(node_id = join.node_id, raft_node_id = join.raft_node_id, %role, "admitted a node");
@@ -338,6 +349,8 @@ impl Node {
             cluster_id: cluster.cluster_id,
             role,
             leader_raft_id: Some(consensus.raft_node_id()),
+            node_secret: None,
+            managers: self.manager_contacts(),
         })
     }
 
@@ -387,7 +400,16 @@ impl Node {
             .read_stale(|state| state.nodes.get(&node_id).cloned())
             .ok_or_else(|| not_found(node_id))?;
         if let Some(raft_id) = record.raft_node_id {
+            // Losing quorum is the graver refusal, so it is checked first.
+            if !force && self.consensus().membership().voters.contains(&raft_id) {
+                self.check_quorum_without(raft_id, "removing")?;
+            }
+            if record.status == NodeStatus::Ready && !force {
+                return Err(still_ready(node_id));
+            }
             self.remove_from_raft(node_id, raft_id, force).await?;
+        } else if record.status == NodeStatus::Ready && !force {
+            return Err(still_ready(node_id));
         }
         self.propose(Command::RemoveNode { node_id }).await?;
         Ok(done(format!("node {node_id} was removed from the cluster")))
@@ -681,7 +703,52 @@ impl Node {
             joined_at_ms: now,
             status_changed_at_ms: now,
             demoted: false,
+            gossip_addr: Some(self.advertised.gossip_addr.clone()),
+            node_secret: None,
         }
+    }
+
+    /// What this node tells the cluster about itself when it joins.
+    pub(super) fn join_request(
+        &self,
+        token: Option<String>,
+        cluster_id: Option<String>,
+    ) -> JoinRequest {
+        JoinRequest {
+            token,
+            node_id: self.identity.node_id,
+            raft_node_id: self.identity.raft_node_id,
+            hostname: self.advertised.hostname.clone(),
+            raft_addr: self.advertised.raft_addr.clone(),
+            remote_addr: self.advertised.remote_addr.clone(),
+            agent_version: crate::VERSION.to_string(),
+            cpus: cpus(),
+            memory_bytes: crate::system::total_memory_bytes(),
+            cluster_id,
+            forwarded: false,
+            gossip_addr: Some(self.advertised.gossip_addr.clone()),
+            labels: self.labels.clone(),
+        }
+    }
+
+    /// Serves Raft RPCs if this node does not yet: a manager needs its Raft port, which a
+    /// fresh node may not have got at start (another agent on this machine held it).
+    pub(super) async fn ensure_raft_server(&self) -> Result<(), CtlError> {
+        let consensus = self.consensus();
+        if consensus.is_serving().await {
+            return Ok(());
+        }
+        let addr = self.setup.raft_listen_addr;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|error| {
+            CtlError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "a manager serves Raft RPCs, and {addr} is not free ({error}); stop what uses it, or restart this agent with another --listen-raft-addr"
+                ),
+            )
+        })?;
+        consensus.serve(listener).await;
+        Ok(())
     }
 }
 
@@ -701,7 +768,7 @@ async fn recover_state_when_closed(dir: &std::path::Path) -> std::io::Result<see
     }
 }
 
-fn cpus() -> u32 {
+pub(super) fn cpus() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
 }
 
@@ -709,11 +776,20 @@ fn done(message: String) -> DoneInfo {
     DoneInfo { message }
 }
 
-fn already_in(cluster_id: &str) -> CtlError {
+pub(super) fn already_in(cluster_id: &str) -> CtlError {
     CtlError::new(
         ErrorCode::AlreadyInitialised,
         format!(
             "this node already belongs to cluster {cluster_id}; a node can only be initialised once"
+        ),
+    )
+}
+
+fn still_ready(node_id: u64) -> CtlError {
+    CtlError::new(
+        ErrorCode::BadRequest,
+        format!(
+            "node {node_id} is ready; only a down or left node can be removed. Run `symphony-ctl leave` on it, or stop it and wait until it is down, or add --force"
         ),
     )
 }

@@ -4,17 +4,30 @@
 //! - [`data`]: the KV store, tokens, `status` and `node ls`;
 //! - [`membership`]: forming and changing the manager group — init, join, leave, promote,
 //!   demote, remove, force-new-cluster recovery, snapshots;
-//! - [`promoter`]: the leader's loop that promotes caught-up learners to voters.
+//! - [`promoter`]: the leader's loop that promotes caught-up learners to voters;
+//! - [`gossip`]: starting, stopping and reconnecting the node's gossip as its membership
+//!   changes;
+//! - [`liveness`]: the leader's loop that turns what gossip says into node status;
+//! - [`worker`]: workers joining, their sessions and leave notices, on both sides.
+//!
+//! On a worker only `status`, `join` and `leave` are served; everything else belongs to a
+//! manager and is refused with [`ErrorCode::NotManager`]: workers change cluster state only
+//! through a manager that validates the request.
 //!
 //! A request that needs the leader (writes, linearizable reads, membership changes) is
 //! answered here when this manager leads, and otherwise forwarded once to the leader over the
 //! node-to-node API. The leader never forwards it again, so a stale view cannot make a loop.
 
 mod data;
+pub mod gossip;
+pub mod liveness;
 mod membership;
 pub mod promoter;
+mod worker;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -28,8 +41,11 @@ use tokio::sync::Mutex;
 use crate::identity::Identity;
 use crate::remote::RemotePool;
 use crate::remote::proto::{RemoteReply, RemoteRequest};
+use crate::worker::state::WorkerState;
 
 pub use data::consensus_error;
+pub use gossip::GossipSettings;
+pub use worker::SessionView;
 
 /// How long a request waits for a leader to be elected before it gives up.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
@@ -41,7 +57,19 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Advertised {
     pub raft_addr: String,
     pub remote_addr: String,
+    pub gossip_addr: String,
     pub hostname: String,
+}
+
+/// The node's settings from the command line, beyond its addresses.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    pub config_dir: PathBuf,
+    pub gossip: GossipSettings,
+    /// Labels reported at join.
+    pub labels: BTreeMap<String, String>,
+    /// How long gossip must say a node is down before the leader records it.
+    pub liveness_grace: Duration,
 }
 
 /// What it takes to start the consensus layer again (after `leave` or a forced recovery).
@@ -62,6 +90,16 @@ pub struct Node {
     remote: RemotePool,
     /// Serialises the operations that change what cluster this node is in.
     membership_lock: Mutex<()>,
+    config_dir: PathBuf,
+    gossip_settings: GossipSettings,
+    labels: BTreeMap<String, String>,
+    liveness_grace: Duration,
+    /// The gossip driver, while the node is in a cluster (see [`gossip`]).
+    gossip: Mutex<Option<gossip::Running>>,
+    /// Set while this node is a worker: its `worker.json`.
+    worker: RwLock<Option<WorkerState>>,
+    /// A worker's session with a manager, as last heard.
+    session: RwLock<Option<SessionView>>,
 }
 
 impl Node {
@@ -70,6 +108,8 @@ impl Node {
         advertised: Advertised,
         consensus: Consensus,
         setup: ConsensusSetup,
+        settings: NodeSettings,
+        worker: Option<WorkerState>,
     ) -> Node {
         Node {
             remote: RemotePool::new(identity.node_id),
@@ -78,7 +118,29 @@ impl Node {
             consensus: RwLock::new(consensus),
             setup,
             membership_lock: Mutex::new(()),
+            config_dir: settings.config_dir,
+            gossip_settings: settings.gossip,
+            labels: settings.labels,
+            liveness_grace: settings.liveness_grace,
+            gossip: Mutex::new(None),
+            worker: RwLock::new(worker),
+            session: RwLock::new(None),
         }
+    }
+
+    /// This node's worker membership, if it is a worker.
+    pub fn worker_state(&self) -> Option<WorkerState> {
+        self.worker
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn is_worker(&self) -> bool {
+        self.worker
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some()
     }
 
     pub fn identity(&self) -> &Identity {
@@ -107,6 +169,9 @@ impl Node {
 
     /// Answers one request from another node.
     pub async fn handle_remote(&self, request: RemoteRequest) -> Result<RemoteReply, CtlError> {
+        if self.is_worker() {
+            return self.handle_remote_as_worker(request).await;
+        }
         match request {
             RemoteRequest::Forward { secret, request } => {
                 self.check_manager_secret(&secret)?;
@@ -125,6 +190,17 @@ impl Node {
                     .await
                     .map(|()| RemoteReply::Left)
             }
+            RemoteRequest::Session { node_id, secret } => self
+                .serve_session(node_id, &secret)
+                .map(RemoteReply::Session),
+            RemoteRequest::WorkerLeaving {
+                node_id,
+                secret,
+                forwarded,
+            } => self
+                .worker_leaving(node_id, secret, forwarded)
+                .await
+                .map(|()| RemoteReply::Left),
         }
     }
 
@@ -146,6 +222,9 @@ impl Node {
     }
 
     async fn dispatch(&self, request: Request, forwarded: bool) -> Result<Response, CtlError> {
+        if self.is_worker() {
+            return self.dispatch_as_worker(request).await;
+        }
         if needs_leader(&request) && !forwarded {
             self.require_cluster()?;
             if let Some(leader_addr) = self.leader_elsewhere().await? {
@@ -153,7 +232,7 @@ impl Node {
             }
         }
         match request {
-            Request::Status => Ok(Response::Status(Box::new(self.status()))),
+            Request::Status => Ok(Response::Status(Box::new(self.status().await))),
             Request::Init { peers, join_addr } => {
                 self.init(peers, join_addr).await.map(Response::Init)
             }
@@ -266,7 +345,7 @@ impl Node {
     async fn restart_consensus(&self) -> Result<Consensus, CtlError> {
         let setup = &self.setup;
         let listener = bind_with_retry(setup.raft_listen_addr).await?;
-        let consensus = Consensus::start(setup.config.clone(), listener, setup.local.clone())
+        let consensus = Consensus::start(setup.config.clone(), Some(listener), setup.local.clone())
             .await
             .map_err(consensus_error)?;
         self.replace_consensus(consensus.clone());

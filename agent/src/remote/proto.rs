@@ -1,7 +1,11 @@
 //! Messages of the node-to-node API.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use symphony_ctl::proto::{CtlError, Request, Response, Role};
+
+pub use crate::worker::state::ManagerContact;
 
 pub const PROTOCOL: &str = "symphony-remote";
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -38,6 +42,17 @@ pub enum RemoteRequest {
     Forward { secret: String, request: Request },
     /// A manager that is leaving asks the leader to take it out of the Raft group.
     Leaving { secret: String, node_id: u64 },
+    /// A worker's session with a manager: it proves who it is and learns the managers and
+    /// their leader. Liveness does not depend on it (that is gossip's job).
+    Session { node_id: u64, secret: String },
+    /// A worker that is leaving asks the leader to mark it `left`. A manager that is not the
+    /// leader passes it on once (`forwarded` then set).
+    WorkerLeaving {
+        node_id: u64,
+        secret: String,
+        #[serde(default)]
+        forwarded: bool,
+    },
 }
 
 /// Everything the leader needs to admit a node.
@@ -58,6 +73,12 @@ pub struct JoinRequest {
     /// Set when a manager passes the join on to the leader; such a join is not passed on again.
     #[serde(default)]
     pub forwarded: bool,
+    /// Where the node gossips (UDP).
+    #[serde(default)]
+    pub gossip_addr: Option<String>,
+    /// Labels the node reports (`--label`); merged into an existing record's.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +86,7 @@ pub enum RemoteReply {
     Joined(JoinReply),
     Forwarded(Response),
     Left,
+    Session(SessionReply),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,4 +94,19 @@ pub struct JoinReply {
     pub cluster_id: String,
     pub role: Role,
     pub leader_raft_id: Option<u64>,
+    /// For a worker: the secret its later sessions and leave notice carry.
+    #[serde(default)]
+    pub node_secret: Option<String>,
+    /// The managers, whose gossip addresses are the new node's gossip seeds.
+    #[serde(default)]
+    pub managers: Vec<ManagerContact>,
+}
+
+/// What a manager tells a worker in its session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionReply {
+    pub cluster_id: String,
+    /// The node id of the Raft leader, as this manager knows it.
+    pub leader_node_id: Option<u64>,
+    pub managers: Vec<ManagerContact>,
 }

@@ -449,12 +449,16 @@ fn status_text(status: &StatusInfo) -> String {
             status.node_id
         );
     };
+    if cluster.role == Role::Worker {
+        return worker_status_text(status, cluster);
+    }
     let leader = match (&cluster.leader_raft_id, &cluster.leader_remote_addr) {
         (Some(id), Some(addr)) => format!("{id} ({addr})"),
         (Some(id), None) => id.to_string(),
         _ => "none".to_string(),
     };
     let index = |value: Option<u64>| value.map_or("-".to_string(), |v| v.to_string());
+    let gossip = gossip_text(cluster.gossip_members);
     fields([
         ("Cluster", cluster.cluster_id.clone()),
         ("Node", status.node_id.to_string()),
@@ -470,8 +474,65 @@ fn status_text(status: &StatusInfo) -> String {
         ("Learners", join_ids(&cluster.learners)),
         ("Nodes", cluster.nodes.to_string()),
         ("KV revision", cluster.kv_revision.to_string()),
+        ("Gossip", gossip),
         ("Agent", status.agent_version.clone()),
-    ])
+    ]) + &managers_text(&cluster.managers)
+}
+
+/// `status` on a worker: its cluster, the managers it knows and which one leads.
+fn worker_status_text(status: &StatusInfo, cluster: &crate::proto::ClusterStatus) -> String {
+    let leader = match (&cluster.leader_node_id, &cluster.leader_remote_addr) {
+        (Some(id), Some(addr)) => format!("{id} ({addr})"),
+        (Some(id), None) => id.to_string(),
+        _ => "unknown (no manager has answered yet)".to_string(),
+    };
+    let session = match (
+        cluster.managers.iter().find(|manager| manager.session),
+        cluster.session_age_ms,
+    ) {
+        (Some(manager), Some(age)) => format!(
+            "with {} ({}), last answer {age} ms ago",
+            manager.node_id, manager.remote_addr
+        ),
+        _ => "none (no manager answers)".to_string(),
+    };
+    let gossip = gossip_text(cluster.gossip_members);
+    fields([
+        ("Cluster", cluster.cluster_id.clone()),
+        ("Node", status.node_id.to_string()),
+        ("Role", cluster.role.to_string()),
+        ("Leader", leader),
+        ("Session", session),
+        ("Gossip", gossip),
+        ("Agent", status.agent_version.clone()),
+    ]) + &managers_text(&cluster.managers)
+}
+
+fn gossip_text(members: Option<usize>) -> String {
+    members.map_or("not gossiping".to_string(), |n| {
+        format!("{n} members alive")
+    })
+}
+
+fn managers_text(managers: &[crate::proto::ManagerStatus]) -> String {
+    if managers.is_empty() {
+        return String::new();
+    }
+    let mut table = Table::new(["MANAGER", "ADDRESS", "LEADER", "GOSSIP"]);
+    for manager in managers {
+        table.row([
+            manager.node_id.to_string(),
+            manager.remote_addr.clone(),
+            if manager.leader { "yes" } else { "" }.to_string(),
+            match manager.alive {
+                Some(true) => "alive",
+                Some(false) => "not seen",
+                None => "-",
+            }
+            .to_string(),
+        ]);
+    }
+    format!("\n{}", table.render())
 }
 
 fn join_ids(ids: &[u64]) -> String {

@@ -1,0 +1,319 @@
+//! The node's place in the gossip pool.
+//!
+//! Gossip runs while the node belongs to a cluster, as a manager (its Raft state holds the
+//! cluster) or as a worker (`worker.json`). The cluster id tags every packet, so the driver can
+//! only start once the node knows it: after `init`, after a join, or at start-up from what is
+//! on disk. Rather than start and stop gossip at each of those places, [`keep`] compares what
+//! gossip does with what it should do, once a second and right after every membership change,
+//! and fixes the difference. The same pass reconnects: announcing to managers that gossip does
+//! not see (a restart, a healed partition) is what merges two halves of a pool again.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use symphony_consensus::NodeRole;
+use symphony_gossip::{FocaConfig, Gossip, GossipConfig, GossipIdentity, Profile, Role};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Node;
+use crate::config::GossipProfile;
+
+/// How often the keeper checks gossip.
+const KEEP_EVERY: Duration = Duration::from_secs(1);
+/// How often a node announces itself to managers gossip does not see, while it sees others.
+const REANNOUNCE_MISSING_EVERY: Duration = Duration::from_secs(5);
+/// How long a graceful leave may take before the driver is simply stopped.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How this node gossips, from the command line.
+#[derive(Debug, Clone)]
+pub struct GossipSettings {
+    /// Where the UDP socket listens.
+    pub bind_addr: SocketAddr,
+    /// The address other members send to (`--advertise-addr`'s IP, the bound port).
+    pub advertised_addr: SocketAddr,
+    pub profile: GossipProfile,
+    pub probe_period: Option<Duration>,
+    pub probe_rtt: Option<Duration>,
+    pub suspect: Option<Duration>,
+}
+
+impl GossipSettings {
+    /// The foca timings for a pool of about `cluster_size` members: the profile's, with
+    /// the timings given by flag put over them.
+    pub fn profile(&self, cluster_size: usize) -> Profile {
+        let size = std::num::NonZeroU32::new(u32::try_from(cluster_size).unwrap_or(u32::MAX))
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let base = match self.profile {
+            GossipProfile::Lan => Profile::Lan { cluster_size: size },
+            GossipProfile::Wan => Profile::Wan { cluster_size: size },
+        };
+        if self.probe_period.is_none() && self.probe_rtt.is_none() && self.suspect.is_none() {
+            return base;
+        }
+        let mut config: FocaConfig = base.foca_config();
+        if let Some(period) = self.probe_period {
+            config.probe_period = period;
+            // foca requires the round trip to fit in the period.
+            config.probe_rtt = config.probe_rtt.min(period / 2);
+        }
+        if let Some(rtt) = self.probe_rtt {
+            config.probe_rtt = rtt;
+        }
+        if let Some(suspect) = self.suspect {
+            config.suspect_to_down_after = suspect;
+        }
+        Profile::Custom(config)
+    }
+}
+
+/// The running driver and what it was started for.
+pub(super) struct Running {
+    pub(super) gossip: Gossip,
+    cluster_id: String,
+    role: Role,
+    pub(super) started: Instant,
+    last_reannounce: Instant,
+}
+
+/// What gossip should be doing: in which cluster, as what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    cluster_id: String,
+    role: Role,
+}
+
+/// Runs until `shutdown`, keeping gossip in line with the node's membership; then leaves the
+/// pool gracefully, so the others see this node go at once instead of after a probe timeout.
+pub async fn keep(node: Arc<Node>, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(KEEP_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = ticks.tick() => node.reconcile_gossip().await,
+        }
+    }
+    node.stop_gossip().await;
+}
+
+impl Node {
+    /// The gossip handle and when it started, while gossip runs.
+    pub async fn gossip(&self) -> Option<(Gossip, Instant)> {
+        self.gossip
+            .lock()
+            .await
+            .as_ref()
+            .map(|running| (running.gossip.clone(), running.started))
+    }
+
+    /// Node ids gossip sees alive right now, this node included; `None` without gossip.
+    pub(super) async fn gossip_alive(&self) -> Option<BTreeSet<u64>> {
+        let (gossip, _) = self.gossip().await?;
+        let members = gossip.members().await.ok()?;
+        Some(members.iter().map(|member| member.node_id).collect())
+    }
+
+    fn gossip_target(&self) -> Option<Target> {
+        if let Some(worker) = self.worker_state() {
+            return Some(Target {
+                cluster_id: worker.cluster_id,
+                role: Role::Worker,
+            });
+        }
+        let own_id = self.identity.node_id;
+        self.consensus().read_stale(|state| {
+            let cluster = state.cluster.as_ref()?;
+            let record = state.nodes.get(&own_id)?;
+            (record.role == NodeRole::Manager).then(|| Target {
+                cluster_id: cluster.cluster_id.clone(),
+                role: Role::Manager,
+            })
+        })
+    }
+
+    /// The managers' gossip addresses, this node's own excepted.
+    fn gossip_seeds(&self) -> Vec<SocketAddr> {
+        let own = self.gossip_settings.advertised_addr;
+        let addrs: Vec<String> = match self.worker_state() {
+            Some(worker) => worker
+                .managers
+                .into_iter()
+                .filter_map(|manager| manager.gossip_addr)
+                .collect(),
+            None => self.consensus().read_stale(|state| {
+                state
+                    .nodes
+                    .values()
+                    .filter(|record| record.role == NodeRole::Manager)
+                    .filter_map(|record| record.gossip_addr.clone())
+                    .collect()
+            }),
+        };
+        let mut seeds: Vec<SocketAddr> = addrs
+            .iter()
+            .filter_map(|addr| addr.parse().ok())
+            .filter(|addr| *addr != own)
+            .collect();
+        seeds.sort();
+        seeds.dedup();
+        seeds
+    }
+
+    /// How many members the pool has, roughly, to scale foca's timings.
+    fn pool_size_hint(&self) -> usize {
+        self.consensus()
+            .read_stale(|state| state.nodes.len())
+            .max(32)
+    }
+
+    /// Starts, stops or reconnects gossip to match the node's membership.
+    pub(super) async fn reconcile_gossip(&self) {
+        let target = self.gossip_target();
+        let mut running = self.gossip.lock().await;
+        let matches = match (running.as_ref(), target.as_ref()) {
+            (Some(current), Some(target)) => {
+                current.cluster_id == target.cluster_id && current.role == target.role
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        if !matches {
+            if let Some(old) = running.take() {
+                leave_pool(&old.gossip).await;
+            }
+            if let Some(target) = target {
+                *running = self.start_gossip(target).await;
+            }
+            return;
+        }
+        if let Some(current) = running.as_mut() {
+            self.reconnect(current).await;
+        }
+    }
+
+    async fn start_gossip(&self, target: Target) -> Option<Running> {
+        let settings = &self.gossip_settings;
+        let raft_addr = (target.role == Role::Manager).then(|| self.advertised.raft_addr.clone());
+        let identity = GossipIdentity::new(
+            self.identity.node_id,
+            target.role,
+            settings.advertised_addr,
+            self.advertised.remote_addr.clone(),
+            raft_addr,
+        );
+        let config = GossipConfig {
+            identity,
+            bind_addr: settings.bind_addr,
+            cluster_id: target.cluster_id.clone(),
+            profile: settings.profile(self.pool_size_hint()),
+        };
+        let gossip = match Gossip::start(config).await {
+            Ok(gossip) => gossip,
+            Err(error) => {
+                tracing::warn!(%error, "cannot start gossip; retrying (--listen-gossip-addr)");
+                return None;
+            }
+        };
+        let seeds = self.gossip_seeds();
+        tracing::info!(cluster_id = %target.cluster_id, role = ?target.role, seeds = seeds.len(), "gossip started");
+        if !seeds.is_empty()
+            && let Err(error) = gossip.announce(seeds).await
+        {
+            tracing::debug!(%error, "announcing to the gossip seeds failed");
+        }
+        let now = Instant::now();
+        Some(Running {
+            gossip,
+            cluster_id: target.cluster_id,
+            role: target.role,
+            started: now,
+            last_reannounce: now,
+        })
+    }
+
+    /// Announces to the managers gossip does not see: alone, every pass (the driver also
+    /// retries on its own); otherwise now and then, which merges the halves of a healed
+    /// partition faster than foca's own announcements to members it declared down.
+    async fn reconnect(&self, current: &mut Running) {
+        let Ok(members) = current.gossip.members().await else {
+            return;
+        };
+        let alone = members.len() <= 1;
+        if !alone && current.last_reannounce.elapsed() < REANNOUNCE_MISSING_EVERY {
+            return;
+        }
+        let seen: BTreeSet<SocketAddr> = members.iter().map(|member| member.gossip_addr).collect();
+        let missing: Vec<SocketAddr> = self
+            .gossip_seeds()
+            .into_iter()
+            .filter(|seed| !seen.contains(seed))
+            .collect();
+        current.last_reannounce = Instant::now();
+        if missing.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            missing = missing.len(),
+            "announcing to managers gossip does not see"
+        );
+        if let Err(error) = current.gossip.announce(missing).await {
+            tracing::debug!(%error, "announcing to the managers failed");
+        }
+    }
+
+    /// Leaves the pool gracefully and stops gossip.
+    pub(super) async fn stop_gossip(&self) {
+        if let Some(running) = self.gossip.lock().await.take() {
+            leave_pool(&running.gossip).await;
+        }
+    }
+}
+
+async fn leave_pool(gossip: &Gossip) {
+    match tokio::time::timeout(LEAVE_TIMEOUT, gossip.leave()).await {
+        Ok(Ok(())) => tracing::info!("left the gossip pool"),
+        Ok(Err(error)) => tracing::debug!(%error, "leaving the gossip pool failed"),
+        Err(_) => {
+            tracing::warn!("leaving the gossip pool took too long; stopping it");
+            gossip.shutdown();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    fn settings() -> GossipSettings {
+        GossipSettings {
+            bind_addr: "127.0.0.1:0".parse().unwrap(),
+            advertised_addr: "127.0.0.1:0".parse().unwrap(),
+            profile: GossipProfile::Lan,
+            probe_period: None,
+            probe_rtt: None,
+            suspect: None,
+        }
+    }
+
+    #[test]
+    fn flags_override_single_timings_of_the_profile() {
+        assert!(matches!(settings().profile(10), Profile::Lan { .. }));
+        let fast = GossipSettings {
+            probe_period: Some(Duration::from_millis(200)),
+            suspect: Some(Duration::from_millis(600)),
+            ..settings()
+        };
+        let Profile::Custom(config) = fast.profile(10) else {
+            panic!("flags make a custom profile");
+        };
+        assert_eq!(config.probe_period, Duration::from_millis(200));
+        assert!(config.probe_rtt <= Duration::from_millis(100));
+        assert_eq!(config.suspect_to_down_after, Duration::from_millis(600));
+    }
+}
