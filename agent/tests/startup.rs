@@ -94,12 +94,57 @@ fn a_second_agent_on_the_same_config_dir_is_refused() {
     assert!(terminate(&mut first).success());
 }
 
+/// Waits until the agent in `dir` answers on its control socket, and returns a client.
+async fn control(dir: &Path) -> symphony_ctl::Client {
+    let socket = dir.join("control.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match symphony_ctl::Client::connect(&socket).await {
+            Ok(client) => return client,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "no control socket: {error}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// A fresh node whose Raft port is taken still starts (it can join as a worker), but cannot
+/// become a manager; a manager whose Raft port is taken refuses to start.
 #[test]
-fn a_busy_raft_port_is_a_clear_error() {
+fn a_busy_raft_port_is_a_clear_error_for_managers() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
-    let output = agent(dir.path(), port, &[]).output().unwrap();
+    let mut fresh = agent(dir.path(), port, &[])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let refused = runtime.block_on(async {
+        let mut client = control(dir.path()).await;
+        client.init().await.unwrap_err()
+    });
+    assert!(
+        refused.to_string().contains("--listen-raft-addr"),
+        "unexpected error: {refused}"
+    );
+    assert!(terminate(&mut fresh).success());
+
+    // Now a manager: initialised on a free port, restarted while that port is taken.
+    let dir = tempfile::tempdir().unwrap();
+    let raft_port = free_port();
+    let mut manager = agent(dir.path(), raft_port, &[])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = control(dir.path()).await;
+        client.init().await.unwrap();
+    });
+    assert!(terminate(&mut manager).success());
+    let _busy = std::net::TcpListener::bind(("127.0.0.1", raft_port)).unwrap();
+    let output = agent(dir.path(), raft_port, &[]).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

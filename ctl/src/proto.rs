@@ -294,6 +294,10 @@ pub struct ClusterStatus {
     /// On a worker: how long ago its manager last answered its session.
     #[serde(default)]
     pub session_age_ms: Option<u64>,
+    /// Gossip packets this node dropped (malformed, another cluster's, bad checksum) since
+    /// it started gossiping.
+    #[serde(default)]
+    pub gossip_dropped: Option<u64>,
 }
 
 /// One manager, as `status` shows it.

@@ -182,6 +182,7 @@ impl Node {
             .consensus()
             .read_stale(|state| (state.cluster.clone(), state.revision, state.nodes.len()));
         let alive = self.gossip_alive().await;
+        let gossip_dropped = self.gossip_dropped().await;
         cluster.map(|cluster| {
             let metrics = self.consensus().metrics();
             let membership = metrics.membership_config.membership();
@@ -228,6 +229,7 @@ impl Node {
                 leader_node_id,
                 gossip_members: alive.as_ref().map(BTreeSet::len),
                 session_age_ms: None,
+                gossip_dropped,
             }
         })
     }

@@ -110,6 +110,12 @@ impl Node {
             .map(|running| (running.gossip.clone(), running.started))
     }
 
+    /// Gossip packets dropped so far; `None` without gossip.
+    pub(super) async fn gossip_dropped(&self) -> Option<u64> {
+        let (gossip, _) = self.gossip().await?;
+        Some(gossip.stats().dropped())
+    }
+
     /// Node ids gossip sees alive right now, this node included; `None` without gossip.
     pub(super) async fn gossip_alive(&self) -> Option<BTreeSet<u64>> {
         let (gossip, _) = self.gossip().await?;

@@ -406,6 +406,7 @@ impl Node {
             managers,
             leader_node_id: leader,
             gossip_members: alive.map(|alive| alive.len()),
+            gossip_dropped: self.gossip_dropped().await,
             session_age_ms: session
                 .map(|view| u64::try_from(view.at.elapsed().as_millis()).unwrap_or(u64::MAX)),
         }

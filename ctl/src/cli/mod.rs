@@ -458,7 +458,7 @@ fn status_text(status: &StatusInfo) -> String {
         _ => "none".to_string(),
     };
     let index = |value: Option<u64>| value.map_or("-".to_string(), |v| v.to_string());
-    let gossip = gossip_text(cluster.gossip_members);
+    let gossip = gossip_text(cluster);
     fields([
         ("Cluster", cluster.cluster_id.clone()),
         ("Node", status.node_id.to_string()),
@@ -496,7 +496,7 @@ fn worker_status_text(status: &StatusInfo, cluster: &crate::proto::ClusterStatus
         ),
         _ => "none (no manager answers)".to_string(),
     };
-    let gossip = gossip_text(cluster.gossip_members);
+    let gossip = gossip_text(cluster);
     fields([
         ("Cluster", cluster.cluster_id.clone()),
         ("Node", status.node_id.to_string()),
@@ -508,10 +508,14 @@ fn worker_status_text(status: &StatusInfo, cluster: &crate::proto::ClusterStatus
     ]) + &managers_text(&cluster.managers)
 }
 
-fn gossip_text(members: Option<usize>) -> String {
-    members.map_or("not gossiping".to_string(), |n| {
-        format!("{n} members alive")
-    })
+fn gossip_text(cluster: &crate::proto::ClusterStatus) -> String {
+    match (cluster.gossip_members, cluster.gossip_dropped) {
+        (Some(members), Some(dropped)) if dropped > 0 => {
+            format!("{members} members alive, {dropped} bad or foreign packets dropped")
+        }
+        (Some(members), _) => format!("{members} members alive"),
+        (None, _) => "not gossiping".to_string(),
+    }
 }
 
 fn managers_text(managers: &[crate::proto::ManagerStatus]) -> String {
