@@ -5,10 +5,16 @@
 //! - [`harness`]: start, stop, kill and restart agent processes in temp dirs on OS-given
 //!   ports, talk to them through the control socket, and poll conditions with deadlines;
 //! - [`bench`]: the `testnet bench ...` commands, which print a final machine-readable line;
+//! - [`chaos`]: operation histories of concurrent KV clients and a linearizability checker for
+//!   them, for `testnet chaos`;
+//! - [`lab`]: `testnet up|status|kill|pause|resume|restart|partition|heal|down`, a cluster
+//!   of detached agents that outlives the command, with its state in one dir;
 //! - [`cli`]: the `testnet` command line.
 //!
 //! The end-to-end tests live in `tests/` and use [`harness`] directly.
 
 pub mod bench;
+pub mod chaos;
 pub mod cli;
 pub mod harness;
+pub mod lab;

@@ -1,0 +1,46 @@
+//! The cluster lab: `testnet up --managers 3 --workers 5` starts a whole cluster on this
+//! machine that outlives the command, and later commands — from any shell — look at it
+//! (`status`), break it (`kill`, `pause`, `resume`, `restart`, `partition`, `heal`) and remove
+//! it (`down`). Unlike [`crate::harness`], whose processes die with the test that owns them,
+//! a lab's nodes are detached and everything about them is in one state dir (default
+//! `.testnet/`, see [`state`]).
+//!
+//! Module map:
+//! - [`backend`]: the [`Backend`] interface (start, kill, pause, resume, restart, partition,
+//!   heal, down) that a way of running nodes implements;
+//! - [`local`]: the local backend — agent processes on their own loopback addresses, cgroups
+//!   and nftables for partitions;
+//! - [`docker`]: the docker backend — one container per node on a private bridge network,
+//!   nftables bridge rules for partitions;
+//! - [`subnet`] and [`plan`]: node names, addresses and dirs;
+//! - [`state`]: the state file;
+//! - [`handle`]: [`Lab`], one testnet opened from its state dir, and the faults;
+//! - [`up`]: starting nodes and forming the cluster;
+//! - [`partition`]: partitions as users write them, and the links they cut;
+//! - [`status`] and [`table`]: what `testnet status` gathers and prints;
+//! - [`rpc`]: control calls with deadlines;
+//! - [`command`]: the command-line glue.
+
+pub mod backend;
+pub mod command;
+pub mod docker;
+mod error;
+pub mod handle;
+pub mod local;
+pub mod partition;
+pub mod plan;
+pub mod rpc;
+pub mod state;
+pub mod status;
+pub mod subnet;
+pub mod table;
+pub mod up;
+
+pub use backend::{Backend, BackendKind, NodeHandle, ProcessState};
+pub use error::LabError;
+pub use handle::Lab;
+pub use partition::{Cut, Partition};
+pub use state::{Intent, LabState, NodeRecord};
+pub use status::{LabStatus, NodeRow};
+pub use subnet::Subnet;
+pub use up::UpOptions;
