@@ -452,9 +452,15 @@ fn status_text(status: &StatusInfo) -> String {
     if cluster.role == Role::Worker {
         return worker_status_text(status, cluster);
     }
-    let leader = match (&cluster.leader_raft_id, &cluster.leader_remote_addr) {
-        (Some(id), Some(addr)) => format!("{id} ({addr})"),
-        (Some(id), None) => id.to_string(),
+    // The leader by node id (what `node ls` shows) when the records name it, else by Raft id.
+    let leader = match (
+        cluster.leader_node_id,
+        &cluster.leader_raft_id,
+        &cluster.leader_remote_addr,
+    ) {
+        (Some(node), Some(raft), Some(addr)) => format!("{node} ({addr}), Raft node {raft}"),
+        (None, Some(raft), Some(addr)) => format!("Raft node {raft} ({addr})"),
+        (_, Some(raft), None) => format!("Raft node {raft}"),
         _ => "none".to_string(),
     };
     let index = |value: Option<u64>| value.map_or("-".to_string(), |v| v.to_string());
@@ -622,8 +628,15 @@ fn nodes_text(nodes: &[NodeInfo]) -> String {
         "RAFT ADDRESS",
         "ADDRESS",
         "VERSION",
+        "CHANGED",
+        "LABELS",
     ]);
     let show = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        });
     for node in nodes {
         table.row([
             node.node_id.to_string(),
@@ -642,9 +655,36 @@ fn nodes_text(nodes: &[NodeInfo]) -> String {
             show(node.raft_addr.clone()),
             node.remote_addr.clone(),
             node.agent_version.clone(),
+            ago(now_ms, node.status_changed_at_ms),
+            labels_text(&node.labels),
         ]);
     }
     table.render()
+}
+
+/// How long ago a status change was, for people: `4s ago`, `12m ago`, `3h ago`, `2d ago`.
+fn ago(now_ms: u64, then_ms: u64) -> String {
+    if then_ms == 0 {
+        return "-".to_string();
+    }
+    let seconds = now_ms.saturating_sub(then_ms) / 1000;
+    match seconds {
+        0..60 => format!("{seconds}s ago"),
+        60..3_600 => format!("{}m ago", seconds / 60),
+        3_600..86_400 => format!("{}h ago", seconds / 3_600),
+        _ => format!("{}d ago", seconds / 86_400),
+    }
+}
+
+fn labels_text(labels: &std::collections::BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "-".to_string();
+    }
+    labels
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -655,6 +695,15 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn status_changes_read_as_ages() {
+        assert_eq!(ago(10_000, 0), "-");
+        assert_eq!(ago(10_000, 6_000), "4s ago");
+        assert_eq!(ago(3_600_000, 1), "59m ago");
+        assert_eq!(ago(200_000_000, 1), "2d ago");
+        assert_eq!(ago(1, 5), "0s ago");
     }
 
     #[test]
