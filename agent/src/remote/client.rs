@@ -185,15 +185,23 @@ impl RemotePool {
 
     /// A live connection to `addr`.
     pub async fn client(&self, addr: &str) -> Result<RemoteClient, CtlError> {
-        let mut clients = self.clients.lock().await;
-        if let Some(client) = clients.get(addr)
+        if let Some(client) = self.clients.lock().await.get(addr)
             && !client.is_closed()
         {
             return Ok(client.clone());
         }
+        // Connect without holding the pool: a node that does not answer (paused, cut off)
+        // must not hold up calls to every other node for the connect timeout.
         let client = RemoteClient::connect(addr, self.local_node_id).await?;
-        clients.insert(addr.to_string(), client.clone());
-        Ok(client)
+        let mut clients = self.clients.lock().await;
+        match clients.get(addr) {
+            // Another call connected meanwhile: keep one connection per node.
+            Some(existing) if !existing.is_closed() => Ok(existing.clone()),
+            _ => {
+                clients.insert(addr.to_string(), client.clone());
+                Ok(client)
+            }
+        }
     }
 
     /// Sends one request to `addr` over the pooled connection.
