@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use symphony_consensus::network::LocalIdentity;
@@ -99,8 +98,14 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         node_id: identity.node_id,
         remote_addr: remote_advertised.remote_addr.clone(),
     };
-    let consensus = Consensus::start(consensus_config.clone(), None, local.clone()).await?;
-    let raft_addr = serve_raft(&args, &consensus, worker.is_some()).await?;
+    // Only a node with a Raft store may be a manager and starts its Raft node now; a worker
+    // never needs one, and a fresh node starts one when it first does (see `Node`).
+    let consensus = if worker.is_none() && consensus_config.data_dir.exists() {
+        Some(Consensus::start(consensus_config.clone(), None, local.clone()).await?)
+    } else {
+        None
+    };
+    let (raft_addr, pending_raft) = serve_raft(&args, consensus.as_ref(), worker.is_some()).await?;
     let advertised = advertised(&args, raft_addr, remote_addr, gossip_addr);
     let setup = ConsensusSetup {
         config: consensus_config,
@@ -123,14 +128,17 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
 
     let socket_path = args.config_dir.join(CONTROL_SOCKET);
     let control_listener = crate::control::bind(&socket_path)?;
-    let node = Arc::new(Node::new(
+    let node = Node::new(
         identity.clone(),
         advertised.clone(),
         consensus,
         setup,
         settings,
         worker,
-    ));
+    );
+    if let Some(listener) = pending_raft {
+        node.wait_for_raft(listener);
+    }
     let shutdown = CancellationToken::new();
     let control = tokio::spawn(crate::control::serve(
         control_listener,
@@ -164,7 +172,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
     shutdown.cancel();
     // The gossip keeper leaves the pool on its way out, so the others see this node go now.
     let _ = tokio::join!(control, remote, promoter, gossip, liveness, session);
-    node.consensus().shutdown().await;
+    node.shutdown_consensus().await;
     let _ = std::fs::remove_file(&socket_path);
     tracing::info!("stopped");
     Ok(())
@@ -195,35 +203,42 @@ pub fn gossip_listen_addr(args: &AgentArgs, remote_addr: SocketAddr) -> SocketAd
     args.listen_gossip_addr.unwrap_or(remote_addr)
 }
 
-/// Serves Raft RPCs when this node is or may become a manager, and returns the address.
+/// Serves Raft RPCs when this node is or may become a manager, and returns the address, with
+/// the bound listener when no Raft node runs yet to serve it.
 ///
 /// A manager (its store holds a Raft group) must serve, or it is no manager. A worker never
-/// does. A fresh node serves if it can, since `init --peers` reaches peers on their Raft
+/// does. A fresh node listens if it can, since `init --peers` reaches peers on their Raft
 /// port; if another agent on this machine holds the port it runs without, and can still join
 /// as a worker (or serve later, when it inits or joins as a manager).
 async fn serve_raft(
     args: &AgentArgs,
-    consensus: &Consensus,
+    consensus: Option<&Consensus>,
     worker: bool,
-) -> Result<SocketAddr, RunError> {
+) -> Result<(SocketAddr, Option<TcpListener>), RunError> {
     let addr = args.listen_raft_addr;
     if worker {
-        return Ok(addr);
+        return Ok((addr, None));
     }
-    let manager = consensus.is_initialised().await?;
+    let manager = match consensus {
+        Some(consensus) => consensus.is_initialised().await?,
+        None => false,
+    };
     let bound = TcpListener::bind(addr).await.and_then(|listener| {
         let local = listener.local_addr()?;
         Ok((listener, local))
     });
     match bound {
-        Ok((listener, local)) => {
-            consensus.serve(listener).await;
-            Ok(local)
-        }
+        Ok((listener, local)) => match consensus {
+            Some(consensus) => {
+                consensus.serve(listener).await;
+                Ok((local, None))
+            }
+            None => Ok((local, Some(listener))),
+        },
         Err(source) if manager => Err(RunError::RaftListen { addr, source }),
         Err(error) => {
             tracing::warn!(%addr, %error, "the Raft port is taken; this node can join as a worker, or give it --listen-raft-addr to be a manager");
-            Ok(addr)
+            Ok((addr, None))
         }
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use openraft::error::{ClientWriteError, InitializeError, LinearizableReadError, RaftError};
 use openraft::{ChangeMembers, Instant as _};
 use openraft::{Config, RaftMetrics, ReadPolicy, SnapshotPolicy};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::network::{self, LocalIdentity, NetworkFactory};
@@ -219,19 +219,44 @@ impl Consensus {
     /// Serves Raft RPCs on `listener`, unless a server already runs (then `listener` is
     /// dropped).
     pub async fn serve(&self, listener: TcpListener) {
+        self.serve_shared(Arc::new(listener), None).await;
+    }
+
+    /// Serves Raft RPCs on `listener`, starting with `first`, a connection accepted before this
+    /// Raft node existed; unless a server already runs (then only `first` is served).
+    pub async fn serve_shared(&self, listener: Arc<TcpListener>, first: Option<TcpStream>) {
         let mut server = self.server.lock().await;
         if server.is_some() {
+            drop(server);
+            if let Some(socket) = first {
+                self.serve_socket(socket).await;
+            }
             return;
         }
         let stop = self.shutdown.child_token();
         let task = tokio::spawn(network::serve(
             listener,
+            first,
             self.raft.clone(),
             self.raft_node_id,
             self.identity.clone(),
             stop.clone(),
         ));
         *server = Some(Server { task, stop });
+    }
+
+    /// Serves one connection accepted elsewhere, alongside the running server; dropped (the
+    /// peer retries) when this node serves no Raft RPCs.
+    pub async fn serve_socket(&self, socket: TcpStream) {
+        if let Some(running) = self.server.lock().await.as_ref() {
+            network::server::spawn_session(
+                socket,
+                self.raft.clone(),
+                self.raft_node_id,
+                self.identity.clone(),
+                running.stop.clone(),
+            );
+        }
     }
 
     /// Whether this node serves Raft RPCs.

@@ -152,7 +152,6 @@ impl Node {
                 })
                 .await?;
                 let record = self
-                    .consensus()
                     .read_stale(|state| state.nodes.get(&node_id).cloned())
                     .ok_or_else(|| no_such_node(node_id))?;
                 self.node_response(record)
@@ -178,19 +177,20 @@ impl Node {
     }
 
     async fn manager_status(&self) -> Option<ClusterStatus> {
-        let (cluster, revision, nodes) = self
-            .consensus()
-            .read_stale(|state| (state.cluster.clone(), state.revision, state.nodes.len()));
+        // A node in no cluster may run no Raft node, and has no cluster to report.
+        let consensus = self.consensus()?;
+        let (cluster, revision, nodes) =
+            self.read_stale(|state| (state.cluster.clone(), state.revision, state.nodes.len()));
         let alive = self.gossip_alive().await;
         let gossip_dropped = self.gossip_dropped().await;
         cluster.map(|cluster| {
-            let metrics = self.consensus().metrics();
+            let metrics = consensus.metrics();
             let membership = metrics.membership_config.membership();
             let leader_remote_addr = metrics
                 .current_leader
                 .and_then(|leader| membership.get_node(&leader))
                 .map(|node| node.remote_addr.clone());
-            let (managers, leader_node_id) = self.consensus().read_stale(|state| {
+            let (managers, leader_node_id) = self.read_stale(|state| {
                 let managers: Vec<ManagerStatus> = state
                     .nodes
                     .values()
@@ -246,13 +246,15 @@ impl Node {
     /// also its replication progress and reachability.
     pub(super) fn node_infos(&self, records: Vec<NodeRecord>) -> Vec<NodeInfo> {
         let consensus = self.consensus();
-        let me = consensus.raft_node_id();
-        let view = consensus.membership();
+        let me = self.identity.raft_node_id;
+        let view = consensus
+            .as_ref()
+            .map(|consensus| consensus.membership())
+            .unwrap_or_default();
         let leading = view.leader == Some(me);
-        let progress = if leading {
-            consensus.progress()
-        } else {
-            BTreeMap::new()
+        let progress = match &consensus {
+            Some(consensus) if leading => consensus.progress(),
+            _ => BTreeMap::new(),
         };
         let last = view.last_log_index;
         let raft_role = |raft_id: u64| {

@@ -131,7 +131,7 @@ impl Node {
             });
         }
         let own_id = self.identity.node_id;
-        self.consensus().read_stale(|state| {
+        self.read_stale(|state| {
             let cluster = state.cluster.as_ref()?;
             let record = state.nodes.get(&own_id)?;
             (record.role == NodeRole::Manager).then(|| Target {
@@ -150,7 +150,7 @@ impl Node {
                 .into_iter()
                 .filter_map(|manager| manager.gossip_addr)
                 .collect(),
-            None => self.consensus().read_stale(|state| {
+            None => self.read_stale(|state| {
                 state
                     .nodes
                     .values()
@@ -171,9 +171,7 @@ impl Node {
 
     /// How many members the pool has, roughly, to scale foca's timings.
     fn pool_size_hint(&self) -> usize {
-        self.consensus()
-            .read_stale(|state| state.nodes.len())
-            .max(32)
+        self.read_stale(|state| state.nodes.len()).max(32)
     }
 
     /// Starts, stops or reconnects gossip to match the node's membership.

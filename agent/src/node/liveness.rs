@@ -148,8 +148,11 @@ impl Reconciler {
 
 impl Node {
     async fn reconcile_liveness(&self, reconciler: &mut Reconciler) {
-        let consensus = self.consensus();
-        if consensus.membership().leader != Some(consensus.raft_node_id()) {
+        // Only a leader records liveness; a node without a Raft node leads nothing.
+        let leading = self.consensus().is_some_and(|consensus| {
+            consensus.membership().leader == Some(consensus.raft_node_id())
+        });
+        if !leading {
             reconciler.step_down();
             return;
         }
@@ -161,7 +164,7 @@ impl Node {
             return;
         };
         let alive: BTreeSet<u64> = members.iter().map(|member| member.node_id).collect();
-        let records: Vec<Observed> = consensus.read_stale(|state| {
+        let records: Vec<Observed> = self.read_stale(|state| {
             state
                 .nodes
                 .values()

@@ -47,11 +47,10 @@ impl Node {
             });
         }
         let _serialised = self.membership_lock.lock().await;
-        let consensus = self.consensus();
-        if let Some(cluster) = consensus.read_stale(|state| state.cluster.clone()) {
+        if let Some(cluster) = self.read_stale(|state| state.cluster.clone()) {
             return Err(already_in(&cluster.cluster_id));
         }
-        self.ensure_raft_server().await?;
+        let consensus = self.start_consensus(None).await?;
         // A Raft group without cluster info means an earlier `init` stopped between its two
         // steps: finish the bootstrap instead of refusing.
         if !consensus.is_initialised().await.map_err(consensus_error)? {
@@ -161,10 +160,9 @@ impl Node {
             return self.join_as_worker(token.to_string(), addr).await;
         }
         let _serialised = self.membership_lock.lock().await;
-        let consensus = self.consensus();
-        let current = consensus.read_stale(|state| state.cluster.clone());
+        let current = self.read_stale(|state| state.cluster.clone());
         // The leader adds this node as a learner and starts replicating at once.
-        self.ensure_raft_server().await?;
+        let consensus = self.start_consensus(None).await?;
         let request = self.join_request(
             token,
             current.as_ref().map(|cluster| cluster.cluster_id.clone()),
@@ -239,7 +237,7 @@ impl Node {
                 )),
             };
         }
-        let consensus = self.consensus();
+        let consensus = self.manager_consensus()?;
         let cluster = self.require_cluster()?;
         if let Some(theirs) = &join.cluster_id
             && theirs != &cluster.cluster_id
@@ -356,7 +354,7 @@ impl Node {
 
     pub(super) async fn promote(&self, node_id: u64) -> Result<DoneInfo, CtlError> {
         let (record, raft_id) = self.manager(node_id)?;
-        let consensus = self.consensus();
+        let consensus = self.manager_consensus()?;
         let view = consensus.membership();
         if view.voters.contains(&raft_id) {
             return Ok(done(format!("node {node_id} is already a voter")));
@@ -374,7 +372,7 @@ impl Node {
 
     pub(super) async fn demote(&self, node_id: u64) -> Result<DoneInfo, CtlError> {
         let (record, raft_id) = self.manager(node_id)?;
-        let consensus = self.consensus();
+        let consensus = self.manager_consensus()?;
         let view = consensus.membership();
         if !view.voters.contains(&raft_id) {
             if view.learners.contains(&raft_id) {
@@ -396,12 +394,17 @@ impl Node {
     /// `node rm`: takes a node out of the Raft group (if it is in it) and forgets it.
     pub(super) async fn remove(&self, node_id: u64, force: bool) -> Result<DoneInfo, CtlError> {
         let record = self
-            .consensus()
             .read_stale(|state| state.nodes.get(&node_id).cloned())
             .ok_or_else(|| not_found(node_id))?;
         if let Some(raft_id) = record.raft_node_id {
             // Losing quorum is the graver refusal, so it is checked first.
-            if !force && self.consensus().membership().voters.contains(&raft_id) {
+            if !force
+                && self
+                    .manager_consensus()?
+                    .membership()
+                    .voters
+                    .contains(&raft_id)
+            {
                 self.check_quorum_without(raft_id, "removing")?;
             }
             if record.status == NodeStatus::Ready && !force {
@@ -421,7 +424,7 @@ impl Node {
         raft_id: u64,
         force: bool,
     ) -> Result<(), CtlError> {
-        let consensus = self.consensus();
+        let consensus = self.manager_consensus()?;
         let view = consensus.membership();
         if !view.nodes.contains_key(&raft_id) {
             return Ok(());
@@ -476,7 +479,6 @@ impl Node {
             };
         }
         let mut record = self
-            .consensus()
             .read_stale(|state| state.nodes.get(&node_id).cloned())
             .ok_or_else(|| not_found(node_id))?;
         if let Some(raft_id) = record.raft_node_id {
@@ -493,7 +495,7 @@ impl Node {
     pub(super) async fn leave(&self) -> Result<DoneInfo, CtlError> {
         let _serialised = self.membership_lock.lock().await;
         let cluster = self.require_cluster()?;
-        let consensus = self.consensus();
+        let consensus = self.manager_consensus()?;
         let me = consensus.raft_node_id();
         let view = consensus.membership();
         let others: Vec<u64> = view.voters.iter().copied().filter(|id| *id != me).collect();
@@ -539,7 +541,9 @@ impl Node {
 
     /// Drops this node's Raft store and starts the consensus layer empty.
     async fn reset_to_fresh(&self) -> Result<(), CtlError> {
-        self.consensus().shutdown().await;
+        if let Some(consensus) = self.consensus() {
+            consensus.shutdown().await;
+        }
         let dir = self.setup.config.data_dir.clone();
         let wipe = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir))
             .await
@@ -560,7 +564,7 @@ impl Node {
     pub(super) async fn recover_force_new_cluster(&self) -> Result<DoneInfo, CtlError> {
         let _serialised = self.membership_lock.lock().await;
         let cluster = self.require_cluster()?;
-        self.consensus().shutdown().await;
+        self.manager_consensus()?.shutdown().await;
         let dir = self.setup.config.data_dir.clone();
         let internal = |error: std::io::Error| {
             CtlError::new(
@@ -597,7 +601,7 @@ impl Node {
     pub(super) async fn snapshot_save(&self, path: &str) -> Result<SnapshotInfo, CtlError> {
         self.require_cluster()?;
         let snapshot = self
-            .consensus()
+            .manager_consensus()?
             .current_snapshot()
             .await
             .map_err(consensus_error)?
@@ -623,7 +627,7 @@ impl Node {
 
     /// Refuses a change that leaves fewer live voters than a quorum of the voters that remain.
     fn check_quorum_without(&self, raft_id: u64, doing: &str) -> Result<(), CtlError> {
-        let consensus = self.consensus();
+        let consensus = self.manager_consensus()?;
         let me = consensus.raft_node_id();
         let view = consensus.membership();
         let progress = consensus.progress();
@@ -659,7 +663,6 @@ impl Node {
     /// A manager's record and Raft id.
     fn manager(&self, node_id: u64) -> Result<(NodeRecord, u64), CtlError> {
         let record = self
-            .consensus()
             .read_stale(|state| state.nodes.get(&node_id).cloned())
             .ok_or_else(|| not_found(node_id))?;
         let raft_id = record.raft_node_id.ok_or_else(|| not_member(node_id))?;
@@ -729,26 +732,6 @@ impl Node {
             gossip_addr: Some(self.advertised.gossip_addr.clone()),
             labels: self.labels.clone(),
         }
-    }
-
-    /// Serves Raft RPCs if this node does not yet: a manager needs its Raft port, which a
-    /// fresh node may not have got at start (another agent on this machine held it).
-    pub(super) async fn ensure_raft_server(&self) -> Result<(), CtlError> {
-        let consensus = self.consensus();
-        if consensus.is_serving().await {
-            return Ok(());
-        }
-        let addr = self.setup.raft_listen_addr;
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|error| {
-            CtlError::new(
-                ErrorCode::Unavailable,
-                format!(
-                    "a manager serves Raft RPCs, and {addr} is not free ({error}); stop what uses it, or restart this agent with another --listen-raft-addr"
-                ),
-            )
-        })?;
-        consensus.serve(listener).await;
-        Ok(())
     }
 }
 

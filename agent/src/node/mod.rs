@@ -28,7 +28,7 @@ mod worker;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use symphony_consensus::network::LocalIdentity;
@@ -36,7 +36,9 @@ use symphony_consensus::{
     ClusterInfo, ClusterState, Command, CommandResult, Consensus, ConsensusConfig,
 };
 use symphony_ctl::proto::{CtlError, ErrorCode, ReadConsistency, Request, Response};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use crate::identity::Identity;
 use crate::remote::RemotePool;
@@ -84,8 +86,18 @@ pub struct ConsensusSetup {
 pub struct Node {
     identity: Identity,
     advertised: Advertised,
-    /// Replaced as a whole when the node leaves its cluster or recovers as a new one.
-    consensus: RwLock<Consensus>,
+    /// This node itself, for the task that waits for the first Raft connection.
+    me: Weak<Node>,
+    /// The Raft node, once this node needs one: managers from the start, a fresh node at
+    /// `init`, a manager `join` or the first incoming Raft connection, and never a worker.
+    /// Building one costs tens of MB (openraft's runtime statistics tables), which a worker
+    /// must not pay. Replaced as a whole when the node leaves its cluster or recovers as a new
+    /// one.
+    consensus: RwLock<Option<Consensus>>,
+    /// Serialises starting the Raft node, so it starts once.
+    consensus_start: Mutex<()>,
+    /// A fresh node's Raft listener while no Raft node runs yet (see [`Node::wait_for_raft`]).
+    pending_raft: std::sync::Mutex<Option<PendingRaft>>,
     setup: ConsensusSetup,
     remote: RemotePool,
     /// Serialises the operations that change what cluster this node is in.
@@ -102,20 +114,31 @@ pub struct Node {
     session: RwLock<Option<SessionView>>,
 }
 
+/// The Raft port of a fresh node, bound but served by no Raft node yet.
+struct PendingRaft {
+    listener: Arc<TcpListener>,
+    /// Stops the task waiting for the first connection.
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
 impl Node {
     pub fn new(
         identity: Identity,
         advertised: Advertised,
-        consensus: Consensus,
+        consensus: Option<Consensus>,
         setup: ConsensusSetup,
         settings: NodeSettings,
         worker: Option<WorkerState>,
-    ) -> Node {
-        Node {
+    ) -> Arc<Node> {
+        Arc::new_cyclic(|me| Node {
+            me: me.clone(),
             remote: RemotePool::new(identity.node_id),
             identity,
             advertised,
             consensus: RwLock::new(consensus),
+            consensus_start: Mutex::new(()),
+            pending_raft: std::sync::Mutex::new(None),
             setup,
             membership_lock: Mutex::new(()),
             config_dir: settings.config_dir,
@@ -125,7 +148,7 @@ impl Node {
             gossip: Mutex::new(None),
             worker: RwLock::new(worker),
             session: RwLock::new(None),
-        }
+        })
     }
 
     /// This node's worker membership, if it is a worker.
@@ -147,19 +170,153 @@ impl Node {
         &self.identity
     }
 
-    /// The current consensus handle (a cheap clone).
-    pub fn consensus(&self) -> Consensus {
+    /// The current consensus handle (a cheap clone), if a Raft node runs.
+    pub fn consensus(&self) -> Option<Consensus> {
         self.consensus
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
     }
 
+    /// The consensus handle of a node in a cluster's Raft group.
+    fn manager_consensus(&self) -> Result<Consensus, CtlError> {
+        self.consensus().ok_or_else(data::not_initialised)
+    }
+
+    /// Reads this node's replica as applied so far; a node without a Raft node holds none, so
+    /// it reads the empty state.
+    fn read_stale<T>(&self, read: impl FnOnce(&ClusterState) -> T) -> T {
+        match self.consensus() {
+            Some(consensus) => consensus.read_stale(read),
+            None => read(&ClusterState::default()),
+        }
+    }
+
     fn replace_consensus(&self, consensus: Consensus) {
         *self
             .consensus
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = consensus;
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(consensus);
+    }
+
+    /// Waits on a fresh node's bound Raft port for the first connection (`init --peers` on
+    /// another node identifies this one, then replicates to it), and only then starts the Raft
+    /// node, handing it that connection.
+    pub fn wait_for_raft(&self, listener: TcpListener) {
+        let listener = Arc::new(listener);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(accept_first(
+            self.me.clone(),
+            listener.clone(),
+            stop.clone(),
+        ));
+        let previous = self
+            .pending_raft
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .replace(PendingRaft {
+                listener,
+                stop,
+                task,
+            });
+        if let Some(previous) = previous {
+            previous.stop.cancel();
+        }
+    }
+
+    /// Takes the pending Raft listener, stopping the task that waits on it (without waiting
+    /// for the task, which may itself be waiting to start the Raft node).
+    fn take_pending_raft(&self) -> Option<PendingRaft> {
+        let pending = self
+            .pending_raft
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(pending) = &pending {
+            pending.stop.cancel();
+        }
+        pending
+    }
+
+    /// Starts the Raft node if none runs, and makes sure it serves Raft RPCs (a manager must),
+    /// on the pending listener if there is one; `first` is a connection accepted meanwhile.
+    async fn start_consensus(&self, first: Option<TcpStream>) -> Result<Consensus, CtlError> {
+        let _starting = self.consensus_start.lock().await;
+        let consensus = match self.consensus() {
+            Some(consensus) => consensus,
+            None => {
+                let setup = &self.setup;
+                let consensus = Consensus::start(setup.config.clone(), None, setup.local.clone())
+                    .await
+                    .map_err(consensus_error)?;
+                self.replace_consensus(consensus.clone());
+                consensus
+            }
+        };
+        if consensus.is_serving().await {
+            if let Some(socket) = first {
+                consensus.serve_socket(socket).await;
+            }
+            return Ok(consensus);
+        }
+        let listener = match self.take_pending_raft() {
+            Some(pending) => pending.listener,
+            None => Arc::new(self.bind_raft().await?),
+        };
+        consensus.serve_shared(listener, first).await;
+        Ok(consensus)
+    }
+
+    /// Binds the Raft port for a node that is to become a manager.
+    async fn bind_raft(&self) -> Result<TcpListener, CtlError> {
+        let addr = self.setup.raft_listen_addr;
+        TcpListener::bind(addr).await.map_err(|error| {
+            CtlError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "a manager serves Raft RPCs, and {addr} is not free ({error}); stop what uses it, or restart this agent with another --listen-raft-addr"
+                ),
+            )
+        })
+    }
+
+    /// Serves (or waits on) the Raft port again, for a worker that left: it may be named by
+    /// `init --peers` or join as a manager next.
+    async fn listen_for_raft(&self) -> Result<(), CtlError> {
+        if self.consensus().is_some() {
+            return self.start_consensus(None).await.map(drop);
+        }
+        let _starting = self.consensus_start.lock().await;
+        let waiting = self
+            .pending_raft
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some();
+        if !waiting {
+            self.wait_for_raft(self.bind_raft().await?);
+        }
+        Ok(())
+    }
+
+    /// Frees the Raft port: a worker serves no Raft RPCs, and a manager on this machine may
+    /// need the port.
+    async fn stop_raft(&self) {
+        if let Some(pending) = self.take_pending_raft() {
+            let _ = pending.task.await;
+        }
+        if let Some(consensus) = self.consensus() {
+            consensus.stop_serving().await;
+        }
+    }
+
+    /// Stops the Raft node, if one runs, and the wait for one.
+    pub async fn shutdown_consensus(&self) {
+        if let Some(pending) = self.take_pending_raft() {
+            let _ = pending.task.await;
+        }
+        if let Some(consensus) = self.consensus() {
+            consensus.shutdown().await;
+        }
     }
 
     /// Answers one control request from this node's socket.
@@ -260,10 +417,13 @@ impl Node {
     async fn leader_elsewhere(&self) -> Result<Option<String>, CtlError> {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         loop {
-            let consensus = self.consensus();
-            let view = consensus.membership();
+            // A node without a Raft node knows no leader.
+            let view = self
+                .consensus()
+                .map(|consensus| consensus.membership())
+                .unwrap_or_default();
             match view.leader {
-                Some(leader) if leader == consensus.raft_node_id() => return Ok(None),
+                Some(leader) if leader == self.identity.raft_node_id => return Ok(None),
                 Some(leader) => {
                     if let Some(node) = view.nodes.get(&leader) {
                         return Ok(Some(node.remote_addr.clone()));
@@ -304,14 +464,13 @@ impl Node {
 
     /// The cluster this node belongs to, or the error that says it belongs to none.
     fn require_cluster(&self) -> Result<ClusterInfo, CtlError> {
-        self.consensus()
-            .read_stale(|state| state.cluster.clone())
+        self.read_stale(|state| state.cluster.clone())
             .ok_or_else(data::not_initialised)
     }
 
     async fn propose(&self, command: Command) -> Result<CommandResult, CtlError> {
         match self
-            .consensus()
+            .manager_consensus()?
             .propose(command)
             .await
             .map_err(consensus_error)?
@@ -331,7 +490,7 @@ impl Node {
         consistency: ReadConsistency,
         read: impl FnOnce(&ClusterState) -> T,
     ) -> Result<T, CtlError> {
-        let consensus = self.consensus();
+        let consensus = self.manager_consensus()?;
         match consistency {
             ReadConsistency::Linearizable => consensus
                 .read_linearizable(read)
@@ -350,6 +509,32 @@ impl Node {
             .map_err(consensus_error)?;
         self.replace_consensus(consensus.clone());
         Ok(consensus)
+    }
+}
+
+/// Accepts the first connection on a fresh node's Raft port and starts the Raft node with it.
+/// Ends when the Raft node has started (it serves the port from then on) or when `stop` is
+/// cancelled; a failed start is logged and the next connection tries again.
+async fn accept_first(node: Weak<Node>, listener: Arc<TcpListener>, stop: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                let Some(node) = node.upgrade() else { return };
+                tracing::info!(%peer, "first Raft connection; starting the Raft node");
+                if let Err(error) = node.start_consensus(Some(socket)).await {
+                    tracing::warn!(%error, "cannot start the Raft node for an incoming connection");
+                }
+            }
+            Err(error) => {
+                // Usually out of file descriptors; pause so the loop does not spin.
+                tracing::warn!(%error, "accepting a raft connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 

@@ -50,7 +50,9 @@ pub fn promotions(voters: usize, candidates: usize) -> usize {
 
 impl Node {
     async fn promote_caught_up_learners(&self) -> Result<(), CtlError> {
-        let consensus = self.consensus();
+        let Some(consensus) = self.consensus() else {
+            return Ok(());
+        };
         let view = consensus.membership();
         if view.leader != Some(consensus.raft_node_id()) || view.learners.is_empty() {
             return Ok(());

@@ -57,8 +57,7 @@ impl Node {
         if let Some(worker) = self.worker_state() {
             return Err(super::membership::already_in(&worker.cluster_id));
         }
-        let consensus = self.consensus();
-        if let Some(cluster) = consensus.read_stale(|state| state.cluster.clone()) {
+        if let Some(cluster) = self.read_stale(|state| state.cluster.clone()) {
             return Err(super::membership::already_in(&cluster.cluster_id));
         }
         let request = self.join_request(Some(token), None);
@@ -90,7 +89,7 @@ impl Node {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(state);
         // A worker serves no Raft RPCs: free the port for a manager on this machine.
-        consensus.stop_serving().await;
+        self.stop_raft().await;
         self.reconcile_gossip().await;
         self.refresh_session().await;
         tracing::info!(cluster_id = %reply.cluster_id, "joined the cluster as a worker");
@@ -238,7 +237,7 @@ impl Node {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
         self.reconcile_gossip().await;
-        if let Err(error) = self.ensure_raft_server().await {
+        if let Err(error) = self.listen_for_raft().await {
             tracing::info!(%error, "not serving Raft after leaving; init or a manager join will retry");
         }
         Ok(DoneInfo {
@@ -420,7 +419,7 @@ impl Node {
         join: JoinRequest,
         cluster: &ClusterInfo,
     ) -> Result<JoinReply, CtlError> {
-        let consensus = self.consensus();
+        let consensus = self.manager_consensus()?;
         let existing = consensus.read_stale(|state| state.nodes.get(&join.node_id).cloned());
         if existing
             .as_ref()
@@ -477,7 +476,7 @@ impl Node {
 
     /// The managers of the cluster, as workers should know them.
     pub(super) fn manager_contacts(&self) -> Vec<ManagerContact> {
-        self.consensus().read_stale(|state| {
+        self.read_stale(|state| {
             state
                 .nodes
                 .values()
@@ -495,9 +494,7 @@ impl Node {
 
     /// The worker's record, if `secret` proves the caller is that worker.
     fn authenticate_worker(&self, node_id: u64, secret: &str) -> Result<NodeRecord, CtlError> {
-        let record = self
-            .consensus()
-            .read_stale(|state| state.nodes.get(&node_id).cloned())
+        let record = self.read_stale(|state| state.nodes.get(&node_id).cloned())
             .ok_or_else(|| {
                 CtlError::new(
                     ErrorCode::NotFound,
@@ -531,7 +528,7 @@ impl Node {
                 format!("node {node_id} has left the cluster; join again with a worker token"),
             ));
         }
-        let consensus = self.consensus();
+        let consensus = self.manager_consensus()?;
         let leader_raft_id = consensus.membership().leader;
         let leader_node_id = leader_raft_id.and_then(|leader| {
             consensus.read_stale(|state| {

@@ -65,15 +65,26 @@ pub fn strip_scheme(addr: &str) -> &str {
 /// Asks the manager whose Raft RPCs listen at `addr` who it is (`init --peers` learns each
 /// peer's id this way, so operators never type ids).
 pub async fn identify(local_id: u64, addr: &str) -> Result<PeerIdentity, CallError> {
-    let mut peer = PeerClient::new(local_id, None, addr);
-    match peer
-        .call(&RaftRequest::Identify, CONNECT_TIMEOUT * 2)
-        .await?
-    {
-        RaftReply::Identity(identity) => Ok(identity),
-        other => Err(CallError::UnexpectedReply(format!("{other:?} to identify"))),
+    // A fresh peer starts its Raft node only when the first connection arrives, and answers
+    // the hello after that, which can take longer than a connect may: a peer that accepted but
+    // did not answer in time is asked again, a little longer.
+    let deadline = tokio::time::Instant::now() + IDENTIFY_PATIENCE;
+    loop {
+        let mut peer = PeerClient::new(local_id, None, addr);
+        match peer.call(&RaftRequest::Identify, CONNECT_TIMEOUT * 2).await {
+            Ok(RaftReply::Identity(identity)) => return Ok(identity),
+            Ok(other) => {
+                return Err(CallError::UnexpectedReply(format!("{other:?} to identify")));
+            }
+            Err(CallError::ConnectTimeout { .. } | CallError::Timeout(_))
+                if tokio::time::Instant::now() < deadline => {}
+            Err(error) => return Err(error),
+        }
     }
 }
+
+/// How long [`identify`] keeps asking a peer that accepts but is slow to answer.
+const IDENTIFY_PATIENCE: Duration = Duration::from_secs(10);
 
 /// A connection to one peer, opened on first use and dropped on any error.
 pub struct PeerClient {
