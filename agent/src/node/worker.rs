@@ -312,7 +312,9 @@ impl Node {
                 Ok(Ok(RemoteReply::Session(reply))) => reply,
                 Ok(Ok(_)) => continue,
                 Ok(Err(error)) => {
-                    if matches!(error.code, ErrorCode::InvalidToken | ErrorCode::NotFound) {
+                    // NotFound also comes from a manager that has not applied this
+                    // worker's join yet; only a wrong secret is worth a warning.
+                    if error.code == ErrorCode::InvalidToken {
                         tracing::warn!(manager = manager.node_id, %error, "a manager refused this worker's session");
                     } else {
                         tracing::debug!(manager = manager.node_id, %error, "session call failed");
@@ -357,7 +359,14 @@ impl Node {
             });
             return;
         }
-        tracing::warn!("no manager answered this worker's session; retrying");
+        // Said once per outage, not every second: an overloaded or cut-off worker would
+        // otherwise fill its log with the same line.
+        let last_answer = self.session_view().map(|view| view.at.elapsed());
+        if last_answer.is_none_or(|age| age < SESSION_TIMEOUT * 4) {
+            tracing::warn!("no manager answered this worker's session; retrying");
+        } else {
+            tracing::debug!("no manager answered this worker's session; retrying");
+        }
     }
 
     /// `status` on a worker: the managers it knows and which leads.
@@ -499,7 +508,7 @@ impl Node {
                 CtlError::new(
                     ErrorCode::NotFound,
                     format!(
-                        "node {node_id} is not in this cluster (it may have been removed); join again with a worker token"
+                        "node {node_id} is not known to this manager: its join has not reached it yet, or the node was removed (then join again with a worker token)"
                     ),
                 )
             })?;
