@@ -72,6 +72,32 @@ impl Identity {
             raft_node_id: non_zero(&mut rng),
             created_at_ms: crate::now_ms(),
         };
+        identity.write(path)?;
+        Ok(identity)
+    }
+
+    /// The same node with a new Raft id, written to `dir/key.json`: a manager that left its
+    /// cluster must never come back under its old Raft id. openraft would let it replay the
+    /// old log as a learner, and an old membership in which it was the only voter makes it
+    /// elect itself at once (seen in chaos runs: two leaders, then panics on the others).
+    /// The node id, which the cluster state knows it by, does not change.
+    pub fn renew_raft_id(&self, dir: &Path) -> Result<Identity, IdentityError> {
+        let mut rng = rand::rng();
+        let renewed = loop {
+            let raft_node_id = non_zero(&mut rng);
+            if raft_node_id != self.raft_node_id {
+                break Identity {
+                    raft_node_id,
+                    ..self.clone()
+                };
+            }
+        };
+        renewed.write(&dir.join(KEY_FILE))?;
+        Ok(renewed)
+    }
+
+    fn write(&self, path: &Path) -> Result<(), IdentityError> {
+        let identity = self;
         let create_error = |source| IdentityError::Create {
             path: path.to_path_buf(),
             source,
@@ -93,7 +119,7 @@ impl Identity {
                 .and_then(|dir| dir.sync_all())
                 .map_err(create_error)?;
         }
-        Ok(identity)
+        Ok(())
     }
 }
 
@@ -121,6 +147,16 @@ mod tests {
         let second = Identity::load_or_create(dir.path()).unwrap();
         assert_eq!(first, second);
         assert_eq!(bytes, std::fs::read(dir.path().join(KEY_FILE)).unwrap());
+    }
+
+    #[test]
+    fn a_renewed_raft_id_is_new_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Identity::load_or_create(dir.path()).unwrap();
+        let renewed = first.renew_raft_id(dir.path()).unwrap();
+        assert_eq!(renewed.node_id, first.node_id);
+        assert_ne!(renewed.raft_node_id, first.raft_node_id);
+        assert_eq!(Identity::load_or_create(dir.path()).unwrap(), renewed);
     }
 
     #[test]

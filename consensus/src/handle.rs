@@ -128,11 +128,14 @@ fn write_error(error: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Co
         RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => {
             ConsensusError::MembershipBusy(error.to_string())
         }
-        // The entry was truncated by a new leader: it was not applied, so retrying is safe.
-        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => ConsensusError::NotLeader {
-            leader_id: None,
-            leader: None,
-        },
+        // The leader lost track of the entry (a new leader truncated it, or it was purged
+        // before its outcome was known): it may or may not be applied, so this is not a
+        // refusal a client could safely retry blindly.
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(discarded)) => {
+            ConsensusError::NoQuorum(format!(
+                "leadership changed while the write was in flight; it may or may not have been applied ({discarded})"
+            ))
+        }
         RaftError::APIError(error) => ConsensusError::Other(error.to_string()),
         RaftError::Fatal(fatal) => ConsensusError::Stopped(fatal.to_string()),
     }

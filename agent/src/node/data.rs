@@ -169,8 +169,8 @@ impl Node {
             None => self.manager_status().await,
         };
         StatusInfo {
-            node_id: self.identity.node_id,
-            raft_node_id: self.identity.raft_node_id,
+            node_id: self.node_id(),
+            raft_node_id: self.raft_node_id(),
             agent_version: crate::VERSION.to_string(),
             cluster,
         }
@@ -246,7 +246,7 @@ impl Node {
     /// also its replication progress and reachability.
     pub(super) fn node_infos(&self, records: Vec<NodeRecord>) -> Vec<NodeInfo> {
         let consensus = self.consensus();
-        let me = self.identity.raft_node_id;
+        let me = self.raft_node_id();
         let view = consensus
             .as_ref()
             .map(|consensus| consensus.membership())

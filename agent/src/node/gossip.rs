@@ -130,7 +130,7 @@ impl Node {
                 role: Role::Worker,
             });
         }
-        let own_id = self.identity.node_id;
+        let own_id = self.node_id();
         self.read_stale(|state| {
             let cluster = state.cluster.as_ref()?;
             let record = state.nodes.get(&own_id)?;
@@ -203,7 +203,7 @@ impl Node {
         let settings = &self.gossip_settings;
         let raft_addr = (target.role == Role::Manager).then(|| self.advertised.raft_addr.clone());
         let identity = GossipIdentity::new(
-            self.identity.node_id,
+            self.node_id(),
             target.role,
             settings.advertised_addr,
             self.advertised.remote_addr.clone(),

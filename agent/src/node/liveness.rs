@@ -177,7 +177,7 @@ impl Node {
         let changes = reconciler.decide(
             Instant::now(),
             gossip_started,
-            self.identity.node_id,
+            self.node_id(),
             &records,
             &alive,
         );

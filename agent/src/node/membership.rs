@@ -42,8 +42,8 @@ impl Node {
             let joined = self.join(None, &addr).await?;
             return Ok(InitInfo {
                 cluster_id: joined.cluster_id,
-                node_id: self.identity.node_id,
-                raft_node_id: self.identity.raft_node_id,
+                node_id: self.node_id(),
+                raft_node_id: self.raft_node_id(),
             });
         }
         let _serialised = self.membership_lock.lock().await;
@@ -54,7 +54,7 @@ impl Node {
         // A Raft group without cluster info means an earlier `init` stopped between its two
         // steps: finish the bootstrap instead of refusing.
         if !consensus.is_initialised().await.map_err(consensus_error)? {
-            let mut members = BTreeMap::from([(self.identity.raft_node_id, self.manager_node())]);
+            let mut members = BTreeMap::from([(self.raft_node_id(), self.manager_node())]);
             for peer in &peers {
                 let (raft_id, node) = self.identify_peer(peer).await?;
                 if members.insert(raft_id, node).is_some() {
@@ -117,14 +117,14 @@ impl Node {
         self.reconcile_gossip().await;
         Ok(InitInfo {
             cluster_id,
-            node_id: self.identity.node_id,
-            raft_node_id: self.identity.raft_node_id,
+            node_id: self.node_id(),
+            raft_node_id: self.raft_node_id(),
         })
     }
 
     /// Learns a peer's ids from the peer itself, and checks it is free to join.
     async fn identify_peer(&self, peer: &str) -> Result<(u64, ManagerNode), CtlError> {
-        let identity: PeerIdentity = identify(self.identity.raft_node_id, peer).await.map_err(|error| {
+        let identity: PeerIdentity = identify(self.raft_node_id(), peer).await.map_err(|error| {
             CtlError::new(
                 ErrorCode::Unavailable,
                 format!("cannot reach the peer {peer} on its Raft address: {error}; is its agent running with that --listen-raft-addr?"),
@@ -205,7 +205,7 @@ impl Node {
         self.reconcile_gossip().await;
         Ok(JoinInfo {
             cluster_id: reply.cluster_id,
-            node_id: self.identity.node_id,
+            node_id: self.node_id(),
             role: reply.role,
             leader_raft_id: reply.leader_raft_id,
         })
@@ -290,7 +290,12 @@ impl Node {
             state
                 .nodes
                 .get(&join.node_id)
-                .is_some_and(|existing| existing.raft_node_id != Some(join.raft_node_id))
+                // A manager that left comes back under a new Raft id (see
+                // `Identity::renew_raft_id`); any other change of Raft id is a clone.
+                .is_some_and(|existing| {
+                    existing.raft_node_id != Some(join.raft_node_id)
+                        && existing.status != NodeStatus::Left
+                })
         });
         if clash {
             return Err(CtlError::new(
@@ -531,7 +536,7 @@ impl Node {
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
         }
-        self.remove_leaving(self.identity.node_id, true).await?;
+        self.remove_leaving(self.node_id(), true).await?;
         self.reset_to_fresh().await?;
         Ok(done(format!(
             "this node left cluster {}; it can join a cluster again",
@@ -556,6 +561,18 @@ impl Node {
                 format!("cannot remove the old Raft store: {error}"),
             ));
         }
+        let renewed = self
+            .identity()
+            .renew_raft_id(&self.config_dir)
+            .map_err(|error| CtlError::new(ErrorCode::Internal, error.to_string()))?;
+        tracing::info!(
+            raft_node_id = renewed.raft_node_id,
+            "a new Raft id for this node's next cluster"
+        );
+        *self
+            .identity
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = renewed;
         self.restart_consensus().await.map(drop)
     }
 
@@ -579,7 +596,7 @@ impl Node {
         state.nodes.insert(own.node_id, own);
         seed::seed_single_voter(
             &dir,
-            self.identity.raft_node_id,
+            self.raft_node_id(),
             self.manager_node(),
             &state,
             recovered.last_log_id,
@@ -689,8 +706,8 @@ impl Node {
     /// This node's record as a ready manager.
     fn own_record(&self, now: u64) -> NodeRecord {
         NodeRecord {
-            node_id: self.identity.node_id,
-            raft_node_id: Some(self.identity.raft_node_id),
+            node_id: self.node_id(),
+            raft_node_id: Some(self.raft_node_id()),
             role: NodeRole::Manager,
             hostname: self.advertised.hostname.clone(),
             remote_addr: self.advertised.remote_addr.clone(),
@@ -719,8 +736,8 @@ impl Node {
     ) -> JoinRequest {
         JoinRequest {
             token,
-            node_id: self.identity.node_id,
-            raft_node_id: self.identity.raft_node_id,
+            node_id: self.node_id(),
+            raft_node_id: self.raft_node_id(),
             hostname: self.advertised.hostname.clone(),
             raft_addr: self.advertised.raft_addr.clone(),
             remote_addr: self.advertised.remote_addr.clone(),

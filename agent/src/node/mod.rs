@@ -84,7 +84,8 @@ pub struct ConsensusSetup {
 
 /// The agent's state shared by all control and remote connections.
 pub struct Node {
-    identity: Identity,
+    /// Who this node is; the Raft id changes when a manager leaves its cluster.
+    identity: RwLock<Identity>,
     advertised: Advertised,
     /// This node itself, for the task that waits for the first Raft connection.
     me: Weak<Node>,
@@ -134,7 +135,7 @@ impl Node {
         Arc::new_cyclic(|me| Node {
             me: me.clone(),
             remote: RemotePool::new(identity.node_id),
-            identity,
+            identity: RwLock::new(identity),
             advertised,
             consensus: RwLock::new(consensus),
             consensus_start: Mutex::new(()),
@@ -166,8 +167,27 @@ impl Node {
             .is_some()
     }
 
-    pub fn identity(&self) -> &Identity {
-        &self.identity
+    pub fn identity(&self) -> Identity {
+        self.identity
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn node_id(&self) -> u64 {
+        self.identity().node_id
+    }
+
+    /// This node's id as a Raft member (new after each `leave`).
+    fn raft_node_id(&self) -> u64 {
+        self.identity().raft_node_id
+    }
+
+    /// The consensus configuration for this node's current Raft id.
+    fn consensus_config(&self) -> ConsensusConfig {
+        let mut config = self.setup.config.clone();
+        config.raft_node_id = self.raft_node_id();
+        config
     }
 
     /// The current consensus handle (a cheap clone), if a Raft node runs.
@@ -246,9 +266,10 @@ impl Node {
             Some(consensus) => consensus,
             None => {
                 let setup = &self.setup;
-                let consensus = Consensus::start(setup.config.clone(), None, setup.local.clone())
-                    .await
-                    .map_err(consensus_error)?;
+                let consensus =
+                    Consensus::start(self.consensus_config(), None, setup.local.clone())
+                        .await
+                        .map_err(consensus_error)?;
                 self.replace_consensus(consensus.clone());
                 consensus
             }
@@ -423,7 +444,7 @@ impl Node {
                 .map(|consensus| consensus.membership())
                 .unwrap_or_default();
             match view.leader {
-                Some(leader) if leader == self.identity.raft_node_id => return Ok(None),
+                Some(leader) if leader == self.raft_node_id() => return Ok(None),
                 Some(leader) => {
                     if let Some(node) = view.nodes.get(&leader) {
                         return Ok(Some(node.remote_addr.clone()));
@@ -504,9 +525,10 @@ impl Node {
     async fn restart_consensus(&self) -> Result<Consensus, CtlError> {
         let setup = &self.setup;
         let listener = bind_with_retry(setup.raft_listen_addr).await?;
-        let consensus = Consensus::start(setup.config.clone(), Some(listener), setup.local.clone())
-            .await
-            .map_err(consensus_error)?;
+        let consensus =
+            Consensus::start(self.consensus_config(), Some(listener), setup.local.clone())
+                .await
+                .map_err(consensus_error)?;
         self.replace_consensus(consensus.clone());
         Ok(consensus)
     }

@@ -95,7 +95,7 @@ impl Node {
         tracing::info!(cluster_id = %reply.cluster_id, "joined the cluster as a worker");
         Ok(JoinInfo {
             cluster_id: reply.cluster_id,
-            node_id: self.identity.node_id,
+            node_id: self.node_id(),
             role: Role::Worker,
             leader_raft_id: reply.leader_raft_id,
         })
@@ -193,7 +193,7 @@ impl Node {
             return Err(super::data::not_initialised());
         };
         let notice = RemoteRequest::WorkerLeaving {
-            node_id: self.identity.node_id,
+            node_id: self.node_id(),
             secret: worker.node_secret.clone(),
             forwarded: false,
         };
@@ -300,7 +300,7 @@ impl Node {
             return;
         };
         let request = RemoteRequest::Session {
-            node_id: self.identity.node_id,
+            node_id: self.node_id(),
             secret: worker.node_secret.clone(),
         };
         let previous = self.session_view().map(|view| view.manager.node_id);
