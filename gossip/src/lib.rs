@@ -10,7 +10,8 @@
 //! - `timers`: the driver's single ordered timer queue;
 //! - [`event`]: [`MemberEvent`], membership changes derived from foca's notifications;
 //! - [`stats`]: packet counters, read as [`GossipStats`];
-//! - [`error`]: the handle's errors, [`GossipError`].
+//! - [`error`]: the handle's errors, [`GossipError`];
+//! - [`sim`]: an in-process simulator of N members on virtual time, for scale measurements.
 //!
 //! This crate knows nothing of Raft or of the control protocol: the agent turns member events
 //! into cluster state.
@@ -21,6 +22,7 @@ pub mod error;
 pub mod event;
 pub mod identity;
 pub mod packet;
+pub mod sim;
 pub mod stats;
 mod timers;
 

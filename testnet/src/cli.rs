@@ -17,6 +17,198 @@ pub enum Command {
     /// Benchmarks: each prints human lines and, as its last line, one JSON object.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// A cluster that outlives the command: up, status, faults, partitions, down.
+    #[command(flatten)]
+    Lab(LabCommand),
+    /// Concurrent KV clients against a fresh testnet while faults are injected, then a
+    /// linearizability check of everything they saw; the last line is one JSON object, and a
+    /// failing run exits non-zero.
+    Chaos(ChaosArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChaosArgs {
+    /// How long the clients run and faults are injected (e.g. 60s, 2m); recovery and the check
+    /// come after.
+    #[arg(long, default_value = "60s", value_parser = crate::chaos::parse_duration)]
+    pub duration: std::time::Duration,
+
+    /// The seed of every random choice; the same seed repeats a run as far as timing allows
+    /// (default: from the clock, and printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// The faults to inject, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "kill,pause,partition,restart,membership"
+    )]
+    pub faults: Vec<crate::chaos::FaultKind>,
+
+    /// How nodes run: `local` processes or `docker` containers.
+    #[arg(long, value_enum, default_value_t = crate::lab::BackendKind::Local)]
+    pub backend: crate::lab::BackendKind,
+
+    #[arg(long, default_value_t = 3)]
+    pub managers: usize,
+
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+
+    /// Concurrent KV clients.
+    #[arg(long, default_value_t = 5)]
+    pub clients: u32,
+
+    /// Keys the clients share (fresh ones, unique to the run).
+    #[arg(long, default_value_t = 8)]
+    pub keys: usize,
+
+    /// How long one operation may take before it counts as indeterminate.
+    #[arg(long, default_value_t = 2_000)]
+    pub op_timeout_ms: u64,
+
+    /// Keep the artifacts here: the report (report.json) and the agents' logs (logs/); the
+    /// testnet itself runs in DIR/lab and is taken down at the end. Default: a temp dir.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Where the report goes when the run fails (default: DIR/report.json with --dir, else
+    /// ./chaos-seed<SEED>.json, with the agents' logs in ./chaos-seed<SEED>.logs/).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// The symphony-agent binary (default: $SYMPHONY_AGENT_BIN, or next to this binary).
+    #[arg(long, value_name = "PATH")]
+    pub agent_bin: Option<PathBuf>,
+
+    /// The local backend's addresses, 127.A.B.1, 127.A.B.2, ...
+    #[arg(long, default_value = crate::chaos::options::DEFAULT_SUBNET)]
+    pub subnet: String,
+
+    /// One more flag for every agent; repeatable. Fast gossip and liveness timings are added
+    /// unless given here (see `chaos::options::FAST_LIVENESS_FLAGS`).
+    #[arg(long, value_name = "FLAG", allow_hyphen_values = true)]
+    pub agent_arg: Vec<String>,
+
+    /// Passed to every agent as --log-level.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+
+    /// Seconds a killed, paused or cut-off worker may take to be marked down.
+    #[arg(long, default_value_t = 20)]
+    pub worker_down_timeout_s: u64,
+
+    /// Seconds the cluster may take to be whole again after a fault, and after the run.
+    #[arg(long, default_value_t = 60)]
+    pub recovery_timeout_s: u64,
+}
+
+/// The cluster-lab commands (see `symphony_testnet::lab`).
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Start managers and workers as detached agents and form one cluster; prints a table and
+    /// how to reach each node. Builds nothing: runs the built symphony-agent.
+    Up(UpArgs),
+    /// Each node: role, process (running/paused/killed), pid, address, Raft state, leader,
+    /// status in the cluster.
+    Status(LabStatusArgs),
+    /// SIGKILL a node.
+    Kill(LabNodeArgs),
+    /// SIGSTOP a node: it stops answering anything.
+    Pause(LabNodeArgs),
+    /// SIGCONT a paused node.
+    Resume(LabNodeArgs),
+    /// Kill a node (if it runs) and start it again on the same config dir.
+    Restart(LabNodeArgs),
+    /// Cut links: `partition manager-1` isolates one node; `partition manager-1,worker-1 /
+    /// manager-2,manager-3` splits into sides. Replaces any earlier partition. Needs root and
+    /// nft.
+    Partition(PartitionArgs),
+    /// Remove the partition.
+    Heal(LabDirArgs),
+    /// Stop every node, heal, and remove everything `up` created.
+    Down(LabDirArgs),
+}
+
+/// Where a testnet's state lives.
+#[derive(Debug, Clone, Args)]
+pub struct LabDirArgs {
+    /// The state dir: state.json and one dir per node.
+    #[arg(long, env = "SYMPHONY_TESTNET_DIR", default_value = ".testnet")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub dir: LabDirArgs,
+
+    /// Managers (Raft voters; an even count keeps one as a learner).
+    #[arg(long, default_value_t = 3)]
+    pub managers: usize,
+
+    /// Workers.
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+
+    /// How nodes run: `local` processes on loopback addresses, or `docker` containers.
+    #[arg(long, value_enum, default_value_t = crate::lab::BackendKind::Local)]
+    pub backend: crate::lab::BackendKind,
+
+    /// The symphony-agent binary (default: $SYMPHONY_AGENT_BIN, or next to this binary).
+    #[arg(long, value_name = "PATH")]
+    pub agent_bin: Option<PathBuf>,
+
+    /// The nodes' addresses: 127.A.B.1, 127.A.B.2, ... (use another for a second testnet).
+    #[arg(long, default_value = "127.77.0")]
+    pub subnet: String,
+
+    /// Passed to every agent as --log-level.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+
+    /// One more flag for every agent, e.g. --agent-arg=--snapshot-interval=100; repeatable.
+    #[arg(long, value_name = "FLAG", allow_hyphen_values = true)]
+    pub agent_arg: Vec<String>,
+
+    /// Seconds a node may take to answer, and the cluster to form.
+    #[arg(long, default_value_t = 60)]
+    pub timeout_s: u64,
+
+    /// Print the final status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LabStatusArgs {
+    #[command(flatten)]
+    pub dir: LabDirArgs,
+
+    /// JSON for scripts instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LabNodeArgs {
+    #[command(flatten)]
+    pub dir: LabDirArgs,
+
+    /// The node, e.g. manager-2 or worker-3.
+    pub node: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PartitionArgs {
+    #[command(flatten)]
+    pub dir: LabDirArgs,
+
+    /// Sides separated by `/`, nodes on a side by `,`; one side means "against all others".
+    #[arg(required = true, num_args = 1..)]
+    pub sides: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -26,6 +218,12 @@ pub enum BenchCommand {
     /// Leader failover: kill -9 the leader of three under a steady write load and measure how
     /// long writes are unavailable.
     Failover(FailoverBenchArgs),
+    /// Gossip at scale: N foca members simulated in this process on virtual time over a lossy
+    /// virtual network (join and crash spread, traffic, false downs).
+    Gossip(GossipBenchArgs),
+    /// A real fleet on loopback: three managers and N worker agents; times to form, to see a
+    /// join and a kill -9 everywhere, worker memory and the fleet's idle CPU.
+    Fleet(FleetBenchArgs),
 }
 
 /// Which managers the benchmark clients talk to.
@@ -117,6 +315,110 @@ pub struct FailoverBenchArgs {
     pub snapshot_interval: u64,
 }
 
+/// The gossip timing profile a gossip benchmark simulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GossipProfile {
+    Lan,
+    Wan,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GossipBenchArgs {
+    /// Members of the simulated cluster (also the profile's expected cluster size).
+    #[arg(long, default_value_t = 1_000)]
+    pub members: usize,
+
+    /// Probability that the virtual network drops a packet, in [0, 1).
+    #[arg(long, default_value_t = 0.05)]
+    pub loss: f64,
+
+    /// Seed of everything random in the run; the same seed gives the same figures.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Simulated minutes of steady state over which traffic and false downs are measured.
+    #[arg(long, default_value_t = 10.0)]
+    pub minutes: f64,
+
+    /// The timing profile under test.
+    #[arg(long, value_enum, default_value_t = GossipProfile::Lan)]
+    pub profile: GossipProfile,
+
+    /// How many joins and crashes are timed (one after the other, before the steady state);
+    /// each is one sample of a random process, so the worst of a few is reported too.
+    #[arg(long, default_value_t = 3)]
+    pub trials: usize,
+
+    /// Threads that fill the members' views before the run (default: every core); the run
+    /// itself is sequential and the figures do not depend on this.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FleetBenchArgs {
+    /// Worker agents of the fleet.
+    #[arg(long, default_value_t = 150)]
+    pub workers: usize,
+
+    /// Managers, formed with a static bootstrap before the workers start.
+    #[arg(long, default_value_t = 3)]
+    pub managers: usize,
+
+    /// Joins in flight at once while the fleet forms.
+    #[arg(long, default_value_t = 32)]
+    pub join_concurrency: usize,
+
+    /// Join-then-kill trials after the idle measurement; each kills one original worker.
+    #[arg(long, default_value_t = 3)]
+    pub trials: usize,
+
+    /// Pause between two rounds of `status` calls to every agent, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub poll_ms: u64,
+
+    /// Seconds the formed fleet is left alone before the idle measurement.
+    #[arg(long, default_value_t = 10)]
+    pub settle_s: u64,
+
+    /// Seconds over which the fleet's idle CPU is measured (nothing polls meanwhile).
+    #[arg(long, default_value_t = 20)]
+    pub idle_window_s: u64,
+
+    /// Seconds any one phase (forming, a join, a kill) may take before the benchmark gives up.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_s: u64,
+
+    /// Seconds the formed fleet's gossip may take to converge (every agent sees every member);
+    /// agents still short of the full view afterwards are left out of the join and kill
+    /// measurements, and the benchmark goes on.
+    #[arg(long, default_value_t = 300)]
+    pub converge_timeout_s: u64,
+
+    /// Stop the fleet (and fail) when the machine has less than this much available memory,
+    /// in MiB, before the OOM killer picks a victim.
+    #[arg(long, default_value_t = 2048)]
+    pub min_available_mib: u64,
+
+    /// The symphony-agent binary (default: $SYMPHONY_AGENT_BIN, or next to this binary).
+    #[arg(long, value_name = "PATH")]
+    pub agent_bin: Option<PathBuf>,
+
+    /// One more flag for every agent, e.g. --agent-arg=--liveness-grace-ms=500; repeatable.
+    /// Without it the agents run with production defaults.
+    #[arg(long, value_name = "FLAG", allow_hyphen_values = true)]
+    pub agent_arg: Vec<String>,
+
+    /// Passed to every agent as --log-level.
+    #[arg(long, default_value = "warn")]
+    pub log_level: String,
+
+    /// Keep every agent's dir (and log) under this dir instead of in temp dirs removed at the
+    /// end.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
@@ -127,6 +429,43 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_fleet_bench() {
+        let cli = Cli::try_parse_from([
+            "testnet",
+            "bench",
+            "fleet",
+            "--workers",
+            "500",
+            "--agent-arg=--liveness-grace-ms=500",
+            "--agent-arg",
+            "--gossip-probe-period-ms=200",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Bench(BenchCommand::Fleet(args)) => {
+                assert_eq!((args.workers, args.managers), (500, 3));
+                assert_eq!((args.join_concurrency, args.trials), (32, 3));
+                assert_eq!(
+                    args.agent_arg,
+                    ["--liveness-grace-ms=500", "--gossip-probe-period-ms=200"]
+                );
+                assert_eq!(args.log_level, "warn");
+                assert_eq!(args.work_dir, None);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["testnet", "bench", "fleet"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Bench(BenchCommand::Fleet(FleetBenchArgs {
+                workers: 150,
+                idle_window_s: 20,
+                ..
+            }))
+        ));
     }
 
     #[test]
@@ -154,5 +493,138 @@ mod tests {
             }
             other => panic!("parsed as {other:?}"),
         }
+        let cli = Cli::try_parse_from([
+            "testnet",
+            "bench",
+            "gossip",
+            "--members",
+            "10000",
+            "--loss",
+            "0.05",
+            "--seed",
+            "9",
+            "--minutes",
+            "2.5",
+            "--profile",
+            "wan",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Bench(BenchCommand::Gossip(args)) => {
+                assert_eq!((args.members, args.seed, args.threads), (10_000, 9, None));
+                assert_eq!(args.trials, 3);
+                assert_eq!((args.loss, args.minutes), (0.05, 2.5));
+                assert_eq!(args.profile, GossipProfile::Wan);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["testnet", "bench", "gossip"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Bench(BenchCommand::Gossip(GossipBenchArgs {
+                members: 1_000,
+                profile: GossipProfile::Lan,
+                ..
+            }))
+        ));
+    }
+}
+
+#[cfg(test)]
+mod chaos_tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use crate::chaos::FaultKind;
+
+    #[test]
+    fn parses_the_chaos_command() {
+        let cli = Cli::try_parse_from([
+            "testnet",
+            "chaos",
+            "--duration",
+            "60s",
+            "--seed",
+            "1",
+            "--faults",
+            "kill,pause,partition,restart,membership",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Chaos(args) => {
+                assert_eq!(args.duration, std::time::Duration::from_secs(60));
+                assert_eq!(args.seed, Some(1));
+                assert_eq!(args.faults, FaultKind::ALL);
+                assert_eq!((args.managers, args.workers, args.clients), (3, 2, 5));
+                assert_eq!(args.backend, crate::lab::BackendKind::Local);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "testnet",
+            "chaos",
+            "--faults",
+            "kill",
+            "--backend",
+            "docker",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Chaos(ChaosArgs { ref faults, seed: None, .. }) if faults == &[FaultKind::Kill]
+        ));
+        assert!(Cli::try_parse_from(["testnet", "chaos", "--faults", "flood"]).is_err());
+        assert!(Cli::try_parse_from(["testnet", "chaos", "--duration", "soon"]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod lab_tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn parses_the_lab_commands() {
+        let cli =
+            Cli::try_parse_from(["testnet", "up", "--managers", "3", "--workers", "5"]).unwrap();
+        match cli.command {
+            Command::Lab(LabCommand::Up(args)) => {
+                assert_eq!((args.managers, args.workers), (3, 5));
+                assert_eq!(args.dir.dir, PathBuf::from(".testnet"));
+                assert_eq!(args.backend, crate::lab::BackendKind::Local);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "testnet",
+            "partition",
+            "--dir",
+            "x",
+            "manager-1,worker-1",
+            "/",
+            "manager-2",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Lab(LabCommand::Partition(args)) => {
+                assert_eq!(args.sides, ["manager-1,worker-1", "/", "manager-2"]);
+                assert_eq!(args.dir.dir, PathBuf::from("x"));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["testnet", "kill", "manager-2"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Lab(LabCommand::Kill(LabNodeArgs { ref node, .. })) if node == "manager-2"
+        ));
+        let cli = Cli::try_parse_from(["testnet", "up", "--backend", "docker"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Lab(LabCommand::Up(UpArgs {
+                backend: crate::lab::BackendKind::Docker,
+                ..
+            }))
+        ));
     }
 }

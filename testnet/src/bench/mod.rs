@@ -3,8 +3,13 @@
 //!
 //! - [`kv`]: replicated KV writes from many concurrent clients, on one manager or several;
 //! - [`failover`]: how long writes are unavailable when the leader of three is killed;
+//! - [`fleet`]: a real fleet of agent processes on loopback: forming, join and failure
+//!   detection times, idle CPU and memory;
+//! - [`gossip`]: gossip at scale, in the in-process simulator of `symphony_gossip::sim`;
 //! - [`latency`]: percentiles over the measured per-operation latencies.
 
 pub mod failover;
+pub mod fleet;
+pub mod gossip;
 pub mod kv;
 pub mod latency;

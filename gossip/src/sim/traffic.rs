@@ -1,0 +1,66 @@
+//! [`Traffic`]: what the simulated members sent and what became of it.
+//!
+//! Bytes are what would cross the wire in a UDP payload: foca's encoded message plus the
+//! [`packet`] header the real driver puts in front of it (the simulation does
+//! not frame packets, since it cannot corrupt them, but counts the header as if it did).
+//! IP and UDP headers are not counted.
+
+use std::ops::Sub;
+
+use crate::packet;
+
+/// Cumulative packet counters of a simulation. Subtract two snapshots for a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Packets members handed to the network.
+    pub sent: u64,
+    /// Their bytes, header included.
+    pub bytes: u64,
+    /// Packets the network dropped (the loss probability).
+    pub lost: u64,
+    /// Packets that arrived at a crashed member, or at an address that is nobody's.
+    pub undeliverable: u64,
+    /// Packets handed to a live member's foca.
+    pub delivered: u64,
+    /// Of those, packets foca rejected (stale, not for this identity, from a declared-down
+    /// member's old self...). Normal in small numbers.
+    pub rejected: u64,
+}
+
+impl Traffic {
+    pub(crate) fn record_send(&mut self, payload_len: usize) {
+        self.sent += 1;
+        self.bytes += u64::try_from(payload_len + packet::HEADER_LEN).unwrap_or(u64::MAX);
+    }
+}
+
+impl Sub for Traffic {
+    type Output = Traffic;
+
+    fn sub(self, earlier: Traffic) -> Traffic {
+        Traffic {
+            sent: self.sent.saturating_sub(earlier.sent),
+            bytes: self.bytes.saturating_sub(earlier.bytes),
+            lost: self.lost.saturating_sub(earlier.lost),
+            undeliverable: self.undeliverable.saturating_sub(earlier.undeliverable),
+            delivered: self.delivered.saturating_sub(earlier.delivered),
+            rejected: self.rejected.saturating_sub(earlier.rejected),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_subtract() {
+        let mut traffic = Traffic::default();
+        traffic.record_send(100);
+        let before = traffic;
+        traffic.record_send(10);
+        let window = traffic - before;
+        assert_eq!(window.sent, 1);
+        assert_eq!(window.bytes, (10 + packet::HEADER_LEN) as u64);
+    }
+}
