@@ -71,6 +71,13 @@ const LAN_GOSSIP: foca::PeriodicParams = foca::PeriodicParams {
 ///   99.9% at 10% loss. foca's preset (`4 log10(N+1)`, 8 at 150 members) let a member miss a
 ///   join or a down now and then, which it then learned only by probing, up to a minute later.
 ///
+/// Measured with `testnet bench gossip --loss 0.05 --seed 1` (10 simulated minutes, 3 joins
+/// and 3 crashes; median, worst): 99.9% see a join after 0.27/0.36 s at 150 members,
+/// 0.43/0.44 s at 10,000; a crash after 3.5 s at 150 (one trial: 57 s, one member having
+/// missed every copy of the down and found out by probing), 5.5/5.6 s at 10,000; 8.4 packets
+/// and 1.1 kB per member per second at 150, 10.1 and 1.4 kB at 10,000; no false downs
+/// (1 and 50 suspicions, all refuted).
+///
 /// | members | suspect → down | transmissions |
 /// |--------:|---------------:|--------------:|
 /// |      10 |            2 s |            11 |
