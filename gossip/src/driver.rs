@@ -4,12 +4,14 @@
 //! foca is a state machine without I/O; everything it asks for comes back through
 //! [`foca::Runtime`]. The driver's select loop feeds it four inputs — cancellation, commands
 //! from handles, due timers, received packets — and `Io` carries out what it asks: packets
-//! go to a writer task (a slow `send_to` must not stall probes and timers), timer events into
+//! go out on the socket, or to a writer task when it would block (a slow `send_to` must not
+//! stall probes and timers), timer events into
 //! the `TimerQueue`, notifications out as [`MemberEvent`]s.
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,13 +28,17 @@ use tracing::{debug, info, trace, warn};
 use crate::config::GossipConfig;
 use crate::error::GossipError;
 use crate::event::MemberEvent;
-use crate::identity::GossipIdentity;
+use crate::identity::{GossipIdentity, Role};
+use crate::pacing::IdleGossip;
 use crate::packet;
 use crate::stats::{Counters, GossipStats};
 use crate::timers::TimerQueue;
 
 /// The foca type of a member, here and in the simulator ([`crate::sim`]).
 pub(crate) type Swim = Foca<GossipIdentity, PostcardCodec, SmallRng, NoCustomBroadcast>;
+
+/// What one member knows of another: identity, incarnation and alive, suspect or down.
+pub type MemberState = foca::Member<GossipIdentity>;
 
 /// Whether a due timer should reach foca: all do except a suspicion that no longer holds.
 /// On a `ChangeSuspectToDown` whose member has refuted the suspicion meanwhile (or was
@@ -70,6 +76,10 @@ const EVENT_QUEUE: usize = 1024;
 enum Command {
     Announce(Vec<SocketAddr>, oneshot::Sender<Result<(), GossipError>>),
     Members(oneshot::Sender<Vec<GossipIdentity>>),
+    Unseen(Vec<SocketAddr>, oneshot::Sender<Vec<SocketAddr>>),
+    Managers(oneshot::Sender<Vec<GossipIdentity>>),
+    State(oneshot::Sender<Vec<MemberState>>),
+    Apply(Vec<MemberState>, oneshot::Sender<()>),
     Leave(oneshot::Sender<()>),
 }
 
@@ -80,6 +90,7 @@ pub struct Gossip {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<MemberEvent>,
     counters: Arc<Counters>,
+    member_count: Arc<AtomicUsize>,
     cancel: CancellationToken,
     local_addr: SocketAddr,
 }
@@ -116,6 +127,7 @@ impl Gossip {
         }
         let socket = Arc::new(socket);
         let counters = Arc::new(Counters::default());
+        let member_count = Arc::new(AtomicUsize::new(0));
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (send_tx, send_rx) = mpsc::channel(SEND_QUEUE);
@@ -132,8 +144,11 @@ impl Gossip {
         ));
         let driver = Driver {
             foca,
+            idle_gossip: IdleGossip::default(),
+            member_count: Arc::clone(&member_count),
             io: Io {
                 tag: packet::cluster_tag(&cluster_id),
+                socket: Arc::clone(&socket),
                 send: send_tx,
                 timers: TimerQueue::default(),
                 events: events.clone(),
@@ -149,6 +164,7 @@ impl Gossip {
             commands: command_tx,
             events,
             counters,
+            member_count,
             cancel,
             local_addr,
         })
@@ -169,6 +185,36 @@ impl Gossip {
     /// The active members this node knows of, itself included.
     pub async fn members(&self) -> Result<Vec<GossipIdentity>, GossipError> {
         self.call(Command::Members).await
+    }
+
+    /// Of `addrs`, those no active member gossips from: cheaper than [`Gossip::members`] when
+    /// only a few addresses matter (the managers).
+    pub async fn unseen(&self, addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, GossipError> {
+        self.call(|reply| Command::Unseen(addrs, reply)).await
+    }
+
+    /// How many other members this node sees active, as of the driver's last step; read
+    /// without a round trip to the driver.
+    pub fn member_count(&self) -> usize {
+        self.member_count.load(Ordering::Relaxed)
+    }
+
+    /// The active members with the manager role, this node excepted.
+    pub async fn managers(&self) -> Result<Vec<GossipIdentity>, GossipError> {
+        self.call(Command::Managers).await
+    }
+
+    /// Everything this node knows of the pool (down members included), for another member to
+    /// [`Gossip::apply`]: a newcomer learns the whole pool at once instead of from a feed of a
+    /// few dozen members at a time.
+    pub async fn membership_state(&self) -> Result<Vec<MemberState>, GossipError> {
+        self.call(Command::State).await
+    }
+
+    /// Merges another member's [`Gossip::membership_state`] into this node's view, by foca's
+    /// usual rules (a newer incarnation or a stronger state wins).
+    pub async fn apply(&self, state: Vec<MemberState>) -> Result<(), GossipError> {
+        self.call(|reply| Command::Apply(state, reply)).await
     }
 
     /// Member events from now on. Subscribe before reading [`Gossip::members`] so that no
@@ -206,6 +252,9 @@ impl Gossip {
 
 struct Driver {
     foca: Swim,
+    idle_gossip: IdleGossip,
+    /// Published after every step for [`Gossip::member_count`].
+    member_count: Arc<AtomicUsize>,
     io: Io,
     socket: Arc<UdpSocket>,
     commands: mpsc::Receiver<Command>,
@@ -243,12 +292,12 @@ impl Driver {
                 () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     self.fire_due_timers();
                 }
-                _ = reannounce.tick(), if !self.seeds.is_empty() => {
-                    if self.foca.iter_members().next().is_none()
-                        && let Err(error) = self.announce_to_seeds()
-                    {
+                // Only armed while alone, so a member of a formed pool does not wake for it.
+                _ = reannounce.tick(), if !self.seeds.is_empty() && self.foca.num_members() == 0 => {
+                    if let Err(error) = self.announce_to_seeds() {
                         debug!(%error, "announcing to the seeds again failed");
                     }
+                    self.after_foca();
                 }
                 received = self.socket.recv_from(&mut buffer) => match received {
                     Ok((len, from)) => self.handle_packet(buffer.get(..len).unwrap_or_default(), from),
@@ -275,11 +324,43 @@ impl Driver {
                 let own = self.foca.identity().gossip_addr;
                 self.seeds = seeds.into_iter().filter(|seed| *seed != own).collect();
                 let _ = reply.send(self.announce_to_seeds());
+                self.after_foca();
             }
             Command::Members(reply) => {
                 let mut members = vec![self.foca.identity().clone()];
                 members.extend(self.foca.iter_members().map(|member| member.id().clone()));
                 let _ = reply.send(members);
+            }
+            Command::Managers(reply) => {
+                let managers = self
+                    .foca
+                    .iter_members()
+                    .filter(|member| member.id().role == Role::Manager)
+                    .map(|member| member.id().clone())
+                    .collect();
+                let _ = reply.send(managers);
+            }
+            Command::State(reply) => {
+                let state = self.foca.iter_membership_state().cloned().collect();
+                let _ = reply.send(state);
+            }
+            Command::Apply(state, reply) => {
+                // Not re-broadcast: the state comes from a member that knows it already, and
+                // so, by then, does most of the pool.
+                if let Err(error) = self.foca.apply_many(state.into_iter(), false, &mut self.io) {
+                    debug!(%error, "applying another member's view failed");
+                }
+                self.after_foca();
+                let _ = reply.send(());
+            }
+            Command::Unseen(mut addrs, reply) => {
+                addrs.retain(|addr| {
+                    !self
+                        .foca
+                        .iter_members()
+                        .any(|member| member.id().gossip_addr == *addr)
+                });
+                let _ = reply.send(addrs);
             }
             // Handled in the loop, which must stop after it.
             Command::Leave(reply) => {
@@ -303,10 +384,27 @@ impl Driver {
             if !should_deliver(&self.foca, &timer) {
                 continue;
             }
-            if let Err(error) = self.foca.handle_timer(timer, &mut self.io) {
-                debug!(%error, "foca rejected a timer event");
+            if let Some(timer) = self.idle_gossip.filter(&self.foca, timer) {
+                self.deliver_timer(timer);
             }
         }
+        self.after_foca();
+    }
+
+    fn deliver_timer(&mut self, timer: Timer<GossipIdentity>) {
+        if let Err(error) = self.foca.handle_timer(timer, &mut self.io) {
+            debug!(%error, "foca rejected a timer event");
+        }
+    }
+
+    /// What follows every call into foca: its held periodic gossip handed back once it has
+    /// news (see [`crate::pacing`]), and the member count published to the handles.
+    fn after_foca(&mut self) {
+        if let Some(timer) = self.idle_gossip.release(&self.foca) {
+            self.deliver_timer(timer);
+        }
+        self.member_count
+            .store(self.foca.num_members(), Ordering::Relaxed);
     }
 
     fn handle_packet(&mut self, data: &[u8], from: SocketAddr) {
@@ -323,12 +421,17 @@ impl Driver {
             trace!(%from, %error, "foca rejected a gossip packet");
             self.io.counters.dropped_by_foca();
         }
+        self.after_foca();
     }
 }
 
 /// What foca asks of the outside world, carried out.
 struct Io {
     tag: u64,
+    /// Sends go straight out when the socket takes them (UDP on a healthy host almost always
+    /// does); only when it would block do they queue for the writer task. A hop through the
+    /// writer for every packet would cost a task wake-up each.
+    socket: Arc<UdpSocket>,
     send: mpsc::Sender<(SocketAddr, Bytes)>,
     timers: TimerQueue,
     events: broadcast::Sender<MemberEvent>,
@@ -349,8 +452,17 @@ impl Runtime<GossipIdentity> for Io {
 
     fn send_to(&mut self, to: GossipIdentity, data: &[u8]) {
         let packet = packet::encode(self.tag, data);
-        if self.send.try_send((to.gossip_addr, packet)).is_err() {
-            self.counters.send_failed();
+        match self.socket.try_send_to(&packet, to.gossip_addr) {
+            Ok(_) => self.counters.sent(),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                if self.send.try_send((to.gossip_addr, packet)).is_err() {
+                    self.counters.send_failed();
+                }
+            }
+            Err(error) => {
+                debug!(to = %to.gossip_addr, %error, "gossip send failed");
+                self.counters.send_failed();
+            }
         }
     }
 

@@ -8,6 +8,8 @@
 //! - [`config`]: [`GossipConfig`] and the timing [`Profile`]s;
 //! - [`driver`]: the actor that owns foca, the socket and the timers, and its [`Gossip`] handle;
 //! - `timers`: the driver's single ordered timer queue;
+//! - `pacing`: holds foca's periodic gossip while there is nothing to send, so an idle member
+//!   sleeps;
 //! - [`event`]: [`MemberEvent`], membership changes derived from foca's notifications;
 //! - [`stats`]: packet counters, read as [`GossipStats`];
 //! - [`error`]: the handle's errors, [`GossipError`];
@@ -21,13 +23,14 @@ pub mod driver;
 pub mod error;
 pub mod event;
 pub mod identity;
+mod pacing;
 pub mod packet;
 pub mod sim;
 pub mod stats;
 mod timers;
 
 pub use config::{GossipConfig, Profile};
-pub use driver::Gossip;
+pub use driver::{Gossip, MemberState};
 pub use error::GossipError;
 pub use event::MemberEvent;
 pub use identity::{GossipIdentity, Role};

@@ -264,3 +264,35 @@ async fn a_node_started_before_its_seed_joins_when_the_seed_comes_up() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_newcomer_learns_the_whole_pool_from_one_members_state() {
+    let [a, _b, _c] = three_node_cluster(SLOW_SUSPICION).await;
+    // A fourth node that announced to nobody: alone.
+    let d = start_node(4, CLUSTER, SLOW_SUSPICION).await;
+    assert_eq!(d.member_count(), 0);
+
+    let state = a.membership_state().await.unwrap();
+    let known: BTreeSet<u64> = state.iter().map(|member| member.id().node_id).collect();
+    assert_eq!(
+        known,
+        BTreeSet::from([2, 3]),
+        "a's view holds the others, not a itself"
+    );
+    d.apply(state).await.unwrap();
+
+    // Applied in one step: d knows b and c at once; it then meets a (and the others meet d)
+    // through ordinary probes.
+    assert!(d.member_count() >= 2);
+    let all = BTreeSet::from([1, 2, 3, 4]);
+    wait_until("everyone to know the newcomer", || async {
+        node_ids(&a).await == all && node_ids(&d).await == all
+    })
+    .await;
+    assert_eq!(d.unseen(vec![a.local_addr()]).await.unwrap(), vec![]);
+    assert_eq!(
+        d.managers().await.unwrap(),
+        vec![],
+        "every member here is a worker"
+    );
+}

@@ -24,6 +24,7 @@ use thiserror::Error;
 use crate::config::Profile;
 use crate::driver::{Swim, should_deliver};
 use crate::identity::GossipIdentity;
+use crate::pacing::IdleGossip;
 use crate::sim::addressing::{self, address_of, identity_of};
 use crate::sim::clock::{EventQueue, SimTime};
 use crate::sim::network::{Network, NetworkModel};
@@ -85,6 +86,8 @@ pub enum SimError {
 pub struct Simulation {
     config: SimConfig,
     members: Vec<Swim>,
+    /// Each member's held periodic gossip, as the driver keeps it ([`crate::pacing`]).
+    idle_gossip: Vec<IdleGossip>,
     world: World,
     now: SimTime,
     /// The simulation's own choices (start offsets, seeds, crash victims).
@@ -205,6 +208,7 @@ impl Simulation {
         }
         Ok(Simulation {
             config,
+            idle_gossip: members.iter().map(|_| IdleGossip::default()).collect(),
             members,
             world,
             now: SimTime::ZERO,
@@ -300,6 +304,7 @@ impl Simulation {
         let member = u32::try_from(index).map_err(|_| SimError::MemberCount(index))?;
         let identity = identity_of(member, self.config.seed).ok_or(SimError::MemberCount(index))?;
         self.members.push(new_member(&self.config, index, identity));
+        self.idle_gossip.push(IdleGossip::default());
         self.world.alive.push(true);
         self.world
             .observer
@@ -363,14 +368,20 @@ impl Simulation {
                 if !should_deliver(foca, &timer) {
                     return;
                 }
+                let Some(timer) = idle_gossip_of(&mut self.idle_gossip, member)
+                    .and_then(|idle| idle.filter(foca, *timer))
+                else {
+                    return;
+                };
                 let io = SimIo {
                     me: member,
                     now: at,
                     world: &mut self.world,
                 };
-                if foca.handle_timer(*timer, io).is_err() {
+                if foca.handle_timer(timer, io).is_err() {
                     self.timer_errors += 1;
                 }
+                self.release_held_gossip(member, at);
             }
             Event::Deliver { to, data } => {
                 let Some(foca) = live_member(&mut self.members, &self.world, to) else {
@@ -386,6 +397,7 @@ impl Simulation {
                 if foca.handle_data(&data, io).is_err() {
                     self.world.traffic.rejected += 1;
                 }
+                self.release_held_gossip(to, at);
             }
             Event::Announce { member } => self.announce(member),
         }
@@ -420,8 +432,33 @@ impl Simulation {
                 self.timer_errors += 1;
             }
         }
+        self.release_held_gossip(member, now);
         self.world
             .queue
             .push(now.after(REANNOUNCE_EVERY), Event::Announce { member });
     }
+
+    /// Hands `member` its held periodic gossip once it has news, as the driver does.
+    fn release_held_gossip(&mut self, member: u32, at: SimTime) {
+        let Some(foca) = live_member(&mut self.members, &self.world, member) else {
+            return;
+        };
+        let Some(timer) =
+            idle_gossip_of(&mut self.idle_gossip, member).and_then(|idle| idle.release(foca))
+        else {
+            return;
+        };
+        let io = SimIo {
+            me: member,
+            now: at,
+            world: &mut self.world,
+        };
+        if foca.handle_timer(timer, io).is_err() {
+            self.timer_errors += 1;
+        }
+    }
+}
+
+fn idle_gossip_of(idle_gossip: &mut [IdleGossip], member: u32) -> Option<&mut IdleGossip> {
+    idle_gossip.get_mut(usize::try_from(member).ok()?)
 }
