@@ -102,9 +102,11 @@ async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
     // itself has none, and an unknown node is not found.
     let own_id = client.status().await.unwrap().node_id;
     for node_id in [own_id, 42] {
+        // Asking for the gossip view too: a forged session must not get it either.
         let session = RemoteRequest::Session {
             node_id,
             secret: "guess".into(),
+            members_seen: Some(0),
         };
         let refused = remote
             .call(session, Duration::from_secs(10))

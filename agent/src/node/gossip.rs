@@ -243,20 +243,14 @@ impl Node {
     /// retries on its own); otherwise now and then, which merges the halves of a healed
     /// partition faster than foca's own announcements to members it declared down.
     async fn reconnect(&self, current: &mut Running) {
-        let Ok(members) = current.gossip.members().await else {
-            return;
-        };
-        let alone = members.len() <= 1;
+        let alone = current.gossip.member_count() == 0;
         if !alone && current.last_reannounce.elapsed() < REANNOUNCE_MISSING_EVERY {
             return;
         }
-        let seen: BTreeSet<SocketAddr> = members.iter().map(|member| member.gossip_addr).collect();
-        let missing: Vec<SocketAddr> = self
-            .gossip_seeds()
-            .into_iter()
-            .filter(|seed| !seen.contains(seed))
-            .collect();
         current.last_reannounce = Instant::now();
+        let Ok(missing) = current.gossip.unseen(self.gossip_seeds()).await else {
+            return;
+        };
         if missing.is_empty() {
             return;
         }

@@ -38,6 +38,10 @@ const WHOLESALE_HOLD: Duration = Duration::from_secs(30);
 /// Runs until `shutdown`; decides only while this node leads.
 pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
     let mut reconciler = Reconciler::new(node.liveness_grace);
+    tokio::select! {
+        () = shutdown.cancelled() => return,
+        () = node.raft_started() => {}
+    }
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -95,6 +95,9 @@ pub struct Node {
     /// must not pay. Replaced as a whole when the node leaves its cluster or recovers as a new
     /// one.
     consensus: RwLock<Option<Consensus>>,
+    /// Whether `consensus` is set, for the tasks that wait for a Raft node (see
+    /// [`Node::raft_started`]).
+    raft_started: tokio::sync::watch::Sender<bool>,
     /// Serialises starting the Raft node, so it starts once.
     consensus_start: Mutex<()>,
     /// A fresh node's Raft listener while no Raft node runs yet (see [`Node::wait_for_raft`]).
@@ -113,6 +116,8 @@ pub struct Node {
     worker: RwLock<Option<WorkerState>>,
     /// A worker's session with a manager, as last heard.
     session: RwLock<Option<SessionView>>,
+    /// Asks the session loop for a refresh now (after a join), rather than at its next tick.
+    session_wanted: tokio::sync::Notify,
 }
 
 /// The Raft port of a fresh node, bound but served by no Raft node yet.
@@ -137,6 +142,7 @@ impl Node {
             remote: RemotePool::new(identity.node_id),
             identity: RwLock::new(identity),
             advertised,
+            raft_started: tokio::sync::watch::Sender::new(consensus.is_some()),
             consensus: RwLock::new(consensus),
             consensus_start: Mutex::new(()),
             pending_raft: std::sync::Mutex::new(None),
@@ -149,6 +155,7 @@ impl Node {
             gossip: Mutex::new(None),
             worker: RwLock::new(worker),
             session: RwLock::new(None),
+            session_wanted: tokio::sync::Notify::new(),
         })
     }
 
@@ -217,6 +224,15 @@ impl Node {
             .consensus
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(consensus);
+        self.raft_started.send_replace(true);
+    }
+
+    /// Resolves once this node runs a Raft node, at once if it does. The leader's periodic
+    /// loops wait on it, so that a worker (which never runs one) does not wake for them.
+    pub async fn raft_started(&self) {
+        let mut started = self.raft_started.subscribe();
+        // Err only if the sender is gone, which it is not while `self` lives.
+        let _ = started.wait_for(|started| *started).await;
     }
 
     /// Waits on a fresh node's bound Raft port for the first connection (`init --peers` on
@@ -368,8 +384,13 @@ impl Node {
                     .await
                     .map(|()| RemoteReply::Left)
             }
-            RemoteRequest::Session { node_id, secret } => self
-                .serve_session(node_id, &secret)
+            RemoteRequest::Session {
+                node_id,
+                secret,
+                members_seen,
+            } => self
+                .serve_session(node_id, &secret, members_seen)
+                .await
                 .map(RemoteReply::Session),
             RemoteRequest::WorkerLeaving {
                 node_id,

@@ -24,6 +24,10 @@ const ALIVE_WITHIN: Duration = Duration::from_secs(3);
 
 /// Runs until `shutdown`; does something only while this node leads.
 pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
+    tokio::select! {
+        () = shutdown.cancelled() => return,
+        () = node.raft_started() => {}
+    }
     let mut ticks = tokio::time::interval(INTERVAL);
     loop {
         tokio::select! {

@@ -28,6 +28,7 @@ use crate::remote::proto::{
 };
 use crate::tokens;
 use crate::worker::state::WorkerState;
+use symphony_gossip::MemberState;
 
 /// How long a join may take, through every hop to the leader.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -92,6 +93,8 @@ impl Node {
         self.stop_raft().await;
         self.reconcile_gossip().await;
         self.refresh_session().await;
+        // The session loop follows gossip's manager events from now on.
+        self.session_wanted.notify_one();
         tracing::info!(cluster_id = %reply.cluster_id, "joined the cluster as a worker");
         Ok(JoinInfo {
             cluster_id: reply.cluster_id,
@@ -255,11 +258,10 @@ impl Node {
         let session = self.session_view();
         let alive: Vec<ManagerContact> = match self.gossip().await {
             Some((gossip, _)) => gossip
-                .members()
+                .managers()
                 .await
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|member| member.role == symphony_gossip::Role::Manager)
                 .map(|member| ManagerContact {
                     node_id: member.node_id,
                     remote_addr: member.remote_addr,
@@ -285,6 +287,11 @@ impl Node {
         candidates
     }
 
+    /// Resolves when something (a join) wants the session refreshed before its next tick.
+    pub async fn session_wanted(&self) {
+        self.session_wanted.notified().await;
+    }
+
     /// The worker's session as last heard.
     pub fn session_view(&self) -> Option<SessionView> {
         self.session
@@ -299,9 +306,13 @@ impl Node {
         let Some(worker) = self.worker_state() else {
             return;
         };
+        let gossip = self.gossip().await.map(|(gossip, _)| gossip);
         let request = RemoteRequest::Session {
             node_id: self.node_id(),
             secret: worker.node_secret.clone(),
+            members_seen: gossip
+                .as_ref()
+                .map(|gossip| u64::try_from(gossip.member_count()).unwrap_or(u64::MAX)),
         };
         let previous = self.session_view().map(|view| view.manager.node_id);
         for manager in self.session_candidates().await {
@@ -332,6 +343,17 @@ impl Node {
             }
             if previous != Some(manager.node_id) {
                 tracing::info!(manager = manager.node_id, addr = %manager.remote_addr, "session with a manager");
+            }
+            if !reply.members.is_empty()
+                && let Some(gossip) = &gossip
+            {
+                tracing::debug!(
+                    members = reply.members.len(),
+                    "merging the manager's gossip view"
+                );
+                if let Err(error) = gossip.apply(reply.members).await {
+                    tracing::debug!(%error, "cannot merge the manager's gossip view");
+                }
             }
             if !reply.managers.is_empty() && reply.managers != worker.managers {
                 let updated = WorkerState {
@@ -524,10 +546,11 @@ impl Node {
     }
 
     /// On any manager: one round of a worker's session.
-    pub(super) fn serve_session(
+    pub(super) async fn serve_session(
         &self,
         node_id: u64,
         secret: &str,
+        members_seen: Option<u64>,
     ) -> Result<SessionReply, CtlError> {
         let cluster = self.require_cluster()?;
         let record = self.authenticate_worker(node_id, secret)?;
@@ -552,7 +575,23 @@ impl Node {
             cluster_id: cluster.cluster_id,
             leader_node_id,
             managers: self.manager_contacts(),
+            members: self.gossip_view_beyond(members_seen).await,
         })
+    }
+
+    /// This manager's whole gossip view, if it sees more members than a worker that has
+    /// `members_seen`; nothing otherwise (the usual case, once a pool has converged).
+    async fn gossip_view_beyond(&self, members_seen: Option<u64>) -> Vec<MemberState> {
+        let Some(seen) = members_seen else {
+            return Vec::new();
+        };
+        let Some((gossip, _)) = self.gossip().await else {
+            return Vec::new();
+        };
+        if u64::try_from(gossip.member_count()).unwrap_or(u64::MAX) <= seen {
+            return Vec::new();
+        }
+        gossip.membership_state().await.unwrap_or_default()
     }
 
     /// On the leader (passed on once by another manager): marks a leaving worker `left`.

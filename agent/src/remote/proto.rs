@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use symphony_ctl::proto::{CtlError, Request, Response, Role};
+use symphony_gossip::MemberState;
 
 pub use crate::worker::state::ManagerContact;
 
@@ -44,7 +45,15 @@ pub enum RemoteRequest {
     Leaving { secret: String, node_id: u64 },
     /// A worker's session with a manager: it proves who it is and learns the managers and
     /// their leader. Liveness does not depend on it (that is gossip's job).
-    Session { node_id: u64, secret: String },
+    Session {
+        node_id: u64,
+        secret: String,
+        /// How many other members the worker's gossip sees; a manager that sees more sends
+        /// its whole view back (`SessionReply::members`), so a newcomer or a worker back from
+        /// a partition learns the pool in one step.
+        #[serde(default)]
+        members_seen: Option<u64>,
+    },
     /// A worker that is leaving asks the leader to mark it `left`. A manager that is not the
     /// leader passes it on once (`forwarded` then set).
     WorkerLeaving {
@@ -109,4 +118,7 @@ pub struct SessionReply {
     /// The node id of the Raft leader, as this manager knows it.
     pub leader_node_id: Option<u64>,
     pub managers: Vec<ManagerContact>,
+    /// The manager's gossip view, when it sees more members than the worker said it does.
+    #[serde(default)]
+    pub members: Vec<MemberState>,
 }
