@@ -9,11 +9,10 @@ use crate::harness::HarnessError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     #[error("no testnet in {dir} (no state.json there); start one with `testnet up --dir {dir}`")]
@@ -69,24 +68,22 @@ pub enum LabError {
         output: String,
     },
 
-    #[error("cannot send {signal} to {node} (pid {pid}): {source}")]
+    #[error("cannot send {signal} to {node} (pid {pid}): {cause}")]
     Signal {
         node: String,
         pid: u32,
         signal: &'static str,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
-    #[error("{what} on {node}: {source}")]
+    #[error("{what} on {node}: {cause}")]
     Control {
         node: String,
         what: String,
-        #[source]
-        source: ClientError,
+        cause: ClientError,
     },
 
-    #[error("{0}")]
+    #[error(transparent)]
     Harness(#[from] HarnessError),
 
     #[error("cannot encode the status as JSON: {0}")]
@@ -100,7 +97,7 @@ impl LabError {
     /// Wraps an I/O error with what the lab was doing when it happened.
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError {
         let context = context.into();
-        move |source| LabError::Io { context, source }
+        move |cause| LabError::Io { context, cause }
     }
 }
 

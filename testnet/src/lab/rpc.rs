@@ -62,9 +62,9 @@ where
         }
     })
     .await?;
-    outcome.map_err(|source| LabError::Control {
+    outcome.map_err(|cause| LabError::Control {
         node: name.to_string(),
         what: what.to_string(),
-        source,
+        cause,
     })
 }

@@ -117,7 +117,7 @@ impl LabState {
             Err(error) => {
                 return Err(LabError::Io {
                     context: format!("cannot read {}", path.display()),
-                    source: error,
+                    cause: error,
                 });
             }
         };

@@ -55,11 +55,11 @@ impl LocalBackend {
         let Some((pid, start)) = LocalBackend::process_of(node) else {
             return Ok(());
         };
-        process::signal(pid, start, signal).map_err(|source| LabError::Signal {
+        process::signal(pid, start, signal).map_err(|cause| LabError::Signal {
             node: node.name.clone(),
             pid,
             signal: name,
-            source,
+            cause,
         })
     }
 
@@ -141,11 +141,11 @@ impl Backend for LocalBackend {
         let Some((pid, start)) = LocalBackend::process_of(node) else {
             return Ok(());
         };
-        process::kill(pid, start).map_err(|source| LabError::Signal {
+        process::kill(pid, start).map_err(|cause| LabError::Signal {
             node: node.name.clone(),
             pid,
             signal: "SIGKILL",
-            source,
+            cause,
         })
     }
 
