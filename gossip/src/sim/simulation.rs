@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use foca::{Foca, Member, PostcardCodec};
+use foca::{Foca, Member, PostcardCodec, Timer};
 use rand_foca::rngs::SmallRng;
 use rand_foca::{RngExt, SeedableRng};
 use thiserror::Error;
@@ -373,14 +373,7 @@ impl Simulation {
                 else {
                     return;
                 };
-                let io = SimIo {
-                    me: member,
-                    now: at,
-                    world: &mut self.world,
-                };
-                if foca.handle_timer(timer, io).is_err() {
-                    self.timer_errors += 1;
-                }
+                self.deliver_timer(member, at, timer);
                 self.release_held_gossip(member, at);
             }
             Event::Deliver { to, data } => {
@@ -443,9 +436,15 @@ impl Simulation {
         let Some(foca) = live_member(&mut self.members, &self.world, member) else {
             return;
         };
-        let Some(timer) =
+        if let Some(timer) =
             idle_gossip_of(&mut self.idle_gossip, member).and_then(|idle| idle.release(foca))
-        else {
+        {
+            self.deliver_timer(member, at, timer);
+        }
+    }
+
+    fn deliver_timer(&mut self, member: u32, at: SimTime, timer: Timer<GossipIdentity>) {
+        let Some(foca) = live_member(&mut self.members, &self.world, member) else {
             return;
         };
         let io = SimIo {
