@@ -333,9 +333,7 @@ impl ClusterState {
                 label_rm,
             } => {
                 let Some(node) = self.nodes.get_mut(node_id) else {
-                    return CommandResult::Rejected {
-                        reason: format!("no node {node_id} in this cluster"),
-                    };
+                    return no_such_node(*node_id);
                 };
                 if let Some(availability) = availability {
                     node.availability = *availability;
@@ -353,9 +351,7 @@ impl ClusterState {
                 at_ms,
             } => {
                 let Some(node) = self.nodes.get_mut(node_id) else {
-                    return CommandResult::Rejected {
-                        reason: format!("no node {node_id} in this cluster"),
-                    };
+                    return no_such_node(*node_id);
                 };
                 if node.status == *status {
                     return CommandResult::Done;
@@ -400,6 +396,12 @@ impl ClusterState {
                 std::ops::Bound::Unbounded,
             ))
             .take_while(move |(key, _)| key.starts_with(prefix))
+    }
+}
+
+fn no_such_node(node_id: u64) -> CommandResult {
+    CommandResult::Rejected {
+        reason: format!("no node {node_id} in this cluster"),
     }
 }
 

@@ -167,19 +167,7 @@ impl Node {
             token,
             current.as_ref().map(|cluster| cluster.cluster_id.clone()),
         );
-        let reply = match self
-            .remote
-            .call(addr, RemoteRequest::Join(request), JOIN_TIMEOUT)
-            .await?
-        {
-            RemoteReply::Joined(reply) => reply,
-            _ => {
-                return Err(CtlError::new(
-                    ErrorCode::Internal,
-                    "the cluster answered the join with something else",
-                ));
-            }
-        };
+        let reply = self.send_join(addr, request).await?;
         // The leader replicates the state to this node; wait until it holds the cluster.
         let deadline = tokio::time::Instant::now() + JOIN_CATCH_UP_TIMEOUT;
         loop {
@@ -774,6 +762,27 @@ pub(super) fn cpus() -> u32 {
 
 fn done(message: String) -> DoneInfo {
     DoneInfo { message }
+}
+
+impl Node {
+    /// Sends a join to the node at `addr` (any node of the cluster) and returns its answer.
+    pub(super) async fn send_join(
+        &self,
+        addr: &str,
+        request: JoinRequest,
+    ) -> Result<JoinReply, CtlError> {
+        match self
+            .remote
+            .call(addr, RemoteRequest::Join(request), JOIN_TIMEOUT)
+            .await?
+        {
+            RemoteReply::Joined(reply) => Ok(reply),
+            _ => Err(CtlError::new(
+                ErrorCode::Internal,
+                "the cluster answered the join with something else",
+            )),
+        }
+    }
 }
 
 pub(super) fn already_in(cluster_id: &str) -> CtlError {

@@ -62,18 +62,7 @@ impl Node {
             return Err(super::membership::already_in(&cluster.cluster_id));
         }
         let request = self.join_request(Some(token), None);
-        let reply = match self
-            .remote
-            .call(addr, RemoteRequest::Join(request), JOIN_TIMEOUT)
-            .await?
-        {
-            RemoteReply::Joined(reply) => reply,
-            _ => {
-                return Err(internal(
-                    "the cluster answered the join with something else",
-                ));
-            }
-        };
+        let reply = self.send_join(addr, request).await?;
         let (Role::Worker, Some(node_secret)) = (reply.role, reply.node_secret) else {
             return Err(internal(
                 "the cluster did not admit this node as a worker; was a manager token given?",
