@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use symphony_agent::remote::RemoteClient;
-use symphony_agent::remote::proto::{JoinRequest, RemoteRequest};
+use symphony_agent::remote::proto::{JoinRequest, RemoteReply, RemoteRequest};
 use symphony_ctl::Client;
 use symphony_ctl::proto::{ErrorCode, Request, Role};
 
@@ -22,14 +22,14 @@ impl Drop for Agent {
     }
 }
 
-#[tokio::test]
-async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts an agent in `dir` on OS-given ports; returns it, its control client and its
+/// remote port.
+async fn start_agent(dir: &std::path::Path) -> (Agent, Client, u16) {
     let remote_port = free_port();
-    let _agent = Agent(
+    let agent = Agent(
         Command::new(AGENT)
             .arg("--config-dir")
-            .arg(dir.path())
+            .arg(dir)
             .arg("--listen-raft-addr")
             .arg(format!("127.0.0.1:{}", free_port()))
             .arg("--listen-remote-addr")
@@ -38,9 +38,9 @@ async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
             .spawn()
             .unwrap(),
     );
-    let socket = dir.path().join("control.sock");
+    let socket = dir.join("control.sock");
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut client = loop {
+    let client = loop {
         if let Ok(client) = Client::connect(&socket).await {
             break client;
         }
@@ -50,6 +50,13 @@ async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    (agent, client, remote_port)
+}
+
+#[tokio::test]
+async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_agent, mut client, remote_port) = start_agent(dir.path()).await;
     client.init().await.unwrap();
     let remote = RemoteClient::connect(&format!("127.0.0.1:{remote_port}"), 1)
         .await
@@ -137,4 +144,69 @@ async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
         .await
         .unwrap();
     assert_eq!(nodes.len(), 1);
+}
+
+/// A worker's session tells its manager how many members its gossip sees; the manager answers
+/// with its whole view only when it sees more, so a newcomer learns the pool in one call and a
+/// converged worker's session stays small.
+#[tokio::test]
+async fn a_session_brings_the_managers_gossip_view_only_to_a_worker_that_sees_less() {
+    let manager_dir = tempfile::tempdir().unwrap();
+    let worker_dir = tempfile::tempdir().unwrap();
+    let (_manager, mut manager, manager_port) = start_agent(manager_dir.path()).await;
+    manager.init().await.unwrap();
+    let token = manager.token_show(Role::Worker).await.unwrap().token;
+    let (_worker, mut worker, _) = start_agent(worker_dir.path()).await;
+    let joined = worker
+        .join(token, format!("127.0.0.1:{manager_port}"))
+        .await
+        .unwrap();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(worker_dir.path().join("worker.json")).unwrap())
+            .unwrap();
+    let secret = state["node_secret"].as_str().unwrap().to_string();
+
+    let remote = RemoteClient::connect(&format!("127.0.0.1:{manager_port}"), 1)
+        .await
+        .unwrap();
+    let session = |members_seen| RemoteRequest::Session {
+        node_id: joined.node_id,
+        secret: secret.clone(),
+        members_seen,
+    };
+    // The manager's gossip meets the worker within moments of the join.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let view = loop {
+        let reply = remote
+            .call(session(Some(0)), Duration::from_secs(10))
+            .await
+            .unwrap();
+        let RemoteReply::Session(reply) = reply else {
+            panic!("not a session reply: {reply:?}");
+        };
+        if !reply.members.is_empty() {
+            break reply.members;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the manager never sent its gossip view"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        view.iter()
+            .any(|member| member.id().node_id == joined.node_id),
+        "the manager's view holds the worker: {view:?}"
+    );
+    // A worker that sees as many members (or says nothing) gets no view.
+    for members_seen in [Some(1), Some(1_000), None] {
+        let RemoteReply::Session(reply) = remote
+            .call(session(members_seen), Duration::from_secs(10))
+            .await
+            .unwrap()
+        else {
+            panic!("not a session reply");
+        };
+        assert!(reply.members.is_empty(), "{members_seen:?}: {reply:?}");
+    }
 }
