@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use symphony_ctl::Client;
-use symphony_ctl::proto::Role;
+use symphony_ctl::proto::{ErrorCode, JoinInfo, Role};
+use symphony_ctl::{Client, ClientError};
 
 use super::handle::{Lab, absolute_dir, backend_for};
 use super::plan::{check_addresses_free, plan};
@@ -197,7 +197,7 @@ impl Lab {
                 &format!("join as a {} through {}", node.role, first.name),
                 timeout,
                 ATTEMPT_TIMEOUT,
-                async move |client: &mut Client| client.join(token.clone(), via.clone()).await,
+                async move |client: &mut Client| join_once(client, &token, &via).await,
             )
             .await?;
             progress(&format!("{}: joined as a {}", node.name, joined.role));
@@ -253,5 +253,30 @@ impl Lab {
             }
         })
         .await?)
+    }
+}
+
+/// Joins through `via`, as often as the lab retries: an attempt that timed out here may still
+/// have gone through on the node, and its retry is then refused as "already belongs"; the
+/// node's own status tells whether that is this join having succeeded.
+async fn join_once(client: &mut Client, token: &str, via: &str) -> Result<JoinInfo, ClientError> {
+    match client.join(token.to_string(), via.to_string()).await {
+        Err(error)
+            if error
+                .remote()
+                .is_some_and(|remote| remote.code == ErrorCode::AlreadyInitialised) =>
+        {
+            let status = client.status().await?;
+            match status.cluster {
+                Some(cluster) => Ok(JoinInfo {
+                    cluster_id: cluster.cluster_id,
+                    node_id: status.node_id,
+                    role: cluster.role,
+                    leader_raft_id: cluster.leader_raft_id,
+                }),
+                None => Err(error),
+            }
+        }
+        outcome => outcome,
     }
 }
