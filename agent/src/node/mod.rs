@@ -118,6 +118,8 @@ pub struct Node {
     session: RwLock<Option<SessionView>>,
     /// Asks the session loop for a refresh now (after a join), rather than at its next tick.
     session_wanted: tokio::sync::Notify,
+    /// When this worker last merged a manager's gossip view (see `Node::refresh_session`).
+    gossip_view_merged: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// The Raft port of a fresh node, bound but served by no Raft node yet.
@@ -156,6 +158,7 @@ impl Node {
             worker: RwLock::new(worker),
             session: RwLock::new(None),
             session_wanted: tokio::sync::Notify::new(),
+            gossip_view_merged: std::sync::Mutex::new(None),
         })
     }
 

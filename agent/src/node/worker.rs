@@ -35,6 +35,17 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one session call may take before the worker tries another manager.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The least time between two merges of a manager's gossip view into a worker's.
+const VIEW_MERGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Whether a worker seeing `seen` members is behind a manager seeing `own` by more than gossip
+/// itself soon mends: any at all in a small pool, more than one in twenty in a large one (a
+/// few joins or deaths in flight are normal in a fleet of thousands). A new worker, or one
+/// back from a partition, is far behind.
+fn is_clearly_behind(seen: u64, own: u64) -> bool {
+    seen.saturating_add(own / 20) < own
+}
+
 /// A worker's session as last heard from its manager.
 #[derive(Debug, Clone)]
 pub struct SessionView {
@@ -276,6 +287,17 @@ impl Node {
         candidates
     }
 
+    /// Whether this worker's next session may ask for the manager's gossip view: not within
+    /// [`VIEW_MERGE_EVERY`] of the last merge, so that a fleet that keeps growing (every
+    /// worker always a little behind) does not have each worker pull the whole view from the
+    /// managers every few seconds.
+    fn may_ask_for_gossip_view(&self) -> bool {
+        self.gossip_view_merged
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_none_or(|merged| merged.elapsed() >= VIEW_MERGE_EVERY)
+    }
+
     /// Resolves when something (a join) wants the session refreshed before its next tick.
     pub async fn session_wanted(&self) {
         self.session_wanted.notified().await;
@@ -301,6 +323,7 @@ impl Node {
             secret: worker.node_secret.clone(),
             members_seen: gossip
                 .as_ref()
+                .filter(|_| self.may_ask_for_gossip_view())
                 .map(|gossip| u64::try_from(gossip.member_count()).unwrap_or(u64::MAX)),
         };
         let previous = self.session_view().map(|view| view.manager.node_id);
@@ -343,6 +366,10 @@ impl Node {
                 if let Err(error) = gossip.apply(reply.members).await {
                     tracing::debug!(%error, "cannot merge the manager's gossip view");
                 }
+                *self
+                    .gossip_view_merged
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
             }
             if !reply.managers.is_empty() && reply.managers != worker.managers {
                 let updated = WorkerState {
@@ -568,8 +595,8 @@ impl Node {
         })
     }
 
-    /// This manager's whole gossip view, if it sees more members than a worker that has
-    /// `members_seen`; nothing otherwise (the usual case, once a pool has converged).
+    /// This manager's whole gossip view, if a worker that sees `members_seen` members is
+    /// clearly behind it; nothing otherwise (the usual case, once a pool has converged).
     async fn gossip_view_beyond(&self, members_seen: Option<u64>) -> Vec<MemberState> {
         let Some(seen) = members_seen else {
             return Vec::new();
@@ -577,7 +604,8 @@ impl Node {
         let Some((gossip, _)) = self.gossip().await else {
             return Vec::new();
         };
-        if u64::try_from(gossip.member_count()).unwrap_or(u64::MAX) <= seen {
+        let own = u64::try_from(gossip.member_count()).unwrap_or(u64::MAX);
+        if !is_clearly_behind(seen, own) {
             return Vec::new();
         }
         gossip.membership_state().await.unwrap_or_default()
@@ -621,4 +649,23 @@ impl Node {
 
 fn internal(message: impl Into<String>) -> CtlError {
     CtlError::new(ErrorCode::Internal, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_is_clearly_behind_when_it_misses_more_than_gossip_soon_mends() {
+        // Small pools: any difference.
+        assert!(is_clearly_behind(0, 1));
+        assert!(is_clearly_behind(18, 19));
+        assert!(!is_clearly_behind(19, 19));
+        assert!(!is_clearly_behind(25, 19), "a worker ahead is not behind");
+        // Large pools: more than one member in twenty.
+        assert!(is_clearly_behind(77, 153));
+        assert!(!is_clearly_behind(150, 153));
+        assert!(!is_clearly_behind(9_600, 10_000));
+        assert!(is_clearly_behind(9_400, 10_000));
+    }
 }

@@ -5,8 +5,8 @@
 //! another as soon as gossip has declared it down (a few seconds), and learns a new leader
 //! when the old one's death is gossiped. A manager that does not answer within a second is
 //! replaced by the next one gossip sees alive. The same call carries how many members the
-//! worker's gossip sees, and a manager that sees more answers with its whole view (see
-//! `Node::refresh_session`). The session is where later work (task assignments) will flow;
+//! worker's gossip sees, and a manager that sees clearly more answers with its whole view
+//! (see `Node::refresh_session`). The session is where later work (task assignments) will flow;
 //! a worker's liveness never depends on it.
 //!
 //! The period is a trade: each refresh wakes the worker and its manager, and at fleet scale
