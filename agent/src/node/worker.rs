@@ -72,9 +72,27 @@ impl Node {
         if let Some(cluster) = self.read_stale(|state| state.cluster.clone()) {
             return Err(super::membership::already_in(&cluster.cluster_id));
         }
+        // A worker serves no Raft RPCs: stop listening (freeing the port for a manager on this
+        // machine) before asking, so that no peer's `init --peers` can start making this node
+        // a manager while it joins as a worker.
+        self.stop_raft().await;
+        if self.consensus().is_some() {
+            self.listen_for_raft_again().await;
+            return Err(CtlError::new(
+                ErrorCode::AlreadyInitialised,
+                "another node has begun adding this one to its Raft group as a manager (an `init --peers` or a manager join named it); see `status`, or join from a fresh node",
+            ));
+        }
         let request = self.join_request(Some(token), None);
-        let reply = self.send_join(addr, request).await?;
+        let reply = match self.send_join(addr, request).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                self.listen_for_raft_again().await;
+                return Err(error);
+            }
+        };
         let (Role::Worker, Some(node_secret)) = (reply.role, reply.node_secret) else {
+            self.listen_for_raft_again().await;
             return Err(internal(
                 "the cluster did not admit this node as a worker; was a manager token given?",
             ));
@@ -84,13 +102,16 @@ impl Node {
             node_secret,
             managers: reply.managers,
         };
-        self.save_worker_state(state.clone()).await?;
+        if let Err(error) = self.save_worker_state(state.clone()).await {
+            // Admitted, but this node cannot remember it: it stays a fresh node, and the
+            // cluster's record of it will be marked down.
+            self.listen_for_raft_again().await;
+            return Err(error);
+        }
         *self
             .worker
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(state);
-        // A worker serves no Raft RPCs: free the port for a manager on this machine.
-        self.stop_raft().await;
         self.reconcile_gossip().await;
         self.refresh_session().await;
         // The session loop follows gossip's manager events from now on.
@@ -285,6 +306,14 @@ impl Node {
         let mut seen = BTreeSet::new();
         candidates.retain(|manager| seen.insert(manager.node_id));
         candidates
+    }
+
+    /// A fresh node whose worker join did not happen waits for Raft connections again, as it
+    /// did before (it may be named by `init --peers` or join as a manager next).
+    async fn listen_for_raft_again(&self) {
+        if let Err(error) = self.listen_for_raft().await {
+            tracing::warn!(%error, "cannot listen for Raft connections again");
+        }
     }
 
     /// Whether this worker's next session may ask for the manager's gossip view: not within
