@@ -83,7 +83,8 @@ pub struct ChaosArgs {
     #[arg(long, value_name = "PATH")]
     pub agent_bin: Option<PathBuf>,
 
-    /// The local backend's addresses, 127.A.B.1, 127.A.B.2, ...
+    /// The local backend's addresses, 127.A.B.1, 127.A.B.2, ... (the docker backend picks a
+    /// free private /24 for its network instead).
     #[arg(long, default_value = crate::chaos::options::DEFAULT_SUBNET)]
     pub subnet: String,
 
@@ -161,7 +162,8 @@ pub struct UpArgs {
     #[arg(long, value_name = "PATH")]
     pub agent_bin: Option<PathBuf>,
 
-    /// The nodes' addresses: 127.A.B.1, 127.A.B.2, ... (use another for a second testnet).
+    /// The local backend's node addresses: 127.A.B.1, 127.A.B.2, ... (use another for a second
+    /// testnet). The docker backend ignores it: it picks a free private /24 for its network.
     #[arg(long, default_value = "127.77.0")]
     pub subnet: String,
 

@@ -74,6 +74,8 @@ pub struct LabState {
     pub backend: BackendKind,
     /// The state dir, absolute.
     pub dir: PathBuf,
+    /// The local backend's loopback range. A docker testnet's network picks its own private
+    /// /24; its nodes' `ip`s are their container addresses there.
     pub subnet: Subnet,
     /// The agent binary every node runs, absolute.
     pub agent_bin: PathBuf,
