@@ -20,6 +20,7 @@ use symphony_consensus::{
 use symphony_ctl::proto::{
     ClusterStatus, CtlError, DoneInfo, ErrorCode, JoinInfo, ManagerStatus, Request, Response, Role,
 };
+use symphony_gossip::MemberState;
 use tokio::time::Instant;
 
 use super::{Node, constant_time_eq};
@@ -28,7 +29,6 @@ use crate::remote::proto::{
 };
 use crate::tokens;
 use crate::worker::state::WorkerState;
-use symphony_gossip::MemberState;
 
 /// How long a join may take, through every hop to the leader.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
