@@ -74,9 +74,10 @@ impl Node {
         }
         // A worker serves no Raft RPCs: stop listening (freeing the port for a manager on this
         // machine) before asking, so that no peer's `init --peers` can start making this node
-        // a manager while it joins as a worker.
+        // a manager while it joins as a worker. A Raft node may run already: harmless if it
+        // holds no membership (a manager join that failed), not if a peer has given it one.
         self.stop_raft().await;
-        if self.consensus().is_some() {
+        if self.raft_has_membership().await {
             self.listen_for_raft_again().await;
             return Err(CtlError::new(
                 ErrorCode::AlreadyInitialised,
@@ -306,6 +307,15 @@ impl Node {
         let mut seen = BTreeSet::new();
         candidates.retain(|manager| seen.insert(manager.node_id));
         candidates
+    }
+
+    /// Whether a Raft node runs here and holds a membership: some peer made this node part of
+    /// a Raft group, whether or not the cluster's state has reached it yet.
+    async fn raft_has_membership(&self) -> bool {
+        match self.consensus() {
+            Some(consensus) => consensus.is_initialised().await.unwrap_or(true),
+            None => false,
+        }
     }
 
     /// A fresh node whose worker join did not happen waits for Raft connections again, as it
