@@ -4,7 +4,10 @@
 //! The codec works over any async byte stream, so a TLS stream can replace a Unix or TCP
 //! socket later without touching the protocol code above it.
 
-use bytes::Bytes;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -12,8 +15,25 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 /// The largest frame either side accepts: 16 MiB.
 pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
 
-/// A byte stream wrapped in Symphony's length-delimited framing.
-pub type FramedStream<S> = Framed<S, LengthDelimitedCodec>;
+/// Frames up to this size leave the connection's buffers as they are; after a larger one (a
+/// gossip view, a Raft batch) the buffer it grew is given back once it is empty. Otherwise one
+/// large frame would pin its size for the connection's life, and a manager holds a connection
+/// per worker: at 10,000 workers, one 1 MB view each would keep 10 GB.
+const LARGE_FRAME: usize = 16 * 1024;
+/// What a buffer starts again with (tokio-util's own initial capacity).
+const FRESH_BUFFER: usize = 8 * 1024;
+
+/// A byte stream wrapped in Symphony's length-delimited framing: a [`Stream`] of frames and a
+/// [`Sink`] of encoded messages.
+///
+/// [`Stream`]: futures_util::Stream
+/// [`Sink`]: futures_util::Sink
+#[derive(Debug)]
+pub struct FramedStream<S> {
+    inner: Framed<S, LengthDelimitedCodec>,
+    /// A large frame went into the write buffer since it was last replaced.
+    wrote_large: bool,
+}
 
 /// Wraps `stream` in the framing, refusing frames over `max_frame_len` bytes.
 pub fn framed<S>(stream: S, max_frame_len: usize) -> FramedStream<S>
@@ -25,7 +45,66 @@ where
         .big_endian()
         .max_frame_length(max_frame_len)
         .new_codec();
-    Framed::new(stream, codec)
+    FramedStream {
+        inner: Framed::new(stream, codec),
+        wrote_large: false,
+    }
+}
+
+impl<S> FramedStream<S> {
+    /// The byte stream underneath, e.g. to write raw bytes past the framing (tests do).
+    pub fn get_mut(&mut self) -> &mut S {
+        self.inner.get_mut()
+    }
+}
+
+impl<S: AsyncRead + Unpin> futures_util::Stream for FramedStream<S> {
+    type Item = std::io::Result<BytesMut>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let polled = futures_util::Stream::poll_next(Pin::new(&mut this.inner), cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && frame.len() > LARGE_FRAME
+            && this.inner.read_buffer().is_empty()
+        {
+            // The frame was split off the buffer and shares its allocation; a fresh buffer
+            // lets that allocation go with the frame.
+            *this.inner.read_buffer_mut() = BytesMut::with_capacity(FRESH_BUFFER);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> futures_util::Sink<Bytes> for FramedStream<S> {
+    type Error = std::io::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        futures_util::Sink::<Bytes>::poll_ready(Pin::new(&mut self.get_mut().inner), cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Bytes) -> std::io::Result<()> {
+        let this = self.get_mut();
+        this.wrote_large |= item.len() > LARGE_FRAME;
+        futures_util::Sink::<Bytes>::start_send(Pin::new(&mut this.inner), item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let flushed = futures_util::Sink::<Bytes>::poll_flush(Pin::new(&mut this.inner), cx);
+        if let Poll::Ready(Ok(())) = flushed
+            && this.wrote_large
+            && this.inner.write_buffer().is_empty()
+        {
+            *this.inner.write_buffer_mut() = BytesMut::with_capacity(FRESH_BUFFER);
+            this.wrote_large = false;
+        }
+        flushed
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        futures_util::Sink::<Bytes>::poll_close(Pin::new(&mut self.get_mut().inner), cx)
+    }
 }
 
 /// Why a frame could not be encoded or decoded.
@@ -175,5 +254,33 @@ mod tests {
         assert!(is_frame_too_large(&error), "{error}");
         drop(receiver);
         let _ = writer.await;
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_does_not_keep_its_buffers_grown() {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let mut sender = framed(client, 1 << 20);
+        let mut receiver = framed(server, 1 << 20);
+        let large = Bytes::from(vec![7u8; 300 * 1024]);
+        let writer = tokio::spawn(async move {
+            sender.send(large).await.unwrap();
+            sender
+        });
+        let frame = receiver.next().await.unwrap().unwrap();
+        assert_eq!(frame.len(), 300 * 1024);
+        let sender = writer.await.unwrap();
+        // Both sides have a fresh buffer, not the tail of one the size of the frame (whose
+        // allocation it would keep alive).
+        assert_eq!(sender.inner.write_buffer().capacity(), FRESH_BUFFER);
+        assert!(!sender.wrote_large);
+        assert_eq!(receiver.inner.read_buffer().capacity(), FRESH_BUFFER);
+
+        // Small frames leave the buffers alone.
+        let (client, server) = tokio::io::duplex(1024);
+        let mut sender = framed(client, 1 << 20);
+        let mut receiver = framed(server, 1 << 20);
+        sender.send(Bytes::from_static(b"small")).await.unwrap();
+        assert_eq!(&receiver.next().await.unwrap().unwrap()[..], b"small");
+        assert!(!sender.wrote_large);
     }
 }
