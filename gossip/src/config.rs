@@ -74,9 +74,9 @@ const LAN_GOSSIP: foca::PeriodicParams = foca::PeriodicParams {
 /// Measured with `testnet bench gossip --loss 0.05 --seed 1` (10 simulated minutes, 3 joins
 /// and 3 crashes; median, worst), with periodic gossip held while idle ([`crate::pacing`]):
 /// 99.9% see a join after 0.30/0.40 s at 150 members, 0.40/0.40 s at 1,000, 0.21 and 0.50 s
-/// in two trials at 10,000; a crash after 3.3/4.2 s at 150, 4.0/5.5 s at 1,000, 5.6 s at
-/// 10,000; 8.4 packets and 1.1 kB per member per second at 150 and 1,000; no false downs (1 and
-/// 7 suspicions, all refuted). At 10,000 a simulated second costs minutes of wall time
+/// in two trials at 10,000; a crash after 3.3/4.2 s at 150, 4.0/5.5 s at 1,000, 4.5 s at
+/// 5,000 (one trial), 5.6 s at 10,000; 8.4 packets and 1.1 kB per member per second at 150 and
+/// 1,000, 9.1 and 1.2 kB at 5,000; no false downs (1, 7 and 21 suspicions, all refuted). At 10,000 a simulated second costs minutes of wall time
 /// whenever updates spread (foca finds a member by a linear scan of its view), so the
 /// 10-minute steady state there is out of reach; before the pacing change, half a minute of it
 /// showed 10.1 packets and 1.4 kB per member per second and no false down.
