@@ -46,6 +46,20 @@ fn is_clearly_behind(seen: u64, own: u64) -> bool {
     seen.saturating_add(own / 20) < own
 }
 
+/// `managers` in an order that depends on `node_id`: sorted, then rotated by it. Workers keep
+/// the first manager that answers, so without this every worker of a fleet would open its
+/// session with the same manager (the first one listed at join) and leave the others idle.
+fn spread(mut managers: Vec<ManagerContact>, node_id: u64) -> Vec<ManagerContact> {
+    managers.sort_by_key(|manager| manager.node_id);
+    if let Some(shift) = usize::try_from(node_id)
+        .ok()
+        .and_then(|id| id.checked_rem(managers.len()))
+    {
+        managers.rotate_left(shift);
+    }
+    managers
+}
+
 /// A worker's session as last heard from its manager.
 #[derive(Debug, Clone)]
 pub struct SessionView {
@@ -274,7 +288,8 @@ impl Node {
     }
 
     /// The managers to try for a session, best first: the current one, then those gossip
-    /// sees alive, then those remembered in `worker.json`.
+    /// sees alive, then those remembered in `worker.json`; each group in an order of this
+    /// node's own (see [`spread`]).
     async fn session_candidates(&self) -> Vec<ManagerContact> {
         let mut candidates = Vec::new();
         let session = self.session_view();
@@ -300,9 +315,10 @@ impl Node {
         {
             candidates.push(session.manager);
         }
-        candidates.extend(alive);
+        let own_id = self.node_id();
+        candidates.extend(spread(alive, own_id));
         if let Some(worker) = self.worker_state() {
-            candidates.extend(worker.managers);
+            candidates.extend(spread(worker.managers, own_id));
         }
         let mut seen = BTreeSet::new();
         candidates.retain(|manager| seen.insert(manager.node_id));
@@ -693,6 +709,22 @@ fn internal(message: impl Into<String>) -> CtlError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_spread_their_sessions_over_the_managers() {
+        let managers: Vec<ManagerContact> = [30, 10, 20]
+            .into_iter()
+            .map(|node_id| ManagerContact {
+                node_id,
+                remote_addr: format!("127.0.0.1:{node_id}"),
+                gossip_addr: None,
+            })
+            .collect();
+        let first = |worker: u64| spread(managers.clone(), worker)[0].node_id;
+        assert_eq!([first(0), first(1), first(2), first(3)], [10, 20, 30, 10]);
+        assert_eq!(spread(managers.clone(), 4).len(), 3);
+        assert!(spread(Vec::new(), 7).is_empty());
+    }
 
     #[test]
     fn a_worker_is_clearly_behind_when_it_misses_more_than_gossip_soon_mends() {
