@@ -5,8 +5,8 @@
 //! [`foca::Runtime`]. The driver's select loop feeds it four inputs — cancellation, commands
 //! from handles, due timers, received packets — and `Io` carries out what it asks: packets
 //! go out on the socket, or to a writer task when it would block (a slow `send_to` must not
-//! stall probes and timers), timer events into
-//! the `TimerQueue`, notifications out as [`MemberEvent`]s.
+//! stall probes and timers), timer events into the `TimerQueue`, notifications out as
+//! [`MemberEvent`]s.
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
