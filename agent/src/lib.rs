@@ -1,26 +1,36 @@
-//! The Symphony agent: one binary on every machine.
+//! The Symphony agent: one binary on every machine, manager or worker.
 //!
 //! Module map:
 //! - [`config`]: the command line;
 //! - [`identity`]: `key.json`, who this node is across restarts;
 //! - [`logging`]: filters, text or JSON lines, the node id on every line;
-//! - [`control`]: the control socket server (`symphony-ctl`'s side of the wire);
-//! - [`node`]: [`node::Node`], which answers control and remote requests: KV, tokens, and
-//!   forming and changing the manager group;
-//! - [`pipeline`]: serving pipelined requests on a connection (control socket and remote API);
-//! - [`remote`]: the node-to-node API (joins, requests forwarded to the leader);
+//! - [`run`]: start-up and shutdown: which tasks run, and in what order they stop;
+//! - [`node`]: who this node is — the role supervisor (fresh, manager or worker), the one task
+//!   that owns the Raft node, the Raft port and `worker.json`, and the [`node::NodeHandle`]
+//!   everyone else reads it through;
+//! - [`context`]: the handles request handlers draw on;
+//! - [`control`]: the control socket (`symphony-ctl`'s side of the wire);
+//! - [`api`]: control requests, routed by their declared route, one handler file per resource;
+//! - [`remote`]: the node-to-node API (joins, requests forwarded to the leader, sessions);
+//! - [`manager`]: what only managers do — admission, membership changes, workers' sessions,
+//!   and the leader's loops (promoter, liveness) under one supervisor;
+//! - [`worker`]: what only workers do — joining, leaving, the session with a manager;
+//! - [`gossip`]: the keeper of the node's gossip driver;
+//! - [`errors`]: the errors many handlers share;
 //! - [`restore`]: `symphony-agent snapshot restore`, seeding a manager from a snapshot file;
 //! - [`tokens`]: cluster ids, join tokens and secrets from a CSPRNG;
-//! - [`worker`]: what only workers have: `worker.json` and the session with a manager;
-//! - [`system`]: facts about the machine (host name, memory);
-//! - [`run`]: start-up and shutdown of the whole agent.
+//! - [`system`]: facts about the machine (host name, memory, CPUs).
 
+pub mod api;
 pub mod config;
+pub mod context;
 pub mod control;
+pub mod errors;
+pub mod gossip;
 pub mod identity;
 pub mod logging;
+pub mod manager;
 pub mod node;
-pub mod pipeline;
 pub mod remote;
 pub mod restore;
 pub mod run;
@@ -28,7 +38,7 @@ pub mod system;
 pub mod tokens;
 pub mod worker;
 
-/// This agent's version, reported in `status`, `node ls` and the control hello.
+/// This agent's version, reported in `status`, `node ls` and the hellos.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Milliseconds since the Unix epoch, for timestamps proposers put into commands.

@@ -37,31 +37,27 @@ pub async fn restore(args: &AgentArgs, file: &Path) -> Result<(), String> {
         crate::run::gossip_listen_addr(args, args.listen_remote_addr),
     );
     let now = crate::now_ms();
-    state.nodes.insert(
-        identity.node_id,
-        NodeRecord {
-            node_id: identity.node_id,
-            raft_node_id: Some(identity.raft_node_id),
-            role: NodeRole::Manager,
-            hostname: advertised.hostname.clone(),
-            remote_addr: advertised.remote_addr.clone(),
-            raft_addr: Some(advertised.raft_addr.clone()),
-            labels: Default::default(),
-            availability: Availability::Active,
-            status: NodeStatus::Ready,
-            resources: Resources {
-                cpus: std::thread::available_parallelism()
-                    .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
-                memory_bytes: crate::system::total_memory_bytes(),
-            },
-            agent_version: crate::VERSION.to_string(),
-            joined_at_ms: now,
-            status_changed_at_ms: now,
-            demoted: false,
-            gossip_addr: Some(advertised.gossip_addr.clone()),
-            node_secret: None,
+    state.nodes.seed(NodeRecord {
+        node_id: identity.node_id,
+        raft_node_id: Some(identity.raft_node_id),
+        role: NodeRole::Manager,
+        hostname: advertised.hostname.clone(),
+        remote_addr: advertised.remote_addr.clone(),
+        raft_addr: Some(advertised.raft_addr.clone()),
+        labels: Default::default(),
+        availability: Availability::Active,
+        status: NodeStatus::Ready,
+        resources: Resources {
+            cpus: crate::system::cpus(),
+            memory_bytes: crate::system::total_memory_bytes(),
         },
-    );
+        agent_version: crate::VERSION.to_string(),
+        joined_at_ms: now,
+        status_changed_at_ms: now,
+        demoted: false,
+        gossip_addr: Some(advertised.gossip_addr.clone()),
+        node_secret: None,
+    });
     seed::seed_single_voter(
         &raft_dir,
         identity.raft_node_id,

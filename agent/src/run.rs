@@ -5,6 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use symphony_consensus::network::LocalIdentity;
 use symphony_consensus::{Consensus, ConsensusConfig};
 use tokio::net::TcpListener;
@@ -12,8 +14,13 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentArgs, AgentCommand, SnapshotCommand};
+use crate::context::Context;
+use crate::gossip::GossipSettings;
 use crate::identity::Identity;
-use crate::node::{Advertised, ConsensusSetup, GossipSettings, Node, NodeSettings};
+use crate::node::raft_port::RaftPort;
+use crate::node::supervisor::{self, Owner};
+use crate::node::{Advertised, ConsensusSetup, NodeConfig, NodeSettings, NodeState};
+use crate::remote::RemotePool;
 use crate::worker::state::{WorkerState, WorkerStateError};
 
 /// The control socket's name inside the config dir.
@@ -99,61 +106,96 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         remote_addr: remote_advertised.remote_addr.clone(),
     };
     // Only a node with a Raft store may be a manager and starts its Raft node now; a worker
-    // never needs one, and a fresh node starts one when it first does (see `Node`).
+    // never needs one, and a fresh node starts one when it first does (see `node`).
     let consensus = if worker.is_none() && consensus_config.data_dir.exists() {
-        Some(Consensus::start(consensus_config.clone(), None, local.clone()).await?)
+        Some(Consensus::start(consensus_config.clone(), local.clone()).await?)
     } else {
         None
     };
-    let (raft_addr, pending_raft) = serve_raft(&args, consensus.as_ref(), worker.is_some()).await?;
+    let raft_listener = bind_raft(&args, consensus.as_ref(), worker.is_some()).await?;
+    let raft_addr = raft_listener
+        .as_ref()
+        .and_then(|listener| listener.local_addr().ok())
+        .unwrap_or(args.listen_raft_addr);
     let advertised = advertised(&args, raft_addr, remote_addr, gossip_addr);
-    let setup = ConsensusSetup {
-        config: consensus_config,
-        raft_listen_addr: raft_addr,
-        local,
-    };
-    let settings = NodeSettings {
-        config_dir: args.config_dir.clone(),
-        gossip: GossipSettings {
-            bind_addr: gossip_addr,
-            advertised_addr: advertised_socket(&args, gossip_addr),
-            profile: args.gossip_profile,
-            probe_period: args.gossip_probe_period_ms.map(Duration::from_millis),
-            probe_rtt: args.gossip_probe_rtt_ms.map(Duration::from_millis),
-            suspect: args.gossip_suspect_ms.map(Duration::from_millis),
+    let config = Arc::new(NodeConfig {
+        advertised: advertised.clone(),
+        settings: NodeSettings {
+            config_dir: args.config_dir.clone(),
+            gossip: GossipSettings {
+                bind_addr: gossip_addr,
+                advertised_addr: advertised_socket(&args, gossip_addr),
+                profile: args.gossip_profile,
+                probe_period: args.gossip_probe_period_ms.map(Duration::from_millis),
+                probe_rtt: args.gossip_probe_rtt_ms.map(Duration::from_millis),
+                suspect: args.gossip_suspect_ms.map(Duration::from_millis),
+            },
+            labels: args.labels.iter().cloned().collect(),
+            liveness_grace: Duration::from_millis(args.liveness_grace_ms),
         },
-        labels: args.labels.iter().cloned().collect(),
-        liveness_grace: Duration::from_millis(args.liveness_grace_ms),
-    };
+        setup: ConsensusSetup {
+            config: consensus_config,
+            raft_listen_addr: raft_addr,
+            local,
+        },
+    });
 
     let socket_path = args.config_dir.join(CONTROL_SOCKET);
     let control_listener = crate::control::bind(&socket_path)?;
-    let node = Node::new(
-        identity.clone(),
-        advertised.clone(),
+    let role = if worker.is_some() {
+        "worker"
+    } else {
+        "manager or fresh"
+    };
+    let initial = NodeState {
+        identity: identity.clone(),
         consensus,
-        setup,
-        settings,
         worker,
-    );
-    if let Some(listener) = pending_raft {
-        node.wait_for_raft(listener);
+        generation: 0,
+    };
+    let (state, commands, node) = supervisor::channels(initial, config);
+    let (gossip_publish, gossip) = crate::gossip::channel();
+    let (session_loop, session) = crate::worker::session::channel();
+    let ctx = Context {
+        node: node.clone(),
+        gossip: gossip.clone(),
+        session,
+        remote: Arc::new(RemotePool::new(identity.node_id)),
+    };
+    let mut owner = Owner::new(state, RaftPort::new(raft_addr), ctx.clone());
+    if let Some(listener) = raft_listener {
+        owner.open_raft_port_with(listener);
     }
+
     let shutdown = CancellationToken::new();
+    let supervisor = tokio::spawn(supervisor::run(owner, commands, shutdown.clone()));
     let control = tokio::spawn(crate::control::serve(
         control_listener,
-        node.clone(),
+        ctx.clone(),
         shutdown.clone(),
     ));
     let remote = tokio::spawn(crate::remote::server::serve(
         remote_listener,
-        node.clone(),
+        ctx.clone(),
         shutdown.clone(),
     ));
-    let promoter = tokio::spawn(crate::node::promoter::run(node.clone(), shutdown.clone()));
-    let gossip = tokio::spawn(crate::node::gossip::keep(node.clone(), shutdown.clone()));
-    let liveness = tokio::spawn(crate::node::liveness::run(node.clone(), shutdown.clone()));
-    let session = tokio::spawn(crate::worker::session::run(node.clone(), shutdown.clone()));
+    let gossip_keeper = tokio::spawn(crate::gossip::keep(
+        node.clone(),
+        gossip_publish,
+        shutdown.clone(),
+    ));
+    let leader = tokio::spawn(crate::manager::leader::run(
+        node.clone(),
+        gossip.clone(),
+        shutdown.clone(),
+    ));
+    let session = tokio::spawn(crate::worker::session::run(
+        session_loop,
+        node.clone(),
+        gossip,
+        ctx.remote.clone(),
+        shutdown.clone(),
+    ));
 
     tracing::info!(
         node_id = identity.node_id,
@@ -161,7 +203,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         raft_addr = %advertised.raft_addr,
         remote_addr = %advertised.remote_addr,
         gossip_addr = %advertised.gossip_addr,
-        role = if node.worker_state().is_some() { "worker" } else { "manager or fresh" },
+        role,
         control_socket = %socket_path.display(),
         version = crate::VERSION,
         "agent started"
@@ -170,9 +212,9 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
     stop.wait().await;
     tracing::info!("stopping");
     shutdown.cancel();
-    // The gossip keeper leaves the pool on its way out, so the others see this node go now.
-    let _ = tokio::join!(control, remote, promoter, gossip, liveness, session);
-    node.shutdown_consensus().await;
+    // The gossip keeper leaves the pool on its way out, so the others see this node go now;
+    // the supervisor stops the Raft port and the Raft node.
+    let _ = tokio::join!(control, remote, gossip_keeper, leader, session, supervisor);
     let _ = std::fs::remove_file(&socket_path);
     tracing::info!("stopped");
     Ok(())
@@ -203,42 +245,31 @@ pub fn gossip_listen_addr(args: &AgentArgs, remote_addr: SocketAddr) -> SocketAd
     args.listen_gossip_addr.unwrap_or(remote_addr)
 }
 
-/// Serves Raft RPCs when this node is or may become a manager, and returns the address, with
-/// the bound listener when no Raft node runs yet to serve it.
+/// Binds the Raft port when this node is or may become a manager.
 ///
 /// A manager (its store holds a Raft group) must serve, or it is no manager. A worker never
 /// does. A fresh node listens if it can, since `init --peers` reaches peers on their Raft
 /// port; if another agent on this machine holds the port it runs without, and can still join
 /// as a worker (or serve later, when it inits or joins as a manager).
-async fn serve_raft(
+async fn bind_raft(
     args: &AgentArgs,
     consensus: Option<&Consensus>,
     worker: bool,
-) -> Result<(SocketAddr, Option<TcpListener>), RunError> {
+) -> Result<Option<TcpListener>, RunError> {
     let addr = args.listen_raft_addr;
     if worker {
-        return Ok((addr, None));
+        return Ok(None);
     }
     let manager = match consensus {
         Some(consensus) => consensus.is_initialised().await?,
         None => false,
     };
-    let bound = TcpListener::bind(addr).await.and_then(|listener| {
-        let local = listener.local_addr()?;
-        Ok((listener, local))
-    });
-    match bound {
-        Ok((listener, local)) => match consensus {
-            Some(consensus) => {
-                consensus.serve(listener).await;
-                Ok((local, None))
-            }
-            None => Ok((local, Some(listener))),
-        },
+    match TcpListener::bind(addr).await {
+        Ok(listener) => Ok(Some(listener)),
         Err(source) if manager => Err(RunError::RaftListen { addr, source }),
         Err(error) => {
             tracing::warn!(%addr, %error, "the Raft port is taken; this node can join as a worker, or give it --listen-raft-addr to be a manager");
-            Ok((addr, None))
+            Ok(None)
         }
     }
 }

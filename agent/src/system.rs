@@ -27,3 +27,8 @@ pub fn total_memory_bytes() -> u64 {
         })
         .map_or(0, |kib| kib * 1024)
 }
+
+/// The CPUs this process may use.
+pub fn cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+}

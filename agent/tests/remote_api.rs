@@ -56,7 +56,7 @@ async fn start_agent(dir: &std::path::Path) -> (Agent, Client, u16) {
 #[tokio::test]
 async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
     let dir = tempfile::tempdir().unwrap();
-    let (_agent, mut client, remote_port) = start_agent(dir.path()).await;
+    let (_agent, client, remote_port) = start_agent(dir.path()).await;
     client.init().await.unwrap();
     let remote = RemoteClient::connect(&format!("127.0.0.1:{remote_port}"), 1)
         .await
@@ -85,7 +85,6 @@ async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
         cpus: 1,
         memory_bytes: 1,
         cluster_id: None,
-        forwarded: false,
         gossip_addr: Some("127.0.0.1:2".into()),
         labels: Default::default(),
     });
@@ -126,7 +125,6 @@ async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
         let leaving = RemoteRequest::WorkerLeaving {
             node_id,
             secret: "guess".into(),
-            forwarded: false,
         };
         let refused = remote
             .call(leaving, Duration::from_secs(10))
@@ -153,10 +151,10 @@ async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
 async fn a_session_brings_the_managers_gossip_view_only_to_a_worker_that_sees_less() {
     let manager_dir = tempfile::tempdir().unwrap();
     let worker_dir = tempfile::tempdir().unwrap();
-    let (_manager, mut manager, manager_port) = start_agent(manager_dir.path()).await;
+    let (_manager, manager, manager_port) = start_agent(manager_dir.path()).await;
     manager.init().await.unwrap();
     let token = manager.token_show(Role::Worker).await.unwrap().token;
-    let (_worker, mut worker, _) = start_agent(worker_dir.path()).await;
+    let (_worker, worker, _) = start_agent(worker_dir.path()).await;
     let joined = worker
         .join(token, format!("127.0.0.1:{manager_port}"))
         .await

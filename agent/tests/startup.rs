@@ -122,7 +122,7 @@ fn a_busy_raft_port_is_a_clear_error_for_managers() {
         .spawn()
         .unwrap();
     let refused = runtime.block_on(async {
-        let mut client = control(dir.path()).await;
+        let client = control(dir.path()).await;
         client.init().await.unwrap_err()
     });
     assert!(
@@ -139,7 +139,7 @@ fn a_busy_raft_port_is_a_clear_error_for_managers() {
         .spawn()
         .unwrap();
     runtime.block_on(async {
-        let mut client = control(dir.path()).await;
+        let client = control(dir.path()).await;
         client.init().await.unwrap();
     });
     assert!(terminate(&mut manager).success());

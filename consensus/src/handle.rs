@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use openraft::error::{ClientWriteError, InitializeError, LinearizableReadError, RaftError};
 use openraft::{ChangeMembers, Instant as _};
 use openraft::{Config, RaftMetrics, ReadPolicy, SnapshotPolicy};
-use tokio::net::{TcpListener, TcpStream};
+use symphony_wire::Transport;
 use tokio_util::sync::CancellationToken;
 
 use crate::network::{self, LocalIdentity, NetworkFactory};
@@ -31,6 +31,8 @@ pub struct ConsensusConfig {
     pub heartbeat_interval: Duration,
     pub election_timeout_min: Duration,
     pub election_timeout_max: Duration,
+    /// How Raft connections to peers are wrapped.
+    pub transport: Transport,
 }
 
 impl ConsensusConfig {
@@ -42,6 +44,7 @@ impl ConsensusConfig {
             heartbeat_interval: Duration::from_millis(50),
             election_timeout_min: Duration::from_millis(150),
             election_timeout_max: Duration::from_millis(300),
+            transport: Transport::plain(),
         }
     }
 
@@ -159,34 +162,52 @@ pub struct MemberProgress {
     pub last_ack: Option<Duration>,
 }
 
+/// Whether a node leads, as it changes.
+pub struct Leadership {
+    server: openraft::alias::WatchReceiverOf<
+        TypeConfig,
+        openraft::metrics::RaftServerMetrics<TypeConfig>,
+    >,
+    me: u64,
+}
+
+impl Leadership {
+    /// Whether the node leads now.
+    pub fn leads(&self) -> bool {
+        let server = self.server.borrow_watched();
+        server.state == openraft::ServerState::Leader && server.current_leader == Some(self.me)
+    }
+
+    /// Waits for the next change; `false` once the Raft node has stopped.
+    pub async fn changed(&mut self) -> bool {
+        self.server.changed().await.is_ok()
+    }
+}
+
 /// The agent's handle on its Raft node.
 #[derive(Clone)]
 pub struct Consensus {
     raft: Raft,
     state: SharedState,
     raft_node_id: u64,
+    /// Ends every connection this node serves when it shuts down.
     shutdown: CancellationToken,
-    /// What the Raft RPC server tells peers that ask who this node is.
+    /// What this node tells peers that ask who it is.
     identity: LocalIdentity,
-    /// The Raft RPC server, when this node serves one; awaited on shutdown so its port is free
-    /// when `shutdown` returns.
-    server: Arc<tokio::sync::Mutex<Option<Server>>>,
+    /// Tells this Raft node from another started later in the same process (after a leave or
+    /// a recovery), even under the same Raft id.
+    instance: u64,
 }
 
-/// A running Raft RPC server and the token that stops only it.
-struct Server {
-    task: tokio::task::JoinHandle<()>,
-    stop: CancellationToken,
-}
+/// Numbers Raft nodes in the order this process started them.
+static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Consensus {
-    /// Opens the store in `config.data_dir`, starts the Raft node and, given a `listener`,
-    /// serves Raft RPCs on it. A node whose store holds a cluster resumes it (leadership
-    /// included). A node that is not a manager (a worker, or a fresh node whose Raft port was
-    /// taken) runs without a server until [`Consensus::serve`].
+    /// Opens the store in `config.data_dir` and starts the Raft node. A node whose store holds
+    /// a cluster resumes it (leadership included). Incoming Raft connections are accepted by
+    /// whoever owns the Raft port and handed to [`Consensus::serve_connection`].
     pub async fn start(
         config: ConsensusConfig,
-        listener: Option<TcpListener>,
         identity: LocalIdentity,
     ) -> Result<Consensus, ConsensusError> {
         let raft_config = Arc::new(config.raft_config()?);
@@ -195,7 +216,7 @@ impl Consensus {
         })
         .map_err(|error| ConsensusError::Store(error.to_string()))?;
         let state = state_machine.shared_state();
-        let network = NetworkFactory::new(config.raft_node_id);
+        let network = NetworkFactory::new(config.raft_node_id, config.transport.clone());
         let raft = Raft::new(
             config.raft_node_id,
             raft_config,
@@ -205,74 +226,33 @@ impl Consensus {
         )
         .await
         .map_err(|error| ConsensusError::Stopped(error.to_string()))?;
-        let consensus = Consensus {
+        Ok(Consensus {
             raft,
             state,
             raft_node_id: config.raft_node_id,
             shutdown: CancellationToken::new(),
             identity,
-            server: Arc::new(tokio::sync::Mutex::new(None)),
-        };
-        if let Some(listener) = listener {
-            consensus.serve(listener).await;
-        }
-        Ok(consensus)
+            instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        })
     }
 
-    /// Serves Raft RPCs on `listener`, unless a server already runs (then `listener` is
-    /// dropped).
-    pub async fn serve(&self, listener: TcpListener) {
-        self.serve_shared(Arc::new(listener), None).await;
-    }
-
-    /// Serves Raft RPCs on `listener`, starting with `first`, a connection accepted before this
-    /// Raft node existed; unless a server already runs (then only `first` is served).
-    pub async fn serve_shared(&self, listener: Arc<TcpListener>, first: Option<TcpStream>) {
-        let mut server = self.server.lock().await;
-        if server.is_some() {
-            drop(server);
-            if let Some(socket) = first {
-                self.serve_socket(socket).await;
+    /// Serves one incoming Raft connection (past its hello) until the peer hangs up or this
+    /// node shuts down.
+    pub async fn serve_connection(&self, connection: symphony_wire::Connection) {
+        let peer = connection.peer.addr;
+        tokio::select! {
+            () = self.shutdown.cancelled() => {}
+            result = network::session::serve_connection(connection, &self.raft, self.raft_node_id, &self.identity) => {
+                if let Err(error) = result {
+                    tracing::debug!(%peer, %error, "raft connection closed");
+                }
             }
-            return;
-        }
-        let stop = self.shutdown.child_token();
-        let task = tokio::spawn(network::serve(
-            listener,
-            first,
-            self.raft.clone(),
-            self.raft_node_id,
-            self.identity.clone(),
-            stop.clone(),
-        ));
-        *server = Some(Server { task, stop });
-    }
-
-    /// Serves one connection accepted elsewhere, alongside the running server; dropped (the
-    /// peer retries) when this node serves no Raft RPCs.
-    pub async fn serve_socket(&self, socket: TcpStream) {
-        if let Some(running) = self.server.lock().await.as_ref() {
-            network::server::spawn_session(
-                socket,
-                self.raft.clone(),
-                self.raft_node_id,
-                self.identity.clone(),
-                running.stop.clone(),
-            );
         }
     }
 
-    /// Whether this node serves Raft RPCs.
-    pub async fn is_serving(&self) -> bool {
-        self.server.lock().await.is_some()
-    }
-
-    /// Stops serving Raft RPCs and frees the port (a node that became a worker needs none).
-    pub async fn stop_serving(&self) {
-        if let Some(server) = self.server.lock().await.take() {
-            server.stop.cancel();
-            let _ = server.task.await;
-        }
+    /// Whether `other` is a handle on the same Raft node as this one.
+    pub fn same_node(&self, other: &Consensus) -> bool {
+        self.instance == other.instance
     }
 
     pub fn raft_node_id(&self) -> u64 {
@@ -351,6 +331,15 @@ impl Consensus {
     /// Reads this node's replica as applied so far; may lag the leader.
     pub fn read_stale<T>(&self, read: impl FnOnce(&ClusterState) -> T) -> T {
         read(&self.state.read())
+    }
+
+    /// Watches whether this node leads its group. Unlike the full metrics, this changes only
+    /// with the vote, the server state, the leader or the membership, not with every write.
+    pub fn leadership(&self) -> Leadership {
+        Leadership {
+            server: self.raft.server_metrics(),
+            me: self.raft_node_id,
+        }
     }
 
     /// The latest Raft metrics of this node.
@@ -474,10 +463,10 @@ impl Consensus {
             .map_err(|error| ConsensusError::Stopped(error.to_string()))
     }
 
-    /// Stops serving RPCs and shuts the Raft node down; the store is flushed on the way.
+    /// Ends the connections this node serves and shuts the Raft node down; the store is
+    /// flushed on the way.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
-        self.stop_serving().await;
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "raft shutdown did not finish cleanly");
         }

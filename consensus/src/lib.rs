@@ -2,8 +2,8 @@
 //!
 //! Module map:
 //! - [`types`]: the openraft type configuration ([`TypeConfig`], [`ManagerNode`]);
-//! - [`state`]: [`ClusterState`] and the [`Command`]s that change it — the deterministic
-//!   state machine;
+//! - [`state`]: [`ClusterState`] by table (cluster, nodes, kv) and the [`Command`]s that change
+//!   it — the deterministic state machine;
 //! - [`store`]: durable storage in one redb file: the log (group-committed with fsync), the
 //!   state machine rows, and the snapshot file;
 //! - [`network`]: Raft RPCs between managers over TCP;
@@ -12,16 +12,19 @@
 //! This crate knows nothing of gossip or of the control protocol's requests: the agent wires
 //! them together.
 
+mod codec;
 pub mod handle;
 pub mod network;
 pub mod state;
 pub mod store;
 pub mod types;
 
-pub use handle::{Consensus, ConsensusConfig, ConsensusError, MemberProgress, MembershipView};
+pub use handle::{
+    Consensus, ConsensusConfig, ConsensusError, Leadership, MemberProgress, MembershipView,
+};
 pub use state::{
-    Availability, ClusterInfo, ClusterState, Command, CommandResult, KvRecord, NodeRecord,
-    NodeRole, NodeStatus, Resources,
+    Availability, ClusterCommand, ClusterInfo, ClusterState, Command, CommandResult, KvCommand,
+    KvRecord, NodeCommand, NodeJoin, NodeRecord, NodeRole, NodeStatus, Resources,
 };
 pub use types::{ManagerNode, TypeConfig};
 

@@ -12,12 +12,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use symphony_consensus::network::LocalIdentity;
+use symphony_consensus::network::{LocalIdentity, RAFT_PROTOCOL};
 use symphony_consensus::{
-    Command, Consensus, ConsensusConfig, ConsensusError, ManagerNode, ServerState,
+    Command, Consensus, ConsensusConfig, ConsensusError, KvCommand, ManagerNode, ServerState,
 };
+use symphony_wire::{Limits, LocalHello, ServerConfig, Transport};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 /// Generous: the machine running the tests may be small and busy.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -27,6 +29,30 @@ struct Node {
     addr: SocketAddr,
     dir: PathBuf,
     consensus: Consensus,
+    /// Stops the node's accept loop (and frees its port).
+    stop: CancellationToken,
+}
+
+/// Accepts Raft connections on `listener` for `consensus`, as the agent's Raft port does.
+fn serve(id: u64, listener: TcpListener, consensus: Consensus, stop: CancellationToken) {
+    let config = ServerConfig {
+        protocol: RAFT_PROTOCOL,
+        transport: Transport::plain(),
+        limits: Limits::default(),
+        local: Arc::new(move || LocalHello {
+            node_id: id,
+            agent_version: String::new(),
+        }),
+    };
+    tokio::spawn(symphony_wire::listen::serve(
+        listener,
+        config,
+        stop,
+        move |connection| {
+            let consensus = consensus.clone();
+            async move { consensus.serve_connection(connection).await }
+        },
+    ));
 }
 
 impl Node {
@@ -42,14 +68,15 @@ impl Node {
             node_id: id * 100,
             remote_addr: format!("127.0.0.1:{}", 20_000 + id),
         };
-        let consensus = Consensus::start(config, Some(listener), identity)
-            .await
-            .unwrap();
+        let consensus = Consensus::start(config, identity).await.unwrap();
+        let stop = CancellationToken::new();
+        serve(id, listener, consensus.clone(), stop.clone());
         Node {
             id,
             addr,
             dir: dir.to_path_buf(),
             consensus,
+            stop,
         }
     }
 
@@ -137,11 +164,11 @@ async fn leader(nodes: &[Node]) -> usize {
 }
 
 fn put(key: String, value: Vec<u8>) -> Command {
-    Command::KvPut {
+    Command::Kv(KvCommand::Put {
         key,
         value,
         if_revision: None,
-    }
+    })
 }
 
 /// Proposes `command` to whichever node leads, retrying while leadership moves.
@@ -171,6 +198,7 @@ async fn write_many(nodes: &[Node], prefix: &str, count: usize, value_len: usize
 
 async fn shutdown_all(nodes: &[Node]) {
     for node in nodes {
+        node.stop.cancel();
         node.consensus.shutdown().await;
     }
 }
@@ -271,11 +299,12 @@ async fn a_snapshot_larger_than_a_frame_is_sent_in_chunks() {
     .await;
     learner.consensus.read_stale(|state| {
         for i in 0..KEYS {
-            let record = &state.kv[&format!("big-{i}")];
+            let record = state.kv.get(&format!("big-{i}")).unwrap();
             assert_eq!(record.value.len(), VALUE_LEN);
             assert!(record.value.iter().all(|byte| *byte == i as u8));
         }
     });
+    learner.stop.cancel();
     learner.consensus.shutdown().await;
     shutdown_all(&nodes).await;
 }
@@ -287,6 +316,7 @@ async fn when_the_leader_stops_a_new_one_is_elected_and_writes_continue() {
     write_many(&nodes, "before", 20, 16).await;
     let old = leader(&nodes).await;
     let stopped = nodes.remove(old);
+    stopped.stop.cancel();
     stopped.consensus.shutdown().await;
 
     let new = leader(&nodes).await;
@@ -307,6 +337,7 @@ async fn a_peer_that_is_down_is_retried_with_backoff_and_catches_up() {
     let down = (at + 1) % nodes.len();
     let stopped = nodes.remove(down);
     let (id, addr, dir) = (stopped.id, stopped.addr, stopped.dir.clone());
+    stopped.stop.cancel();
     stopped.consensus.shutdown().await;
     drop(stopped);
 

@@ -1,16 +1,20 @@
 //! The async client for a node's control socket. The CLI, testnet and every test use it.
+//!
+//! One [`Client`] is one connection, multiplexed: calls may run concurrently on it (`&self`),
+//! and streams (watch, logs, events) share it with plain calls.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::UnixStream;
+use symphony_wire::{CallError, Dialer, Hello, HelloError, LocalHello, Mux, Protocol, Refusal};
 
-use crate::frame::{self, FrameError, FramedStream, MAX_FRAME_LEN};
 use crate::proto::{
-    CtlError, DoneInfo, Hello, HelloReply, InitInfo, JoinInfo, KvDeleteResult, KvEntry, KvListing,
-    KvWriteResult, NodeInfo, ReadConsistency, Request, RequestFrame, Response, ResponseBody,
-    ResponseFrame, Role, SnapshotInfo, StatusInfo, TokenInfo,
+    Ctl, CtlError, DoneInfo, InitInfo, JoinInfo, KvDeleteResult, KvEntry, KvListing, KvWriteResult,
+    NodeInfo, ReadConsistency, Request, Response, Role, SnapshotInfo, StatusInfo, TokenInfo,
 };
+
+/// How long connecting and the hello may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a call failed. `Remote` is the agent's own typed answer; the rest are about reaching it.
 #[derive(Debug, thiserror::Error)]
@@ -22,128 +26,146 @@ pub enum ClientError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("the connection to the agent failed: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the agent closed the connection")]
-    Closed,
-    #[error("the agent sent something this client cannot read: {0}")]
-    Frame(#[from] FrameError),
-    #[error("the agent answered request {got} while {expected} was awaited")]
-    WrongId { expected: u64, got: u64 },
-    #[error("the agent refused the connection: {0}")]
-    Handshake(CtlError),
+    /// The connection was made but the hello failed; nothing was sent.
+    #[error("the agent at {path} did not complete the hello: {source}")]
+    Handshake { path: PathBuf, source: HelloError },
+    /// The request may or may not have reached the agent (see [`CallError`]).
+    #[error("{0}")]
+    Call(CallError<CtlError>),
+    #[error("{0}")]
+    Remote(CtlError),
     #[error("the agent answered {request} with an unexpected {got} reply")]
     UnexpectedReply {
         request: &'static str,
         got: &'static str,
     },
-    #[error("{0}")]
-    Remote(#[from] CtlError),
 }
 
 impl ClientError {
     /// The agent's error, if the agent answered with one.
     pub fn remote(&self) -> Option<&CtlError> {
         match self {
-            ClientError::Remote(error) | ClientError::Handshake(error) => Some(error),
+            ClientError::Remote(error) => Some(error),
             _ => None,
+        }
+    }
+
+    /// Why the agent refused the connection in its hello, if it did.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            ClientError::Handshake {
+                source: HelloError::Refused(refusal),
+                ..
+            } => Some(refusal),
+            _ => None,
+        }
+    }
+
+    /// Whether the request certainly never reached the agent.
+    pub fn never_sent(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } | ClientError::Handshake { .. } => true,
+            ClientError::Call(error) => error.never_sent(),
+            ClientError::Remote(_) | ClientError::UnexpectedReply { .. } => false,
         }
     }
 }
 
-/// One connection to a control socket. Calls are sequential on a connection; open several
-/// clients for concurrency (each is cheap: one Unix socket).
-pub struct Client {
-    stream: FramedStream<UnixStream>,
-    next_id: u64,
-    hello: HelloReply,
+impl From<CallError<CtlError>> for ClientError {
+    fn from(error: CallError<CtlError>) -> Self {
+        match error {
+            CallError::Remote(error) => ClientError::Remote(error),
+            other => ClientError::Call(other),
+        }
+    }
 }
 
-impl std::fmt::Debug for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("node_id", &self.hello.node_id)
-            .field("next_id", &self.next_id)
-            .finish()
-    }
+/// The answers to one stream request (`ReplyStream::next` until `None`).
+pub type ReplyStream = symphony_wire::ReplyStream<Ctl>;
+
+/// One connection to a control socket; cheap to clone (clones share the connection).
+#[derive(Debug, Clone)]
+pub struct Client {
+    mux: Mux<Ctl>,
 }
 
 impl Client {
     /// Connects to the socket at `path` and exchanges hellos.
     pub async fn connect(path: impl AsRef<Path>) -> Result<Client, ClientError> {
         let path = path.as_ref();
-        let socket = UnixStream::connect(path)
+        let dialer = Dialer::new(
+            Ctl::ID,
+            LocalHello {
+                node_id: 0,
+                agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+        );
+        let connection = dialer
+            .unix(path, CONNECT_TIMEOUT)
             .await
-            .map_err(|source| ClientError::Connect {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        let mut stream = frame::framed(socket, MAX_FRAME_LEN);
-        stream.send(frame::encode(&Hello::current())?).await?;
-        let body = stream.next().await.ok_or(ClientError::Closed)??;
-        let hello: HelloReply = frame::decode(&body)?;
-        if let Err(error) = &hello.accepted {
-            return Err(ClientError::Handshake(error.clone()));
-        }
+            .map_err(|error| dial_error(path, error))?;
         Ok(Client {
-            stream,
-            next_id: 1,
-            hello,
+            mux: Mux::start(connection, path.display().to_string()),
         })
     }
 
-    /// The agent's answer to our hello: its node id and version.
-    pub fn server_hello(&self) -> &HelloReply {
-        &self.hello
+    /// The agent's hello: its node id and version.
+    pub fn server_hello(&self) -> &Hello {
+        self.mux.peer_hello()
     }
 
     /// Sends one request and waits for its response.
-    pub async fn call(&mut self, request: Request) -> Result<Response, ClientError> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let frame = RequestFrame { id, request };
-        self.stream.send(frame::encode(&frame)?).await?;
-        let body = self.stream.next().await.ok_or(ClientError::Closed)??;
-        let response: ResponseFrame = frame::decode(&body)?;
-        if response.id != id {
-            return Err(ClientError::WrongId {
-                expected: id,
-                got: response.id,
-            });
-        }
-        match response.body {
-            ResponseBody::Reply(response) => Ok(response),
-            ResponseBody::Error(error) => Err(ClientError::Remote(error)),
-        }
+    pub async fn call(&self, request: Request) -> Result<Response, ClientError> {
+        Ok(self.mux.call(&request, None).await?)
     }
 
-    pub async fn status(&mut self) -> Result<StatusInfo, ClientError> {
-        match self.call(Request::Status).await? {
+    /// Sends one stream request; its items come from the returned stream.
+    pub async fn stream(&self, request: Request) -> Result<ReplyStream, ClientError> {
+        Ok(self.mux.stream(&request).await?)
+    }
+
+    /// Sends `request` and takes the one kind of answer `pick` accepts.
+    async fn expect<T>(
+        &self,
+        request: Request,
+        pick: impl FnOnce(Response) -> Result<T, Response>,
+    ) -> Result<T, ClientError> {
+        let name = request.name();
+        pick(self.call(request).await?).map_err(|other| ClientError::UnexpectedReply {
+            request: name,
+            got: other.kind(),
+        })
+    }
+
+    pub async fn status(&self) -> Result<StatusInfo, ClientError> {
+        self.expect(Request::Status, |r| match r {
             Response::Status(status) => Ok(*status),
-            other => Err(unexpected("status", &other)),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     /// Creates a one-manager cluster here.
-    pub async fn init(&mut self) -> Result<InitInfo, ClientError> {
+    pub async fn init(&self) -> Result<InitInfo, ClientError> {
         self.init_with(Vec::new(), None).await
     }
 
     /// `init --peers` (the peers' Raft addresses) or `init --join-addr` (a remote address).
     pub async fn init_with(
-        &mut self,
+        &self,
         peers: Vec<String>,
         join_addr: Option<String>,
     ) -> Result<InitInfo, ClientError> {
-        match self.call(Request::Init { peers, join_addr }).await? {
+        self.expect(Request::Init { peers, join_addr }, |r| match r {
             Response::Init(info) => Ok(info),
-            other => Err(unexpected("init", &other)),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     /// Joins the cluster of the node whose remote address is `addr`.
     pub async fn join(
-        &mut self,
+        &self,
         token: impl Into<String>,
         addr: impl Into<String>,
     ) -> Result<JoinInfo, ClientError> {
@@ -151,73 +173,60 @@ impl Client {
             token: token.into(),
             addr: addr.into(),
         };
-        match self.call(request).await? {
+        self.expect(request, |r| match r {
             Response::Join(info) => Ok(info),
-            other => Err(unexpected("join", &other)),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
-    pub async fn leave(&mut self) -> Result<DoneInfo, ClientError> {
-        self.done("leave", Request::Leave).await
+    pub async fn leave(&self) -> Result<DoneInfo, ClientError> {
+        self.done(Request::Leave).await
     }
 
-    pub async fn node_promote(&mut self, node_id: u64) -> Result<DoneInfo, ClientError> {
-        self.done("node promote", Request::NodePromote { node_id })
-            .await
+    pub async fn node_promote(&self, node_id: u64) -> Result<DoneInfo, ClientError> {
+        self.done(Request::NodePromote { node_id }).await
     }
 
-    pub async fn node_demote(&mut self, node_id: u64) -> Result<DoneInfo, ClientError> {
-        self.done("node demote", Request::NodeDemote { node_id })
-            .await
+    pub async fn node_demote(&self, node_id: u64) -> Result<DoneInfo, ClientError> {
+        self.done(Request::NodeDemote { node_id }).await
     }
 
-    pub async fn node_remove(
-        &mut self,
-        node_id: u64,
-        force: bool,
-    ) -> Result<DoneInfo, ClientError> {
-        self.done("node rm", Request::NodeRemove { node_id, force })
-            .await
+    pub async fn node_remove(&self, node_id: u64, force: bool) -> Result<DoneInfo, ClientError> {
+        self.done(Request::NodeRemove { node_id, force }).await
     }
 
-    pub async fn recover_force_new_cluster(&mut self) -> Result<DoneInfo, ClientError> {
-        self.done("recover", Request::RecoverForceNewCluster).await
+    pub async fn recover_force_new_cluster(&self) -> Result<DoneInfo, ClientError> {
+        self.done(Request::RecoverForceNewCluster).await
     }
 
     /// Has the agent write a snapshot to `path` (on the agent's machine; make it absolute).
     pub async fn snapshot_save(
-        &mut self,
+        &self,
         path: impl Into<String>,
     ) -> Result<SnapshotInfo, ClientError> {
-        match self
-            .call(Request::SnapshotSave { path: path.into() })
-            .await?
-        {
+        self.expect(Request::SnapshotSave { path: path.into() }, |r| match r {
             Response::SnapshotSaved(info) => Ok(info),
-            other => Err(unexpected("snapshot save", &other)),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     pub async fn node_inspect(
-        &mut self,
+        &self,
         node_id: u64,
         consistency: ReadConsistency,
     ) -> Result<NodeInfo, ClientError> {
-        match self
-            .call(Request::NodeInspect {
-                node_id,
-                consistency,
-            })
-            .await?
-        {
-            Response::Node(node) => Ok(*node),
-            other => Err(unexpected("node inspect", &other)),
-        }
+        let request = Request::NodeInspect {
+            node_id,
+            consistency,
+        };
+        self.node(request).await
     }
 
     /// Sets a node's availability and adds or removes labels; returns the node as it is now.
     pub async fn node_update(
-        &mut self,
+        &self,
         node_id: u64,
         availability: Option<String>,
         label_add: std::collections::BTreeMap<String, String>,
@@ -229,27 +238,29 @@ impl Client {
             label_add,
             label_rm,
         };
-        match self.call(request).await? {
-            Response::Node(node) => Ok(*node),
-            other => Err(unexpected("node update", &other)),
-        }
+        self.node(request).await
     }
 
-    async fn done(
-        &mut self,
-        name: &'static str,
-        request: Request,
-    ) -> Result<DoneInfo, ClientError> {
-        match self.call(request).await? {
+    async fn node(&self, request: Request) -> Result<NodeInfo, ClientError> {
+        self.expect(request, |r| match r {
+            Response::Node(node) => Ok(*node),
+            other => Err(other),
+        })
+        .await
+    }
+
+    async fn done(&self, request: Request) -> Result<DoneInfo, ClientError> {
+        self.expect(request, |r| match r {
             Response::Done(info) => Ok(info),
-            other => Err(unexpected(name, &other)),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     /// Puts `value` at `key`; with `if_revision`, only if the key's `mod_revision` is that
     /// (0: only if the key does not exist).
     pub async fn kv_put(
-        &mut self,
+        &self,
         key: impl Into<String>,
         value: impl Into<Vec<u8>>,
         if_revision: Option<u64>,
@@ -259,14 +270,15 @@ impl Client {
             value: value.into(),
             if_revision,
         };
-        match self.call(request).await? {
+        self.expect(request, |r| match r {
             Response::KvPut(result) => Ok(result),
-            other => Err(unexpected("kv put", &other)),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     pub async fn kv_get(
-        &mut self,
+        &self,
         key: impl Into<String>,
         consistency: ReadConsistency,
     ) -> Result<Option<KvEntry>, ClientError> {
@@ -274,14 +286,15 @@ impl Client {
             key: key.into(),
             consistency,
         };
-        match self.call(request).await? {
+        self.expect(request, |r| match r {
             Response::KvGet(entry) => Ok(entry),
-            other => Err(unexpected("kv get", &other)),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     pub async fn kv_list(
-        &mut self,
+        &self,
         prefix: impl Into<String>,
         consistency: ReadConsistency,
     ) -> Result<KvListing, ClientError> {
@@ -289,14 +302,15 @@ impl Client {
             prefix: prefix.into(),
             consistency,
         };
-        match self.call(request).await? {
+        self.expect(request, |r| match r {
             Response::KvList(listing) => Ok(listing),
-            other => Err(unexpected("kv ls", &other)),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     pub async fn kv_delete(
-        &mut self,
+        &self,
         key: impl Into<String>,
         if_revision: Option<u64>,
     ) -> Result<KvDeleteResult, ClientError> {
@@ -304,51 +318,63 @@ impl Client {
             key: key.into(),
             if_revision,
         };
-        match self.call(request).await? {
+        self.expect(request, |r| match r {
             Response::KvDelete(result) => Ok(result),
-            other => Err(unexpected("kv rm", &other)),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
-    pub async fn token_show(&mut self, role: Role) -> Result<TokenInfo, ClientError> {
-        match self.call(Request::TokenShow { role }).await? {
-            Response::Token(token) => Ok(token),
-            other => Err(unexpected("token show", &other)),
-        }
+    pub async fn token_show(&self, role: Role) -> Result<TokenInfo, ClientError> {
+        self.token(Request::TokenShow { role }).await
     }
 
-    pub async fn token_rotate(&mut self, role: Role) -> Result<TokenInfo, ClientError> {
-        match self.call(Request::TokenRotate { role }).await? {
+    pub async fn token_rotate(&self, role: Role) -> Result<TokenInfo, ClientError> {
+        self.token(Request::TokenRotate { role }).await
+    }
+
+    async fn token(&self, request: Request) -> Result<TokenInfo, ClientError> {
+        self.expect(request, |r| match r {
             Response::Token(token) => Ok(token),
-            other => Err(unexpected("token rotate", &other)),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     pub async fn node_list(
-        &mut self,
+        &self,
         consistency: ReadConsistency,
     ) -> Result<Vec<NodeInfo>, ClientError> {
-        match self.call(Request::NodeList { consistency }).await? {
+        self.expect(Request::NodeList { consistency }, |r| match r {
             Response::NodeList(nodes) => Ok(nodes),
-            other => Err(unexpected("node ls", &other)),
-        }
+            other => Err(other),
+        })
+        .await
     }
 }
 
-fn unexpected(request: &'static str, got: &Response) -> ClientError {
-    let got = match got {
-        Response::Status(_) => "status",
-        Response::Init(_) => "init",
-        Response::KvPut(_) => "kv put",
-        Response::KvGet(_) => "kv get",
-        Response::KvList(_) => "kv ls",
-        Response::KvDelete(_) => "kv rm",
-        Response::Token(_) => "token",
-        Response::NodeList(_) => "node ls",
-        Response::Join(_) => "join",
-        Response::Done(_) => "done",
-        Response::SnapshotSaved(_) => "snapshot saved",
-        Response::Node(_) => "node",
-    };
-    ClientError::UnexpectedReply { request, got }
+fn dial_error(path: &Path, error: symphony_wire::DialError) -> ClientError {
+    use symphony_wire::DialError;
+    match error {
+        DialError::Connect { source, .. } => ClientError::Connect {
+            path: path.to_path_buf(),
+            source,
+        },
+        DialError::Timeout { after, .. } => ClientError::Connect {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no hello within {after:?}"),
+            ),
+        },
+        DialError::Hello { source, .. } => ClientError::Handshake {
+            path: path.to_path_buf(),
+            source,
+        },
+        // The control socket is not asked to be a particular node.
+        DialError::WrongPeer { .. } => ClientError::Handshake {
+            path: path.to_path_buf(),
+            source: HelloError::Closed,
+        },
+    }
 }

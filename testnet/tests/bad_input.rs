@@ -12,10 +12,10 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use symphony_ctl::frame::{self, FramedStream, MAX_FRAME_LEN};
 use symphony_ctl::proto::{
-    ErrorCode, Hello, HelloReply, KvEntry, ReadConsistency, Request, RequestFrame, ResponseBody,
-    ResponseFrame,
+    Ctl, ErrorCode, KvEntry, ReadConsistency, Request, RequestFrame, ResponseBody, ResponseFrame,
 };
 use symphony_testnet::harness::AgentProcess;
+use symphony_wire::{Hello, LocalHello, Protocol, RefusalReason};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
@@ -32,7 +32,7 @@ struct Target {
 
 async fn target() -> Target {
     let agent = AgentProcess::start().await.unwrap();
-    let mut client = agent.client().await.unwrap();
+    let client = agent.client().await.unwrap();
     let info = client.init().await.unwrap();
     agent.wait_leader(LEADER_TIMEOUT).await.unwrap();
     client
@@ -59,7 +59,7 @@ impl Target {
             "the agent died; its log:\n{}",
             self.agent.log_tail()
         );
-        let mut client = tokio::time::timeout(REPLY_TIMEOUT, self.agent.client())
+        let client = tokio::time::timeout(REPLY_TIMEOUT, self.agent.client())
             .await
             .expect("connecting took too long")
             .unwrap();
@@ -83,11 +83,11 @@ impl Target {
     async fn greeted(&self) -> FramedStream<UnixStream> {
         let mut stream = frame::framed(self.raw().await, MAX_FRAME_LEN);
         stream
-            .send(frame::encode(&Hello::current()).unwrap())
+            .send(frame::encode(&Hello::new(Ctl::ID, &LocalHello::default())).unwrap())
             .await
             .unwrap();
-        let reply: HelloReply = frame::decode(&next_frame(&mut stream).await.unwrap()).unwrap();
-        assert!(reply.accepted.is_ok(), "{:?}", reply.accepted);
+        let reply: Hello = frame::decode(&next_frame(&mut stream).await.unwrap()).unwrap();
+        assert!(reply.refused.is_none(), "{:?}", reply.refused);
         stream
     }
 }
@@ -123,7 +123,7 @@ fn error_of(body: &[u8]) -> (u64, ErrorCode) {
     let response: ResponseFrame = frame::decode(body).unwrap();
     match response.body {
         ResponseBody::Error(error) => (response.id, error.code),
-        ResponseBody::Reply(reply) => panic!("expected an error, got {reply:?}"),
+        other => panic!("expected an error, got {other:?}"),
     }
 }
 
@@ -241,10 +241,7 @@ async fn unknown_request_gets_unknown_request_under_its_id() {
     assert_eq!(error_of(&body), (5, ErrorCode::UnknownRequest));
 
     // The connection stays usable: a newer client may probe and fall back.
-    let status = RequestFrame {
-        id: 6,
-        request: Request::Status,
-    };
+    let status = RequestFrame::new(6, Request::Status);
     stream.send(frame::encode(&status).unwrap()).await.unwrap();
     let body = next_frame(&mut stream)
         .await
@@ -302,15 +299,14 @@ async fn garbage_frame_after_hello_gets_bad_request() {
 #[tokio::test]
 async fn wrong_hello_is_refused_with_protocol_mismatch() {
     let mut target = target().await;
+    let hello = |protocol: &str, version| Hello {
+        protocol: protocol.into(),
+        version,
+        ..Hello::new(Ctl::ID, &LocalHello::default())
+    };
     let wrong = [
-        Hello {
-            protocol: "http".into(),
-            version: symphony_ctl::proto::PROTOCOL_VERSION,
-        },
-        Hello {
-            protocol: symphony_ctl::proto::PROTOCOL.into(),
-            version: 999,
-        },
+        hello("http", symphony_ctl::proto::PROTOCOL_VERSION),
+        hello(symphony_ctl::proto::PROTOCOL, 999),
     ];
     for hello in wrong {
         let mut stream = frame::framed(target.raw().await, MAX_FRAME_LEN);
@@ -318,11 +314,14 @@ async fn wrong_hello_is_refused_with_protocol_mismatch() {
         let body = next_frame(&mut stream)
             .await
             .expect("no reply to a wrong hello");
-        let reply: HelloReply = frame::decode(&body).unwrap();
-        let error = reply.accepted.expect_err("a wrong hello must be refused");
+        let reply: Hello = frame::decode(&body).unwrap();
+        let error = reply
+            .refused
+            .clone()
+            .expect("a wrong hello must be refused");
         assert_eq!(
-            error.code,
-            ErrorCode::ProtocolMismatch,
+            error.reason,
+            RefusalReason::ProtocolMismatch,
             "reply to {hello:?}: {error:?}"
         );
         assert!(!error.message.is_empty());
@@ -353,7 +352,7 @@ async fn many_silent_connections_do_not_lock_out_others() {
     }
     // While all of them are held open, a fresh client is served.
     target.assert_intact().await;
-    let mut client = target.agent.client().await.unwrap();
+    let client = target.agent.client().await.unwrap();
     client
         .kv_put("during", b"flood".to_vec(), None)
         .await
@@ -373,7 +372,7 @@ async fn many_silent_connections_do_not_lock_out_others() {
 #[tokio::test]
 async fn an_answer_over_the_frame_limit_is_an_error_not_a_hang() {
     let mut target = target().await;
-    let mut client = target.agent.client().await.unwrap();
+    let client = target.agent.client().await.unwrap();
     let value = vec![b'x'; 1024 * 1024];
     for n in 0..20 {
         client

@@ -80,7 +80,7 @@ async fn wait_nodes(
 ) -> Vec<NodeInfo> {
     poll_until(TIMEOUT, what, async || {
         let leader = cluster.leader().await.map_err(|e| e.to_string())?;
-        let mut client = cluster.client(leader).await.map_err(|e| e.to_string())?;
+        let client = cluster.client(leader).await.map_err(|e| e.to_string())?;
         let nodes = client
             .node_list(LINEARIZABLE)
             .await
@@ -221,7 +221,7 @@ async fn check_formed_three(cluster: &Cluster, prefix: &str) {
     cluster.wait_replicated().await.unwrap();
     // ...and a linearizable read on any member sees them at once.
     for reader in all {
-        let mut client = cluster.client(reader).await.unwrap();
+        let client = cluster.client(reader).await.unwrap();
         for writer in all {
             let key = format!("{prefix}/via-{writer}");
             let entry = client.kv_get(&key, LINEARIZABLE).await.unwrap();
@@ -272,7 +272,7 @@ async fn six_managers_keep_an_odd_voter_count_until_promoted() {
     })
     .await;
 
-    let mut client = cluster.client(leader).await.unwrap();
+    let client = cluster.client(leader).await.unwrap();
     within(
         "node promote",
         client.node_promote(cluster.node_id(learner).unwrap()),
@@ -325,7 +325,7 @@ async fn leader_kill9_fails_over_and_the_old_leader_catches_up() {
     cluster.restart(old).await.unwrap();
     // Its stale read shows the writes made while it was dead...
     cluster.wait_replicated_on(old).await.unwrap();
-    let mut client = cluster.client(old).await.unwrap();
+    let client = cluster.client(old).await.unwrap();
     let entry = client
         .kv_get("failover/after-kill", STALE)
         .await
@@ -406,7 +406,7 @@ async fn promote_demote_remove_and_leave() {
 
     // promote: the learner votes, four voters.
     let leader = cluster.leader().await.unwrap();
-    let mut client = cluster.client(leader).await.unwrap();
+    let client = cluster.client(leader).await.unwrap();
     within(
         "node promote",
         client.node_promote(cluster.node_id(fourth).unwrap()),
@@ -427,7 +427,7 @@ async fn promote_demote_remove_and_leave() {
     // demote a follower: it becomes a learner.
     let leader = cluster.leader().await.unwrap();
     let demoted = (0..4).find(|index| *index != leader).unwrap();
-    let mut client = cluster.client(leader).await.unwrap();
+    let client = cluster.client(leader).await.unwrap();
     within(
         "node demote",
         client.node_demote(cluster.node_id(demoted).unwrap()),
@@ -449,7 +449,7 @@ async fn promote_demote_remove_and_leave() {
     // remove the learner: three voters remain. It is still running and ready, so only a
     // forced removal takes it.
     let leader = cluster.leader().await.unwrap();
-    let mut client = cluster.client(leader).await.unwrap();
+    let client = cluster.client(leader).await.unwrap();
     let refused = within(
         "node rm of a ready node",
         client.node_remove(cluster.node_id(demoted).unwrap(), false),
@@ -476,7 +476,7 @@ async fn promote_demote_remove_and_leave() {
 
     // leave on the leader: it hands over leadership, then removes itself.
     let (leaver, _) = cluster.leader_status().await.unwrap();
-    let mut client = cluster.client(leaver).await.unwrap();
+    let client = cluster.client(leaver).await.unwrap();
     let done = within("leave", client.leave()).await.unwrap();
     eprintln!("leave: {}", done.message);
     cluster.set_member(leaver, false).unwrap();
@@ -496,7 +496,7 @@ async fn promote_demote_remove_and_leave() {
         expect_members(&cluster, nodes, &remaining, &[])
     })
     .await;
-    if let Ok(mut client) = cluster.client(leaver).await {
+    if let Ok(client) = cluster.client(leaver).await {
         eprintln!("the leaver's own status: {:?}", client.status().await);
     }
 
@@ -537,7 +537,7 @@ async fn quorum_losing_removal_is_refused_unless_forced() {
         .unwrap()
         .cluster
         .unwrap();
-    let mut client = cluster.client(leader).await.unwrap();
+    let client = cluster.client(leader).await.unwrap();
     let nodes_before = members(
         &within("node ls", client.node_list(LINEARIZABLE))
             .await
@@ -575,7 +575,7 @@ async fn quorum_losing_removal_is_refused_unless_forced() {
     let socket = cluster.socket_path(leader).unwrap();
     let victim_id = cluster.node_id(victim).unwrap();
     let mut forced = tokio::spawn(async move {
-        let mut client = symphony_ctl::Client::connect(&socket).await?;
+        let client = symphony_ctl::Client::connect(&socket).await?;
         client.node_remove(victim_id, true).await
     });
     let early = tokio::time::timeout(Duration::from_secs(3), &mut forced).await;
@@ -627,7 +627,7 @@ async fn force_new_cluster_recovers_a_survivor_with_its_data() {
         cluster.set_member(index, false).unwrap();
     }
 
-    let mut client = cluster.client(survivor).await.unwrap();
+    let client = cluster.client(survivor).await.unwrap();
     let done = within("recover", client.recover_force_new_cluster())
         .await
         .unwrap();
@@ -658,7 +658,7 @@ async fn joins_with_a_wrong_or_rotated_token_are_refused() {
     let mut cluster = three_static().await;
     write_some(&cluster, "token/before", 5).await;
     let leader = cluster.leader().await.unwrap();
-    let mut admin = cluster.client(leader).await.unwrap();
+    let admin = cluster.client(leader).await.unwrap();
     let old_token = admin.token_show(Role::Manager).await.unwrap().token;
     let token = admin.token_rotate(Role::Manager).await.unwrap().token;
     assert_ne!(token, old_token);
@@ -671,7 +671,7 @@ async fn joins_with_a_wrong_or_rotated_token_are_refused() {
     let before = cluster.status(leader).await.unwrap().cluster.unwrap();
     let nodes_before = admin.node_list(LINEARIZABLE).await.unwrap().len();
     let addr = cluster.remote_addr(leader).unwrap().to_string();
-    let mut client = cluster.client(newcomer).await.unwrap();
+    let client = cluster.client(newcomer).await.unwrap();
     for (what, bad) in [
         ("a wrong token", &wrong),
         ("the rotated-out token", &old_token),
@@ -724,7 +724,7 @@ async fn a_member_of_another_cluster_cannot_join() {
 
     // B's manager asks to join A.
     let a_token = cluster.manager_token(leader).await.unwrap();
-    let mut b_client = other.client(0).await.unwrap();
+    let b_client = other.client(0).await.unwrap();
     let refused = within(
         "join of B's manager to A",
         b_client.join(a_token, cluster.remote_addr(leader).unwrap().to_string()),
@@ -742,7 +742,7 @@ async fn a_member_of_another_cluster_cannot_join() {
     // A follower of A asks to join B.
     let follower = (0..3).find(|index| *index != leader).unwrap();
     let b_token = other.manager_token(0).await.unwrap();
-    let mut a_client = cluster.client(follower).await.unwrap();
+    let a_client = cluster.client(follower).await.unwrap();
     let refused = within(
         "join of A's follower to B",
         a_client.join(b_token, other.remote_addr(0).unwrap().to_string()),
@@ -785,7 +785,7 @@ async fn snapshot_save_and_restore_seed_a_fresh_manager() {
     let leader = cluster.leader().await.unwrap();
     let files = tempfile::tempdir().unwrap();
     let path = files.path().join("cluster.snapshot");
-    let mut client = cluster.client(leader).await.unwrap();
+    let client = cluster.client(leader).await.unwrap();
     let info = within(
         "snapshot save",
         client.snapshot_save(path.to_str().unwrap()),
@@ -854,7 +854,7 @@ async fn drain_and_labels_persist_across_a_leader_change() {
     let leader = cluster.leader().await.unwrap();
     let follower = (leader + 1) % 3;
     let target = cluster.node_id((leader + 2) % 3).unwrap();
-    let mut client = cluster.client(follower).await.unwrap();
+    let client = cluster.client(follower).await.unwrap();
     let updated = within(
         "node update",
         client.node_update(
@@ -873,7 +873,7 @@ async fn drain_and_labels_persist_across_a_leader_change() {
     cluster.kill9(leader).unwrap();
     let new_leader = cluster.leader().await.unwrap();
     assert_ne!(new_leader, leader);
-    let mut client = cluster.client(new_leader).await.unwrap();
+    let client = cluster.client(new_leader).await.unwrap();
     let node = within(
         "node inspect",
         client.node_inspect(target, ReadConsistency::Linearizable),

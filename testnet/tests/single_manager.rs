@@ -22,7 +22,7 @@ const LINEARIZABLE: ReadConsistency = ReadConsistency::Linearizable;
 /// A started, initialised agent that leads its one-node cluster, with a client on it.
 async fn initialised_manager() -> (AgentProcess, Client, StatusInfo) {
     let agent = AgentProcess::start().await.unwrap();
-    let mut client = agent.client().await.unwrap();
+    let client = agent.client().await.unwrap();
     client.init().await.unwrap();
     let status = agent.wait_leader(LEADER_TIMEOUT).await.unwrap();
     (agent, client, status)
@@ -41,7 +41,7 @@ fn code_of<T: std::fmt::Debug>(result: Result<T, ClientError>) -> ErrorCode {
 async fn put_when_leader(agent: &AgentProcess, key: &str, value: &[u8]) -> u64 {
     let socket = agent.socket_path();
     let outcome = poll_until(WRITE_TIMEOUT, "a write to be accepted", async || {
-        let mut client = Client::connect(&socket).await.map_err(|e| e.to_string())?;
+        let client = Client::connect(&socket).await.map_err(|e| e.to_string())?;
         match client.kv_put(key, value, None).await {
             Ok(result) => Ok(Ok(result.revision)),
             Err(error) if is_retryable(&error) => Err(error.to_string()),
@@ -73,7 +73,7 @@ fn assert_entry(
 #[tokio::test]
 async fn status_before_init_has_no_cluster() {
     let agent = AgentProcess::start().await.unwrap();
-    let mut client = agent.client().await.unwrap();
+    let client = agent.client().await.unwrap();
     let status = client.status().await.unwrap();
     assert_eq!(
         status.cluster, None,
@@ -119,7 +119,7 @@ async fn control_socket_is_private() {
 #[tokio::test]
 async fn init_makes_the_node_the_leading_manager() {
     let agent = AgentProcess::start().await.unwrap();
-    let mut client = agent.client().await.unwrap();
+    let client = agent.client().await.unwrap();
     let before = client.status().await.unwrap();
     let info = client.init().await.unwrap();
     assert_eq!(info.node_id, before.node_id);
@@ -146,7 +146,7 @@ async fn init_makes_the_node_the_leading_manager() {
 
 #[tokio::test]
 async fn second_init_is_refused_and_changes_nothing() {
-    let (_agent, mut client, status) = initialised_manager().await;
+    let (_agent, client, status) = initialised_manager().await;
     let cluster_id = status.cluster.unwrap().cluster_id;
     let revision = client
         .kv_put("keep", b"me".to_vec(), None)
@@ -171,7 +171,7 @@ async fn second_init_is_refused_and_changes_nothing() {
 
 #[tokio::test]
 async fn kv_put_get_list_delete_with_revisions() {
-    let (_agent, mut client, status) = initialised_manager().await;
+    let (_agent, client, status) = initialised_manager().await;
     let start = status.cluster.unwrap().kv_revision;
 
     let r1 = client
@@ -279,7 +279,7 @@ async fn kv_put_get_list_delete_with_revisions() {
 
 #[tokio::test]
 async fn compare_and_set_on_revisions() {
-    let (_agent, mut client, _) = initialised_manager().await;
+    let (_agent, client, _) = initialised_manager().await;
 
     // 0 means "must not exist".
     let r1 = client
@@ -345,7 +345,7 @@ fn assert_high_entropy(token: &str) {
 
 #[tokio::test]
 async fn tokens_show_and_rotate() {
-    let (_agent, mut client, _) = initialised_manager().await;
+    let (_agent, client, _) = initialised_manager().await;
     let worker = client.token_show(Role::Worker).await.unwrap();
     let manager = client.token_show(Role::Manager).await.unwrap();
     assert_eq!(worker.role, Role::Worker);
@@ -381,7 +381,7 @@ async fn tokens_show_and_rotate() {
 
 #[tokio::test]
 async fn node_list_shows_this_manager() {
-    let (agent, mut client, status) = initialised_manager().await;
+    let (agent, client, status) = initialised_manager().await;
     for consistency in [ReadConsistency::Linearizable, ReadConsistency::Stale] {
         let nodes = client.node_list(consistency).await.unwrap();
         assert_eq!(nodes.len(), 1, "{nodes:?}");
@@ -507,7 +507,7 @@ async fn restart_after_kill9_keeps_everything() {
     agent.kill9().unwrap();
     agent.restart().await.unwrap();
     agent.wait_leader(LEADER_TIMEOUT).await.unwrap();
-    let mut client = agent.client().await.unwrap();
+    let client = agent.client().await.unwrap();
     let entry = client.kv_get("after", LINEARIZABLE).await.unwrap().unwrap();
     assert_eq!(entry.value, b"restart");
 }
@@ -519,7 +519,7 @@ async fn restart_after_sigterm_keeps_everything() {
     assert!(agent.terminate(EXIT_TIMEOUT).await.unwrap().success());
     agent.restart().await.unwrap();
     agent.wait_leader(LEADER_TIMEOUT).await.unwrap();
-    let mut client = agent.client().await.unwrap();
+    let client = agent.client().await.unwrap();
     let entry = client.kv_get("after", LINEARIZABLE).await.unwrap().unwrap();
     assert_eq!(entry.value, b"restart");
 }
@@ -598,7 +598,7 @@ async fn compacted_log_and_kill9_lose_nothing() {
         ..AgentOptions::default()
     };
     let mut agent = AgentProcess::start_with(options).await.unwrap();
-    let mut client = agent.client().await.unwrap();
+    let client = agent.client().await.unwrap();
     client.init().await.unwrap();
     agent.wait_leader(LEADER_TIMEOUT).await.unwrap();
     let mut acknowledged = Vec::new();
@@ -616,7 +616,7 @@ async fn compacted_log_and_kill9_lose_nothing() {
     agent.kill9().unwrap();
     agent.restart().await.unwrap();
     agent.wait_leader(LEADER_TIMEOUT).await.unwrap();
-    let mut client = agent.client().await.unwrap();
+    let client = agent.client().await.unwrap();
     let after = client.kv_list("compact/", LINEARIZABLE).await.unwrap();
     assert_eq!(before, after);
     // Every acknowledged write is there: the last value of each key, at its revision.

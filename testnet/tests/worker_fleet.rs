@@ -63,12 +63,12 @@ async fn start_worker(labels: &[&str]) -> AgentProcess {
 
 async fn worker_token(cluster: &Cluster) -> String {
     let leader = cluster.leader().await.unwrap();
-    let mut client = cluster.client(leader).await.unwrap();
+    let client = cluster.client(leader).await.unwrap();
     client.token_show(Role::Worker).await.unwrap().token
 }
 
 async fn join(worker: &AgentProcess, token: &str, addr: &str) -> Result<u64, ClientError> {
-    let mut client = worker.client().await.unwrap();
+    let client = worker.client().await.unwrap();
     let joined = client.join(token, addr).await?;
     assert_eq!(joined.role, Role::Worker);
     Ok(joined.node_id)
@@ -82,7 +82,7 @@ async fn worker_status(worker: &AgentProcess) -> StatusInfo {
 async fn nodes(cluster: &Cluster) -> Result<BTreeMap<u64, NodeInfo>, String> {
     let mut last = String::from("no manager answered");
     for index in cluster.live_members() {
-        let Ok(mut client) = cluster.client(index).await else {
+        let Ok(client) = cluster.client(index).await else {
             continue;
         };
         match client.node_list(ReadConsistency::Linearizable).await {
@@ -161,7 +161,7 @@ async fn workers_join_through_a_manager_and_through_another_worker() {
     assert!(status.managers[0].leader);
 
     // Workers serve only what concerns themselves.
-    let mut client = second.client().await.unwrap();
+    let client = second.client().await.unwrap();
     assert_eq!(
         code_of(client.kv_put("k", b"v".to_vec(), None).await),
         ErrorCode::NotManager
@@ -180,7 +180,7 @@ async fn workers_join_through_a_manager_and_through_another_worker() {
     );
 
     // A ready worker is removed only by force; after `leave` it is `left` and removable.
-    let mut manager = cluster.client(0).await.unwrap();
+    let manager = cluster.client(0).await.unwrap();
     assert_eq!(
         code_of(manager.node_remove(second_id, false).await),
         ErrorCode::BadRequest
@@ -398,7 +398,7 @@ async fn malformed_and_foreign_gossip_packets_are_dropped() {
         let nodes = nodes(&cluster).await.unwrap();
         assert_eq!(nodes[&id].status, "ready");
     }
-    let mut client: Client = cluster.client(0).await.unwrap();
+    let client: Client = cluster.client(0).await.unwrap();
     client
         .kv_put("still", b"here".to_vec(), None)
         .await

@@ -1,15 +1,16 @@
-//! The node-to-node API on `--listen-remote-addr`: joins, and control requests forwarded to the
-//! leader by the other managers.
+//! The node-to-node API on `--listen-remote-addr`: joins, requests forwarded to the leader,
+//! workers' sessions and leave notices.
 //!
-//! - [`proto`]: the messages;
-//! - [`server`]: the listener, answering with [`crate::node::Node`];
-//! - [`client`]: a multiplexed connection to one node, and a pool of them.
+//! - [`proto`]: the messages, and where each is answered;
+//! - [`server`]: the listener and the routing of each call;
+//! - [`forward`]: finding the leader and passing a call on to it, once;
+//! - [`pool`]: multiplexed connections to other nodes.
 //!
-//! It uses the same framing as every Symphony connection (hello with version, request ids,
-//! typed errors); the byte stream is generic so TLS can wrap it later.
+//! Framing, hello, request ids and the transport are the wire crate's.
 
-pub mod client;
+pub mod forward;
+pub mod pool;
 pub mod proto;
 pub mod server;
 
-pub use client::{RemoteClient, RemotePool};
+pub use pool::{RemoteClient, RemotePool};

@@ -5,41 +5,52 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use symphony_ctl::proto::{CtlError, Request, Response, Role};
 use symphony_gossip::MemberState;
+use symphony_wire::ProtocolId;
 
 pub use crate::worker::state::ManagerContact;
 
-pub const PROTOCOL: &str = "symphony-remote";
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The node-to-node API, as the wire crate knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Remote;
 
-/// The first frame each way.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RemoteHello {
-    pub protocol: String,
-    pub version: u32,
-    pub node_id: u64,
-    /// Set on the server's answer: why the connection is refused.
-    pub refused: Option<CtlError>,
+impl symphony_wire::Protocol for Remote {
+    /// v2: the shared hello, and "passed on once" marked on the call, not inside requests.
+    const ID: ProtocolId = ProtocolId {
+        name: "symphony-remote",
+        version: 2,
+    };
+    type Request = RemoteCall;
+    type Response = RemoteReply;
+    type Error = CtlError;
 }
 
+/// One call of the node-to-node API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RemoteRequestFrame {
-    pub id: u64,
+pub struct RemoteCall {
     pub request: RemoteRequest,
+    /// Set by a manager that passes the call to the node it believes leads: that node answers
+    /// it as leader or refuses it, and never passes it on again, so a stale view cannot make a
+    /// loop. The one representation of "forward only once".
+    #[serde(default)]
+    pub forwarded: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RemoteResponseFrame {
-    pub id: u64,
-    pub result: Result<RemoteReply, CtlError>,
+/// Where a remote request is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteRoute {
+    /// By the leader: another manager passes it on once.
+    Leader,
+    /// By the manager that receives it.
+    Local,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum RemoteRequest {
-    /// A node asks to join (or re-register with) the cluster.
+    /// A node asks to join (or re-register with) the cluster; a worker that receives it relays
+    /// it to a manager.
     Join(JoinRequest),
-    /// A control request another manager forwards to the leader. The receiver answers it as
-    /// leader or says it is not; it never forwards it again. `secret` is the cluster's manager
-    /// secret: only managers may speak for an operator.
+    /// A control request another manager forwards to the leader. `secret` is the cluster's
+    /// manager secret: only managers may speak for an operator.
     Forward { secret: String, request: Request },
     /// A manager that is leaving asks the leader to take it out of the Raft group.
     Leaving { secret: String, node_id: u64 },
@@ -54,14 +65,21 @@ pub enum RemoteRequest {
         #[serde(default)]
         members_seen: Option<u64>,
     },
-    /// A worker that is leaving asks the leader to mark it `left`. A manager that is not the
-    /// leader passes it on once (`forwarded` then set).
-    WorkerLeaving {
-        node_id: u64,
-        secret: String,
-        #[serde(default)]
-        forwarded: bool,
-    },
+    /// A worker that is leaving asks the leader to mark it `left`.
+    WorkerLeaving { node_id: u64, secret: String },
+}
+
+impl RemoteRequest {
+    /// The request's name (for logs) and where it is answered: declared once, here.
+    pub fn spec(&self) -> (&'static str, RemoteRoute) {
+        match self {
+            RemoteRequest::Join(_) => ("join", RemoteRoute::Leader),
+            RemoteRequest::Forward { request, .. } => (request.name(), RemoteRoute::Leader),
+            RemoteRequest::Leaving { .. } => ("manager leaving", RemoteRoute::Leader),
+            RemoteRequest::WorkerLeaving { .. } => ("worker leaving", RemoteRoute::Leader),
+            RemoteRequest::Session { .. } => ("session", RemoteRoute::Local),
+        }
+    }
 }
 
 /// Everything the leader needs to admit a node.
@@ -79,9 +97,6 @@ pub struct JoinRequest {
     pub memory_bytes: u64,
     /// The cluster the node already belongs to, if any: joining another one is refused.
     pub cluster_id: Option<String>,
-    /// Set when a manager passes the join on to the leader; such a join is not passed on again.
-    #[serde(default)]
-    pub forwarded: bool,
     /// Where the node gossips (UDP).
     #[serde(default)]
     pub gossip_addr: Option<String>,

@@ -1,142 +1,116 @@
-//! Serving the node-to-node API: hello, then requests answered concurrently by id.
+//! Serving the node-to-node API on `--listen-remote-addr`: each call routed by its declared
+//! [`RemoteRoute`] and answered by the manager-side handler, or — on a worker — relayed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use symphony_ctl::frame::{self, MAX_FRAME_LEN};
-use symphony_ctl::proto::{CtlError, ErrorCode, RequestId};
-use tokio::io::{AsyncRead, AsyncWrite};
+use symphony_ctl::proto::{CtlError, ErrorCode};
+use symphony_wire::{Caller, Limits, LocalHello, Protocol, Reply, ServerConfig, Transport};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::proto::{
-    PROTOCOL, PROTOCOL_VERSION, RemoteHello, RemoteRequestFrame, RemoteResponseFrame,
-};
-use crate::node::Node;
-use crate::pipeline::Step;
+use super::forward::{leader_elsewhere, refuse_unless_leading};
+use super::proto::{Remote, RemoteCall, RemoteReply, RemoteRequest, RemoteRoute};
+use crate::context::Context;
+use crate::errors::not_initialised;
+use crate::manager::{admission, membership, sessions};
+use crate::tokens::constant_time_eq;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 4096;
 const MAX_IN_FLIGHT: usize = 1024;
 
 /// Accepts node-to-node connections until `shutdown`.
-pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (socket, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "accepting a remote connection failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "too many remote connections; closing a new one");
-            continue;
-        };
-        let _ = socket.set_nodelay(true);
-        let node = node.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                () = serve_connection(socket, node) => {}
-            }
-            drop(slot);
-        });
-    }
-}
-
-async fn serve_connection<S>(socket: S, node: Arc<Node>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let mut framed = frame::framed(socket, MAX_FRAME_LEN);
-    let Ok(Some(Ok(first))) = tokio::time::timeout(HELLO_TIMEOUT, framed.next()).await else {
-        return;
+pub async fn serve(listener: TcpListener, ctx: Context, shutdown: CancellationToken) {
+    let hello_node = ctx.node.clone();
+    let config = ServerConfig {
+        protocol: Remote::ID,
+        transport: Transport::plain(),
+        limits: Limits {
+            max_connections: MAX_CONNECTIONS,
+            max_per_peer: MAX_CONNECTIONS,
+            handshake_timeout: HELLO_TIMEOUT,
+        },
+        local: Arc::new(move || LocalHello {
+            node_id: hello_node.node_id(),
+            agent_version: crate::VERSION.to_string(),
+        }),
     };
-    let refused = match frame::decode::<RemoteHello>(&first) {
-        Ok(hello) if hello.protocol == PROTOCOL && hello.version == PROTOCOL_VERSION => None,
-        Ok(hello) => Some(CtlError::new(
-            ErrorCode::ProtocolMismatch,
-            format!(
-                "this node speaks {PROTOCOL} v{PROTOCOL_VERSION}, the peer {} v{}; run the same agent version on every node",
-                hello.protocol, hello.version
-            ),
-        )),
-        Err(_) => Some(CtlError::new(
-            ErrorCode::ProtocolMismatch,
-            format!("the first frame was not a {PROTOCOL} hello"),
-        )),
-    };
-    let reply = RemoteHello {
-        protocol: PROTOCOL.to_string(),
-        version: PROTOCOL_VERSION,
-        node_id: node.identity().node_id,
-        refused: refused.clone(),
-    };
-    let Ok(bytes) = frame::encode(&reply) else {
-        return;
-    };
-    if framed.send(bytes).await.is_err() || refused.is_some() {
-        return;
-    }
-
-    let (sink, requests) = framed.split();
-    crate::pipeline::serve(requests, sink, MAX_IN_FLIGHT, |item| {
-        let Ok(body) = item else {
-            return Step::Close(None);
-        };
-        let frame: RemoteRequestFrame = match frame::decode(&body) {
-            Ok(frame) => frame,
-            Err(error) => {
-                let id = frame::decode::<RequestId>(&body).map_or(0, |r| r.id);
-                let response = RemoteResponseFrame {
-                    id,
-                    result: Err(CtlError::new(
-                        ErrorCode::BadRequest,
-                        format!("malformed request: {error}"),
-                    )),
-                };
-                return encode_response(&response).map_or(Step::Nothing, Step::Reply);
-            }
-        };
-        let node = node.clone();
-        Step::Spawn(async move {
-            let result = node.handle_remote(frame.request).await;
-            encode_response(&RemoteResponseFrame {
-                id: frame.id,
-                result,
-            })
-        })
+    symphony_wire::listen::serve(listener, config, shutdown, move |connection| {
+        let ctx = ctx.clone();
+        symphony_wire::serve::serve::<Remote, _, _>(
+            connection,
+            MAX_IN_FLIGHT,
+            move |_caller: Arc<Caller>, call| {
+                let ctx = ctx.clone();
+                async move { Reply::One(handle(&ctx, call).await) }
+            },
+        )
     })
     .await;
 }
 
-/// Encodes a response; one too large for a frame becomes an error under the same id.
-fn encode_response(response: &RemoteResponseFrame) -> Option<Bytes> {
-    let encoded = frame::encode_within(response, MAX_FRAME_LEN, |size| RemoteResponseFrame {
-        id: response.id,
-        result: Err(CtlError::new(
-            ErrorCode::BadRequest,
-            format!(
-                "the answer would be {size} bytes, over the {MAX_FRAME_LEN}-byte frame limit; ask for less"
-            ),
-        )),
-    });
-    match encoded {
-        Ok(bytes) => Some(bytes),
-        Err(error) => {
-            tracing::error!(%error, "a remote response could not be encoded");
-            None
+/// Answers one call from another node.
+pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlError> {
+    if ctx.node.is_worker() {
+        return crate::worker::relay::handle(ctx, call.request).await;
+    }
+    let (_, route) = call.request.spec();
+    if route == RemoteRoute::Leader {
+        if call.forwarded {
+            refuse_unless_leading(&ctx.node.state())?;
+        } else if let Some(leader_addr) = leader_elsewhere(&ctx.node).await? {
+            return ctx
+                .remote
+                .forward(&leader_addr, call.request, super::forward::FORWARD_TIMEOUT)
+                .await;
         }
     }
+    let consensus = ctx.node.consensus().ok_or_else(not_initialised)?;
+    match call.request {
+        RemoteRequest::Forward { secret, request } => {
+            check_manager_secret(ctx, &secret)?;
+            crate::api::handle(ctx, request, true)
+                .await
+                .map(RemoteReply::Forwarded)
+        }
+        RemoteRequest::Join(join) => admission::admit(&consensus, join)
+            .await
+            .map(RemoteReply::Joined),
+        RemoteRequest::Leaving { secret, node_id } => {
+            check_manager_secret(ctx, &secret)?;
+            membership::remove_leaving(&consensus, node_id)
+                .await
+                .map(|()| RemoteReply::Left)
+        }
+        RemoteRequest::Session {
+            node_id,
+            secret,
+            members_seen,
+        } => sessions::serve_session(&consensus, &ctx.gossip, node_id, &secret, members_seen)
+            .await
+            .map(RemoteReply::Session),
+        RemoteRequest::WorkerLeaving { node_id, secret } => {
+            sessions::worker_leaving(&consensus, node_id, &secret)
+                .await
+                .map(|()| RemoteReply::Left)
+        }
+    }
+}
+
+/// Refuses calls from anything that is not a manager of this cluster.
+fn check_manager_secret(ctx: &Context, secret: &str) -> Result<(), CtlError> {
+    let expected = ctx
+        .node
+        .state()
+        .cluster()
+        .ok_or_else(not_initialised)?
+        .manager_secret;
+    if expected.is_empty() || !constant_time_eq(expected.as_bytes(), secret.as_bytes()) {
+        return Err(CtlError::new(
+            ErrorCode::InvalidToken,
+            "only managers of this cluster may forward requests here",
+        ));
+    }
+    Ok(())
 }

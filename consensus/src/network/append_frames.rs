@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use openraft::entry::RaftEntry;
 use openraft::raft::AppendEntriesRequest;
-use symphony_ctl::frame::{self, MAX_FRAME_LEN};
+use symphony_wire::frame::{self, MAX_FRAME_LEN};
 
 use super::error::CallError;
 use super::rpc::RaftRequestRef;
@@ -86,11 +86,11 @@ mod tests {
 
     use openraft::Vote;
     use openraft::impls::leader_id_adv::LeaderId;
-    use symphony_ctl::frame;
+    use symphony_wire::frame;
 
     use super::*;
     use crate::network::rpc::RaftRequest;
-    use crate::state::Command;
+    use crate::state::{Command, KvCommand};
 
     fn entry(index: u64, value_len: usize) -> Entry {
         Entry::new_normal(
@@ -101,11 +101,11 @@ mod tests {
                 },
                 index,
             ),
-            Command::KvPut {
+            Command::Kv(KvCommand::Put {
                 key: format!("k{index}"),
                 value: vec![7u8; value_len],
                 if_revision: None,
-            },
+            }),
         )
     }
 

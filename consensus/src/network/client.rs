@@ -19,13 +19,14 @@ use openraft::raft::{
     TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{RaftNetworkFactory, RaftNetworkV2};
+use symphony_wire::{DialError, Dialer, LocalHello, Transport};
 
 use super::append_frames::encode_append;
 use super::backoff::peer_backoff;
 use super::connection::{CONNECT_TIMEOUT, Connection, Dial};
 use super::error::CallError;
 use super::pipeline::Pipeline;
-use super::rpc::{PeerIdentity, RaftReply, RaftRequest};
+use super::rpc::{PeerIdentity, RAFT_PROTOCOL, RaftReply, RaftRequest};
 use super::snapshot_sender::{ChunkPlan, send_snapshot};
 use crate::types::{ManagerNode, Snapshot, SnapshotData, TypeConfig, Vote};
 
@@ -37,12 +38,27 @@ const MIN_CALL_TIMEOUT: Duration = Duration::from_millis(250);
 /// Creates a [`PeerClient`] for each peer openraft talks to.
 #[derive(Debug, Clone)]
 pub struct NetworkFactory {
-    local_id: u64,
+    dialer: Dialer,
 }
 
 impl NetworkFactory {
-    pub fn new(local_id: u64) -> NetworkFactory {
-        NetworkFactory { local_id }
+    /// Dials as Raft node `local_id` over `transport`.
+    pub fn new(local_id: u64, transport: Transport) -> NetworkFactory {
+        NetworkFactory {
+            dialer: raft_dialer(local_id, transport),
+        }
+    }
+}
+
+/// How Raft node `local_id` dials its peers.
+fn raft_dialer(local_id: u64, transport: Transport) -> Dialer {
+    Dialer {
+        protocol: RAFT_PROTOCOL,
+        transport,
+        local: LocalHello {
+            node_id: local_id,
+            agent_version: String::new(),
+        },
     }
 }
 
@@ -50,7 +66,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &ManagerNode) -> PeerClient {
-        PeerClient::new(self.local_id, Some(target), &node.raft_addr)
+        PeerClient::new(self.dialer.clone(), Some(target), &node.raft_addr)
     }
 }
 
@@ -64,19 +80,24 @@ pub fn strip_scheme(addr: &str) -> &str {
 
 /// Asks the manager whose Raft RPCs listen at `addr` who it is (`init --peers` learns each
 /// peer's id this way, so operators never type ids).
-pub async fn identify(local_id: u64, addr: &str) -> Result<PeerIdentity, CallError> {
+pub async fn identify(
+    local_id: u64,
+    transport: Transport,
+    addr: &str,
+) -> Result<PeerIdentity, CallError> {
+    let dialer = raft_dialer(local_id, transport);
     // A fresh peer starts its Raft node only when the first connection arrives, and answers
     // the hello after that, which can take longer than a connect may: a peer that accepted but
     // did not answer in time is asked again, a little longer.
     let deadline = tokio::time::Instant::now() + IDENTIFY_PATIENCE;
     loop {
-        let mut peer = PeerClient::new(local_id, None, addr);
+        let mut peer = PeerClient::new(dialer.clone(), None, addr);
         match peer.call(&RaftRequest::Identify, CONNECT_TIMEOUT * 2).await {
             Ok(RaftReply::Identity(identity)) => return Ok(identity),
             Ok(other) => {
                 return Err(CallError::UnexpectedReply(format!("{other:?} to identify")));
             }
-            Err(CallError::ConnectTimeout { .. } | CallError::Timeout(_))
+            Err(CallError::Dial(DialError::Timeout { .. }) | CallError::Timeout(_))
                 if tokio::time::Instant::now() < deadline => {}
             Err(error) => return Err(error),
         }
@@ -88,7 +109,7 @@ const IDENTIFY_PATIENCE: Duration = Duration::from_secs(10);
 
 /// A connection to one peer, opened on first use and dropped on any error.
 pub struct PeerClient {
-    local_id: u64,
+    dialer: Dialer,
     /// The Raft id the peer must have; `None` when we are asking who it is.
     target: Option<u64>,
     addr: String,
@@ -97,9 +118,9 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    fn new(local_id: u64, target: Option<u64>, addr: &str) -> PeerClient {
+    fn new(dialer: Dialer, target: Option<u64>, addr: &str) -> PeerClient {
         PeerClient {
-            local_id,
+            dialer,
             target,
             addr: strip_scheme(addr).to_string(),
             connection: None,
@@ -109,7 +130,7 @@ impl PeerClient {
     fn dial(&self) -> Dial<'_> {
         Dial {
             addr: &self.addr,
-            local_id: self.local_id,
+            dialer: &self.dialer,
             target: self.target,
         }
     }
@@ -200,7 +221,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         Box::pin(async move {
             let dial = Dial {
                 addr: &self.addr,
-                local_id: self.local_id,
+                dialer: &self.dialer,
                 target: self.target,
             };
             let pipeline = Pipeline::new(&mut self.connection, dial, input, call_timeout(&option));

@@ -3,35 +3,17 @@
 use std::time::Duration;
 
 use openraft::error::{NetworkError, RPCError, StreamingError, Unreachable};
-use symphony_ctl::frame;
+use symphony_wire::frame;
 
-use super::rpc::{PROTOCOL, PROTOCOL_VERSION};
 use crate::types::TypeConfig;
 
 /// Why a call did not get a reply.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("connecting to {addr} timed out after {timeout:?}")]
-    ConnectTimeout { addr: String, timeout: Duration },
-    #[error("{addr} did not answer the Raft hello: {reason}")]
-    Handshake { addr: String, reason: String },
-    #[error("{addr} is Raft node {got}, not {expected}")]
-    WrongPeer {
-        addr: String,
-        expected: u64,
-        got: u64,
-    },
-    #[error("{addr} speaks {protocol} v{version}, not {PROTOCOL} v{PROTOCOL_VERSION}")]
-    Protocol {
-        addr: String,
-        protocol: String,
-        version: u32,
-    },
+    /// No connection: the peer is down, unreachable, slow to answer the hello, refused us or
+    /// is another node than the one meant.
+    #[error("{0}")]
+    Dial(#[from] symphony_wire::DialError),
     #[error("the connection failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -54,11 +36,7 @@ impl CallError {
     fn is_unreachable(&self) -> bool {
         matches!(
             self,
-            CallError::Connect { .. }
-                | CallError::ConnectTimeout { .. }
-                | CallError::Handshake { .. }
-                | CallError::WrongPeer { .. }
-                | CallError::Protocol { .. }
+            CallError::Dial(_)
                 | CallError::Remote(_)
                 | CallError::UnexpectedReply(_)
                 | CallError::EntryTooLarge { .. }

@@ -1,5 +1,5 @@
-//! The Raft RPC messages. A connection opens with [`RaftHello`] both ways, then carries requests
-//! answered strictly in order: a client may send several before reading a reply (pipelined
+//! The Raft RPC messages. A connection opens with the hello of [`RAFT_PROTOCOL`] both ways, then
+//! carries requests answered strictly in order: a client may send several before reading a reply (pipelined
 //! append-entries, snapshot chunks), and matches replies to requests by position.
 
 use openraft::raft::{
@@ -7,21 +7,17 @@ use openraft::raft::{
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
+use symphony_wire::ProtocolId;
 
 use crate::types::{SnapshotMeta, TypeConfig, Vote};
 
-pub const PROTOCOL: &str = "symphony-raft";
-/// 2: snapshots travel as `SnapshotBegin`, `SnapshotChunk`s and `SnapshotEnd`, and replies are
-/// matched to requests by position, so a client may pipeline.
-pub const PROTOCOL_VERSION: u32 = 2;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RaftHello {
-    pub protocol: String,
-    pub version: u32,
-    /// The sender's Raft node id (the client's on the way in, the server's on the way back).
-    pub node_id: u64,
-}
+/// The Raft protocol in the hello. v3: the one hello every Symphony link shares (the ids in it
+/// are Raft ids). v2 had snapshots travel as `SnapshotBegin`, `SnapshotChunk`s and
+/// `SnapshotEnd`, and replies matched to requests by position, so a client may pipeline.
+pub const RAFT_PROTOCOL: ProtocolId = ProtocolId {
+    name: "symphony-raft",
+    version: 3,
+};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum RaftRequest {
@@ -103,7 +99,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
     use openraft::Vote as RaftVote;
-    use symphony_ctl::frame;
+    use symphony_wire::frame;
 
     use super::*;
 

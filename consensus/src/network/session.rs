@@ -1,4 +1,5 @@
-//! One incoming Raft connection: the hello, then requests answered strictly in order.
+//! The incoming side: one Raft connection, accepted (and its hello exchanged) by whoever owns the
+//! Raft port, then requests answered strictly in order until the peer hangs up.
 //!
 //! Two halves run side by side. The reader decodes requests as they arrive, without waiting for
 //! earlier ones to be answered: AppendEntries go into an openraft `stream_append` pipeline (so
@@ -20,14 +21,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures_util::{SinkExt, Stream, StreamExt};
 use openraft::error::Fatal;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, StreamAppendResult};
-use symphony_ctl::frame::{self, MAX_FRAME_LEN};
-use tokio::io::{AsyncRead, AsyncWrite};
+use symphony_wire::{Connection, frame};
 use tokio::sync::mpsc;
 
 use super::pipeline::WINDOW;
-use super::rpc::{
-    LocalIdentity, PROTOCOL, PROTOCOL_VERSION, PeerIdentity, RaftHello, RaftReply, RaftRequest,
-};
+use super::rpc::{LocalIdentity, PeerIdentity, RaftReply, RaftRequest};
 use super::snapshot_receiver::{SnapshotSlot, SnapshotStep};
 use crate::types::{Raft, TypeConfig};
 
@@ -40,8 +38,6 @@ pub(crate) enum SessionError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Frame(#[from] frame::FrameError),
-    #[error("the peer speaks {0} v{1}")]
-    Protocol(String, u32),
     #[error("appends were pipelined behind a rejected one; closing the connection")]
     PipelineEnded,
 }
@@ -67,30 +63,14 @@ struct PipelineInput {
     ended: Arc<AtomicBool>,
 }
 
-pub(crate) async fn serve_connection<S>(
-    socket: S,
+/// Serves one connection's RPCs (its hello already exchanged) until the peer hangs up.
+pub(crate) async fn serve_connection(
+    connection: Connection,
     raft: &Raft,
     local_id: u64,
     identity: &LocalIdentity,
-) -> Result<(), SessionError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut stream = frame::framed(socket, MAX_FRAME_LEN);
-    let Some(first) = stream.next().await else {
-        return Ok(());
-    };
-    let hello: RaftHello = frame::decode(&first?)?;
-    let reply = RaftHello {
-        protocol: PROTOCOL.to_string(),
-        version: PROTOCOL_VERSION,
-        node_id: local_id,
-    };
-    stream.send(frame::encode(&reply)?).await?;
-    if hello.protocol != PROTOCOL || hello.version != PROTOCOL_VERSION {
-        return Err(SessionError::Protocol(hello.protocol, hello.version));
-    }
-
+) -> Result<(), SessionError> {
+    let stream = connection.framed;
     let (mut sink, mut source) = stream.split();
     let (owed_tx, mut owed_rx) = mpsc::channel::<Owed>(READ_AHEAD);
     let reader = async move {

@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use redb::{Database, TableDefinition};
-use serde::{Serialize, de::DeserializeOwned};
+
+use crate::state::ClusterState;
 
 pub use self::log::LogStore;
 pub use self::snapshot::SnapshotPayload;
@@ -32,12 +33,16 @@ pub use self::state_machine::{SharedState, StateMachineStore};
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 /// Log metadata: vote, last purged log id, committed log id.
 pub(crate) const LOG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_log_meta");
-/// State machine metadata: last applied, membership, cluster info, KV revision.
+/// State machine metadata: last applied, membership, the row format.
 pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
-/// The KV store: key → encoded record.
-pub(crate) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_kv");
-/// The node table: node id → encoded record.
-pub(crate) const NODES: TableDefinition<u64, &[u8]> = TableDefinition::new("sm_nodes");
+
+/// The on-disk table of the cluster state's table `name`: row key → encoded row (see
+/// [`crate::state::table`]).
+pub(crate) fn rows_table(
+    name: &'static str,
+) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+    TableDefinition::new(name)
+}
 
 /// The name of the database file inside a node's data directory.
 pub const DB_FILE: &str = "raft.redb";
@@ -92,19 +97,13 @@ fn create_tables(db: &Database) -> io::Result<()> {
     txn.open_table(LOG).map_err(io_error)?;
     txn.open_table(LOG_META).map_err(io_error)?;
     txn.open_table(SM_META).map_err(io_error)?;
-    txn.open_table(KV).map_err(io_error)?;
-    txn.open_table(NODES).map_err(io_error)?;
+    for table in ClusterState::default().tables() {
+        txn.open_table(rows_table(table.name())).map_err(io_error)?;
+    }
     txn.commit().map_err(io_error)
 }
 
-/// Stored values are MessagePack with named fields, like everything on the wire.
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> io::Result<Vec<u8>> {
-    rmp_serde::to_vec_named(value).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
-    rmp_serde::from_slice(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
+pub(crate) use crate::codec::{decode, encode};
 
 /// redb's errors become `io::Error`, which is what openraft's storage traits speak.
 pub(crate) fn io_error(error: impl Into<redb::Error>) -> io::Error {

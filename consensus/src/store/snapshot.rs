@@ -13,8 +13,9 @@ use super::{decode, encode, write_file_atomically};
 use crate::state::ClusterState;
 use crate::types::{Snapshot, SnapshotData, SnapshotMeta};
 
-/// The current snapshot encoding; bumped when the payload changes incompatibly.
-const PAYLOAD_FORMAT: u32 = 1;
+/// The current snapshot encoding; bumped when the payload changes incompatibly (2: the state
+/// by table).
+const PAYLOAD_FORMAT: u32 = 2;
 
 /// What a snapshot's data holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]

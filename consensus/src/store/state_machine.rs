@@ -16,11 +16,9 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, RaftSnapshotBuilder};
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::writer::{
-    CLUSTER_KEY, Done, LAST_APPLIED_KEY, MEMBERSHIP_KEY, REVISION_KEY, RowWrites, Write, Writer,
-};
-use super::{KV, NODES, SM_META, decode, encode, io_error};
-use crate::state::{Changes, ClusterInfo, ClusterState, CommandResult, KvRecord, NodeRecord};
+use super::writer::{Done, LAST_APPLIED_KEY, MEMBERSHIP_KEY, RowWrites, Write, Writer};
+use super::{SM_META, decode, encode, io_error, rows_table};
+use crate::state::{Changes, ClusterState, CommandResult};
 use crate::store::SnapshotPayload;
 use crate::types::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 
@@ -69,23 +67,12 @@ impl StateMachineStore {
             if let Some(bytes) = meta.get(MEMBERSHIP_KEY).map_err(io_error)? {
                 membership = decode(bytes.value())?;
             }
-            if let Some(bytes) = meta.get(CLUSTER_KEY).map_err(io_error)? {
-                state.cluster = Some(decode(bytes.value())?);
-            }
-            if let Some(bytes) = meta.get(REVISION_KEY).map_err(io_error)? {
-                state.revision = decode(bytes.value())?;
-            }
-            let kv = txn.open_table(KV).map_err(io_error)?;
-            for row in kv.iter().map_err(io_error)? {
-                let (key, bytes) = row.map_err(io_error)?;
-                let record: KvRecord = decode(bytes.value())?;
-                state.kv.insert(key.value().to_string(), record);
-            }
-            let nodes = txn.open_table(NODES).map_err(io_error)?;
-            for row in nodes.iter().map_err(io_error)? {
-                let (id, bytes) = row.map_err(io_error)?;
-                let record: NodeRecord = decode(bytes.value())?;
-                state.nodes.insert(id.value(), record);
+            for table in state.tables_mut() {
+                let rows = txn.open_table(rows_table(table.name())).map_err(io_error)?;
+                for row in rows.iter().map_err(io_error)? {
+                    let (key, bytes) = row.map_err(io_error)?;
+                    table.load_row(key.value(), bytes.value())?;
+                }
             }
         }
         Ok(StateMachineStore {
@@ -138,39 +125,30 @@ impl RowsFromState for RowWrites {
     /// The rows `changes` names, encoded from `state`.
     fn from_changes(state: &ClusterState, changes: &Changes) -> io::Result<RowWrites> {
         let mut rows = RowWrites::default();
-        for key in &changes.kv {
-            let value = state.kv.get(key).map(encode).transpose()?;
-            rows.kv.insert(key.clone(), value);
-        }
-        for id in &changes.nodes {
-            let value = state.nodes.get(id).map(encode).transpose()?;
-            rows.nodes.insert(*id, value);
-        }
-        if changes.cluster {
-            rows.cluster = Some(
-                state
-                    .cluster
-                    .as_ref()
-                    .map(encode::<ClusterInfo>)
-                    .transpose()?,
-            );
-        }
-        if changes.revision {
-            rows.revision = Some(encode(&state.revision)?);
+        for table in state.tables() {
+            for key in changes.of(table.name()) {
+                rows.tables
+                    .entry(table.name())
+                    .or_default()
+                    .insert(key.clone(), table.encode_row(key)?);
+            }
         }
         Ok(rows)
     }
 
     /// Every row of `state`, replacing whatever was stored.
     fn everything(state: &ClusterState) -> io::Result<RowWrites> {
-        let changes = Changes {
-            kv: state.kv.keys().cloned().collect(),
-            nodes: state.nodes.keys().copied().collect(),
-            cluster: true,
-            revision: true,
+        let mut rows = RowWrites {
+            replace_all: true,
+            ..RowWrites::default()
         };
-        let mut rows = RowWrites::from_changes(state, &changes)?;
-        rows.replace_all = true;
+        for table in state.tables() {
+            let stored = rows.tables.entry(table.name()).or_default();
+            for key in table.row_keys() {
+                let row = table.encode_row(&key)?;
+                stored.insert(key, row);
+            }
+        }
         Ok(rows)
     }
 }

@@ -42,7 +42,7 @@ mod reopen {
     use openraft::{RaftLogReader, Vote};
 
     use super::super::{StoreOptions, open};
-    use crate::state::Command;
+    use crate::state::{Command, KvCommand};
     use crate::types::{Entry, LogId};
 
     fn put(index: u64, key: &str, value: &str) -> Entry {
@@ -54,11 +54,11 @@ mod reopen {
                 },
                 index,
             ),
-            Command::KvPut {
+            Command::Kv(KvCommand::Put {
                 key: key.into(),
                 value: value.as_bytes().to_vec(),
                 if_revision: None,
-            },
+            }),
         )
     }
 
@@ -103,9 +103,9 @@ mod reopen {
         assert_eq!(applied.map(|id| id.index()), Some(50));
         let shared = sm.shared_state();
         let state = shared.read();
-        assert_eq!(state.revision, 50);
+        assert_eq!(state.kv.revision(), 50);
         assert_eq!(state.kv.len(), 10);
-        assert_eq!(state.kv_get("k0").unwrap().value, b"50");
-        assert_eq!(state.kv_get("k3").unwrap().version, 5);
+        assert_eq!(state.kv.get("k0").unwrap().value, b"50");
+        assert_eq!(state.kv.get("k3").unwrap().version, 5);
     }
 }

@@ -22,7 +22,7 @@ use openraft::storage::IOFlushed;
 use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::{KV, LOG, LOG_META, NODES, SM_META, io_error};
+use super::{LOG, LOG_META, SM_META, io_error, rows_table};
 use crate::types::TypeConfig;
 
 /// The most writes one transaction takes; bounds the latency of the first one in a flood.
@@ -37,8 +37,6 @@ const MAX_PENDING_ROWS: usize = 10_000;
 pub(crate) const LAST_PURGED_KEY: &str = "last_purged";
 pub(crate) const LAST_APPLIED_KEY: &str = "last_applied";
 pub(crate) const MEMBERSHIP_KEY: &str = "membership";
-pub(crate) const CLUSTER_KEY: &str = "cluster";
-pub(crate) const REVISION_KEY: &str = "revision";
 
 /// Who is told when a write is durable.
 pub(crate) enum Done {
@@ -80,16 +78,13 @@ pub(crate) enum Write {
     StateRows(RowWrites),
 }
 
-/// Encoded state-machine rows to write; `None` deletes a row.
+/// Encoded state-machine rows to write, by table; `None` deletes a row.
 #[derive(Default)]
 pub(crate) struct RowWrites {
-    pub kv: BTreeMap<String, Option<Vec<u8>>>,
-    pub nodes: BTreeMap<u64, Option<Vec<u8>>>,
-    pub cluster: Option<Option<Vec<u8>>>,
-    pub revision: Option<Vec<u8>>,
+    pub tables: BTreeMap<&'static str, BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
     pub last_applied: Option<Vec<u8>>,
     pub membership: Option<Vec<u8>>,
-    /// Drop every KV and node row first (snapshot install).
+    /// Drop every row of every table first (snapshot install).
     pub replace_all: bool,
 }
 
@@ -100,13 +95,8 @@ impl RowWrites {
             *self = later;
             return;
         }
-        self.kv.extend(later.kv);
-        self.nodes.extend(later.nodes);
-        if later.cluster.is_some() {
-            self.cluster = later.cluster;
-        }
-        if later.revision.is_some() {
-            self.revision = later.revision;
+        for (table, rows) in later.tables {
+            self.tables.entry(table).or_default().extend(rows);
         }
         if later.last_applied.is_some() {
             self.last_applied = later.last_applied;
@@ -117,7 +107,7 @@ impl RowWrites {
     }
 
     fn len(&self) -> usize {
-        self.kv.len() + self.nodes.len()
+        self.tables.values().map(BTreeMap::len).sum()
     }
 }
 
@@ -287,40 +277,31 @@ fn apply(txn: &WriteTransaction, write: &Write) -> io::Result<()> {
 }
 
 fn write_rows(txn: &WriteTransaction, rows: &RowWrites) -> io::Result<()> {
-    let mut kv = txn.open_table(KV).map_err(io_error)?;
-    let mut nodes = txn.open_table(NODES).map_err(io_error)?;
-    let mut meta = txn.open_table(SM_META).map_err(io_error)?;
     if rows.replace_all {
-        kv.retain(|_, _| false).map_err(io_error)?;
-        nodes.retain(|_, _| false).map_err(io_error)?;
-    }
-    for (key, value) in &rows.kv {
-        match value {
-            Some(bytes) => kv.insert(key.as_str(), bytes.as_slice()).map(drop),
-            None => kv.remove(key.as_str()).map(drop),
+        for table in crate::state::ClusterState::default().tables() {
+            let mut stored = txn.open_table(rows_table(table.name())).map_err(io_error)?;
+            stored.retain(|_, _| false).map_err(io_error)?;
         }
-        .map_err(io_error)?;
     }
-    for (id, value) in &rows.nodes {
-        match value {
-            Some(bytes) => nodes.insert(*id, bytes.as_slice()).map(drop),
-            None => nodes.remove(*id).map(drop),
+    for (name, table_rows) in &rows.tables {
+        let mut stored = txn.open_table(rows_table(name)).map_err(io_error)?;
+        for (key, value) in table_rows {
+            match value {
+                Some(bytes) => stored.insert(key.as_slice(), bytes.as_slice()).map(drop),
+                None => stored.remove(key.as_slice()).map(drop),
+            }
+            .map_err(io_error)?;
         }
-        .map_err(io_error)?;
     }
+    let mut meta = txn.open_table(SM_META).map_err(io_error)?;
     let meta_rows = [
-        (CLUSTER_KEY, rows.cluster.as_ref().map(Option::as_ref)),
-        (REVISION_KEY, rows.revision.as_ref().map(Some)),
-        (LAST_APPLIED_KEY, rows.last_applied.as_ref().map(Some)),
-        (MEMBERSHIP_KEY, rows.membership.as_ref().map(Some)),
+        (LAST_APPLIED_KEY, rows.last_applied.as_ref()),
+        (MEMBERSHIP_KEY, rows.membership.as_ref()),
     ];
     for (key, change) in meta_rows {
-        match change {
-            Some(Some(bytes)) => meta.insert(key, bytes.as_slice()).map(drop),
-            Some(None) => meta.remove(key).map(drop),
-            None => Ok(()),
+        if let Some(bytes) = change {
+            meta.insert(key, bytes.as_slice()).map_err(io_error)?;
         }
-        .map_err(io_error)?;
     }
     Ok(())
 }

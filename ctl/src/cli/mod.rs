@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::proto::{DoneInfo, ErrorCode, KvEntry, NodeInfo, ReadConsistency, Role, StatusInfo};
+use crate::proto::{DoneInfo, KvEntry, NodeInfo, ReadConsistency, Role, StatusInfo};
 use crate::{Client, ClientError};
 pub use table::{Table, fields};
 
@@ -207,7 +207,7 @@ pub enum CliError {
 
 /// Runs one command and prints its result.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let mut client = Client::connect(&cli.socket).await?;
+    let client = Client::connect(&cli.socket).await?;
     let json = cli.json;
     match cli.command {
         Command::Init { peers, join_addr } => {
@@ -235,7 +235,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let status = client.status().await?;
             emit(json, status_json(&status), || status_text(&status));
         }
-        Command::Kv(command) => run_kv(&mut client, json, command).await?,
+        Command::Kv(command) => run_kv(&client, json, command).await?,
         Command::Token(TokenCommand::Show { role }) => {
             let token = client.token_show(role.into()).await?;
             emit(
@@ -325,7 +325,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn run_kv(client: &mut Client, json: bool, command: KvCommand) -> Result<(), CliError> {
+async fn run_kv(client: &Client, json: bool, command: KvCommand) -> Result<(), CliError> {
     match command {
         KvCommand::Put {
             key,
@@ -335,7 +335,7 @@ async fn run_kv(client: &mut Client, json: bool, command: KvCommand) -> Result<(
             let result = client
                 .kv_put(key.clone(), value.into_bytes(), if_revision)
                 .await
-                .map_err(|error| explain_compare(error, &key))?;
+                .map_err(explain_compare)?;
             emit(
                 json,
                 json!({"key": key, "revision": result.revision}),
@@ -375,7 +375,7 @@ async fn run_kv(client: &mut Client, json: bool, command: KvCommand) -> Result<(
             let result = client
                 .kv_delete(key.clone(), if_revision)
                 .await
-                .map_err(|error| explain_compare(error, &key))?;
+                .map_err(explain_compare)?;
             if !result.deleted && !json {
                 return Err(CliError::Failed(format!("key '{key}' does not exist")));
             }
@@ -404,16 +404,10 @@ fn emit(json: bool, value: Value, human: impl FnOnce() -> String) {
     }
 }
 
-fn explain_compare(error: ClientError, key: &str) -> CliError {
+fn explain_compare(error: ClientError) -> CliError {
     match error.remote() {
-        Some(remote) if remote.code == ErrorCode::CompareFailed => CliError::Failed(format!(
-            "key '{key}' was not changed: {}",
-            remote
-                .message
-                .split(" (key '")
-                .next()
-                .unwrap_or(&remote.message)
-        )),
+        // The agent's sentence names the key and both revisions.
+        Some(remote) if remote.compare.is_some() => CliError::Failed(remote.message.clone()),
         _ => CliError::Client(error),
     }
 }

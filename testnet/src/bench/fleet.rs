@@ -278,7 +278,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
             .wait_ready()
             .await
             .with_context(|| format!("{name} did not start"))?;
-        let mut client = agent.client().await?;
+        let client = agent.client().await?;
         let via = &manager_addrs[index % manager_addrs.len()];
         let sent = Instant::now();
         let node_id = client
@@ -548,7 +548,7 @@ async fn answer_and_join(
     let mut last: String;
     let mut client = loop {
         let attempt = async {
-            let mut client = Client::connect(socket).await?;
+            let client = Client::connect(socket).await?;
             client.status().await.map(|_| client)
         };
         match tokio::time::timeout(CALL_TIMEOUT, attempt).await {
@@ -625,7 +625,7 @@ async fn wait_all_ready(
     let socket = cluster.socket_path(leader)?;
     loop {
         let attempt = async {
-            let mut client = Client::connect(&socket).await?;
+            let client = Client::connect(&socket).await?;
             client.node_list(ReadConsistency::Linearizable).await
         };
         let last = match tokio::time::timeout(CALL_TIMEOUT, attempt).await {
@@ -913,7 +913,7 @@ async fn status_once(
     socket: &Path,
 ) -> (Option<Client>, Result<StatusInfo, String>) {
     let call = async {
-        let mut client = match client {
+        let client = match client {
             Some(client) => client,
             None => Client::connect(socket).await.map_err(|e| e.to_string())?,
         };
@@ -936,7 +936,7 @@ async fn node_status_once(
     node_id: u64,
 ) -> (Option<Client>, Result<Option<String>, String>) {
     let call = async {
-        let mut client = match client {
+        let client = match client {
             Some(client) => client,
             None => Client::connect(socket).await.map_err(|e| e.to_string())?,
         };

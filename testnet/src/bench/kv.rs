@@ -192,7 +192,7 @@ pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
 /// Keys are read back one writer's prefix at a time, so no single reply nears the frame limit.
 pub(crate) async fn count_lost(cluster: &Cluster) -> anyhow::Result<usize> {
     let leader = cluster.leader().await?;
-    let mut client = cluster.client(leader).await?;
+    let client = cluster.client(leader).await?;
     let writers: BTreeSet<String> = cluster
         .acknowledged()
         .keys_with_prefix(KEY_PREFIX)

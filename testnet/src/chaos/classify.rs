@@ -3,25 +3,18 @@
 //!
 //! Calling an operation `Failed` when it was in fact applied makes the checker report a
 //! violation that is not there; calling it `Indeterminate` when it was not applied only makes the
-//! check more lenient. So an error counts as definite only where the agent's code shows that
-//! nothing was proposed to Raft — and everything else is indeterminate. What the agent does
-//! (agent/src/node/mod.rs, data.rs; consensus/src/handle.rs) and so how each error reads:
+//! check more lenient. So an error counts as definite only where the agent says so, in the
+//! error's structured fields — never by reading its sentence:
 //!
-//! - connecting or the hello failed: the request was never sent — `Failed`;
-//! - `compare_failed`: the state machine applied the compare-and-set and refused it — a normal
-//!   `Ok(Mismatch)` result;
-//! - `bad_request`, `not_initialised`, `not_manager`, `invalid_token`, `wrong_cluster`, ...:
-//!   refused before proposing (or, `bad_request` from `CommandResult::Rejected`, applied as a
-//!   no-op) — `Failed`;
-//! - `no_leader` comes from three places. "no manager is leader right now" is the receiving
-//!   manager giving up before it forwarded or proposed anything — `Failed`. "this manager is not
-//!   the leader; the leader is N ..." is openraft's `ForwardToLeader`, returned before the entry
-//!   is appended — `Failed`. "this manager is not the leader; no leader is known right now" may
-//!   also be openraft's `LogEntryDiscarded`, which the consensus crate maps to the same error;
-//!   openraft sends that both for a truncated entry (never committed) and for a *purged* one
-//!   whose fate it says is unknown — `Indeterminate`;
-//! - `unavailable` (no quorum in time, a forward that timed out or lost its connection, the
-//!   Raft node stopping) and `internal`: the entry may be in the log — `Indeterminate`;
+//! - the connection or the hello failed, or the request could not be encoded: the request was
+//!   never sent — `Failed`;
+//! - a compare-and-set the state machine refused carries the revisions it compared
+//!   (`CtlError::compare`) — a normal `Ok(Mismatch)` result;
+//! - any other error of the agent's says whether it may have been applied
+//!   (`CtlError::applied`): `No` (refused before anything was proposed, or applied as a no-op)
+//!   is `Failed`, `Unknown` is `Indeterminate`. The agent marks `No` only where its code shows
+//!   nothing was proposed (see agent/src/errors.rs and agent/src/remote/forward.rs); an error
+//!   that does not say is `Unknown`;
 //! - our own timeout, a dropped connection, an unreadable reply: the request may have arrived —
 //!   `Indeterminate`.
 //!
@@ -29,25 +22,16 @@
 //! same (both are dropped); they are still told apart for the counts.
 
 use symphony_ctl::ClientError;
-use symphony_ctl::proto::{CtlError, ErrorCode};
+use symphony_ctl::proto::{Applied, CtlError};
 
 use super::history::{OpResult, Outcome};
-
-/// The leading words of the agent's "gave up waiting for a leader before forwarding" error.
-const NO_LEADER_BEFORE_FORWARD: &str = "no manager is leader right now";
-/// What openraft's `ForwardToLeader` with a known leader reads like once mapped.
-const FORWARD_TO_KNOWN_LEADER: &str = "; the leader is ";
 
 /// The outcome of a write (put or compare-and-set) that ended with `error`.
 pub fn write_error(error: &ClientError) -> Outcome {
     match error {
-        ClientError::Connect { .. } | ClientError::Handshake(_) => failed(error),
         ClientError::Remote(remote) => remote_write_error(remote),
-        ClientError::Io(_)
-        | ClientError::Closed
-        | ClientError::Frame(_)
-        | ClientError::WrongId { .. }
-        | ClientError::UnexpectedReply { .. } => indeterminate(error),
+        _ if error.never_sent() => failed(error),
+        _ => indeterminate(error),
     }
 }
 
@@ -58,35 +42,20 @@ pub fn connect_error(error: &ClientError) -> Outcome {
 
 /// The outcome of a write the agent refused with `error`.
 pub fn remote_write_error(error: &CtlError) -> Outcome {
-    match error.code {
-        ErrorCode::CompareFailed => Outcome::Ok(OpResult::Mismatch),
-        ErrorCode::BadRequest
-        | ErrorCode::UnknownRequest
-        | ErrorCode::FrameTooLarge
-        | ErrorCode::ProtocolMismatch
-        | ErrorCode::NotInitialised
-        | ErrorCode::AlreadyInitialised
-        | ErrorCode::InvalidToken
-        | ErrorCode::WrongCluster
-        | ErrorCode::WouldLoseQuorum
-        | ErrorCode::NotFound
-        | ErrorCode::NotManager => failed(&coded(error)),
-        ErrorCode::NoLeader if definitely_not_proposed(&error.message) => failed(&coded(error)),
-        ErrorCode::NoLeader | ErrorCode::Unavailable | ErrorCode::Internal => {
-            indeterminate(&coded(error))
-        }
+    if error.compare.is_some() {
+        return Outcome::Ok(OpResult::Mismatch);
+    }
+    match error.applied {
+        Applied::No => failed(&coded(error)),
+        Applied::Unknown => indeterminate(&coded(error)),
     }
 }
 
 /// The outcome of a read that ended with `error`.
 pub fn read_error(error: &ClientError) -> Outcome {
     match error {
-        ClientError::Connect { .. } | ClientError::Handshake(_) | ClientError::Remote(_) => {
-            failed(&match error.remote() {
-                Some(remote) => coded(remote),
-                None => error.to_string(),
-            })
-        }
+        ClientError::Remote(remote) => failed(&coded(remote)),
+        _ if error.never_sent() => failed(error),
         _ => indeterminate(error),
     }
 }
@@ -103,10 +72,6 @@ pub fn connect_timed_out(after: std::time::Duration) -> Outcome {
     Outcome::Failed {
         reason: format!("could not connect within {after:?}"),
     }
-}
-
-fn definitely_not_proposed(message: &str) -> bool {
-    message.starts_with(NO_LEADER_BEFORE_FORWARD) || message.contains(FORWARD_TO_KNOWN_LEADER)
 }
 
 fn coded(error: &CtlError) -> String {
@@ -127,10 +92,17 @@ fn indeterminate(reason: &dyn std::fmt::Display) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+    use symphony_ctl::proto::{ErrorCode, LeaderHint};
+    use symphony_wire::CallError;
+
     use super::*;
 
-    fn remote(code: ErrorCode, message: &str) -> ClientError {
-        ClientError::Remote(CtlError::new(code, message))
+    /// An agent error with these fields; the sentence is deliberately meaningless, since the
+    /// classifier must not read it.
+    fn remote(code: ErrorCode, applied: Applied) -> ClientError {
+        let mut error = CtlError::new(code, "words the classifier must not read");
+        error.applied = applied;
+        ClientError::Remote(error)
     }
 
     fn is_failed(outcome: &Outcome) -> bool {
@@ -150,37 +122,49 @@ mod tests {
         assert!(is_failed(&write_error(&connect)));
         assert!(is_failed(&write_error(&remote(
             ErrorCode::BadRequest,
-            "too big"
+            Applied::No
         ))));
         assert!(is_failed(&write_error(&remote(
             ErrorCode::NotInitialised,
-            "not part of a cluster"
+            Applied::No
         ))));
-        assert!(is_failed(&write_error(&remote(
-            ErrorCode::NoLeader,
-            "no manager is leader right now (an election may be under way)"
-        ))));
-        assert!(is_failed(&write_error(&remote(
-            ErrorCode::NoLeader,
-            "this manager is not the leader; the leader is 3 at 127.0.0.1:1"
-        ))));
+        // No leader, and the agent says it proposed nothing (it gave up waiting for an
+        // election, or openraft refused before appending): definite, whoever leads.
+        let mut refused = CtlError::new(ErrorCode::NoLeader, "x").not_applied();
+        assert!(is_failed(&remote_write_error(&refused)));
+        refused = refused.with_leader(Some(LeaderHint {
+            raft_id: 3,
+            remote_addr: Some("127.0.0.1:1".into()),
+        }));
+        assert!(is_failed(&remote_write_error(&refused)));
+        let unsent = ClientError::Call(CallError::TooLarge { size: 1 << 30 });
+        assert!(is_failed(&write_error(&unsent)));
     }
 
     #[test]
-    fn anything_after_sending_is_indeterminate() {
+    fn anything_that_may_have_been_proposed_is_indeterminate() {
+        // The same codes, marked as possibly applied (a discarded entry, a lost forward).
         assert!(is_indeterminate(&write_error(&remote(
             ErrorCode::NoLeader,
-            "this manager is not the leader; no leader is known right now"
+            Applied::Unknown
         ))));
         assert!(is_indeterminate(&write_error(&remote(
             ErrorCode::Unavailable,
-            "the node at x did not answer"
+            Applied::Unknown
         ))));
         assert!(is_indeterminate(&write_error(&remote(
             ErrorCode::Internal,
-            "oops"
+            Applied::Unknown
         ))));
-        assert!(is_indeterminate(&write_error(&ClientError::Closed)));
+        // A code that is usually a refusal still counts as unknown when the agent says so.
+        assert!(is_indeterminate(&write_error(&remote(
+            ErrorCode::BadRequest,
+            Applied::Unknown
+        ))));
+        let closed = ClientError::Call(CallError::Closed {
+            peer: "agent".into(),
+        });
+        assert!(is_indeterminate(&write_error(&closed)));
         assert!(is_indeterminate(&timed_out(
             std::time::Duration::from_secs(2)
         )));
@@ -188,8 +172,9 @@ mod tests {
 
     #[test]
     fn a_refused_compare_is_a_result() {
+        let error = CtlError::compare_failed("k", 3, 4);
         assert_eq!(
-            write_error(&remote(ErrorCode::CompareFailed, "expected revision 3")),
+            write_error(&ClientError::Remote(error)),
             Outcome::Ok(OpResult::Mismatch)
         );
     }
@@ -198,8 +183,11 @@ mod tests {
     fn reads_refused_by_the_agent_failed() {
         assert!(is_failed(&read_error(&remote(
             ErrorCode::Unavailable,
-            "no quorum"
+            Applied::Unknown
         ))));
-        assert!(is_indeterminate(&read_error(&ClientError::Closed)));
+        let closed = ClientError::Call(CallError::Closed {
+            peer: "agent".into(),
+        });
+        assert!(is_indeterminate(&read_error(&closed)));
     }
 }

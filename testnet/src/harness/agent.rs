@@ -207,7 +207,7 @@ impl AgentProcess {
                 });
             }
             let attempt = async {
-                let mut client = Client::connect(self.socket_path()).await?;
+                let client = Client::connect(self.socket_path()).await?;
                 client.status().await
             };
             let last = match tokio::time::timeout_at(deadline, attempt).await {
@@ -231,7 +231,7 @@ impl AgentProcess {
     pub async fn wait_leader(&self, timeout: Duration) -> Result<StatusInfo, HarnessError> {
         let socket = self.socket_path();
         poll_until(timeout, "the node to be leader", async || {
-            let mut client = Client::connect(&socket).await.map_err(|e| e.to_string())?;
+            let client = Client::connect(&socket).await.map_err(|e| e.to_string())?;
             let status = client.status().await.map_err(|e| e.to_string())?;
             match &status.cluster {
                 Some(cluster)

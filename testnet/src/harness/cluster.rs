@@ -252,7 +252,7 @@ impl Cluster {
 
     /// Node `index`'s `status`, in one call.
     pub async fn status(&self, index: usize) -> Result<StatusInfo, HarnessError> {
-        let mut client = self.client(index).await?;
+        let client = self.client(index).await?;
         Ok(client.status().await?)
     }
 
@@ -437,7 +437,7 @@ impl Cluster {
     async fn status_once(&self, index: usize) -> Result<StatusInfo, String> {
         let name = self.name(index);
         let call = async {
-            let mut client = self.client(index).await.map_err(|e| e.to_string())?;
+            let client = self.client(index).await.map_err(|e| e.to_string())?;
             client.status().await.map_err(|e| e.to_string())
         };
         match tokio::time::timeout(self.options.attempt_timeout, call).await {
@@ -539,7 +539,7 @@ impl Cluster {
             self.options.timeout,
             &format!("{name}'s replica to hold every acknowledged write"),
             async || {
-                let mut client = self.client(index).await.map_err(|e| e.to_string())?;
+                let client = self.client(index).await.map_err(|e| e.to_string())?;
                 let listing = client
                     .kv_list("", ReadConsistency::Stale)
                     .await
@@ -700,7 +700,7 @@ async fn put_once(
     attempt_timeout: Duration,
 ) -> Result<Result<u64, ClientError>, String> {
     let call = async {
-        let mut client = Client::connect(socket).await?;
+        let client = Client::connect(socket).await?;
         client.kv_put(key, value, None).await
     };
     match tokio::time::timeout(attempt_timeout, call).await {

@@ -2,6 +2,7 @@
 
 use symphony_ctl::ClientError;
 use symphony_ctl::proto::ErrorCode;
+use symphony_wire::CallError;
 
 /// True for failures a restarting or electing node produces and that go away by themselves:
 /// no leader yet, the node is busy, or the control socket is not (yet) there.
@@ -10,7 +11,7 @@ pub fn is_retryable(error: &ClientError) -> bool {
         ClientError::Remote(error) => {
             matches!(error.code, ErrorCode::NoLeader | ErrorCode::Unavailable)
         }
-        ClientError::Connect { .. } | ClientError::Io(_) | ClientError::Closed => true,
+        ClientError::Connect { .. } | ClientError::Call(CallError::Closed { .. }) => true,
         _ => false,
     }
 }

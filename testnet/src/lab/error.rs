@@ -80,7 +80,7 @@ pub enum LabError {
     Control {
         node: String,
         what: String,
-        cause: ClientError,
+        cause: Box<ClientError>,
     },
 
     #[error(transparent)]

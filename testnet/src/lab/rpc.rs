@@ -65,6 +65,6 @@ where
     outcome.map_err(|cause| LabError::Control {
         node: name.to_string(),
         what: what.to_string(),
-        cause,
+        cause: Box::new(cause),
     })
 }

@@ -7,13 +7,13 @@
 //! `node promote` overrides this; a manager an operator demoted is never promoted back here.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
+use symphony_consensus::Consensus;
 use symphony_ctl::proto::CtlError;
 use tokio_util::sync::CancellationToken;
 
-use super::{Node, consensus_error};
+use crate::errors::consensus_error;
 
 /// How often the leader looks for learners to promote.
 const INTERVAL: Duration = Duration::from_millis(300);
@@ -22,19 +22,15 @@ const CATCH_UP_SLACK: u64 = 100;
 /// ... and must have answered recently.
 const ALIVE_WITHIN: Duration = Duration::from_secs(3);
 
-/// Runs until `shutdown`; does something only while this node leads.
-pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
-    tokio::select! {
-        () = shutdown.cancelled() => return,
-        () = node.raft_started() => {}
-    }
+/// Runs while this node leads (until `stop`).
+pub async fn run(consensus: Consensus, stop: CancellationToken) {
     let mut ticks = tokio::time::interval(INTERVAL);
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        if let Err(error) = node.promote_caught_up_learners().await {
+        if let Err(error) = promote_caught_up_learners(&consensus).await {
             tracing::debug!(%error, "promoting learners failed; will retry");
         }
     }
@@ -52,49 +48,44 @@ pub fn promotions(voters: usize, candidates: usize) -> usize {
     }
 }
 
-impl Node {
-    async fn promote_caught_up_learners(&self) -> Result<(), CtlError> {
-        let Some(consensus) = self.consensus() else {
-            return Ok(());
-        };
-        let view = consensus.membership();
-        if view.leader != Some(consensus.raft_node_id()) || view.learners.is_empty() {
-            return Ok(());
-        }
-        let demoted: BTreeSet<u64> = consensus.read_stale(|state| {
-            state
-                .nodes
-                .values()
-                .filter(|node| node.demoted)
-                .filter_map(|node| node.raft_node_id)
-                .collect()
-        });
-        let progress = consensus.progress();
-        let last = view.last_log_index.unwrap_or(0);
-        let caught_up: Vec<u64> = view
-            .learners
-            .iter()
-            .copied()
-            .filter(|id| !demoted.contains(id))
-            .filter(|id| {
-                progress.get(id).is_some_and(|p| {
-                    p.matched_index.unwrap_or(0) + CATCH_UP_SLACK >= last
-                        && p.last_ack.is_some_and(|ago| ago < ALIVE_WITHIN)
-                })
-            })
-            .collect();
-        let count = promotions(view.voters.len(), caught_up.len());
-        if count == 0 {
-            return Ok(());
-        }
-        let promote: BTreeSet<u64> = caught_up.into_iter().take(count).collect();
-        tracing::info!(
-            ?promote,
-            voters = view.voters.len(),
-            "promoting caught-up learners to voters"
-        );
-        consensus.promote(promote).await.map_err(consensus_error)
+async fn promote_caught_up_learners(consensus: &Consensus) -> Result<(), CtlError> {
+    let view = consensus.membership();
+    if view.leader != Some(consensus.raft_node_id()) || view.learners.is_empty() {
+        return Ok(());
     }
+    let demoted: BTreeSet<u64> = consensus.read_stale(|state| {
+        state
+            .nodes
+            .values()
+            .filter(|node| node.demoted)
+            .filter_map(|node| node.raft_node_id)
+            .collect()
+    });
+    let progress = consensus.progress();
+    let last = view.last_log_index.unwrap_or(0);
+    let caught_up: Vec<u64> = view
+        .learners
+        .iter()
+        .copied()
+        .filter(|id| !demoted.contains(id))
+        .filter(|id| {
+            progress.get(id).is_some_and(|p| {
+                p.matched_index.unwrap_or(0) + CATCH_UP_SLACK >= last
+                    && p.last_ack.is_some_and(|ago| ago < ALIVE_WITHIN)
+            })
+        })
+        .collect();
+    let count = promotions(view.voters.len(), caught_up.len());
+    if count == 0 {
+        return Ok(());
+    }
+    let promote: BTreeSet<u64> = caught_up.into_iter().take(count).collect();
+    tracing::info!(
+        ?promote,
+        voters = view.voters.len(),
+        "promoting caught-up learners to voters"
+    );
+    consensus.promote(promote).await.map_err(consensus_error)
 }
 
 #[cfg(test)]

@@ -16,14 +16,14 @@
 //! since a leader cut off from the fleet sees exactly that.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
-use symphony_consensus::{Command, NodeStatus};
+use symphony_consensus::{Command, NodeCommand, NodeStatus};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Node;
+use super::leader::LeaderHandles;
+use super::propose::propose;
 
 /// How often the leader compares gossip with the node records.
 const TICK: Duration = Duration::from_millis(250);
@@ -35,21 +35,17 @@ const MIN_WARM_UP: Duration = Duration::from_secs(5);
 const WHOLESALE_MIN_NODES: usize = 4;
 const WHOLESALE_HOLD: Duration = Duration::from_secs(30);
 
-/// Runs until `shutdown`; decides only while this node leads.
-pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
-    let mut reconciler = Reconciler::new(node.liveness_grace);
-    tokio::select! {
-        () = shutdown.cancelled() => return,
-        () = node.raft_started() => {}
-    }
+/// Runs while this node leads (until `stop`); a new term starts with a new reconciler.
+pub async fn run(handles: LeaderHandles, stop: CancellationToken) {
+    let mut reconciler = Reconciler::new(handles.liveness_grace);
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        node.reconcile_liveness(&mut reconciler).await;
+        reconcile(&handles, &mut reconciler).await;
     }
 }
 
@@ -150,52 +146,43 @@ impl Reconciler {
     }
 }
 
-impl Node {
-    async fn reconcile_liveness(&self, reconciler: &mut Reconciler) {
-        // Only a leader records liveness; a node without a Raft node leads nothing.
-        let leading = self.consensus().is_some_and(|consensus| {
-            consensus.membership().leader == Some(consensus.raft_node_id())
+/// One pass: feeds the reconciler the records and the gossip view, and proposes its decisions.
+async fn reconcile(handles: &LeaderHandles, reconciler: &mut Reconciler) {
+    let Some(running) = handles.gossip.running() else {
+        reconciler.step_down();
+        return;
+    };
+    let Ok(members) = running.gossip.members().await else {
+        return;
+    };
+    let alive: BTreeSet<u64> = members.iter().map(|member| member.node_id).collect();
+    let records: Vec<Observed> = handles.consensus.read_stale(|state| {
+        state
+            .nodes
+            .values()
+            .map(|record| Observed {
+                node_id: record.node_id,
+                status: record.status,
+            })
+            .collect()
+    });
+    let changes = reconciler.decide(
+        Instant::now(),
+        running.started,
+        handles.node_id,
+        &records,
+        &alive,
+    );
+    for (node_id, status) in changes {
+        let command = Command::Node(NodeCommand::SetStatus {
+            node_id,
+            status,
+            at_ms: crate::now_ms(),
         });
-        if !leading {
-            reconciler.step_down();
-            return;
-        }
-        let Some((gossip, gossip_started)) = self.gossip().await else {
-            reconciler.step_down();
-            return;
-        };
-        let Ok(members) = gossip.members().await else {
-            return;
-        };
-        let alive: BTreeSet<u64> = members.iter().map(|member| member.node_id).collect();
-        let records: Vec<Observed> = self.read_stale(|state| {
-            state
-                .nodes
-                .values()
-                .map(|record| Observed {
-                    node_id: record.node_id,
-                    status: record.status,
-                })
-                .collect()
-        });
-        let changes = reconciler.decide(
-            Instant::now(),
-            gossip_started,
-            self.node_id(),
-            &records,
-            &alive,
-        );
-        for (node_id, status) in changes {
-            let command = Command::SetNodeStatus {
-                node_id,
-                status,
-                at_ms: crate::now_ms(),
-            };
-            match self.propose(command).await {
-                Ok(_) => tracing::info!(node_id, status = status.as_str(), "node status changed"),
-                Err(error) => {
-                    tracing::debug!(node_id, %error, "recording a node status failed; will retry")
-                }
+        match propose(&handles.consensus, command).await {
+            Ok(_) => tracing::info!(node_id, status = status.as_str(), "node status changed"),
+            Err(error) => {
+                tracing::debug!(node_id, %error, "recording a node status failed; will retry")
             }
         }
     }

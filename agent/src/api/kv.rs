@@ -1,0 +1,120 @@
+//! The key-value store: put, get, list and delete, with compare-and-set on revisions.
+
+use symphony_consensus::{Command, CommandResult, Consensus, KvCommand, KvRecord};
+use symphony_ctl::proto::{
+    CtlError, KvDeleteResult, KvEntry, KvListing, KvWriteResult, ReadConsistency, Response,
+};
+
+use crate::errors::{bad_request, unexpected_result};
+use crate::manager::propose::{propose, read};
+
+/// The largest KV value: every value is a Raft log entry, replicated and kept in memory, and an
+/// entry must fit a Raft frame with room to spare (etcd's default limit is 1.5 MiB).
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// The largest KV key.
+pub const MAX_KEY_BYTES: usize = 4096;
+
+pub async fn put(
+    consensus: &Consensus,
+    key: String,
+    value: Vec<u8>,
+    if_revision: Option<u64>,
+) -> Result<Response, CtlError> {
+    check_sizes(&key, &value)?;
+    let command = Command::Kv(KvCommand::Put {
+        key,
+        value,
+        if_revision,
+    });
+    match propose(consensus, command).await? {
+        CommandResult::KvPut { revision } => Ok(Response::KvPut(KvWriteResult { revision })),
+        other => Err(unexpected_result(other)),
+    }
+}
+
+pub async fn get(
+    consensus: &Consensus,
+    key: String,
+    consistency: ReadConsistency,
+) -> Result<Response, CtlError> {
+    let record = read(consensus, consistency, |state| state.kv.get(&key).cloned()).await?;
+    Ok(Response::KvGet(record.map(|record| entry(key, record))))
+}
+
+pub async fn list(
+    consensus: &Consensus,
+    prefix: String,
+    consistency: ReadConsistency,
+) -> Result<Response, CtlError> {
+    let listing = read(consensus, consistency, |state| KvListing {
+        entries: state
+            .kv
+            .list(&prefix)
+            .map(|(key, record)| entry(key.clone(), record.clone()))
+            .collect(),
+        revision: state.kv.revision(),
+    })
+    .await?;
+    Ok(Response::KvList(listing))
+}
+
+pub async fn delete(
+    consensus: &Consensus,
+    key: String,
+    if_revision: Option<u64>,
+) -> Result<Response, CtlError> {
+    match propose(
+        consensus,
+        Command::Kv(KvCommand::Delete { key, if_revision }),
+    )
+    .await?
+    {
+        CommandResult::KvDelete { deleted, revision } => {
+            Ok(Response::KvDelete(KvDeleteResult { deleted, revision }))
+        }
+        other => Err(unexpected_result(other)),
+    }
+}
+
+fn entry(key: String, record: KvRecord) -> KvEntry {
+    KvEntry {
+        key,
+        value: record.value,
+        create_revision: record.create_revision,
+        mod_revision: record.mod_revision,
+        version: record.version,
+    }
+}
+
+/// Refuses keys and values too large to replicate comfortably.
+fn check_sizes(key: &str, value: &[u8]) -> Result<(), CtlError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(bad_request(format!(
+            "a key must have 1 to {MAX_KEY_BYTES} bytes; this one has {}",
+            key.len()
+        )));
+    }
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(bad_request(format!(
+            "a value may have at most {MAX_VALUE_BYTES} bytes; this one has {} (store large data elsewhere and put a reference here)",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use symphony_ctl::proto::ErrorCode;
+
+    use super::*;
+
+    #[test]
+    fn sizes_are_checked_before_anything_is_proposed() {
+        assert!(check_sizes("k", &[0; MAX_VALUE_BYTES]).is_ok());
+        let error = check_sizes("", b"v").unwrap_err();
+        assert_eq!(error.code, ErrorCode::BadRequest);
+        assert!(check_sizes(&"k".repeat(MAX_KEY_BYTES + 1), b"v").is_err());
+        assert!(check_sizes("k", &vec![0; MAX_VALUE_BYTES + 1]).is_err());
+    }
+}

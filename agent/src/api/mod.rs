@@ -1,0 +1,125 @@
+//! Control requests: where each is answered, and one handler file per resource.
+//!
+//! - this file: [`handle`], which routes a request by its declared [`Route`] (see
+//!   `symphony_ctl::proto::Request::spec`) and hands it to its resource's handler;
+//! - [`status`]: `status` on a manager or a worker;
+//! - [`membership`]: `init`, `join`, `leave`, `recover` (carried out by the node's supervisor)
+//!   and `snapshot save`;
+//! - [`kv`]: the key-value store;
+//! - [`tokens`]: join tokens;
+//! - [`nodes`]: `node ls`, `inspect`, `update`, `promote`, `demote`, `rm`.
+//!
+//! Adding a request: its type and route in the protocol, its handler in its resource's file and
+//! one line in [`handle`], and its call in the client and the CLI.
+
+pub mod kv;
+pub mod membership;
+pub mod nodes;
+pub mod status;
+pub mod tokens;
+
+use symphony_consensus::Consensus;
+use symphony_ctl::proto::{CtlError, ErrorCode, Request, Response, Route};
+
+use crate::context::Context;
+use crate::errors::not_initialised;
+use crate::remote::forward::{forward_control, leader_elsewhere};
+
+/// Answers one control request. `forwarded` is set when another manager passed it on: it is
+/// answered here (as leader) or refused, never passed on again.
+pub async fn handle(
+    ctx: &Context,
+    request: Request,
+    forwarded: bool,
+) -> Result<Response, CtlError> {
+    let spec = request.spec();
+    match spec.route {
+        Route::Local | Route::Membership => {}
+        Route::Manager | Route::Leader if ctx.node.is_worker() => {
+            return Err(not_manager(ctx, spec.name));
+        }
+        Route::Manager => {}
+        Route::Leader if forwarded => {}
+        Route::Leader => {
+            let cluster = ctx.node.state().cluster().ok_or_else(not_initialised)?;
+            if let Some(leader_addr) = leader_elsewhere(&ctx.node).await? {
+                return forward_control(&ctx.remote, &leader_addr, cluster.manager_secret, request)
+                    .await;
+            }
+        }
+    }
+    match request {
+        Request::Status => Ok(Response::Status(Box::new(status::status(ctx).await))),
+        Request::Init { peers, join_addr } => {
+            ctx.node.init(peers, join_addr).await.map(Response::Init)
+        }
+        Request::Join { token, addr } => ctx.node.join(token, addr).await.map(Response::Join),
+        Request::Leave => ctx.node.leave().await.map(Response::Done),
+        Request::RecoverForceNewCluster => ctx.node.recover().await.map(Response::Done),
+        Request::SnapshotSave { path } => membership::snapshot_save(&consensus(ctx)?, &path).await,
+        Request::KvPut {
+            key,
+            value,
+            if_revision,
+        } => kv::put(&consensus(ctx)?, key, value, if_revision).await,
+        Request::KvGet { key, consistency } => kv::get(&consensus(ctx)?, key, consistency).await,
+        Request::KvList {
+            prefix,
+            consistency,
+        } => kv::list(&consensus(ctx)?, prefix, consistency).await,
+        Request::KvDelete { key, if_revision } => {
+            kv::delete(&consensus(ctx)?, key, if_revision).await
+        }
+        Request::TokenShow { role } => tokens::show(&consensus(ctx)?, role).await,
+        Request::TokenRotate { role } => tokens::rotate(&consensus(ctx)?, role).await,
+        Request::NodeList { consistency } => nodes::list(&consensus(ctx)?, consistency).await,
+        Request::NodeInspect {
+            node_id,
+            consistency,
+        } => nodes::inspect(&consensus(ctx)?, node_id, consistency).await,
+        Request::NodeUpdate {
+            node_id,
+            availability,
+            label_add,
+            label_rm,
+        } => nodes::update(&consensus(ctx)?, node_id, availability, label_add, label_rm).await,
+        Request::NodePromote { node_id } => nodes::promote(&consensus(ctx)?, node_id).await,
+        Request::NodeDemote { node_id } => nodes::demote(&consensus(ctx)?, node_id).await,
+        Request::NodeRemove { node_id, force } => {
+            nodes::remove(&consensus(ctx)?, node_id, force).await
+        }
+    }
+}
+
+/// The Raft node of a manager in a cluster.
+fn consensus(ctx: &Context) -> Result<Consensus, CtlError> {
+    let state = ctx.node.state();
+    state.cluster().ok_or_else(not_initialised)?;
+    state.consensus.ok_or_else(not_initialised)
+}
+
+/// A manager's request on a worker: refused, naming the managers to ask instead.
+fn not_manager(ctx: &Context, what: &str) -> CtlError {
+    let managers: Vec<String> = ctx
+        .node
+        .worker()
+        .map(|worker| {
+            worker
+                .managers
+                .into_iter()
+                .map(|manager| manager.remote_addr)
+                .collect()
+        })
+        .unwrap_or_default();
+    CtlError::new(
+        ErrorCode::NotManager,
+        format!(
+            "`{what}` needs a manager, and this node is a worker; run it on a manager's control socket (managers: {})",
+            if managers.is_empty() {
+                "see `symphony-ctl status`".to_string()
+            } else {
+                managers.join(", ")
+            }
+        ),
+    )
+}

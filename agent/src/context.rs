@@ -1,0 +1,18 @@
+//! [`Context`]: the handles request handlers draw on. Each part is owned by one task and only
+//! read (or asked) through its handle here: the node's role by its supervisor, the gossip driver
+//! by its keeper, a worker's session by its loop; the connection pool is shared by design.
+
+use std::sync::Arc;
+
+use crate::gossip::GossipWatch;
+use crate::node::NodeHandle;
+use crate::remote::RemotePool;
+use crate::worker::session::SessionHandle;
+
+#[derive(Clone)]
+pub struct Context {
+    pub node: NodeHandle,
+    pub gossip: GossipWatch,
+    pub session: SessionHandle,
+    pub remote: Arc<RemotePool>,
+}

@@ -1,0 +1,101 @@
+//! The control socket: a Unix socket in the config dir (mode 0600, in a directory of mode 0700)
+//! that speaks the control protocol of `symphony_ctl::proto` to `symphony-ctl`, testnet and
+//! scripts. The accept loop, the hello and the serving of pipelined requests are the wire
+//! crate's; each request goes to [`crate::api::handle`].
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use symphony_ctl::proto::Ctl;
+use symphony_wire::{Caller, Limits, LocalHello, Protocol, Reply, ServerConfig, Transport};
+use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+
+/// At most this many control connections are open at once; more are closed on arrival, so a
+/// flood of idle connections cannot exhaust the agent's file descriptors.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// A client must say hello this soon after connecting.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests of one connection being handled at once; past that the connection is not read.
+const MAX_IN_FLIGHT: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error(
+        "another agent is already serving the control socket {0}; stop it or use another --config-dir"
+    )]
+    InUse(PathBuf),
+    #[error("cannot remove the stale control socket {path}: {source}")]
+    RemoveStale {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create the control socket {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Binds the control socket at `path` with mode 0600. A socket file left by an agent that died
+/// is replaced; one that a live agent still answers on is not.
+pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(BindError::InUse(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(|source| BindError::RemoveStale {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    let bind_error = |source| BindError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    let listener = UnixListener::bind(path).map_err(bind_error)?;
+    // The config dir is already 0700; this keeps the socket private even if it is not.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
+    Ok(listener)
+}
+
+/// Serves the control socket until `shutdown`.
+pub async fn serve(listener: UnixListener, ctx: Context, shutdown: CancellationToken) {
+    let hello_node = ctx.node.clone();
+    let config = ServerConfig {
+        protocol: Ctl::ID,
+        transport: Transport::plain(),
+        limits: Limits {
+            max_connections: MAX_CONNECTIONS,
+            max_per_peer: MAX_CONNECTIONS,
+            handshake_timeout: HELLO_TIMEOUT,
+        },
+        local: Arc::new(move || LocalHello {
+            node_id: hello_node.node_id(),
+            agent_version: crate::VERSION.to_string(),
+        }),
+    };
+    symphony_wire::listen::serve(listener, config, shutdown, move |connection| {
+        let ctx = ctx.clone();
+        symphony_wire::serve::serve::<Ctl, _, _>(
+            connection,
+            MAX_IN_FLIGHT,
+            move |_caller: Arc<Caller>, request| {
+                let ctx = ctx.clone();
+                async move {
+                    let name = request.name();
+                    let result = crate::api::handle(&ctx, request, false).await;
+                    if let Err(error) = &result {
+                        tracing::debug!(request = name, code = %error.code, %error, "control request failed");
+                    }
+                    Reply::One(result)
+                }
+            },
+        )
+    })
+    .await;
+}

@@ -1,0 +1,170 @@
+//! On the leader: admitting a node that asks to join — a manager with the manager token (or
+//! named by `init --peers`), a worker with the worker token. The token decides the role; a
+//! wrong or rotated one is refused and nothing is written. The record is written by one
+//! [`NodeCommand::Join`], merged in the log into whatever record the node had.
+
+use symphony_consensus::{
+    Command, Consensus, ManagerNode, NodeCommand, NodeJoin, NodeRole, NodeStatus, Resources,
+};
+use symphony_ctl::proto::{CtlError, ErrorCode, Role};
+
+use super::propose::{propose, require_cluster};
+use crate::errors::{bad_request, consensus_error};
+use crate::remote::proto::{JoinReply, JoinRequest, ManagerContact};
+use crate::tokens::{self, constant_time_eq};
+
+/// Admits `join` on the leader.
+pub async fn admit(consensus: &Consensus, join: JoinRequest) -> Result<JoinReply, CtlError> {
+    let cluster = require_cluster(consensus)?;
+    if let Some(theirs) = &join.cluster_id
+        && theirs != &cluster.cluster_id
+    {
+        return Err(CtlError::new(
+            ErrorCode::WrongCluster,
+            format!(
+                "node {} belongs to cluster {theirs}, not {}; a node joins only one cluster (use a fresh --config-dir)",
+                join.node_id, cluster.cluster_id
+            ),
+        ));
+    }
+    let member = consensus
+        .membership()
+        .nodes
+        .contains_key(&join.raft_node_id);
+    let role = match join.token.as_deref() {
+        Some(token) if constant_time_eq(token.as_bytes(), cluster.manager_token.as_bytes()) => {
+            Role::Manager
+        }
+        Some(token) if constant_time_eq(token.as_bytes(), cluster.worker_token.as_bytes()) => {
+            Role::Worker
+        }
+        Some(token) => {
+            let role = if tokens::is_worker_token(token) {
+                "worker"
+            } else {
+                "manager"
+            };
+            return Err(CtlError::new(
+                ErrorCode::InvalidToken,
+                format!(
+                    "the join token is not valid for cluster {} (it may have been rotated); get a current one with `symphony-ctl token show {role}` on a manager",
+                    cluster.cluster_id
+                ),
+            ));
+        }
+        // Named by `init --peers`, or re-registering: already in the Raft group.
+        None if member => Role::Manager,
+        None => {
+            return Err(CtlError::new(
+                ErrorCode::InvalidToken,
+                "a join token is required: this node was not named by `init --peers`",
+            ));
+        }
+    };
+    let node_id = join.node_id;
+    let (node, node_secret) = match role {
+        Role::Worker => {
+            let secret = tokens::secret();
+            (worker_join(join, secret.clone()), Some(secret))
+        }
+        Role::Manager => {
+            // Refuse a clone before it is added to the Raft group; the log checks again.
+            if let Some(reason) = manager_clash(consensus, &join) {
+                return Err(bad_request(reason));
+            }
+            if !member {
+                let node = ManagerNode {
+                    raft_addr: join.raft_addr.clone(),
+                    remote_addr: join.remote_addr.clone(),
+                };
+                consensus
+                    .add_learner(join.raft_node_id, node)
+                    .await
+                    .map_err(consensus_error)?;
+            }
+            (manager_join(join), None)
+        }
+    };
+    let command = Command::Node(NodeCommand::Join {
+        node,
+        at_ms: crate::now_ms(),
+    });
+    propose(consensus, command).await?;
+    tracing::info!(node_id, %role, "admitted a node");
+    Ok(JoinReply {
+        cluster_id: cluster.cluster_id,
+        role,
+        leader_raft_id: Some(consensus.raft_node_id()),
+        node_secret,
+        managers: manager_contacts(consensus),
+    })
+}
+
+/// Why a manager join may not take its node id (see [`NodeCommand::Join`]).
+fn manager_clash(consensus: &Consensus, join: &JoinRequest) -> Option<String> {
+    consensus.read_stale(|state| {
+        let existing = state.nodes.get(&join.node_id)?;
+        // A manager that left comes back under a new Raft id; any other change is a clone.
+        (existing.raft_node_id != Some(join.raft_node_id) && existing.status != NodeStatus::Left)
+            .then(|| {
+                format!(
+                    "node id {} is already taken by another node; copying a config dir clones its identity",
+                    join.node_id
+                )
+            })
+    })
+}
+
+fn manager_join(join: JoinRequest) -> NodeJoin {
+    NodeJoin {
+        node_id: join.node_id,
+        raft_node_id: Some(join.raft_node_id),
+        role: NodeRole::Manager,
+        hostname: join.hostname,
+        remote_addr: join.remote_addr,
+        raft_addr: Some(join.raft_addr),
+        gossip_addr: join.gossip_addr,
+        resources: Resources {
+            cpus: join.cpus,
+            memory_bytes: join.memory_bytes,
+        },
+        agent_version: join.agent_version,
+        labels: join.labels,
+        node_secret: None,
+    }
+}
+
+fn worker_join(join: JoinRequest, secret: String) -> NodeJoin {
+    NodeJoin {
+        node_id: join.node_id,
+        raft_node_id: None,
+        role: NodeRole::Worker,
+        hostname: join.hostname,
+        remote_addr: join.remote_addr,
+        raft_addr: None,
+        gossip_addr: join.gossip_addr,
+        resources: Resources {
+            cpus: join.cpus,
+            memory_bytes: join.memory_bytes,
+        },
+        agent_version: join.agent_version,
+        labels: join.labels,
+        node_secret: Some(secret),
+    }
+}
+
+/// The managers of the cluster, as workers should know them.
+pub fn manager_contacts(consensus: &Consensus) -> Vec<ManagerContact> {
+    consensus.read_stale(|state| {
+        state
+            .nodes
+            .values()
+            .filter(|record| record.role == NodeRole::Manager && record.status != NodeStatus::Left)
+            .map(|record| ManagerContact {
+                node_id: record.node_id,
+                remote_addr: record.remote_addr.clone(),
+                gossip_addr: record.gossip_addr.clone(),
+            })
+            .collect()
+    })
+}

@@ -1,0 +1,90 @@
+//! The leader's loops, started when this node becomes leader and stopped when it stops being
+//! one (or its Raft node is replaced): one supervisor, so that no loop has to ask on every tick
+//! whether it leads, and each gets only the handles it needs.
+//!
+//! A loop's memory lives as long as its term: a new term starts every loop afresh (the
+//! liveness reconciler's warm-up is what keeps a new leader from marking the fleet down).
+
+use std::time::Duration;
+
+use symphony_consensus::Consensus;
+use tokio_util::sync::CancellationToken;
+
+use crate::gossip::GossipWatch;
+use crate::node::NodeHandle;
+
+/// What the leader's loops are given.
+#[derive(Clone)]
+pub struct LeaderHandles {
+    pub consensus: Consensus,
+    pub gossip: GossipWatch,
+    /// This node's id in the cluster.
+    pub node_id: u64,
+    pub liveness_grace: Duration,
+}
+
+/// Runs until `shutdown`: starts the leader's loops while this node leads.
+pub async fn run(mut node: NodeHandle, gossip: GossipWatch, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = node.raft_started() => {}
+        }
+        let Some(consensus) = node.consensus() else {
+            continue;
+        };
+        let handles = LeaderHandles {
+            consensus: consensus.clone(),
+            gossip: gossip.clone(),
+            node_id: node.node_id(),
+            liveness_grace: node.config().settings.liveness_grace,
+        };
+        supervise(&mut node, handles, &shutdown).await;
+        if shutdown.is_cancelled() {
+            return;
+        }
+    }
+}
+
+/// Follows one Raft node's leadership until it is replaced (a leave, a recovery) or stops.
+async fn supervise(node: &mut NodeHandle, handles: LeaderHandles, shutdown: &CancellationToken) {
+    let mut leadership = handles.consensus.leadership();
+    let mut term: Option<CancellationToken> = None;
+    loop {
+        match (leadership.leads(), &term) {
+            (true, None) => {
+                tracing::debug!("leading: starting the leader's loops");
+                term = Some(start(&handles, shutdown.child_token()));
+            }
+            (false, Some(loops)) => {
+                tracing::debug!("no longer leading: stopping the leader's loops");
+                loops.cancel();
+                term = None;
+            }
+            _ => {}
+        }
+        let replaced = tokio::select! {
+            () = shutdown.cancelled() => true,
+            alive = leadership.changed() => !alive,
+            () = node.changed() => !node
+                .consensus()
+                .is_some_and(|current| current.same_node(&handles.consensus)),
+        };
+        if replaced {
+            if let Some(loops) = term {
+                loops.cancel();
+            }
+            return;
+        }
+    }
+}
+
+/// Starts every leader loop under `stop`.
+fn start(handles: &LeaderHandles, stop: CancellationToken) -> CancellationToken {
+    tokio::spawn(super::promoter::run(
+        handles.consensus.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(super::liveness::run(handles.clone(), stop.clone()));
+    stop
+}

@@ -1,0 +1,19 @@
+//! What only managers do.
+//!
+//! - [`propose`]: proposing commands and reading the state, with the errors operators see;
+//! - [`admission`]: on the leader, admitting a node that joins (manager or worker);
+//! - [`membership`]: on the leader, changing the manager group (promote, demote, remove, a
+//!   manager that leaves);
+//! - [`sessions`]: workers' sessions (any manager) and leave notices (the leader);
+//! - [`leader`]: the supervisor of the leader's loops, which start when this node becomes
+//!   leader and stop when it no longer is:
+//!   - [`promoter`]: learners that caught up become voters, keeping the count odd;
+//!   - [`liveness`]: what gossip says about nodes, turned into node status.
+
+pub mod admission;
+pub mod leader;
+pub mod liveness;
+pub mod membership;
+pub mod promoter;
+pub mod propose;
+pub mod sessions;

@@ -1,0 +1,275 @@
+//! Becoming a manager: `init` (a one-voter cluster), `init --peers` (this node and the named
+//! peers are the first voters; the peers then register with `init --join-addr`, no token), and
+//! `join --token` with a manager token through any manager (the leader checks the token, adds
+//! the node as a Raft learner, and its promoter makes it a voter once it has caught up).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use symphony_consensus::network::client::strip_scheme;
+use symphony_consensus::network::{PeerIdentity, identify};
+use symphony_consensus::{
+    Availability, ClusterInfo, Command, ManagerNode, NodeRecord, NodeRole, NodeStatus, Resources,
+};
+use symphony_ctl::proto::{CtlError, ErrorCode, InitInfo, JoinInfo};
+
+use super::supervisor::Owner;
+use crate::errors::{already_in, consensus_error, internal};
+use crate::manager::propose::propose;
+use crate::remote::proto::{JoinReply, JoinRequest, RemoteReply, RemoteRequest};
+use crate::tokens;
+
+/// How long a new cluster may take to elect its first leader.
+const ELECTION_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a joining node waits for the cluster state to reach it.
+const JOIN_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a join may take, through every hop to the leader.
+pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `init`, `init --peers` or `init --join-addr`.
+pub async fn init(
+    owner: &mut Owner,
+    peers: Vec<String>,
+    join_addr: Option<String>,
+) -> Result<InitInfo, CtlError> {
+    if let Some(worker) = owner.current().worker {
+        return Err(already_in(&worker.cluster_id));
+    }
+    if let Some(addr) = join_addr {
+        let joined = join(owner, None, &addr).await?;
+        let identity = owner.current().identity;
+        return Ok(InitInfo {
+            cluster_id: joined.cluster_id,
+            node_id: identity.node_id,
+            raft_node_id: identity.raft_node_id,
+        });
+    }
+    if let Some(cluster) = owner.current().cluster() {
+        return Err(already_in(&cluster.cluster_id));
+    }
+    let consensus = owner.start_raft().await?;
+    let identity = owner.current().identity;
+    // A Raft group without cluster info means an earlier `init` stopped between its two
+    // steps: finish the bootstrap instead of refusing.
+    if !consensus.is_initialised().await.map_err(consensus_error)? {
+        let mut members = BTreeMap::from([(identity.raft_node_id, manager_node(owner))]);
+        for peer in &peers {
+            let (raft_id, node) = identify_peer(owner, peer).await?;
+            if members.insert(raft_id, node).is_some() {
+                return Err(CtlError::new(
+                    ErrorCode::BadRequest,
+                    format!("{peer} is named twice, or is this node itself"),
+                ));
+            }
+        }
+        consensus
+            .initialise(members)
+            .await
+            .map_err(consensus_error)?;
+    }
+    consensus.wait_for_leadership(ELECTION_TIMEOUT).await.map_err(|error| {
+        CtlError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "the new cluster did not elect this node in time ({error}); are the peers running?"
+            ),
+        )
+    })?;
+    let now = crate::now_ms();
+    let cluster_id = tokens::cluster_id();
+    let cluster = ClusterInfo {
+        cluster_id: cluster_id.clone(),
+        created_at_ms: now,
+        manager_token: tokens::join_token(&cluster_id, NodeRole::Manager),
+        worker_token: tokens::join_token(&cluster_id, NodeRole::Worker),
+        manager_secret: tokens::manager_secret(),
+    };
+    let node = own_record(owner, now);
+    // Just after its election a leader may still refuse writes for a moment; the bootstrap
+    // is safe to repeat, since a second one is rejected and the first one's id is kept.
+    let deadline = tokio::time::Instant::now() + ELECTION_TIMEOUT;
+    loop {
+        let command = Command::Bootstrap {
+            cluster: cluster.clone(),
+            node: node.clone(),
+        };
+        match propose(&consensus, command).await {
+            Ok(_) => break,
+            Err(error) if error.code == ErrorCode::BadRequest => {
+                let existing = consensus.read_stale(|state| state.cluster.clone());
+                if existing.is_some_and(|existing| existing.cluster_id == cluster_id) {
+                    break;
+                }
+                return Err(CtlError::new(ErrorCode::AlreadyInitialised, error.message));
+            }
+            Err(error)
+                if error.code == ErrorCode::NoLeader && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    tracing::info!(%cluster_id, peers = peers.len(), "initialised a new cluster");
+    owner.membership_changed();
+    Ok(InitInfo {
+        cluster_id,
+        node_id: identity.node_id,
+        raft_node_id: identity.raft_node_id,
+    })
+}
+
+/// Learns a peer's ids from the peer itself, and checks it is free to join.
+async fn identify_peer(owner: &Owner, peer: &str) -> Result<(u64, ManagerNode), CtlError> {
+    let own_raft_id = owner.current().identity.raft_node_id;
+    let transport = owner.config().setup.config.transport.clone();
+    let identity: PeerIdentity = identify(own_raft_id, transport, peer).await.map_err(|error| {
+        CtlError::new(
+            ErrorCode::Unavailable,
+            format!("cannot reach the peer {peer} on its Raft address: {error}; is its agent running with that --listen-raft-addr?"),
+        )
+    })?;
+    if identity.initialised {
+        return Err(CtlError::new(
+            ErrorCode::WrongCluster,
+            format!(
+                "the peer {peer} already belongs to a cluster; only fresh nodes can be named in --peers"
+            ),
+        ));
+    }
+    Ok((
+        identity.raft_node_id,
+        ManagerNode {
+            raft_addr: strip_scheme(peer).to_string(),
+            remote_addr: identity.remote_addr,
+        },
+    ))
+}
+
+/// `join --token` with a manager token (or, without a token, `init --join-addr`): asks the
+/// cluster at `addr` to admit this node, then waits until the cluster state has reached it.
+pub async fn join(
+    owner: &mut Owner,
+    token: Option<String>,
+    addr: &str,
+) -> Result<JoinInfo, CtlError> {
+    if let Some(worker) = owner.current().worker {
+        return Err(already_in(&worker.cluster_id));
+    }
+    let current = owner.current().cluster();
+    // The leader adds this node as a learner and starts replicating at once.
+    let consensus = owner.start_raft().await?;
+    let request = join_request(
+        owner,
+        token,
+        current.as_ref().map(|cluster| cluster.cluster_id.clone()),
+    );
+    let reply = send_join(owner, addr, request).await?;
+    // The leader replicates the state to this node; wait until it holds the cluster.
+    let deadline = tokio::time::Instant::now() + JOIN_CATCH_UP_TIMEOUT;
+    loop {
+        let joined = consensus.read_stale(|state| {
+            state.cluster.as_ref().map(|c| c.cluster_id.clone()) == Some(reply.cluster_id.clone())
+        });
+        if joined {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CtlError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "cluster {} admitted this node, but its state has not reached it within {JOIN_CATCH_UP_TIMEOUT:?}; check that the managers can reach this node's Raft address {}",
+                    reply.cluster_id,
+                    owner.config().advertised.raft_addr
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::info!(cluster_id = %reply.cluster_id, role = %reply.role, "joined the cluster");
+    owner.membership_changed();
+    Ok(JoinInfo {
+        cluster_id: reply.cluster_id,
+        node_id: owner.current().identity.node_id,
+        role: reply.role,
+        leader_raft_id: reply.leader_raft_id,
+    })
+}
+
+/// Sends a join to the node at `addr` (any node of the cluster) and returns its answer.
+pub(crate) async fn send_join(
+    owner: &Owner,
+    addr: &str,
+    request: JoinRequest,
+) -> Result<JoinReply, CtlError> {
+    match owner
+        .ctx
+        .remote
+        .call(addr, RemoteRequest::Join(request), JOIN_TIMEOUT)
+        .await?
+    {
+        RemoteReply::Joined(reply) => Ok(reply),
+        _ => Err(internal(
+            "the cluster answered the join with something else",
+        )),
+    }
+}
+
+/// What this node tells the cluster about itself when it joins.
+pub(crate) fn join_request(
+    owner: &Owner,
+    token: Option<String>,
+    cluster_id: Option<String>,
+) -> JoinRequest {
+    let config = owner.config();
+    let identity = owner.current().identity;
+    JoinRequest {
+        token,
+        node_id: identity.node_id,
+        raft_node_id: identity.raft_node_id,
+        hostname: config.advertised.hostname.clone(),
+        raft_addr: config.advertised.raft_addr.clone(),
+        remote_addr: config.advertised.remote_addr.clone(),
+        agent_version: crate::VERSION.to_string(),
+        cpus: crate::system::cpus(),
+        memory_bytes: crate::system::total_memory_bytes(),
+        cluster_id,
+        gossip_addr: Some(config.advertised.gossip_addr.clone()),
+        labels: config.settings.labels.clone(),
+    }
+}
+
+/// How the other managers reach this one.
+pub(crate) fn manager_node(owner: &Owner) -> ManagerNode {
+    ManagerNode {
+        raft_addr: owner.config().advertised.raft_addr.clone(),
+        remote_addr: owner.config().advertised.remote_addr.clone(),
+    }
+}
+
+/// This node's record as a ready manager (a new cluster's first node, or a recovered one).
+pub(crate) fn own_record(owner: &Owner, now: u64) -> NodeRecord {
+    let config = owner.config();
+    let identity = owner.current().identity;
+    NodeRecord {
+        node_id: identity.node_id,
+        raft_node_id: Some(identity.raft_node_id),
+        role: NodeRole::Manager,
+        hostname: config.advertised.hostname.clone(),
+        remote_addr: config.advertised.remote_addr.clone(),
+        raft_addr: Some(config.advertised.raft_addr.clone()),
+        labels: config.settings.labels.clone(),
+        availability: Availability::Active,
+        status: NodeStatus::Ready,
+        resources: Resources {
+            cpus: crate::system::cpus(),
+            memory_bytes: crate::system::total_memory_bytes(),
+        },
+        agent_version: crate::VERSION.to_string(),
+        joined_at_ms: now,
+        status_changed_at_ms: now,
+        demoted: false,
+        gossip_addr: Some(config.advertised.gossip_addr.clone()),
+        node_secret: None,
+    }
+}

@@ -1,0 +1,269 @@
+//! The role supervisor: the one task that changes what this node is.
+//!
+//! It carries out [`RoleCommand`]s one at a time, so two changes of membership never
+//! interleave, and publishes the [`NodeState`] after each step that others must see (a Raft
+//! node started, a worker's membership saved). The [`Owner`] is what the transitions in
+//! [`super::init`], [`super::leave`] and [`crate::worker`] work through: its methods are the only
+//! code that starts or stops the Raft node, opens or closes the Raft port, or writes
+//! `key.json` and `worker.json`.
+
+use std::sync::Arc;
+
+use symphony_consensus::{Consensus, ConsensusConfig};
+use symphony_ctl::proto::{CtlError, ErrorCode};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::raft_port::RaftPort;
+use super::{NodeConfig, NodeHandle, NodeState, RoleCommand};
+use crate::context::Context;
+use crate::errors::{consensus_error, internal};
+use crate::identity::Identity;
+use crate::worker::state::{ManagerContact, WorkerState};
+
+/// What the supervisor owns, and the only ways to change it.
+pub struct Owner {
+    state: watch::Sender<NodeState>,
+    raft_port: RaftPort,
+    /// The agent's handles (this node's own among them), for the transitions.
+    pub ctx: Context,
+}
+
+impl Owner {
+    pub(crate) fn new(state: watch::Sender<NodeState>, raft_port: RaftPort, ctx: Context) -> Owner {
+        Owner {
+            state,
+            raft_port,
+            ctx,
+        }
+    }
+
+    /// The node as published now.
+    pub fn current(&self) -> NodeState {
+        self.state.borrow().clone()
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        self.ctx.node.config()
+    }
+
+    pub fn node(&self) -> &NodeHandle {
+        &self.ctx.node
+    }
+
+    /// Publishes a change, and tells watchers the membership may have changed.
+    fn publish(&self, change: impl FnOnce(&mut NodeState)) {
+        self.state.send_modify(|state| {
+            change(state);
+            state.generation += 1;
+        });
+    }
+
+    /// Tells watchers to look again (the cluster state reached this node, gossip should
+    /// follow), without changing the handles.
+    pub fn membership_changed(&self) {
+        self.publish(|_| {});
+    }
+
+    /// The consensus configuration for this node's current Raft id.
+    fn consensus_config(&self) -> ConsensusConfig {
+        let mut config = self.config().setup.config.clone();
+        config.raft_node_id = self.current().identity.raft_node_id;
+        config
+    }
+
+    /// The Raft node, started if none runs, serving the Raft port (a manager must).
+    pub async fn start_raft(&mut self) -> Result<Consensus, CtlError> {
+        let consensus = match self.current().consensus {
+            Some(consensus) => consensus,
+            None => {
+                let consensus =
+                    Consensus::start(self.consensus_config(), self.config().setup.local.clone())
+                        .await
+                        .map_err(consensus_error)?;
+                self.publish(|state| state.consensus = Some(consensus.clone()));
+                consensus
+            }
+        };
+        self.open_raft_port().await?;
+        Ok(consensus)
+    }
+
+    /// Serves the Raft port, if it is not served yet.
+    pub async fn open_raft_port(&mut self) -> Result<(), CtlError> {
+        if self.raft_port.is_open() {
+            return Ok(());
+        }
+        self.raft_port.open(self.ctx.node.clone()).await
+    }
+
+    /// Serves the Raft port on a listener bound at start-up.
+    pub fn open_raft_port_with(&mut self, listener: TcpListener) {
+        self.raft_port.open_with(listener, self.ctx.node.clone());
+    }
+
+    /// Frees the Raft port (a worker serves none), ending the connections it served.
+    pub async fn close_raft_port(&mut self) {
+        self.raft_port.close().await;
+    }
+
+    /// Stops the Raft node, if one runs, and forgets it.
+    pub async fn stop_raft(&mut self) {
+        if let Some(consensus) = self.current().consensus {
+            consensus.shutdown().await;
+            self.publish(|state| state.consensus = None);
+        }
+    }
+
+    /// Whether a Raft node runs here and holds a membership: some peer made this node part of
+    /// a Raft group, whether or not the cluster's state has reached it yet.
+    pub async fn raft_has_membership(&self) -> bool {
+        match self.current().consensus {
+            Some(consensus) => consensus.is_initialised().await.unwrap_or(true),
+            None => false,
+        }
+    }
+
+    /// Gives this node a new Raft id (a manager that left must never come back under its old
+    /// one; see [`Identity::renew_raft_id`]).
+    pub fn renew_raft_id(&mut self) -> Result<Identity, CtlError> {
+        let renewed = self
+            .current()
+            .identity
+            .renew_raft_id(&self.config().settings.config_dir)
+            .map_err(|error| internal(error.to_string()))?;
+        self.publish(|state| state.identity = renewed.clone());
+        Ok(renewed)
+    }
+
+    /// Makes this node a worker of the cluster `state` describes (or, with `None`, no longer
+    /// a worker): `worker.json` is written (or removed) first, then the change is published.
+    pub async fn set_worker(&mut self, worker: Option<WorkerState>) -> Result<(), CtlError> {
+        let dir = self.config().settings.config_dir.clone();
+        let saved = worker.clone();
+        tokio::task::spawn_blocking(move || match saved {
+            Some(state) => state.save(&dir),
+            None => WorkerState::remove(&dir),
+        })
+        .await
+        .map_err(|error| internal(error.to_string()))?
+        .map_err(|error| internal(error.to_string()))?;
+        self.publish(|state| state.worker = worker);
+        Ok(())
+    }
+
+    /// Remembers the managers a worker's session learned, if they changed.
+    async fn remember_managers(&mut self, managers: Vec<ManagerContact>) {
+        let Some(worker) = self.current().worker else {
+            return;
+        };
+        if managers.is_empty() || managers == worker.managers {
+            return;
+        }
+        let updated = WorkerState { managers, ..worker };
+        if let Err(error) = self.set_worker(Some(updated)).await {
+            tracing::warn!(%error, "cannot remember the managers");
+        }
+    }
+
+    /// Stops everything this node runs: the Raft port and the Raft node.
+    async fn shutdown(&mut self) {
+        self.close_raft_port().await;
+        if let Some(consensus) = self.current().consensus {
+            consensus.shutdown().await;
+        }
+    }
+}
+
+/// Carries out role commands until `shutdown`, then stops the Raft port and the Raft node.
+pub async fn run(
+    mut owner: Owner,
+    mut commands: mpsc::Receiver<RoleCommand>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let command = tokio::select! {
+            () = shutdown.cancelled() => break,
+            command = commands.recv() => match command {
+                Some(command) => command,
+                None => break,
+            },
+        };
+        // A stop signal ends a transition half way, as it would end a command line.
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = carry_out(&mut owner, command) => {}
+        }
+    }
+    owner.shutdown().await;
+}
+
+async fn carry_out(owner: &mut Owner, command: RoleCommand) {
+    match command {
+        RoleCommand::Init {
+            peers,
+            join_addr,
+            reply,
+        } => {
+            let _ = reply.send(super::init::init(owner, peers, join_addr).await);
+        }
+        RoleCommand::Join { token, addr, reply } => {
+            let result = if crate::tokens::is_worker_token(&token) {
+                crate::worker::join::join(owner, token, &addr).await
+            } else {
+                super::init::join(owner, Some(token), &addr).await
+            };
+            let _ = reply.send(result);
+        }
+        RoleCommand::Leave { reply } => {
+            let result = if owner.current().worker.is_some() {
+                crate::worker::leave::leave(owner).await
+            } else {
+                super::leave::leave(owner).await
+            };
+            let _ = reply.send(result);
+        }
+        RoleCommand::Recover { reply } => {
+            let result = if owner.current().worker.is_some() {
+                Err(CtlError::new(
+                    ErrorCode::NotManager,
+                    "`recover` rebuilds a manager cluster, and this node is a worker; run it on a surviving manager",
+                ))
+            } else {
+                super::leave::recover_force_new_cluster(owner).await
+            };
+            let _ = reply.send(result);
+        }
+        RoleCommand::StartRaft { reply } => {
+            let result = if owner.current().worker.is_some() {
+                Err(CtlError::new(
+                    ErrorCode::NotManager,
+                    "this node is a worker and serves no Raft RPCs",
+                ))
+            } else {
+                owner.start_raft().await
+            };
+            let _ = reply.send(result);
+        }
+        RoleCommand::RememberManagers { managers } => owner.remember_managers(managers).await,
+    }
+}
+
+/// The node's initial state and its handle, before the supervisor runs.
+pub fn channels(
+    initial: NodeState,
+    config: Arc<NodeConfig>,
+) -> (
+    watch::Sender<NodeState>,
+    mpsc::Receiver<RoleCommand>,
+    NodeHandle,
+) {
+    let (state, receiver) = watch::channel(initial);
+    let (commands, command_receiver) = mpsc::channel(64);
+    (
+        state,
+        command_receiver,
+        NodeHandle::new(receiver, commands, config),
+    )
+}

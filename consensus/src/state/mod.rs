@@ -1,0 +1,217 @@
+//! The replicated cluster state and the commands that change it.
+//!
+//! [`ClusterState::apply`] is the whole state machine: deterministic, no clocks, no randomness,
+//! no I/O. Whatever varies (timestamps, ids, tokens) is chosen by the proposer and travels inside
+//! the [`Command`]. Apply also records which rows it touched in [`Changes`], so the store can
+//! persist exactly those rows in the same transaction as the last-applied log id.
+//!
+//! The state is split by table, each in its own file with its records, its commands, its apply
+//! and its rows:
+//! - [`cluster`]: the cluster's identity and join tokens;
+//! - [`nodes`]: every node, manager or worker;
+//! - [`kv`]: the key-value store with etcd's revisions;
+//! - [`table`]: what a table is to the store, and the [`Changes`] apply records.
+//!
+//! Adding a table: its file, a field here, a line in [`ClusterState::tables`] and
+//! [`ClusterState::tables_mut`], and a variant of [`Command`] for its commands.
+
+pub mod cluster;
+pub mod kv;
+pub mod nodes;
+pub mod table;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use cluster::{ClusterCommand, ClusterInfo, ClusterTable};
+pub use kv::{KvCommand, KvRecord, KvTable};
+pub use nodes::{
+    Availability, NodeCommand, NodeJoin, NodeRecord, NodeRole, NodeStatus, NodeTable, Resources,
+};
+pub use table::{Changes, Table};
+
+/// Everything the managers agree on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// `None` inside until the bootstrap command is applied.
+    pub cluster: ClusterTable,
+    pub nodes: NodeTable,
+    pub kv: KvTable,
+}
+
+/// A change to the cluster state: the payload of a Raft log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Creates the cluster with its first manager; the first command of every cluster's log.
+    Bootstrap {
+        cluster: ClusterInfo,
+        node: NodeRecord,
+    },
+    Cluster(ClusterCommand),
+    Node(NodeCommand),
+    Kv(KvCommand),
+}
+
+impl fmt::Display for Command {
+    // Shown in openraft's logs: names only, never values or tokens.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Bootstrap { cluster, node } => {
+                write!(
+                    f,
+                    "bootstrap({}, node {})",
+                    cluster.cluster_id, node.node_id
+                )
+            }
+            Command::Cluster(ClusterCommand::RotateToken { role, .. }) => {
+                write!(f, "rotate-token({role:?})")
+            }
+            Command::Node(command) => match command {
+                NodeCommand::Join { node, .. } => write!(f, "node-join({})", node.node_id),
+                NodeCommand::SetStatus {
+                    node_id, status, ..
+                } => write!(f, "set-node-status({node_id}, {})", status.as_str()),
+                NodeCommand::Update { node_id, .. } => write!(f, "update-node({node_id})"),
+                NodeCommand::SetDemoted { node_id, demoted } => {
+                    write!(f, "set-demoted({node_id}, {demoted})")
+                }
+                NodeCommand::Remove { node_id } => write!(f, "remove-node({node_id})"),
+            },
+            Command::Kv(KvCommand::Put { key, .. }) => write!(f, "kv-put({key})"),
+            Command::Kv(KvCommand::Delete { key, .. }) => write!(f, "kv-delete({key})"),
+        }
+    }
+}
+
+/// What applying a command produced; returned to the proposer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    /// Applied; nothing more to say (bootstrap, token rotation, blank and membership entries).
+    Done,
+    KvPut {
+        revision: u64,
+    },
+    KvDelete {
+        deleted: bool,
+        revision: u64,
+    },
+    /// A compare-and-set found another revision; nothing was written.
+    CompareFailed {
+        key: String,
+        expected: u64,
+        actual: u64,
+    },
+    /// The command is not valid in the current state; nothing was written.
+    Rejected {
+        reason: String,
+    },
+}
+
+impl ClusterState {
+    /// Applies one command, recording what it touched in `changes`.
+    pub fn apply(&mut self, command: &Command, changes: &mut Changes) -> CommandResult {
+        match command {
+            Command::Bootstrap { cluster, node } => {
+                let result = cluster::bootstrap(&mut self.cluster, cluster, changes);
+                if result == CommandResult::Done {
+                    self.nodes.bootstrap(node, changes);
+                }
+                result
+            }
+            Command::Cluster(command) => cluster::apply(&mut self.cluster, command, changes),
+            Command::Node(_) if self.cluster.is_none() => not_initialised(),
+            Command::Node(command) => self.nodes.apply(command, changes),
+            Command::Kv(command) => self.kv.apply(command, changes),
+        }
+    }
+
+    /// Every table, for the store: the one list of them.
+    pub fn tables(&self) -> [&dyn Table; 3] {
+        [&self.cluster, &self.nodes, &self.kv]
+    }
+
+    /// Every table, for the store to load rows into.
+    pub fn tables_mut(&mut self) -> [&mut dyn Table; 3] {
+        [&mut self.cluster, &mut self.nodes, &mut self.kv]
+    }
+}
+
+fn not_initialised() -> CommandResult {
+    CommandResult::Rejected {
+        reason: "the cluster is not initialised".to_string(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    pub(crate) fn node(id: u64) -> NodeRecord {
+        NodeRecord {
+            node_id: id,
+            raft_node_id: Some(id + 1),
+            role: NodeRole::Manager,
+            hostname: "host".into(),
+            remote_addr: "127.0.0.1:27242".into(),
+            raft_addr: Some("127.0.0.1:15760".into()),
+            labels: BTreeMap::new(),
+            availability: Availability::Active,
+            status: NodeStatus::Ready,
+            resources: Resources::default(),
+            agent_version: "0.1.0".into(),
+            joined_at_ms: 1,
+            status_changed_at_ms: 1,
+            demoted: false,
+            gossip_addr: None,
+            node_secret: None,
+        }
+    }
+
+    pub(crate) fn info(id: &str) -> ClusterInfo {
+        ClusterInfo {
+            cluster_id: id.into(),
+            created_at_ms: 1,
+            manager_token: "m".into(),
+            worker_token: "w".into(),
+            manager_secret: "s".into(),
+        }
+    }
+
+    /// Bootstraps cluster `id` with manager `node_id` as its first node.
+    pub(crate) fn bootstrap(state: &mut ClusterState, id: &str, node_id: u64) {
+        let mut changes = Changes::default();
+        let result = state.apply(
+            &Command::Bootstrap {
+                cluster: info(id),
+                node: node(node_id),
+            },
+            &mut changes,
+        );
+        assert_eq!(result, CommandResult::Done);
+        assert!(!changes.is_empty());
+    }
+
+    #[test]
+    fn node_commands_need_a_cluster() {
+        let mut state = ClusterState::default();
+        let join = Command::Node(NodeCommand::Remove { node_id: 1 });
+        assert!(matches!(
+            state.apply(&join, &mut Changes::default()),
+            CommandResult::Rejected { .. }
+        ));
+    }
+
+    #[test]
+    fn every_table_has_its_own_name_on_disk() {
+        let state = ClusterState::default();
+        let mut names: Vec<&str> = state.tables().iter().map(|table| table.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), state.tables().len());
+    }
+}

@@ -1,0 +1,268 @@
+//! The control protocol: every message that crosses a node's control socket.
+//!
+//! A connection opens with the [`symphony_wire::hello`] exchange (protocol [`Ctl::ID`]); then
+//! the client sends [`RequestFrame`]s and the agent answers each with [`ResponseFrame`]s under
+//! the same id. Requests on one connection may be pipelined, and the agent answers them as they
+//! complete, so replies can arrive out of order: the id is what pairs them up.
+//!
+//! Everything is MessagePack with named fields (see [`symphony_wire::frame`]), so a newer peer
+//! can add a field without breaking an older one.
+//!
+//! - this file: the [`Request`]s, where each is answered ([`Route`], declared once in
+//!   [`Request::spec`]), and the [`Response`]s;
+//! - [`views`]: what the responses carry;
+//! - [`error`]: [`CtlError`], the typed error with its structured fields.
+
+mod error;
+mod views;
+
+pub use error::{Applied, CompareFailure, CtlError, ErrorCode, LeaderHint};
+pub use views::*;
+
+use serde::{Deserialize, Serialize};
+use symphony_wire::ProtocolId;
+
+/// The control protocol, as the wire crate knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctl;
+
+impl symphony_wire::Protocol for Ctl {
+    /// v2: one hello for every Symphony protocol, streams, typed error fields.
+    const ID: ProtocolId = ProtocolId {
+        name: "symphony-ctl",
+        version: 2,
+    };
+    type Request = Request;
+    type Response = Response;
+    type Error = CtlError;
+}
+
+/// The protocol name in the hello; a peer that speaks anything else is refused.
+pub const PROTOCOL: &str = <Ctl as symphony_wire::Protocol>::ID.name;
+/// Bumped on any change an older peer cannot ignore.
+pub const PROTOCOL_VERSION: u32 = <Ctl as symphony_wire::Protocol>::ID.version;
+
+/// One request with the id its responses will carry.
+pub type RequestFrame = symphony_wire::RequestFrame<Request>;
+/// One response frame.
+pub type ResponseFrame = symphony_wire::ResponseFrame<Response, CtlError>;
+/// What a response frame carries.
+pub type ResponseBody = symphony_wire::Body<Response, CtlError>;
+
+/// Where a request is answered. Declared once, beside the request, in [`Request::spec`]: the
+/// agent routes by it and by nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// By the node that receives it, whatever its role (`status`).
+    Local,
+    /// By the node that receives it, and about that node's own membership (`init`, `join`,
+    /// `leave`, `recover`): a worker answers these too.
+    Membership,
+    /// By the receiving manager from its own replica or Raft node, never forwarded (stale
+    /// reads, `snapshot save`). A worker refuses it.
+    Manager,
+    /// By the leader: a manager that does not lead forwards it to the leader, once. A worker
+    /// refuses it.
+    Leader,
+}
+
+/// A request's name (for logs and errors) and its route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestSpec {
+    pub name: &'static str,
+    pub route: Route,
+}
+
+const fn spec(name: &'static str, route: Route) -> RequestSpec {
+    RequestSpec { name, route }
+}
+
+/// Reads go to the leader unless a stale read of the local replica was asked for.
+const fn read(name: &'static str, consistency: ReadConsistency) -> RequestSpec {
+    match consistency {
+        ReadConsistency::Linearizable => spec(name, Route::Leader),
+        ReadConsistency::Stale => spec(name, Route::Manager),
+    }
+}
+
+/// Everything an operator can ask of a node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// The node's view of itself and its cluster.
+    Status,
+    /// Bootstrap a new cluster with this node as its first manager (`peers` empty and no
+    /// `join_addr`); with `peers` (Raft addresses), a cluster whose first voters are this node
+    /// and those peers; with `join_addr`, join a cluster whose `init --peers` named this node.
+    Init {
+        peers: Vec<String>,
+        join_addr: Option<String>,
+    },
+    /// Join the cluster of the node at `addr` (its remote address) with a join token; the
+    /// token decides the role.
+    Join {
+        token: String,
+        addr: String,
+    },
+    /// Leave the cluster gracefully (a leader hands over leadership first).
+    Leave,
+    /// Make a manager that is a Raft learner a voter.
+    NodePromote {
+        node_id: u64,
+    },
+    /// Make a voting manager a learner.
+    NodeDemote {
+        node_id: u64,
+    },
+    /// Remove a node from the cluster; refused when it would lose quorum unless `force`.
+    NodeRemove {
+        node_id: u64,
+        force: bool,
+    },
+    /// After quorum loss: make this manager a one-voter cluster with all its state.
+    RecoverForceNewCluster,
+    /// Write a consistent snapshot of the cluster state to `path` on the agent's machine.
+    SnapshotSave {
+        path: String,
+    },
+    /// One node in detail.
+    NodeInspect {
+        node_id: u64,
+        consistency: ReadConsistency,
+    },
+    /// Change a node's availability (`active`, `pause`, `drain`) and labels.
+    NodeUpdate {
+        node_id: u64,
+        availability: Option<String>,
+        label_add: std::collections::BTreeMap<String, String>,
+        label_rm: Vec<String>,
+    },
+    KvPut {
+        key: String,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        /// Compare-and-set: the key's current `mod_revision` must equal this; 0 means the key
+        /// must not exist.
+        if_revision: Option<u64>,
+    },
+    KvGet {
+        key: String,
+        consistency: ReadConsistency,
+    },
+    KvList {
+        prefix: String,
+        consistency: ReadConsistency,
+    },
+    KvDelete {
+        key: String,
+        /// Compare-and-delete, as for `KvPut`.
+        if_revision: Option<u64>,
+    },
+    TokenShow {
+        role: Role,
+    },
+    TokenRotate {
+        role: Role,
+    },
+    NodeList {
+        consistency: ReadConsistency,
+    },
+}
+
+/// The successful answers, one variant per request kind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Response {
+    Status(Box<StatusInfo>),
+    Init(InitInfo),
+    KvPut(KvWriteResult),
+    KvGet(Option<KvEntry>),
+    KvList(KvListing),
+    KvDelete(KvDeleteResult),
+    Token(TokenInfo),
+    NodeList(Vec<NodeInfo>),
+    Join(JoinInfo),
+    /// A membership change or `leave` done; the sentence says what happened.
+    Done(DoneInfo),
+    SnapshotSaved(SnapshotInfo),
+    /// `node inspect`, and `node update` with the node as it is now.
+    Node(Box<NodeInfo>),
+}
+
+impl Request {
+    /// The request's name and route: the one place that says where a request is answered.
+    pub fn spec(&self) -> RequestSpec {
+        use Route::{Leader, Local, Manager, Membership};
+        match self {
+            Request::Status => spec("status", Local),
+            Request::Init { .. } => spec("init", Membership),
+            Request::Join { .. } => spec("join", Membership),
+            Request::Leave => spec("leave", Membership),
+            Request::RecoverForceNewCluster => spec("recover", Membership),
+            Request::SnapshotSave { .. } => spec("snapshot save", Manager),
+            Request::NodePromote { .. } => spec("node promote", Leader),
+            Request::NodeDemote { .. } => spec("node demote", Leader),
+            Request::NodeRemove { .. } => spec("node rm", Leader),
+            Request::NodeUpdate { .. } => spec("node update", Leader),
+            Request::NodeInspect { consistency, .. } => read("node inspect", *consistency),
+            Request::NodeList { consistency } => read("node ls", *consistency),
+            Request::KvPut { .. } => spec("kv put", Leader),
+            Request::KvDelete { .. } => spec("kv rm", Leader),
+            Request::KvGet { consistency, .. } => read("kv get", *consistency),
+            Request::KvList { consistency, .. } => read("kv ls", *consistency),
+            // Tokens are secrets: only the leader's (current) view of them is shown.
+            Request::TokenShow { .. } => spec("token show", Leader),
+            Request::TokenRotate { .. } => spec("token rotate", Leader),
+        }
+    }
+
+    /// A short name for logs and errors.
+    pub fn name(&self) -> &'static str {
+        self.spec().name
+    }
+}
+
+impl Response {
+    /// The kind of answer, for an error about an unexpected one.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::Status(_) => "status",
+            Response::Init(_) => "init",
+            Response::KvPut(_) => "kv put",
+            Response::KvGet(_) => "kv get",
+            Response::KvList(_) => "kv ls",
+            Response::KvDelete(_) => "kv rm",
+            Response::Token(_) => "token",
+            Response::NodeList(_) => "node ls",
+            Response::Join(_) => "join",
+            Response::Done(_) => "done",
+            Response::SnapshotSaved(_) => "snapshot saved",
+            Response::Node(_) => "node",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_leader_work_is_forwarded() {
+        let put = Request::KvPut {
+            key: "k".into(),
+            value: vec![],
+            if_revision: None,
+        };
+        assert_eq!(put.spec().route, Route::Leader);
+        let get = |consistency| Request::KvGet {
+            key: "k".into(),
+            consistency,
+        };
+        assert_eq!(
+            get(ReadConsistency::Linearizable).spec().route,
+            Route::Leader
+        );
+        assert_eq!(get(ReadConsistency::Stale).spec().route, Route::Manager);
+        assert_eq!(Request::Status.spec().route, Route::Local);
+        assert_eq!(Request::Leave.spec().route, Route::Membership);
+        assert_eq!(get(ReadConsistency::Stale).name(), "kv get");
+    }
+}

@@ -1,0 +1,198 @@
+//! The views a node answers with: what `status`, `node ls`, the KV requests and the membership
+//! requests return. They are for operators and scripts, not the agent's internal records: the
+//! agent converts its state into them.
+
+use serde::{Deserialize, Serialize};
+
+/// The cluster roles a node can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Manager,
+    Worker,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Manager => "manager",
+            Role::Worker => "worker",
+        })
+    }
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadConsistency {
+    /// Confirmed with a quorum (Raft read index) before the local replica answers.
+    #[default]
+    Linearizable,
+    /// Whatever the local replica has applied; may be behind the leader.
+    Stale,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinInfo {
+    pub cluster_id: String,
+    pub node_id: u64,
+    pub role: Role,
+    /// The Raft id of the leader that admitted this node.
+    pub leader_raft_id: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoneInfo {
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    pub path: String,
+    /// The log index the snapshot's state is at.
+    pub last_log_index: Option<u64>,
+    pub bytes: u64,
+}
+
+/// A node's answer to `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    pub node_id: u64,
+    pub raft_node_id: u64,
+    pub agent_version: String,
+    /// `None` until the node is part of a cluster: the node is "not initialised".
+    pub cluster: Option<ClusterStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub cluster_id: String,
+    pub role: Role,
+    /// This node's Raft state: leader, follower, candidate, learner.
+    pub raft_state: String,
+    /// The Raft node id of the current leader, if one is known.
+    pub leader_raft_id: Option<u64>,
+    pub leader_remote_addr: Option<String>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub commit_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub kv_revision: u64,
+    pub nodes: usize,
+    /// The managers this node knows; on a worker, from its session and gossip.
+    #[serde(default)]
+    pub managers: Vec<ManagerStatus>,
+    /// The node id of the leading manager, when known.
+    #[serde(default)]
+    pub leader_node_id: Option<u64>,
+    /// Members this node's gossip sees alive, itself included; `None` when it is not
+    /// gossiping.
+    #[serde(default)]
+    pub gossip_members: Option<usize>,
+    /// On a worker: how long ago its manager last answered its session.
+    #[serde(default)]
+    pub session_age_ms: Option<u64>,
+    /// Gossip packets this node dropped (malformed, another cluster's, bad checksum) since
+    /// it started gossiping.
+    #[serde(default)]
+    pub gossip_dropped: Option<u64>,
+}
+
+/// One manager, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagerStatus {
+    pub node_id: u64,
+    pub remote_addr: String,
+    pub leader: bool,
+    /// Whether gossip sees it alive (`None`: this node does not gossip).
+    pub alive: Option<bool>,
+    /// On a worker: the manager its session is with.
+    pub session: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitInfo {
+    pub cluster_id: String,
+    pub node_id: u64,
+    pub raft_node_id: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvEntry {
+    pub key: String,
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+    /// The cluster revision at which the key was created (since its last deletion).
+    pub create_revision: u64,
+    /// The cluster revision of the key's last change.
+    pub mod_revision: u64,
+    /// How many times the key was written since it was created.
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvWriteResult {
+    /// The cluster revision of this write, which is now the key's `mod_revision`.
+    pub revision: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvListing {
+    pub entries: Vec<KvEntry>,
+    /// The cluster revision the listing was read at.
+    pub revision: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvDeleteResult {
+    /// Whether the key existed.
+    pub deleted: bool,
+    /// The cluster revision after the delete (unchanged when nothing was deleted).
+    pub revision: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub role: Role,
+    pub token: String,
+}
+
+/// One node as `node ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub node_id: u64,
+    pub raft_node_id: Option<u64>,
+    pub hostname: String,
+    pub role: Role,
+    /// `ready`, `down` or `left`, as the leader last decided.
+    pub status: String,
+    /// `active`, `pause` or `drain`.
+    pub availability: String,
+    pub raft_addr: Option<String>,
+    pub remote_addr: String,
+    /// For managers: `leader`, `follower`, `learner`, `removed`, or `pending` (named by
+    /// `init --peers` but not joined yet).
+    pub raft_role: Option<String>,
+    /// For managers: whether it votes in Raft.
+    pub voter: Option<bool>,
+    /// For managers, as the leader sees them: the last log index known to be replicated there.
+    pub matched_index: Option<u64>,
+    /// For managers: how many entries behind the leader's last log it is.
+    pub lag: Option<u64>,
+    /// For managers: whether the leader heard from it recently (`None` when not asked of the
+    /// leader).
+    pub reachable: Option<bool>,
+    pub agent_version: String,
+    pub joined_at_ms: u64,
+    /// When the status last changed.
+    #[serde(default)]
+    pub status_changed_at_ms: u64,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub cpus: u32,
+    #[serde(default)]
+    pub memory_bytes: u64,
+}
