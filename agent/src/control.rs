@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use symphony_ctl::proto::Ctl;
-use symphony_wire::{Caller, Limits, LocalHello, Protocol, Reply, ServerConfig, Transport};
+use symphony_wire::{Caller, Limits, Protocol, Reply};
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
@@ -65,20 +65,14 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
 
 /// Serves the control socket until `shutdown`.
 pub async fn serve(listener: UnixListener, ctx: Context, shutdown: CancellationToken) {
-    let hello_node = ctx.node.clone();
-    let config = ServerConfig {
-        protocol: Ctl::ID,
-        transport: Transport::plain(),
-        limits: Limits {
-            max_connections: MAX_CONNECTIONS,
-            max_per_peer: MAX_CONNECTIONS,
-            handshake_timeout: HELLO_TIMEOUT,
-        },
-        local: Arc::new(move || LocalHello {
-            node_id: hello_node.node_id(),
-            agent_version: crate::VERSION.to_string(),
-        }),
+    let limits = Limits {
+        max_connections: MAX_CONNECTIONS,
+        max_per_peer: MAX_CONNECTIONS,
+        handshake_timeout: HELLO_TIMEOUT,
     };
+    let config = ctx
+        .node
+        .server_config(Ctl::ID, limits, |identity| identity.node_id);
     symphony_wire::listen::serve(listener, config, shutdown, move |connection| {
         let ctx = ctx.clone();
         symphony_wire::serve::serve::<Ctl, _, _>(

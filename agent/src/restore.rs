@@ -4,11 +4,12 @@
 
 use std::path::Path;
 
+use symphony_consensus::ManagerNode;
 use symphony_consensus::store::{SnapshotPayload, seed, snapshot};
-use symphony_consensus::{Availability, ManagerNode, NodeRecord, NodeRole, NodeStatus, Resources};
 
 use crate::config::AgentArgs;
 use crate::identity::Identity;
+use crate::node::init::manager_record;
 use crate::run::RAFT_DIR;
 
 pub async fn restore(args: &AgentArgs, file: &Path) -> Result<(), String> {
@@ -37,27 +38,10 @@ pub async fn restore(args: &AgentArgs, file: &Path) -> Result<(), String> {
         crate::run::gossip_listen_addr(args, args.listen_remote_addr),
     );
     let now = crate::now_ms();
-    state.nodes.seed(NodeRecord {
-        node_id: identity.node_id,
-        raft_node_id: Some(identity.raft_node_id),
-        role: NodeRole::Manager,
-        hostname: advertised.hostname.clone(),
-        remote_addr: advertised.remote_addr.clone(),
-        raft_addr: Some(advertised.raft_addr.clone()),
-        labels: Default::default(),
-        availability: Availability::Active,
-        status: NodeStatus::Ready,
-        resources: Resources {
-            cpus: crate::system::cpus(),
-            memory_bytes: crate::system::total_memory_bytes(),
-        },
-        agent_version: crate::VERSION.to_string(),
-        joined_at_ms: now,
-        status_changed_at_ms: now,
-        demoted: false,
-        gossip_addr: Some(advertised.gossip_addr.clone()),
-        node_secret: None,
-    });
+    let labels = args.labels.iter().cloned().collect();
+    state
+        .nodes
+        .seed(manager_record(&identity, &advertised, labels, now));
     seed::seed_single_voter(
         &raft_dir,
         identity.raft_node_id,

@@ -65,7 +65,7 @@ pub async fn admit(consensus: &Consensus, join: JoinRequest) -> Result<JoinReply
     let (node, node_secret) = match role {
         Role::Worker => {
             let secret = tokens::secret();
-            (worker_join(join, secret.clone()), Some(secret))
+            (node_join(join, role, Some(secret.clone())), Some(secret))
         }
         Role::Manager => {
             // Refuse a clone before it is added to the Raft group; the log checks again.
@@ -82,7 +82,7 @@ pub async fn admit(consensus: &Consensus, join: JoinRequest) -> Result<JoinReply
                     .await
                     .map_err(consensus_error)?;
             }
-            (manager_join(join), None)
+            (node_join(join, role, None), None)
         }
     };
     let command = Command::Node(NodeCommand::Join {
@@ -115,14 +115,21 @@ fn manager_clash(consensus: &Consensus, join: &JoinRequest) -> Option<String> {
     })
 }
 
-fn manager_join(join: JoinRequest) -> NodeJoin {
+/// The record a joining node asks for: a manager with its Raft id and address, a worker with
+/// the secret the leader hands it.
+fn node_join(join: JoinRequest, role: Role, node_secret: Option<String>) -> NodeJoin {
+    let manager = role == Role::Manager;
     NodeJoin {
         node_id: join.node_id,
-        raft_node_id: Some(join.raft_node_id),
-        role: NodeRole::Manager,
+        raft_node_id: manager.then_some(join.raft_node_id),
+        role: if manager {
+            NodeRole::Manager
+        } else {
+            NodeRole::Worker
+        },
         hostname: join.hostname,
         remote_addr: join.remote_addr,
-        raft_addr: Some(join.raft_addr),
+        raft_addr: manager.then_some(join.raft_addr),
         gossip_addr: join.gossip_addr,
         resources: Resources {
             cpus: join.cpus,
@@ -130,26 +137,7 @@ fn manager_join(join: JoinRequest) -> NodeJoin {
         },
         agent_version: join.agent_version,
         labels: join.labels,
-        node_secret: None,
-    }
-}
-
-fn worker_join(join: JoinRequest, secret: String) -> NodeJoin {
-    NodeJoin {
-        node_id: join.node_id,
-        raft_node_id: None,
-        role: NodeRole::Worker,
-        hostname: join.hostname,
-        remote_addr: join.remote_addr,
-        raft_addr: None,
-        gossip_addr: join.gossip_addr,
-        resources: Resources {
-            cpus: join.cpus,
-            memory_bytes: join.memory_bytes,
-        },
-        agent_version: join.agent_version,
-        labels: join.labels,
-        node_secret: Some(secret),
+        node_secret,
     }
 }
 

@@ -250,15 +250,30 @@ pub(crate) fn manager_node(owner: &Owner) -> ManagerNode {
 /// This node's record as a ready manager (a new cluster's first node, or a recovered one).
 pub(crate) fn own_record(owner: &Owner, now: u64) -> NodeRecord {
     let config = owner.config();
-    let identity = owner.current().identity;
+    manager_record(
+        &owner.current().identity,
+        &config.advertised,
+        config.settings.labels.clone(),
+        now,
+    )
+}
+
+/// The record of a ready manager with `identity` at `advertised`, as of `now`: a cluster's
+/// first manager, a recovered one, or one seeded by `snapshot restore`.
+pub fn manager_record(
+    identity: &crate::identity::Identity,
+    advertised: &super::Advertised,
+    labels: BTreeMap<String, String>,
+    now: u64,
+) -> NodeRecord {
     NodeRecord {
         node_id: identity.node_id,
         raft_node_id: Some(identity.raft_node_id),
         role: NodeRole::Manager,
-        hostname: config.advertised.hostname.clone(),
-        remote_addr: config.advertised.remote_addr.clone(),
-        raft_addr: Some(config.advertised.raft_addr.clone()),
-        labels: config.settings.labels.clone(),
+        hostname: advertised.hostname.clone(),
+        remote_addr: advertised.remote_addr.clone(),
+        raft_addr: Some(advertised.raft_addr.clone()),
+        labels,
         availability: Availability::Active,
         status: NodeStatus::Ready,
         resources: Resources {
@@ -269,7 +284,7 @@ pub(crate) fn own_record(owner: &Owner, now: u64) -> NodeRecord {
         joined_at_ms: now,
         status_changed_at_ms: now,
         demoted: false,
-        gossip_addr: Some(config.advertised.gossip_addr.clone()),
+        gossip_addr: Some(advertised.gossip_addr.clone()),
         node_secret: None,
     }
 }

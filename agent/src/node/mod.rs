@@ -30,6 +30,7 @@ use std::time::Duration;
 use symphony_consensus::network::LocalIdentity;
 use symphony_consensus::{ClusterInfo, ClusterState, Consensus, ConsensusConfig};
 use symphony_ctl::proto::{CtlError, DoneInfo, InitInfo, JoinInfo};
+use symphony_wire::{Limits, LocalHello, ProtocolId, ServerConfig, Transport};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::gossip::GossipSettings;
@@ -188,6 +189,26 @@ impl NodeHandle {
 
     pub fn config(&self) -> &NodeConfig {
         &self.config
+    }
+
+    /// A listener's configuration for `protocol`: its hello names this node by `id` (the node
+    /// id, or the Raft id on the Raft port), read afresh for each connection.
+    pub fn server_config(
+        &self,
+        protocol: ProtocolId,
+        limits: Limits,
+        id: fn(&Identity) -> u64,
+    ) -> ServerConfig {
+        let node = self.clone();
+        ServerConfig {
+            protocol,
+            transport: Transport::plain(),
+            limits,
+            local: Arc::new(move || LocalHello {
+                node_id: id(&node.identity()),
+                agent_version: crate::VERSION.to_string(),
+            }),
+        }
     }
 
     /// Resolves when the supervisor publishes a change (or is gone).

@@ -7,11 +7,10 @@
 //! accepted, and opened again when it leaves.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use symphony_consensus::network::RAFT_PROTOCOL;
 use symphony_ctl::proto::{CtlError, ErrorCode};
-use symphony_wire::{Connection, Limits, LocalHello, ServerConfig, Transport};
+use symphony_wire::{Connection, Limits};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -59,17 +58,10 @@ impl RaftPort {
     /// Serves the port on `listener`, already bound.
     pub fn open_with(&mut self, listener: TcpListener, node: NodeHandle) {
         let stop = CancellationToken::new();
-        let hello_node = node.clone();
-        let config = ServerConfig {
-            protocol: RAFT_PROTOCOL,
-            transport: Transport::plain(),
-            limits: Limits::default(),
-            // The hello names this node's Raft id, which a leave renews.
-            local: Arc::new(move || LocalHello {
-                node_id: hello_node.identity().raft_node_id,
-                agent_version: crate::VERSION.to_string(),
-            }),
-        };
+        // The hello names this node's Raft id, which a leave renews.
+        let config = node.server_config(RAFT_PROTOCOL, Limits::default(), |identity| {
+            identity.raft_node_id
+        });
         let task = tokio::spawn(symphony_wire::listen::serve(
             listener,
             config,

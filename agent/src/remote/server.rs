@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use symphony_ctl::proto::{CtlError, ErrorCode};
-use symphony_wire::{Caller, Limits, LocalHello, Protocol, Reply, ServerConfig, Transport};
+use symphony_wire::{Caller, Limits, Protocol, Reply};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -22,20 +22,14 @@ const MAX_IN_FLIGHT: usize = 1024;
 
 /// Accepts node-to-node connections until `shutdown`.
 pub async fn serve(listener: TcpListener, ctx: Context, shutdown: CancellationToken) {
-    let hello_node = ctx.node.clone();
-    let config = ServerConfig {
-        protocol: Remote::ID,
-        transport: Transport::plain(),
-        limits: Limits {
-            max_connections: MAX_CONNECTIONS,
-            max_per_peer: MAX_CONNECTIONS,
-            handshake_timeout: HELLO_TIMEOUT,
-        },
-        local: Arc::new(move || LocalHello {
-            node_id: hello_node.node_id(),
-            agent_version: crate::VERSION.to_string(),
-        }),
+    let limits = Limits {
+        max_connections: MAX_CONNECTIONS,
+        max_per_peer: MAX_CONNECTIONS,
+        handshake_timeout: HELLO_TIMEOUT,
     };
+    let config = ctx
+        .node
+        .server_config(Remote::ID, limits, |identity| identity.node_id);
     symphony_wire::listen::serve(listener, config, shutdown, move |connection| {
         let ctx = ctx.clone();
         symphony_wire::serve::serve::<Remote, _, _>(

@@ -77,9 +77,8 @@ async fn handle(_caller: Arc<Caller>, request: ToyRequest) -> Reply<Toy> {
 static STOPPED: std::sync::LazyLock<tokio::sync::watch::Sender<bool>> =
     std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(false));
 
-/// A served connection over an in-memory pipe, and the raw client end of a second one.
-async fn connected() -> Mux<Toy> {
-    let (client, server) = tokio::io::duplex(1 << 20);
+/// Serves the toy protocol on the server end of an in-memory pipe.
+fn serve_pipe(server: tokio::io::DuplexStream) {
     tokio::spawn(async move {
         let mut framed = crate::frame::framed(Box::new(server) as crate::BoxStream, MAX_FRAME_LEN);
         let hello = crate::hello::exchange_as_server(&mut framed, Toy::ID, &LocalHello::default())
@@ -94,6 +93,12 @@ async fn connected() -> Mux<Toy> {
         };
         serve::<Toy, _, _>(connection, 8, handle).await;
     });
+}
+
+/// A multiplexed client of a served in-memory pipe.
+async fn connected() -> Mux<Toy> {
+    let (client, server) = tokio::io::duplex(1 << 20);
+    serve_pipe(server);
     let dialer = Dialer::new(Toy::ID, LocalHello::default());
     let connection = dialer
         .handshake(client, "pipe", PeerAddr::Local, None)
@@ -158,20 +163,7 @@ async fn an_answer_too_large_for_a_frame_becomes_an_error() {
 #[tokio::test]
 async fn unknown_and_malformed_requests_get_typed_errors_under_their_id() {
     let (client, server) = tokio::io::duplex(1 << 16);
-    tokio::spawn(async move {
-        let mut framed = crate::frame::framed(Box::new(server) as crate::BoxStream, MAX_FRAME_LEN);
-        let hello = crate::hello::exchange_as_server(&mut framed, Toy::ID, &LocalHello::default())
-            .await
-            .unwrap();
-        let connection = Connection {
-            framed,
-            peer: PeerInfo {
-                addr: PeerAddr::Local,
-            },
-            hello,
-        };
-        serve::<Toy, _, _>(connection, 8, handle).await;
-    });
+    serve_pipe(server);
     let mut raw = crate::frame::framed(client, MAX_FRAME_LEN);
     crate::hello::exchange_as_client(&mut raw, Toy::ID, &LocalHello::default())
         .await
