@@ -10,6 +10,8 @@
 //! - [`cluster`]: the cluster's identity and join tokens;
 //! - [`nodes`]: every node, manager or worker;
 //! - [`kv`]: the key-value store with etcd's revisions;
+//! - [`services`]: what operators declared should run;
+//! - [`tasks`]: every run of a service's task, with its placement and observed states;
 //! - [`table`]: what a table is to the store, and the [`Changes`] apply records.
 //!
 //! Adding a table: its file, a field here, a line in [`ClusterState::tables`] and
@@ -18,7 +20,9 @@
 pub mod cluster;
 pub mod kv;
 pub mod nodes;
+pub mod services;
 pub mod table;
+pub mod tasks;
 
 use std::fmt;
 
@@ -29,7 +33,16 @@ pub use kv::{KvCommand, KvRecord, KvTable};
 pub use nodes::{
     Availability, NodeCommand, NodeJoin, NodeRecord, NodeRole, NodeStatus, NodeTable, Resources,
 };
+pub use services::{
+    Constraint, ConstraintField, ConstraintOp, Driver, OnIsolation, Reservations, RestartCondition,
+    RestartPolicy, ServiceCommand, ServiceMode, ServiceRecord, ServiceSpec, ServiceTable,
+    SpecError, TaskSpec,
+};
 pub use table::{Changes, Table};
+pub use tasks::{
+    DesiredState, NewTask, TaskCommand, TaskOutcome, TaskRecord, TaskReport, TaskState, TaskTable,
+    Transition,
+};
 
 /// Everything the managers agree on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +51,8 @@ pub struct ClusterState {
     pub cluster: ClusterTable,
     pub nodes: NodeTable,
     pub kv: KvTable,
+    pub services: ServiceTable,
+    pub tasks: TaskTable,
 }
 
 /// A change to the cluster state: the payload of a Raft log entry.
@@ -51,6 +66,8 @@ pub enum Command {
     Cluster(ClusterCommand),
     Node(NodeCommand),
     Kv(KvCommand),
+    Service(ServiceCommand),
+    Task(TaskCommand),
 }
 
 impl fmt::Display for Command {
@@ -80,6 +97,30 @@ impl fmt::Display for Command {
             },
             Command::Kv(KvCommand::Put { key, .. }) => write!(f, "kv-put({key})"),
             Command::Kv(KvCommand::Delete { key, .. }) => write!(f, "kv-delete({key})"),
+            Command::Service(command) => match command {
+                ServiceCommand::Create { name, .. } => write!(f, "service-create({name})"),
+                ServiceCommand::Scale { name, replicas, .. } => {
+                    write!(f, "service-scale({name}, {replicas})")
+                }
+                ServiceCommand::Remove { name } => write!(f, "service-remove({name})"),
+            },
+            Command::Task(command) => match command {
+                TaskCommand::Create { tasks, .. } => write!(f, "task-create({})", tasks.len()),
+                TaskCommand::SetDesired { changes } => {
+                    write!(f, "task-set-desired({})", changes.len())
+                }
+                TaskCommand::Schedule {
+                    placements,
+                    pending,
+                    ..
+                } => write!(f, "task-schedule({}, {})", placements.len(), pending.len()),
+                TaskCommand::Report {
+                    node_id, reports, ..
+                } => {
+                    write!(f, "task-report({node_id}, {})", reports.len())
+                }
+                TaskCommand::Delete { ids } => write!(f, "task-delete({})", ids.len()),
+            },
         }
     }
 }
@@ -106,6 +147,8 @@ pub enum CommandResult {
     Rejected {
         reason: String,
     },
+    /// What a task command changed.
+    Tasks(TaskOutcome),
 }
 
 impl ClusterState {
@@ -123,17 +166,41 @@ impl ClusterState {
             Command::Node(_) if self.cluster.is_none() => not_initialised(),
             Command::Node(command) => self.nodes.apply(command, changes),
             Command::Kv(command) => self.kv.apply(command, changes),
+            Command::Service(_) | Command::Task(_) if self.cluster.is_none() => not_initialised(),
+            Command::Service(command) => {
+                let result = self.services.apply(command, changes);
+                if let (ServiceCommand::Remove { name }, CommandResult::Done) = (command, &result) {
+                    self.tasks.shut_down_service(name, changes);
+                }
+                result
+            }
+            Command::Task(command) => {
+                self.tasks
+                    .apply(command, &self.services, &self.nodes, changes)
+            }
         }
     }
 
     /// Every table, for the store: the one list of them.
-    pub fn tables(&self) -> [&dyn Table; 3] {
-        [&self.cluster, &self.nodes, &self.kv]
+    pub fn tables(&self) -> [&dyn Table; 5] {
+        [
+            &self.cluster,
+            &self.nodes,
+            &self.kv,
+            &self.services,
+            &self.tasks,
+        ]
     }
 
     /// Every table, for the store to load rows into.
-    pub fn tables_mut(&mut self) -> [&mut dyn Table; 3] {
-        [&mut self.cluster, &mut self.nodes, &mut self.kv]
+    pub fn tables_mut(&mut self) -> [&mut dyn Table; 5] {
+        [
+            &mut self.cluster,
+            &mut self.nodes,
+            &mut self.kv,
+            &mut self.services,
+            &mut self.tasks,
+        ]
     }
 }
 
@@ -179,6 +246,23 @@ pub(crate) mod tests {
             manager_token: "m".into(),
             worker_token: "w".into(),
             manager_secret: "s".into(),
+        }
+    }
+
+    /// A replicated service that sleeps, with `replicas` tasks.
+    pub(crate) fn service_spec(replicas: u32) -> ServiceSpec {
+        ServiceSpec {
+            task: TaskSpec {
+                driver: Driver::Process,
+                command: vec!["sleep".into(), "infinity".into()],
+                env: BTreeMap::new(),
+                workdir: None,
+                reservations: Reservations::default(),
+                on_isolation: OnIsolation::Keep,
+            },
+            mode: ServiceMode::Replicated { replicas },
+            constraints: Vec::new(),
+            restart: RestartPolicy::default(),
         }
     }
 
