@@ -23,8 +23,11 @@ pub use handle::{
     Consensus, ConsensusConfig, ConsensusError, Leadership, MemberProgress, MembershipView,
 };
 pub use state::{
-    Availability, ClusterCommand, ClusterInfo, ClusterState, Command, CommandResult, KvCommand,
-    KvRecord, NodeCommand, NodeJoin, NodeRecord, NodeRole, NodeStatus, Resources,
+    Availability, ClusterCommand, ClusterInfo, ClusterState, Command, CommandResult, Constraint,
+    ConstraintField, ConstraintOp, DesiredState, Driver, KvCommand, KvRecord, NewTask, NodeCommand,
+    NodeJoin, NodeRecord, NodeRole, NodeStatus, OnIsolation, Reservations, Resources,
+    RestartCondition, RestartPolicy, ServiceCommand, ServiceMode, ServiceRecord, ServiceSpec,
+    SpecError, TaskCommand, TaskOutcome, TaskRecord, TaskReport, TaskSpec, TaskState, Transition,
 };
 pub use types::{ManagerNode, TypeConfig};
 

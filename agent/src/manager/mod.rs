@@ -14,6 +14,10 @@ pub mod admission;
 pub mod leader;
 pub mod liveness;
 pub mod membership;
+pub mod orchestrator;
 pub mod promoter;
 pub mod propose;
+pub mod scheduler;
 pub mod sessions;
+#[cfg(test)]
+pub mod testing;

@@ -54,7 +54,9 @@ pub struct TaskSpec {
 }
 
 /// What a task reserves on the node it runs on.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Reservations {
     /// Thousandths of a CPU.
     pub cpus_milli: u64,

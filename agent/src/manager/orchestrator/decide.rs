@@ -1,0 +1,382 @@
+//! The orchestrator's decision: a pure function of the cluster state and of what this leader
+//! has observed (for how long nodes have been down and tasks have been ended), level-triggered
+//! like the liveness reconciler, so a lost or reordered event cannot leave anything undone.
+//!
+//! For each service it looks at every slot (a replicated service's `0..replicas`, a global
+//! service's nodes) and the tasks in it, newest last; the newest task the orchestrator still
+//! wants running is the slot's *current* task:
+//! - an empty slot gets a task (scaling up, a new node for a global service);
+//! - a current task that ended is replaced after the restart delay if the restart policy
+//!   allows (a task its worker stopped on isolation is always replaced);
+//! - a current task on a node that left or was removed is replaced at once; on a node that is
+//!   down, once this leader has seen it down for the node-loss grace (for `--on-isolation
+//!   stop` services: for the isolation lease and a margin, by when the worker has stopped it);
+//! - a current task on a draining node gets a replacement first and is stopped once the
+//!   replacement runs;
+//! - slots beyond the count are stopped (scaling down removes the highest slots);
+//! - of the tasks that ended, the newest few per slot are kept for `service ps` and the rest
+//!   forgotten; a removed service's tasks are forgotten once they have stopped.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use symphony_consensus::{
+    Availability, ClusterState, DesiredState, NewTask, NodeStatus, OnIsolation, RestartCondition,
+    ServiceMode, ServiceRecord, TaskRecord, TaskState,
+};
+
+use crate::manager::scheduler::filters::meets;
+
+/// The orchestrator's knobs.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long a node must be down before its tasks are replaced elsewhere.
+    pub node_loss_grace: Duration,
+    /// How long a worker cut off from every manager keeps running `--on-isolation stop` tasks.
+    pub isolation_lease: Duration,
+    /// Ended tasks kept per slot.
+    pub keep_ended: usize,
+    /// The most tasks one decision creates (the rest come in the next).
+    pub max_creates: usize,
+}
+
+/// Added to the isolation lease before a down worker's `stop` tasks are replaced: covers the
+/// moment a manager that has not applied the `down` yet still answers the worker's session.
+pub const ISOLATION_MARGIN: Duration = Duration::from_secs(2);
+
+/// What this leader has seen, and when.
+#[derive(Debug, Default, Clone)]
+pub struct Observations {
+    /// For each node whose record says `down`: how long this leader has seen it so.
+    pub down_for: BTreeMap<u64, Duration>,
+    /// For each task that has ended: how long this leader has seen it ended.
+    pub ended_for: BTreeMap<u64, Duration>,
+    /// The proposer's wall clock, for restart windows (counted from tasks' creation times).
+    pub now_ms: u64,
+}
+
+/// What the orchestrator proposes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub create: Vec<NewTask>,
+    pub shutdown: Vec<u64>,
+    pub delete: Vec<u64>,
+}
+
+impl Decision {
+    pub fn is_empty(&self) -> bool {
+        self.create.is_empty() && self.shutdown.is_empty() && self.delete.is_empty()
+    }
+}
+
+/// Where a slot's task runs, as the orchestrator judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Where {
+    Fine,
+    /// Left the cluster or was removed: replace now.
+    Gone,
+    /// Down for longer than the service tolerates: replace.
+    Lost,
+    /// Draining: replace first, then stop.
+    Draining,
+}
+
+pub fn decide(state: &ClusterState, observed: &Observations, settings: &Settings) -> Decision {
+    let mut planner = Planner {
+        state,
+        observed,
+        settings,
+        decision: Decision::default(),
+    };
+    for service in state.services.values() {
+        match service.spec.mode {
+            ServiceMode::Replicated { replicas } => planner.replicated(service, replicas),
+            ServiceMode::Global => planner.global(service),
+        }
+    }
+    // A removed service's tasks: forgotten once they are done.
+    let removed: Vec<u64> = state
+        .tasks
+        .values()
+        .filter(|task| !state.services.contains_key(&task.service))
+        .filter(|task| planner.deletable(task))
+        .map(|task| task.id)
+        .collect();
+    planner.decision.delete.extend(removed);
+    planner.decision
+}
+
+struct Planner<'a> {
+    state: &'a ClusterState,
+    observed: &'a Observations,
+    settings: &'a Settings,
+    decision: Decision,
+}
+
+impl<'a> Planner<'a> {
+    fn replicated(&mut self, service: &ServiceRecord, replicas: u32) {
+        let mut slots: BTreeMap<u32, Vec<&'a TaskRecord>> = BTreeMap::new();
+        for task in self.state.tasks.of_service(&service.name) {
+            match task.slot {
+                Some(slot) => slots.entry(slot).or_default().push(task),
+                None => self.stop_if_wanted(task),
+            }
+        }
+        for slot in 0..replicas {
+            let tasks = slots.remove(&slot).unwrap_or_default();
+            self.replica_slot(service, slot, &tasks);
+            self.reap(&tasks);
+        }
+        // Scaled down: the slots beyond the count stop.
+        for tasks in slots.values() {
+            for task in tasks {
+                self.stop_if_wanted(task);
+            }
+            self.reap(tasks);
+        }
+    }
+
+    fn replica_slot(&mut self, service: &ServiceRecord, slot: u32, tasks: &[&TaskRecord]) {
+        let live: Vec<&TaskRecord> = tasks
+            .iter()
+            .copied()
+            .filter(|task| task.desired == DesiredState::Running)
+            .collect();
+        let Some((current, older)) = live.split_last() else {
+            let attempt = tasks.last().map_or(0, |task| task.attempt);
+            self.create(service, Some(slot), None, attempt);
+            return;
+        };
+        for task in older {
+            // A drained task stops once its replacement runs; a dead or lost one at once.
+            if current.state == TaskState::Running
+                || task.state.is_terminal()
+                || matches!(self.judge(task), Where::Gone | Where::Lost)
+            {
+                self.decision.shutdown.push(task.id);
+            }
+        }
+        if current.state.is_terminal() {
+            self.restart(service, current, Some(slot), None);
+            return;
+        }
+        match self.judge(current) {
+            Where::Fine => {}
+            Where::Gone | Where::Lost => {
+                self.create(service, Some(slot), None, current.attempt);
+                self.decision.shutdown.push(current.id);
+            }
+            Where::Draining => {
+                // `current` is the newest: no replacement yet.
+                self.create(service, Some(slot), None, current.attempt);
+            }
+        }
+    }
+
+    fn global(&mut self, service: &ServiceRecord) {
+        let mut by_node: BTreeMap<u64, Vec<&'a TaskRecord>> = BTreeMap::new();
+        for task in self.state.tasks.of_service(&service.name) {
+            match task.node_id {
+                Some(node) => by_node.entry(node).or_default().push(task),
+                None => self.stop_if_wanted(task),
+            }
+        }
+        for node in self.state.nodes.values() {
+            let tasks = by_node.remove(&node.node_id).unwrap_or_default();
+            let keeps = node.status != NodeStatus::Left
+                && node.availability != Availability::Drain
+                && meets(node, &service.spec.constraints);
+            let takes_new = keeps
+                && node.status == NodeStatus::Ready
+                && node.availability == Availability::Active;
+            let live: Vec<&TaskRecord> = tasks
+                .iter()
+                .copied()
+                .filter(|task| task.desired == DesiredState::Running)
+                .collect();
+            if !keeps {
+                for task in &live {
+                    self.decision.shutdown.push(task.id);
+                }
+            } else {
+                match live.split_last() {
+                    None if takes_new => {
+                        let attempt = tasks.last().map_or(0, |task| task.attempt);
+                        self.create(service, None, Some(node.node_id), attempt);
+                    }
+                    None => {}
+                    Some((current, older)) => {
+                        for task in older {
+                            self.decision.shutdown.push(task.id);
+                        }
+                        if current.state.is_terminal() {
+                            self.restart(service, current, None, Some(node.node_id));
+                        }
+                    }
+                }
+            }
+            self.reap(&tasks);
+        }
+        // Tasks on nodes that are no longer in the cluster.
+        for tasks in by_node.values() {
+            for task in tasks {
+                self.stop_if_wanted(task);
+            }
+            self.reap(tasks);
+        }
+    }
+
+    /// Replaces a current task that ended, if the restart policy says so and its delay has
+    /// passed.
+    fn restart(
+        &mut self,
+        service: &ServiceRecord,
+        current: &TaskRecord,
+        slot: Option<u32>,
+        node: Option<u64>,
+    ) {
+        let policy = service.spec.restart;
+        let wanted = match current.state {
+            // Stopped by its worker (cut off from every manager): not the task's doing.
+            TaskState::Shutdown => true,
+            TaskState::Complete => policy.condition == RestartCondition::Any,
+            _ => policy.condition != RestartCondition::None,
+        };
+        if !wanted {
+            return;
+        }
+        if let Some(max) = policy.max_attempts
+            && self.restarts(service, current, slot, node) >= max
+        {
+            return;
+        }
+        let ended_for = self
+            .observed
+            .ended_for
+            .get(&current.id)
+            .copied()
+            .unwrap_or_default();
+        if ended_for < Duration::from_millis(policy.delay_ms) {
+            return;
+        }
+        let attempt = if current.state == TaskState::Shutdown {
+            current.attempt
+        } else {
+            current.attempt + 1
+        };
+        if self.create(service, slot, node, attempt) {
+            self.decision.shutdown.push(current.id);
+        }
+    }
+
+    /// How many times the slot was restarted: all told, or within the policy's window.
+    fn restarts(
+        &self,
+        service: &ServiceRecord,
+        current: &TaskRecord,
+        slot: Option<u32>,
+        node: Option<u64>,
+    ) -> u32 {
+        let Some(window) = service.spec.restart.window_ms else {
+            return current.attempt;
+        };
+        let since = self.observed.now_ms.saturating_sub(window);
+        let mut attempts: Vec<u32> = self
+            .state
+            .tasks
+            .of_service(&service.name)
+            .filter(|task| task.slot == slot && (slot.is_some() || task.node_id == node))
+            .filter(|task| task.attempt > 0 && task.created_at_ms >= since)
+            .map(|task| task.attempt)
+            .collect();
+        attempts.dedup();
+        u32::try_from(attempts.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Where `task` runs, and what that means for it.
+    fn judge(&self, task: &TaskRecord) -> Where {
+        let Some(node_id) = task.node_id else {
+            return Where::Fine;
+        };
+        let Some(node) = self.state.nodes.get(&node_id) else {
+            return Where::Gone;
+        };
+        match node.status {
+            NodeStatus::Left => Where::Gone,
+            NodeStatus::Down => {
+                let down_for = self
+                    .observed
+                    .down_for
+                    .get(&node_id)
+                    .copied()
+                    .unwrap_or_default();
+                let tolerated = match task.spec.on_isolation {
+                    OnIsolation::Keep => self.settings.node_loss_grace,
+                    OnIsolation::Stop => self
+                        .settings
+                        .node_loss_grace
+                        .max(self.settings.isolation_lease + ISOLATION_MARGIN),
+                };
+                if down_for >= tolerated {
+                    Where::Lost
+                } else {
+                    Where::Fine
+                }
+            }
+            NodeStatus::Ready if node.availability == Availability::Drain => Where::Draining,
+            NodeStatus::Ready => Where::Fine,
+        }
+    }
+
+    /// Asks for a new task, unless this decision has created enough.
+    fn create(
+        &mut self,
+        service: &ServiceRecord,
+        slot: Option<u32>,
+        node_id: Option<u64>,
+        attempt: u32,
+    ) -> bool {
+        if self.decision.create.len() >= self.settings.max_creates {
+            return false;
+        }
+        self.decision.create.push(NewTask {
+            service: service.name.clone(),
+            slot,
+            node_id,
+            template_version: service.template_version,
+            spec: service.spec.task.clone(),
+            attempt,
+        });
+        true
+    }
+
+    fn stop_if_wanted(&mut self, task: &TaskRecord) {
+        if task.desired == DesiredState::Running {
+            self.decision.shutdown.push(task.id);
+        }
+    }
+
+    /// Whether the log would let `task` be forgotten.
+    fn deletable(&self, task: &TaskRecord) -> bool {
+        task.desired == DesiredState::Shutdown
+            && (task.state.is_terminal()
+                || !task.state.is_started()
+                || task
+                    .node_id
+                    .is_some_and(|node| !self.state.nodes.contains_key(&node)))
+    }
+
+    /// Forgets a slot's oldest stopped tasks beyond the few kept.
+    fn reap(&mut self, tasks: &[&TaskRecord]) {
+        let done: Vec<u64> = tasks
+            .iter()
+            .filter(|task| self.deletable(task))
+            .map(|task| task.id)
+            .collect();
+        let excess = done.len().saturating_sub(self.settings.keep_ended);
+        self.decision.delete.extend(done.into_iter().take(excess));
+    }
+}
+
+#[cfg(test)]
+mod tests;
