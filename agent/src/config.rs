@@ -64,6 +64,23 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 1_000)]
     pub liveness_grace_ms: u64,
 
+    /// On the leader: how long a node must be down before its tasks are replaced on other
+    /// nodes, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub node_loss_grace_ms: u64,
+
+    /// How long a worker that reaches no manager keeps running the tasks of services created
+    /// with `--on-isolation stop`, in milliseconds; the leader replaces such a worker's tasks
+    /// only after this (and a margin) has passed, so one slot never runs twice. Give every
+    /// node the same value.
+    #[arg(long, default_value_t = 10_000)]
+    pub isolation_lease_ms: u64,
+
+    /// Each task's output is kept under this many bytes (and as much again in the rotated
+    /// file).
+    #[arg(long, default_value_t = 4 << 20)]
+    pub task_log_max_bytes: u64,
+
     /// A label this node reports when it joins, as key=value; repeat for more.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
@@ -101,6 +118,16 @@ pub enum AgentCommand {
     /// Offline snapshot tools (the agent must not be running on the config dir).
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// The supervisor of one task's process; the agent starts it, never an operator.
+    #[command(hide = true)]
+    TaskShim {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 4 << 20)]
+        log_max_bytes: u64,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -82,6 +82,11 @@ pub async fn serve(listener: UnixListener, ctx: Context, shutdown: CancellationT
                 let ctx = ctx.clone();
                 async move {
                     let name = request.name();
+                    let request = match crate::api::stream(&ctx, request) {
+                        Ok(Ok(items)) => return Reply::Stream(items),
+                        Ok(Err(error)) => return Reply::One(Err(error)),
+                        Err(request) => request,
+                    };
                     let result = crate::api::handle(&ctx, request, false).await;
                     if let Err(error) = &result {
                         tracing::debug!(request = name, code = %error.code, %error, "control request failed");

@@ -15,6 +15,8 @@
 //! - [`manager`]: what only managers do — admission, membership changes, workers' sessions,
 //!   and the leader's loops (promoter, liveness) under one supervisor;
 //! - [`worker`]: what only workers do — joining, leaving, the session with a manager;
+//! - [`exec`]: what runs tasks on this node (manager or worker): the executor, its feed of
+//!   assignments and its reports, the process driver and the task shim, task logs;
 //! - [`gossip`]: the keeper of the node's gossip driver;
 //! - [`errors`]: the errors many handlers share;
 //! - [`restore`]: `symphony-agent snapshot restore`, seeding a manager from a snapshot file;
@@ -26,6 +28,7 @@ pub mod config;
 pub mod context;
 pub mod control;
 pub mod errors;
+pub mod exec;
 pub mod gossip;
 pub mod identity;
 pub mod logging;

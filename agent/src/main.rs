@@ -1,7 +1,7 @@
 //! `symphony-agent`: see the crate documentation of `symphony_agent`.
 
 use clap::Parser;
-use symphony_agent::config::AgentArgs;
+use symphony_agent::config::{AgentArgs, AgentCommand};
 
 // The agent allocates many small short-lived buffers per request (frames, entries, rows);
 // mimalloc handles that pattern markedly faster than the system allocator.
@@ -10,6 +10,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let args = AgentArgs::parse();
+    // A task's shim is a small process of plain threads: no runtime.
+    if let Some(AgentCommand::TaskShim {
+        dir,
+        log_max_bytes,
+        command,
+    }) = &args.command
+    {
+        let code = symphony_agent::exec::shim::run(dir, *log_max_bytes, command);
+        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -132,6 +132,12 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
             },
             labels: args.labels.iter().cloned().collect(),
             liveness_grace: Duration::from_millis(args.liveness_grace_ms),
+            orchestrator: crate::manager::orchestrator::decide::Settings {
+                node_loss_grace: Duration::from_millis(args.node_loss_grace_ms),
+                isolation_lease: Duration::from_millis(args.isolation_lease_ms),
+                ..crate::manager::orchestrator::default_settings()
+            },
+            isolation_lease: Duration::from_millis(args.isolation_lease_ms),
         },
         setup: ConsensusSetup {
             config: consensus_config,
@@ -196,6 +202,31 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         ctx.remote.clone(),
         shutdown.clone(),
     ));
+    let (assigned, assigned_rx) = tokio::sync::watch::channel(Default::default());
+    let (contact, contact_rx) = tokio::sync::watch::channel(None);
+    let (reports, reports_rx) = tokio::sync::mpsc::unbounded_channel();
+    let feed = tokio::spawn(crate::exec::feed::run(
+        ctx.clone(),
+        assigned,
+        contact,
+        shutdown.clone(),
+    ));
+    let executor = tokio::spawn(crate::exec::run(
+        crate::exec::Settings {
+            config_dir: args.config_dir.clone(),
+            max_log_bytes: args.task_log_max_bytes,
+            isolation_lease: Duration::from_millis(args.isolation_lease_ms),
+        },
+        assigned_rx,
+        contact_rx,
+        reports,
+        shutdown.clone(),
+    ));
+    let reporter = tokio::spawn(crate::exec::report::run(
+        ctx.clone(),
+        reports_rx,
+        shutdown.clone(),
+    ));
 
     tracing::info!(
         node_id = identity.node_id,
@@ -214,7 +245,17 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
     shutdown.cancel();
     // The gossip keeper leaves the pool on its way out, so the others see this node go now;
     // the supervisor stops the Raft port and the Raft node.
-    let _ = tokio::join!(control, remote, gossip_keeper, leader, session, supervisor);
+    let _ = tokio::join!(
+        control,
+        remote,
+        gossip_keeper,
+        leader,
+        session,
+        feed,
+        executor,
+        reporter,
+        supervisor
+    );
     let _ = std::fs::remove_file(&socket_path);
     tracing::info!("stopped");
     Ok(())

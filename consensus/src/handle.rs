@@ -328,6 +328,12 @@ impl Consensus {
         }
     }
 
+    /// Waits for changes to `tables` of this node's replica (by name, e.g.
+    /// `state::tasks::TABLE`).
+    pub fn watch_tables(&self, tables: &[&str]) -> crate::store::TableWatch {
+        self.state.watch(tables)
+    }
+
     /// Reads this node's replica as applied so far; may lag the leader.
     pub fn read_stale<T>(&self, read: impl FnOnce(&ClusterState) -> T) -> T {
         read(&self.state.read())
@@ -339,6 +345,24 @@ impl Consensus {
         Leadership {
             server: self.raft.server_metrics(),
             me: self.raft_node_id,
+        }
+    }
+
+    /// Whether this node is in touch with a quorum: a leader a quorum acknowledged within a
+    /// second, or a follower that knows a leader (a follower that stops hearing one starts an
+    /// election within its election timeout, and then knows none).
+    pub fn in_touch_with_quorum(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        match metrics.state {
+            openraft::ServerState::Leader => metrics
+                .last_quorum_acked
+                .as_ref()
+                .is_some_and(|acked| acked.elapsed() < Duration::from_secs(1)),
+            openraft::ServerState::Follower | openraft::ServerState::Learner => {
+                metrics.current_leader.is_some()
+            }
+            openraft::ServerState::Candidate | openraft::ServerState::Shutdown => false,
         }
     }
 

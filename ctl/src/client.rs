@@ -9,8 +9,9 @@ use std::time::Duration;
 use symphony_wire::{CallError, Dialer, Hello, HelloError, LocalHello, Mux, Protocol, Refusal};
 
 use crate::proto::{
-    Ctl, CtlError, DoneInfo, InitInfo, JoinInfo, KvDeleteResult, KvEntry, KvListing, KvWriteResult,
-    NodeInfo, ReadConsistency, Request, Response, Role, SnapshotInfo, StatusInfo, TokenInfo,
+    Ctl, CtlError, DoneInfo, ExplainInfo, InitInfo, JoinInfo, KvDeleteResult, KvEntry, KvListing,
+    KvWriteResult, NodeInfo, ReadConsistency, Request, Response, Role, ServiceInfo,
+    ServiceSpecView, SnapshotInfo, StatusInfo, TaskInfo, TokenInfo,
 };
 
 /// How long connecting and the hello may take.
@@ -336,6 +337,114 @@ impl Client {
     async fn token(&self, request: Request) -> Result<TokenInfo, ClientError> {
         self.expect(request, |r| match r {
             Response::Token(token) => Ok(token),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Declares a service; returns it as created.
+    pub async fn service_create(
+        &self,
+        name: impl Into<String>,
+        spec: ServiceSpecView,
+    ) -> Result<ServiceInfo, ClientError> {
+        let request = Request::ServiceCreate {
+            name: name.into(),
+            spec,
+        };
+        self.service(request).await
+    }
+
+    pub async fn service_list(
+        &self,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<ServiceInfo>, ClientError> {
+        self.expect(Request::ServiceList { consistency }, |r| match r {
+            Response::Services(services) => Ok(services),
+            other => Err(other),
+        })
+        .await
+    }
+
+    pub async fn service_inspect(
+        &self,
+        name: impl Into<String>,
+        consistency: ReadConsistency,
+    ) -> Result<ServiceInfo, ClientError> {
+        let request = Request::ServiceInspect {
+            name: name.into(),
+            consistency,
+        };
+        self.service(request).await
+    }
+
+    pub async fn service_ps(
+        &self,
+        name: impl Into<String>,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<TaskInfo>, ClientError> {
+        let request = Request::ServicePs {
+            name: name.into(),
+            consistency,
+        };
+        self.expect(request, |r| match r {
+            Response::Tasks(tasks) => Ok(tasks),
+            other => Err(other),
+        })
+        .await
+    }
+
+    pub async fn service_explain(
+        &self,
+        name: impl Into<String>,
+        consistency: ReadConsistency,
+    ) -> Result<ExplainInfo, ClientError> {
+        let request = Request::ServiceExplain {
+            name: name.into(),
+            consistency,
+        };
+        self.expect(request, |r| match r {
+            Response::Explain(info) => Ok(*info),
+            other => Err(other),
+        })
+        .await
+    }
+
+    pub async fn service_scale(
+        &self,
+        name: impl Into<String>,
+        replicas: u32,
+    ) -> Result<ServiceInfo, ClientError> {
+        let request = Request::ServiceScale {
+            name: name.into(),
+            replicas,
+        };
+        self.service(request).await
+    }
+
+    pub async fn service_remove(&self, name: impl Into<String>) -> Result<DoneInfo, ClientError> {
+        self.done(Request::ServiceRemove { name: name.into() })
+            .await
+    }
+
+    /// A service's output; the items are `Response::Logs`.
+    pub async fn service_logs(
+        &self,
+        name: impl Into<String>,
+        tail: Option<u64>,
+        follow: bool,
+    ) -> Result<ReplyStream, ClientError> {
+        let request = Request::ServiceLogs {
+            name: name.into(),
+            tail,
+            follow,
+        };
+        self.stream(request).await
+    }
+
+    async fn service(&self, request: Request) -> Result<ServiceInfo, ClientError> {
+        self.expect(request, |r| match r {
+            Response::Service(service) => Ok(*service),
             other => Err(other),
         })
         .await

@@ -7,7 +7,8 @@
 //!   and `snapshot save`;
 //! - [`kv`]: the key-value store;
 //! - [`tokens`]: join tokens;
-//! - [`nodes`]: `node ls`, `inspect`, `update`, `promote`, `demote`, `rm`.
+//! - [`nodes`]: `node ls`, `inspect`, `update`, `promote`, `demote`, `rm`;
+//! - [`services`]: services and their tasks and logs.
 //!
 //! Adding a request: its type and route in the protocol, its handler in its resource's file and
 //! one line in [`handle`], and its call in the client and the CLI.
@@ -15,6 +16,7 @@
 pub mod kv;
 pub mod membership;
 pub mod nodes;
+pub mod services;
 pub mod status;
 pub mod tokens;
 
@@ -24,6 +26,23 @@ use symphony_ctl::proto::{CtlError, ErrorCode, Request, Response, Route};
 use crate::context::Context;
 use crate::errors::not_initialised;
 use crate::remote::forward::{forward_control, leader_elsewhere};
+
+/// Answers one control request that is a stream (`service logs`), or gives it back.
+#[allow(clippy::result_large_err)]
+pub fn stream(
+    ctx: &Context,
+    request: Request,
+) -> Result<Result<tokio::sync::mpsc::Receiver<Result<Response, CtlError>>, CtlError>, Request> {
+    match request {
+        Request::ServiceLogs { name, tail, follow } => {
+            if ctx.node.is_worker() {
+                return Ok(Err(not_manager(ctx, "service logs")));
+            }
+            Ok(services::logs::stream(ctx, name, tail, follow))
+        }
+        other => Err(other),
+    }
+}
 
 /// Answers one control request. `forwarded` is set when another manager passed it on: it is
 /// answered here (as leader) or refused, never passed on again.
@@ -88,6 +107,27 @@ pub async fn handle(
         Request::NodeRemove { node_id, force } => {
             nodes::remove(&consensus(ctx)?, node_id, force).await
         }
+        Request::ServiceCreate { name, spec } => {
+            services::create(&consensus(ctx)?, name, spec).await
+        }
+        Request::ServiceList { consistency } => services::list(&consensus(ctx)?, consistency).await,
+        Request::ServiceInspect { name, consistency } => {
+            services::inspect(&consensus(ctx)?, name, consistency).await
+        }
+        Request::ServicePs { name, consistency } => {
+            services::ps(&consensus(ctx)?, name, consistency).await
+        }
+        Request::ServiceExplain { name, consistency } => {
+            services::explain(&consensus(ctx)?, name, consistency).await
+        }
+        Request::ServiceScale { name, replicas } => {
+            services::scale(&consensus(ctx)?, name, replicas).await
+        }
+        Request::ServiceRemove { name } => services::remove(&consensus(ctx)?, name).await,
+        Request::ServiceLogs { .. } => Err(CtlError::new(
+            ErrorCode::BadRequest,
+            "`service logs` is a stream; send it as one",
+        )),
     }
 }
 

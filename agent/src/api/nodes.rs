@@ -113,6 +113,7 @@ pub fn node_infos(consensus: &Consensus, records: Vec<NodeRecord>) -> Vec<NodeIn
         BTreeMap::new()
     };
     let last = view.last_log_index;
+    let tasks = consensus.read_stale(crate::api::services::tasks_per_node);
     let raft_role = |raft_id: u64| {
         if view.leader == Some(raft_id) {
             "leader"
@@ -179,6 +180,7 @@ pub fn node_infos(consensus: &Consensus, records: Vec<NodeRecord>) -> Vec<NodeIn
                 labels: record.labels.clone(),
                 cpus: record.resources.cpus,
                 memory_bytes: record.resources.memory_bytes,
+                tasks: tasks.get(&record.node_id).copied().unwrap_or(0),
             }
         })
         .collect();
@@ -214,6 +216,7 @@ pub fn node_infos(consensus: &Consensus, records: Vec<NodeRecord>) -> Vec<NodeIn
             labels: BTreeMap::new(),
             cpus: 0,
             memory_bytes: 0,
+            tasks: 0,
         });
     }
     infos

@@ -21,6 +21,7 @@ pub struct LeaderHandles {
     /// This node's id in the cluster.
     pub node_id: u64,
     pub liveness_grace: Duration,
+    pub orchestrator: super::orchestrator::decide::Settings,
 }
 
 /// Runs until `shutdown`: starts the leader's loops while this node leads.
@@ -38,6 +39,7 @@ pub async fn run(mut node: NodeHandle, gossip: GossipWatch, shutdown: Cancellati
             gossip: gossip.clone(),
             node_id: node.node_id(),
             liveness_grace: node.config().settings.liveness_grace,
+            orchestrator: node.config().settings.orchestrator,
         };
         supervise(&mut node, handles, &shutdown).await;
         if shutdown.is_cancelled() {
@@ -86,5 +88,7 @@ fn start(handles: &LeaderHandles, stop: CancellationToken) -> CancellationToken 
         stop.clone(),
     ));
     tokio::spawn(super::liveness::run(handles.clone(), stop.clone()));
+    tokio::spawn(super::orchestrator::run(handles.clone(), stop.clone()));
+    tokio::spawn(super::scheduler::run(handles.clone(), stop.clone()));
     stop
 }

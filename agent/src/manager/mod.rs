@@ -5,12 +5,17 @@
 //! - [`membership`]: on the leader, changing the manager group (promote, demote, remove, a
 //!   manager that leaves);
 //! - [`sessions`]: workers' sessions (any manager) and leave notices (the leader);
+//! - [`dispatcher`]: nodes' assignment streams (any manager) and their task reports (the
+//!   leader);
 //! - [`leader`]: the supervisor of the leader's loops, which start when this node becomes
 //!   leader and stop when it no longer is:
 //!   - [`promoter`]: learners that caught up become voters, keeping the count odd;
-//!   - [`liveness`]: what gossip says about nodes, turned into node status.
+//!   - [`liveness`]: what gossip says about nodes, turned into node status;
+//!   - [`orchestrator`]: every service kept at its tasks;
+//!   - [`scheduler`]: pending tasks placed on nodes.
 
 pub mod admission;
+pub mod dispatcher;
 pub mod leader;
 pub mod liveness;
 pub mod membership;

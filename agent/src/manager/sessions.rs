@@ -22,7 +22,7 @@ fn is_clearly_behind(seen: u64, own: u64) -> bool {
 }
 
 /// The worker's record, if `secret` proves the caller is that worker.
-fn authenticate_worker(
+pub(crate) fn authenticate_worker(
     consensus: &Consensus,
     node_id: u64,
     secret: &str,

@@ -111,6 +111,7 @@ pub fn spec(mode: ServiceMode) -> ServiceSpec {
             workdir: None,
             reservations: Reservations::default(),
             on_isolation: OnIsolation::Keep,
+            stop_grace_ms: 1_000,
         },
         mode,
         constraints: Vec::new(),

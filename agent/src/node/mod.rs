@@ -55,6 +55,10 @@ pub struct NodeSettings {
     pub labels: BTreeMap<String, String>,
     /// How long gossip must say a node is down before the leader records it.
     pub liveness_grace: Duration,
+    /// Node-loss grace, isolation lease and the like.
+    pub orchestrator: crate::manager::orchestrator::decide::Settings,
+    /// How long a worker cut off from every manager keeps running `--on-isolation stop` tasks.
+    pub isolation_lease: Duration,
 }
 
 /// What it takes to start a Raft node (again, after `leave` or a forced recovery).

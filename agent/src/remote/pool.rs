@@ -62,6 +62,21 @@ impl RemoteClient {
         .await
     }
 
+    /// Sends a stream request; its answers come from the returned stream.
+    pub async fn stream(
+        &self,
+        request: RemoteRequest,
+    ) -> Result<symphony_wire::ReplyStream<Remote>, CtlError> {
+        let call = RemoteCall {
+            request,
+            forwarded: false,
+        };
+        self.mux.stream(&call).await.map_err(|error| match error {
+            CallError::Remote(error) => error,
+            other => unreachable(&self.addr, &other).not_applied(),
+        })
+    }
+
     /// Sends `call` and waits for its reply, at most `timeout`.
     pub async fn send(&self, call: RemoteCall, timeout: Duration) -> Result<RemoteReply, CtlError> {
         self.mux
@@ -128,6 +143,15 @@ impl RemotePool {
         timeout: Duration,
     ) -> Result<RemoteReply, CtlError> {
         self.client(addr).await?.call(request, timeout).await
+    }
+
+    /// Opens a stream to `addr` over the pooled connection.
+    pub async fn stream(
+        &self,
+        addr: &str,
+        request: RemoteRequest,
+    ) -> Result<symphony_wire::ReplyStream<Remote>, CtlError> {
+        self.client(addr).await?.stream(request).await
     }
 
     /// Passes `request` on to the leader at `addr`, which will not pass it on again.

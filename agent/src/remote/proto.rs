@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use symphony_consensus::{DesiredState, TaskReport, TaskSpec};
 use symphony_ctl::proto::{CtlError, Request, Response, Role};
 use symphony_gossip::MemberState;
 use symphony_wire::ProtocolId;
@@ -67,6 +68,25 @@ pub enum RemoteRequest {
     },
     /// A worker that is leaving asks the leader to mark it `left`.
     WorkerLeaving { node_id: u64, secret: String },
+    /// A stream: the tasks assigned to a worker, the whole set first and then what changes,
+    /// numbered so a gap is seen; served by any manager from its replica.
+    Assignments { node_id: u64, secret: String },
+    /// What happened to a node's tasks, for the leader to record. `secret` is the worker's
+    /// own, or the manager secret when a manager reports on its own tasks.
+    TaskReports {
+        node_id: u64,
+        secret: String,
+        reports: Vec<TaskReport>,
+    },
+    /// A stream, to the node a task runs on: the task's output lines, the last `tail` first,
+    /// then (with `follow`) new ones as they come. `secret` is that node's own secret, which
+    /// only it and the managers hold.
+    TaskLogs {
+        task_id: u64,
+        secret: String,
+        tail: Option<u64>,
+        follow: bool,
+    },
 }
 
 impl RemoteRequest {
@@ -78,6 +98,9 @@ impl RemoteRequest {
             RemoteRequest::Leaving { .. } => ("manager leaving", RemoteRoute::Leader),
             RemoteRequest::WorkerLeaving { .. } => ("worker leaving", RemoteRoute::Leader),
             RemoteRequest::Session { .. } => ("session", RemoteRoute::Local),
+            RemoteRequest::Assignments { .. } => ("assignments", RemoteRoute::Local),
+            RemoteRequest::TaskReports { .. } => ("task reports", RemoteRoute::Leader),
+            RemoteRequest::TaskLogs { .. } => ("task logs", RemoteRoute::Local),
         }
     }
 }
@@ -111,6 +134,52 @@ pub enum RemoteReply {
     Forwarded(Response),
     Left,
     Session(SessionReply),
+    /// One message of an assignments stream.
+    Assignments(AssignmentUpdate),
+    /// Reports recorded.
+    Recorded,
+    /// Lines of a task's output.
+    LogLines(Vec<LogLine>),
+}
+
+/// One message of a worker's assignments stream. `seq` counts the messages that change the
+/// set: the full set is 0, each increment one more; a worker that sees a gap opens the stream
+/// again and starts from a full set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AssignmentUpdate {
+    Full {
+        seq: u64,
+        tasks: Vec<Assignment>,
+        node_ready: bool,
+    },
+    Increment {
+        seq: u64,
+        changed: Vec<Assignment>,
+        removed: Vec<u64>,
+        node_ready: bool,
+    },
+    /// Nothing changed; the manager is there, and says whether the cluster thinks the node is
+    /// ready (a worker the cluster marked down is as good as cut off).
+    Heartbeat { seq: u64, node_ready: bool },
+}
+
+/// A task, as its worker needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub task_id: u64,
+    pub service: String,
+    pub slot: Option<u32>,
+    pub spec: TaskSpec,
+    pub desired: DesiredState,
+}
+
+/// One line of a task's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub at_ms: u64,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

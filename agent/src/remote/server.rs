@@ -13,7 +13,7 @@ use super::forward::{leader_elsewhere, refuse_unless_leading};
 use super::proto::{Remote, RemoteCall, RemoteReply, RemoteRequest, RemoteRoute};
 use crate::context::Context;
 use crate::errors::not_initialised;
-use crate::manager::{admission, membership, sessions};
+use crate::manager::{admission, dispatcher, membership, sessions};
 use crate::tokens::constant_time_eq;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,11 +37,72 @@ pub async fn serve(listener: TcpListener, ctx: Context, shutdown: CancellationTo
             MAX_IN_FLIGHT,
             move |_caller: Arc<Caller>, call| {
                 let ctx = ctx.clone();
-                async move { Reply::One(handle(&ctx, call).await) }
+                async move { serve_call(&ctx, call).await }
             },
         )
     })
     .await;
+}
+
+/// Answers one call: a stream for the requests that are streams, one reply for the rest.
+async fn serve_call(ctx: &Context, call: RemoteCall) -> Reply<Remote> {
+    match call.request {
+        RemoteRequest::Assignments { node_id, secret } => {
+            match stream_assignments(ctx, node_id, &secret) {
+                Ok(stream) => Reply::Stream(stream),
+                Err(error) => Reply::One(Err(error)),
+            }
+        }
+        RemoteRequest::TaskLogs {
+            task_id,
+            secret,
+            tail,
+            follow,
+        } => match crate::exec::logs::serve(ctx, task_id, &secret, tail, follow) {
+            Ok(stream) => Reply::Stream(stream),
+            Err(error) => Reply::One(Err(error)),
+        },
+        request => Reply::One(
+            handle(
+                ctx,
+                RemoteCall {
+                    request,
+                    forwarded: call.forwarded,
+                },
+            )
+            .await,
+        ),
+    }
+}
+
+/// A node's assignments, for the node itself.
+fn stream_assignments(
+    ctx: &Context,
+    node_id: u64,
+    secret: &str,
+) -> Result<tokio::sync::mpsc::Receiver<Result<RemoteReply, CtlError>>, CtlError> {
+    if ctx.node.is_worker() {
+        return Err(CtlError::new(
+            ErrorCode::NotManager,
+            "this node is a worker; ask a manager for assignments",
+        ));
+    }
+    let consensus = ctx.node.consensus().ok_or_else(not_initialised)?;
+    sessions::authenticate_worker(&consensus, node_id, secret)?;
+    let mut updates = dispatcher::assignments(consensus, node_id);
+    let (replies, receiver) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        while let Some(update) = updates.recv().await {
+            if replies
+                .send(Ok(RemoteReply::Assignments(update)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    Ok(receiver)
 }
 
 /// Answers one call from another node.
@@ -89,6 +150,23 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
                 .await
                 .map(|()| RemoteReply::Left)
         }
+        RemoteRequest::TaskReports {
+            node_id,
+            secret,
+            reports,
+        } => {
+            // A worker proves itself with its own secret, a manager with the managers'.
+            if check_manager_secret(ctx, &secret).is_err() {
+                sessions::authenticate_worker(&consensus, node_id, &secret)?;
+            }
+            dispatcher::record_reports(&consensus, node_id, reports)
+                .await
+                .map(|()| RemoteReply::Recorded)
+        }
+        RemoteRequest::Assignments { .. } | RemoteRequest::TaskLogs { .. } => Err(CtlError::new(
+            ErrorCode::BadRequest,
+            "this request is a stream",
+        )),
     }
 }
 

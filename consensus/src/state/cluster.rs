@@ -32,7 +32,8 @@ pub enum ClusterCommand {
     RotateToken { role: NodeRole, token: String },
 }
 
-const NAME: &str = "sm_cluster";
+/// The name of this table (its rows on disk, its change watch).
+pub const TABLE: &str = "sm_cluster";
 const ROW: &[u8] = b"info";
 
 /// Sets the cluster up; refused once it is.
@@ -47,7 +48,7 @@ pub(super) fn bootstrap(
         };
     }
     *table = Some(cluster.clone());
-    changes.touch(NAME, ROW.to_vec());
+    changes.touch(TABLE, ROW.to_vec());
     CommandResult::Done
 }
 
@@ -65,13 +66,13 @@ pub(super) fn apply(
             NodeRole::Worker => cluster.worker_token.clone_from(token),
         },
     }
-    changes.touch(NAME, ROW.to_vec());
+    changes.touch(TABLE, ROW.to_vec());
     CommandResult::Done
 }
 
 impl Table for ClusterTable {
     fn name(&self) -> &'static str {
-        NAME
+        TABLE
     }
 
     fn row_keys(&self) -> Vec<Vec<u8>> {

@@ -45,7 +45,8 @@ pub enum KvCommand {
     },
 }
 
-const NAME: &str = "sm_kv";
+/// The name of this table (its rows on disk, its change watch).
+pub const TABLE: &str = "sm_kv";
 /// Row keys: an entry is `e` and its key, the revision is `r`.
 const ENTRY: u8 = b'e';
 const REVISION: &[u8] = b"r";
@@ -112,8 +113,8 @@ impl KvTable {
                     },
                 };
                 self.entries.insert(key.clone(), record);
-                changes.touch(NAME, entry_row(key));
-                changes.touch(NAME, REVISION.to_vec());
+                changes.touch(TABLE, entry_row(key));
+                changes.touch(TABLE, REVISION.to_vec());
                 CommandResult::KvPut { revision }
             }
             KvCommand::Delete { key, if_revision } => {
@@ -127,8 +128,8 @@ impl KvTable {
                     };
                 }
                 self.revision += 1;
-                changes.touch(NAME, entry_row(key));
-                changes.touch(NAME, REVISION.to_vec());
+                changes.touch(TABLE, entry_row(key));
+                changes.touch(TABLE, REVISION.to_vec());
                 CommandResult::KvDelete {
                     deleted: true,
                     revision: self.revision,
@@ -155,7 +156,7 @@ impl KvTable {
 
 impl Table for KvTable {
     fn name(&self) -> &'static str {
-        NAME
+        TABLE
     }
 
     fn row_keys(&self) -> Vec<Vec<u8>> {
@@ -335,7 +336,7 @@ mod tests {
             }),
             &mut changes,
         );
-        let touched: Vec<&Vec<u8>> = changes.of(NAME).collect();
+        let touched: Vec<&Vec<u8>> = changes.of(TABLE).collect();
         assert_eq!(touched.len(), 2, "the entry and the revision");
         assert_eq!(state.kv.encode_row(&entry_row("k2")).unwrap(), None);
 

@@ -259,6 +259,7 @@ pub(crate) mod tests {
                 workdir: None,
                 reservations: Reservations::default(),
                 on_isolation: OnIsolation::Keep,
+                stop_grace_ms: 1_000,
             },
             mode: ServiceMode::Replicated { replicas },
             constraints: Vec::new(),

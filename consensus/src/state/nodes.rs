@@ -140,7 +140,8 @@ pub enum NodeCommand {
     Remove { node_id: u64 },
 }
 
-const NAME: &str = "sm_nodes";
+/// The name of this table (its rows on disk, its change watch).
+pub const TABLE: &str = "sm_nodes";
 
 /// The nodes table: read as a map; changed only by its commands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,7 +165,7 @@ impl NodeTable {
 
     pub(super) fn bootstrap(&mut self, node: &NodeRecord, changes: &mut Changes) {
         self.0.insert(node.node_id, node.clone());
-        changes.touch(NAME, u64_key(node.node_id));
+        changes.touch(TABLE, u64_key(node.node_id));
     }
 
     pub(super) fn apply(&mut self, command: &NodeCommand, changes: &mut Changes) -> CommandResult {
@@ -178,7 +179,7 @@ impl NodeTable {
                     None => new_record(node, *at_ms),
                 };
                 self.0.insert(node.node_id, record);
-                changes.touch(NAME, u64_key(node.node_id));
+                changes.touch(TABLE, u64_key(node.node_id));
                 CommandResult::Done
             }
             NodeCommand::SetStatus {
@@ -199,7 +200,7 @@ impl NodeTable {
                 }
                 node.status = *status;
                 node.status_changed_at_ms = *at_ms;
-                changes.touch(NAME, u64_key(*node_id));
+                changes.touch(TABLE, u64_key(*node_id));
                 CommandResult::Done
             }
             NodeCommand::Update {
@@ -218,7 +219,7 @@ impl NodeTable {
                     node.labels.remove(key);
                 }
                 node.labels.extend(label_add.clone());
-                changes.touch(NAME, u64_key(*node_id));
+                changes.touch(TABLE, u64_key(*node_id));
                 CommandResult::Done
             }
             NodeCommand::SetDemoted { node_id, demoted } => {
@@ -227,13 +228,13 @@ impl NodeTable {
                 };
                 if node.demoted != *demoted {
                     node.demoted = *demoted;
-                    changes.touch(NAME, u64_key(*node_id));
+                    changes.touch(TABLE, u64_key(*node_id));
                 }
                 CommandResult::Done
             }
             NodeCommand::Remove { node_id } => {
                 if self.0.remove(node_id).is_some() {
-                    changes.touch(NAME, u64_key(*node_id));
+                    changes.touch(TABLE, u64_key(*node_id));
                 }
                 CommandResult::Done
             }
@@ -312,7 +313,7 @@ fn no_such_node(node_id: u64) -> CommandResult {
 
 impl Table for NodeTable {
     fn name(&self) -> &'static str {
-        NAME
+        TABLE
     }
 
     fn row_keys(&self) -> Vec<Vec<u8>> {
@@ -490,7 +491,7 @@ mod tests {
             state.apply(&set(NodeStatus::Down, 50), &mut changes),
             CommandResult::Done
         );
-        assert!(changes.contains(NAME, &u64_key(1)));
+        assert!(changes.contains(TABLE, &u64_key(1)));
         assert_eq!(state.nodes[&1].status, NodeStatus::Down);
         assert_eq!(state.nodes[&1].status_changed_at_ms, 50);
         // The same decision again touches nothing, and keeps the time of the change.
@@ -534,7 +535,7 @@ mod tests {
         );
         assert!(state.nodes.is_empty());
         assert_eq!(state.nodes.encode_row(&u64_key(1)).unwrap(), None);
-        assert!(changes.contains(NAME, &u64_key(1)));
+        assert!(changes.contains(TABLE, &u64_key(1)));
         let _ = node(1);
     }
 }

@@ -51,6 +51,16 @@ pub struct TaskSpec {
     pub reservations: Reservations,
     /// What a worker cut off from every manager does with the task.
     pub on_isolation: OnIsolation,
+    /// How long a task asked to stop has between SIGTERM and SIGKILL.
+    #[serde(default = "default_stop_grace_ms")]
+    pub stop_grace_ms: u64,
+}
+
+/// Ten seconds, as Docker's and Swarm's default.
+pub const DEFAULT_STOP_GRACE_MS: u64 = 10_000;
+
+fn default_stop_grace_ms() -> u64 {
+    DEFAULT_STOP_GRACE_MS
 }
 
 /// What a task reserves on the node it runs on.
@@ -346,7 +356,8 @@ pub enum ServiceCommand {
     Remove { name: String },
 }
 
-const NAME: &str = "sm_services";
+/// The name of this table (its rows on disk, its change watch).
+pub const TABLE: &str = "sm_services";
 
 /// The services table, by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -385,7 +396,7 @@ impl ServiceTable {
                         updated_at_ms: *at_ms,
                     },
                 );
-                changes.touch(NAME, name.as_bytes().to_vec());
+                changes.touch(TABLE, name.as_bytes().to_vec());
                 CommandResult::Done
             }
             ServiceCommand::Scale {
@@ -416,14 +427,14 @@ impl ServiceTable {
                 }
                 service.version += 1;
                 service.updated_at_ms = *at_ms;
-                changes.touch(NAME, name.as_bytes().to_vec());
+                changes.touch(TABLE, name.as_bytes().to_vec());
                 CommandResult::Done
             }
             ServiceCommand::Remove { name } => {
                 if self.0.remove(name).is_none() {
                     return no_such_service(name);
                 }
-                changes.touch(NAME, name.as_bytes().to_vec());
+                changes.touch(TABLE, name.as_bytes().to_vec());
                 CommandResult::Done
             }
         }
@@ -440,7 +451,7 @@ fn no_such_service(name: &str) -> CommandResult {
 
 impl Table for ServiceTable {
     fn name(&self) -> &'static str {
-        NAME
+        TABLE
     }
 
     fn row_keys(&self) -> Vec<Vec<u8>> {

@@ -188,7 +188,8 @@ pub struct TaskOutcome {
     pub ignored: usize,
 }
 
-const NAME: &str = "sm_tasks";
+/// The name of this table (its rows on disk, its change watch).
+pub const TABLE: &str = "sm_tasks";
 /// The row holding the next task id.
 const NEXT_ID: &[u8] = b"next_id";
 
@@ -347,7 +348,7 @@ impl TaskTable {
                 task.desired = DesiredState::Shutdown;
                 true
             });
-            changes.touch(NAME, u64_key(id));
+            changes.touch(TABLE, u64_key(id));
         }
     }
 
@@ -387,11 +388,11 @@ impl TaskTable {
                         attempt: new.attempt,
                         created_at_ms: *at_ms,
                     });
-                    changes.touch(NAME, u64_key(id));
+                    changes.touch(TABLE, u64_key(id));
                     outcome.changed.push(id);
                 }
                 if !outcome.changed.is_empty() {
-                    changes.touch(NAME, NEXT_ID.to_vec());
+                    changes.touch(TABLE, NEXT_ID.to_vec());
                 }
             }
             TaskCommand::SetDesired { changes: wanted } => {
@@ -475,7 +476,7 @@ impl TaskTable {
                     });
                     if deletable {
                         self.remove(*id);
-                        changes.touch(NAME, u64_key(*id));
+                        changes.touch(TABLE, u64_key(*id));
                         outcome.changed.push(*id);
                     } else {
                         outcome.ignored += 1;
@@ -488,7 +489,7 @@ impl TaskTable {
 
     fn count(&self, id: u64, changed: bool, outcome: &mut TaskOutcome, changes: &mut Changes) {
         if changed {
-            changes.touch(NAME, u64_key(id));
+            changes.touch(TABLE, u64_key(id));
             outcome.changed.push(id);
         } else {
             outcome.ignored += 1;
@@ -504,7 +505,7 @@ fn advance(task: &mut TaskRecord, state: TaskState, at_ms: u64) {
 
 impl Table for TaskTable {
     fn name(&self) -> &'static str {
-        NAME
+        TABLE
     }
 
     fn row_keys(&self) -> Vec<Vec<u8>> {

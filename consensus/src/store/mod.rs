@@ -27,7 +27,7 @@ use crate::state::ClusterState;
 
 pub use self::log::LogStore;
 pub use self::snapshot::SnapshotPayload;
-pub use self::state_machine::{SharedState, StateMachineStore};
+pub use self::state_machine::{SharedState, StateMachineStore, TableWatch};
 
 /// The Raft log: index → encoded entry.
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");

@@ -7,6 +7,7 @@
 //! durable in the log, and whatever a crash loses here is replayed from it, since the log is
 //! only purged behind a snapshot.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -15,6 +16,7 @@ use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, RaftSnapshotBuilder};
 use redb::{Database, ReadableDatabase, ReadableTable};
+use tokio::sync::watch;
 
 use super::writer::{Done, LAST_APPLIED_KEY, MEMBERSHIP_KEY, RowWrites, Write, Writer};
 use super::{SM_META, decode, encode, io_error, rows_table};
@@ -26,9 +28,83 @@ use crate::types::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership
 #[derive(Clone, Default)]
 pub struct SharedState {
     inner: Arc<RwLock<ClusterState>>,
+    changes: Arc<TableChanges>,
+}
+
+/// One counter per table, bumped after every apply that changed it, so a reader can wait for
+/// the tables it cares about and sleep through the rest (a busy KV store does not wake the
+/// task dispatcher).
+pub struct TableChanges {
+    tables: BTreeMap<&'static str, watch::Sender<u64>>,
+}
+
+impl Default for TableChanges {
+    fn default() -> Self {
+        TableChanges {
+            tables: ClusterState::default()
+                .tables()
+                .iter()
+                .map(|table| (table.name(), watch::Sender::new(0)))
+                .collect(),
+        }
+    }
+}
+
+impl TableChanges {
+    fn bump(&self, table: &str) {
+        if let Some(sender) = self.tables.get(table) {
+            sender.send_modify(|count| *count += 1);
+        }
+    }
+}
+
+/// Waits for changes to some tables of the applied state.
+pub struct TableWatch {
+    receivers: Vec<watch::Receiver<u64>>,
+}
+
+impl TableWatch {
+    /// Resolves once any of the watched tables changed since the last call (or since the
+    /// watch was made); `false` if the state machine is gone.
+    pub async fn changed(&mut self) -> bool {
+        if self.receivers.is_empty() {
+            return std::future::pending().await;
+        }
+        let waits = self
+            .receivers
+            .iter_mut()
+            .map(|receiver| Box::pin(receiver.changed()));
+        let (result, _, _) = futures_util::future::select_all(waits).await;
+        result.is_ok()
+    }
 }
 
 impl SharedState {
+    /// Watches `tables` (by [`crate::state::Table::name`], e.g. `state::tasks::TABLE`).
+    pub fn watch(&self, tables: &[&str]) -> TableWatch {
+        TableWatch {
+            receivers: tables
+                .iter()
+                .filter_map(|table| self.changes.tables.get(table))
+                .map(watch::Sender::subscribe)
+                .collect(),
+        }
+    }
+
+    fn changed(&self, changes: &Changes) {
+        for table in self.changes.tables.keys() {
+            if changes.of(table).next().is_some() {
+                self.changes.bump(table);
+            }
+        }
+    }
+
+    fn replaced(&self) {
+        for table in self.changes.tables.keys() {
+            self.changes.bump(table);
+        }
+    }
+
     /// A read view of the state as applied so far on this node.
     pub fn read(&self) -> RwLockReadGuard<'_, ClusterState> {
         // Apply never leaves the state half-changed across a panic point, so a poisoned lock
@@ -79,6 +155,7 @@ impl StateMachineStore {
             writer,
             state: SharedState {
                 inner: Arc::new(RwLock::new(state)),
+                changes: Arc::default(),
             },
             last_applied,
             membership,
@@ -192,6 +269,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         };
         let rows = self.rows_with_position(rows)?;
         self.writer.submit(Write::StateRows(rows), Done::Nobody)?;
+        self.state.changed(&changes);
         for (responder, result) in replies {
             responder.send(result);
         }
@@ -217,6 +295,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let rows = self.rows_with_position(rows)?;
         self.writer.write(Write::StateRows(rows)).await?;
         *self.state.write() = new_state;
+        self.state.replaced();
         tracing::info!(last_log_id = ?meta.last_log_id, "installed a snapshot");
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! The `symphony-ctl` command line: argument parsing, one call per command, and output as a
 //! table for people or JSON for scripts (`--json`).
 
+mod parse;
+mod service;
 mod table;
 
 use std::path::PathBuf;
@@ -75,6 +77,9 @@ pub enum Command {
     /// List and manage the cluster's nodes.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Declare services and see their tasks: the cluster keeps them running.
+    #[command(subcommand)]
+    Service(Box<service::ServiceCommand>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,6 +241,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             emit(json, status_json(&status), || status_text(&status));
         }
         Command::Kv(command) => run_kv(&client, json, command).await?,
+        Command::Service(command) => service::run(&client, json, *command).await?,
         Command::Token(TokenCommand::Show { role }) => {
             let token = client.token_show(role.into()).await?;
             emit(
@@ -594,6 +600,7 @@ fn node_text(node: &NodeInfo) -> String {
         ("Raft address", show(node.raft_addr.clone())),
         ("Address", node.remote_addr.clone()),
         ("CPUs", node.cpus.to_string()),
+        ("Tasks", node.tasks.to_string()),
         (
             "Memory",
             format!("{} MiB", node.memory_bytes / (1024 * 1024)),
@@ -623,14 +630,11 @@ fn nodes_text(nodes: &[NodeInfo]) -> String {
         "ADDRESS",
         "VERSION",
         "CHANGED",
+        "TASKS",
         "LABELS",
     ]);
     let show = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        });
+    let now_ms = now_ms();
     for node in nodes {
         table.row([
             node.node_id.to_string(),
@@ -650,14 +654,27 @@ fn nodes_text(nodes: &[NodeInfo]) -> String {
             node.remote_addr.clone(),
             node.agent_version.clone(),
             ago(now_ms, node.status_changed_at_ms),
+            node.tasks.to_string(),
             labels_text(&node.labels),
         ]);
     }
     table.render()
 }
 
+/// Milliseconds since the Unix epoch, to say how long ago things happened.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
 /// How long ago a status change was, for people: `4s ago`, `12m ago`, `3h ago`, `2d ago`.
 fn ago(now_ms: u64, then_ms: u64) -> String {
+    if then_ms > now_ms.saturating_add(1_000) {
+        return "-".to_string();
+    }
     if then_ms == 0 {
         return "-".to_string();
     }

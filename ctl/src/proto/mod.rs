@@ -11,12 +11,16 @@
 //! - this file: the [`Request`]s, where each is answered ([`Route`], declared once in
 //!   [`Request::spec`]), and the [`Response`]s;
 //! - [`views`]: what the responses carry;
+//! - [`services`]: the service spec as operators write it, and what `service ls`, `ps`,
+//!   `inspect`, `explain` and `logs` show;
 //! - [`error`]: [`CtlError`], the typed error with its structured fields.
 
 mod error;
+mod services;
 mod views;
 
 pub use error::{Applied, CompareFailure, CtlError, ErrorCode, LeaderHint};
+pub use services::*;
 pub use views::*;
 
 use serde::{Deserialize, Serialize};
@@ -166,6 +170,42 @@ pub enum Request {
     NodeList {
         consistency: ReadConsistency,
     },
+    /// Declares a service; refused (nothing written) when the name is taken or the spec is
+    /// invalid.
+    ServiceCreate {
+        name: String,
+        spec: ServiceSpecView,
+    },
+    ServiceList {
+        consistency: ReadConsistency,
+    },
+    ServiceInspect {
+        name: String,
+        consistency: ReadConsistency,
+    },
+    /// A service's tasks, newest last per slot.
+    ServicePs {
+        name: String,
+        consistency: ReadConsistency,
+    },
+    /// Why each pending task of a service is pending: every node, every filter it fails.
+    ServiceExplain {
+        name: String,
+        consistency: ReadConsistency,
+    },
+    ServiceScale {
+        name: String,
+        replicas: u32,
+    },
+    ServiceRemove {
+        name: String,
+    },
+    /// A stream: the service's task output from every node, each line with its task and node.
+    ServiceLogs {
+        name: String,
+        tail: Option<u64>,
+        follow: bool,
+    },
 }
 
 /// The successful answers, one variant per request kind.
@@ -185,6 +225,13 @@ pub enum Response {
     SnapshotSaved(SnapshotInfo),
     /// `node inspect`, and `node update` with the node as it is now.
     Node(Box<NodeInfo>),
+    /// `service create`, `inspect` and `scale`: the service as it is now.
+    Service(Box<ServiceInfo>),
+    Services(Vec<ServiceInfo>),
+    Tasks(Vec<TaskInfo>),
+    Explain(Box<ExplainInfo>),
+    /// Items of a `service logs` stream.
+    Logs(Vec<ServiceLogLine>),
 }
 
 impl Request {
@@ -211,6 +258,15 @@ impl Request {
             // Tokens are secrets: only the leader's (current) view of them is shown.
             Request::TokenShow { .. } => spec("token show", Leader),
             Request::TokenRotate { .. } => spec("token rotate", Leader),
+            Request::ServiceCreate { .. } => spec("service create", Leader),
+            Request::ServiceScale { .. } => spec("service scale", Leader),
+            Request::ServiceRemove { .. } => spec("service rm", Leader),
+            Request::ServiceList { consistency } => read("service ls", *consistency),
+            Request::ServiceInspect { consistency, .. } => read("service inspect", *consistency),
+            Request::ServicePs { consistency, .. } => read("service ps", *consistency),
+            Request::ServiceExplain { consistency, .. } => read("service explain", *consistency),
+            // Any manager gathers the logs from the nodes; nothing is written.
+            Request::ServiceLogs { .. } => spec("service logs", Manager),
         }
     }
 
@@ -236,6 +292,11 @@ impl Response {
             Response::Done(_) => "done",
             Response::SnapshotSaved(_) => "snapshot saved",
             Response::Node(_) => "node",
+            Response::Service(_) => "service",
+            Response::Services(_) => "services",
+            Response::Tasks(_) => "tasks",
+            Response::Explain(_) => "explain",
+            Response::Logs(_) => "logs",
         }
     }
 }

@@ -195,4 +195,7 @@ pub struct NodeInfo {
     pub cpus: u32,
     #[serde(default)]
     pub memory_bytes: u64,
+    /// Tasks placed on the node that it should run.
+    #[serde(default)]
+    pub tasks: u32,
 }

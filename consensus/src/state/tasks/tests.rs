@@ -232,7 +232,7 @@ fn removing_a_service_shuts_its_tasks_down() {
     let mut changes = Changes::default();
     assert_eq!(state.apply(&remove, &mut changes), CommandResult::Done);
     assert_eq!(state.tasks[&1].desired, DesiredState::Shutdown);
-    assert!(changes.contains(NAME, &u64_key(1)));
+    assert!(changes.contains(TABLE, &u64_key(1)));
 }
 
 #[test]

@@ -1,0 +1,231 @@
+//! Where a node's assignments come from, and when it last heard the cluster.
+//!
+//! A worker reads the assignments stream of the manager its session is with (moving to the
+//! next one gossip sees when that one stops answering); a manager reads its own replica the same
+//! way, without the network. Either way the executor sees one [`Assigned`] set, kept whole
+//! across increments, and the time of the last message that said the cluster counts this node
+//! ready — for a manager, also only while its own Raft node is in touch with a quorum. That
+//! time is what the isolation lease runs from.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use symphony_consensus::{Consensus, DesiredState};
+use symphony_ctl::proto::CtlError;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+use crate::manager::dispatcher;
+use crate::remote::proto::{Assignment, AssignmentUpdate, RemoteReply, RemoteRequest};
+use crate::worker::session::candidates;
+
+/// How long after a broken stream the next manager is tried.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// The node's assignments as last heard.
+#[derive(Debug, Clone, Default)]
+pub struct Assigned {
+    /// `None` until a full set arrived (an agent that just started changes nothing before).
+    pub tasks: Option<BTreeMap<u64, Assignment>>,
+    /// Bumped with every full set: a new stream, whose manager may have missed reports.
+    pub epoch: u64,
+}
+
+pub fn wants_running(assignment: &Assignment) -> bool {
+    assignment.desired == DesiredState::Running
+}
+
+/// Keeps `assigned` and `contact` up to date until `shutdown`.
+pub async fn run(
+    ctx: Context,
+    assigned: watch::Sender<Assigned>,
+    contact: watch::Sender<Option<Instant>>,
+    shutdown: CancellationToken,
+) {
+    let mut node = ctx.node.clone();
+    loop {
+        let state = node.state();
+        let source = if let Some(worker) = &state.worker {
+            Source::Manager {
+                secret: worker.node_secret.clone(),
+            }
+        } else if let Some(consensus) = state.consensus.clone().filter(|consensus| {
+            let own = state.identity.node_id;
+            consensus.read_stale(|replica| replica.nodes.contains_key(&own))
+        }) {
+            Source::Replica(consensus)
+        } else {
+            // In no cluster: nothing is assigned; whatever runs stops.
+            if state.cluster().is_none() {
+                assigned.send_modify(|set| {
+                    if set.tasks.as_ref().is_none_or(|tasks| !tasks.is_empty()) {
+                        set.tasks = Some(BTreeMap::new());
+                        set.epoch += 1;
+                    }
+                });
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = node.changed() => continue,
+            }
+        };
+        let mut follow = Follower {
+            assigned: &assigned,
+            contact: &contact,
+            seq: None,
+        };
+        let ended = tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = node.changed() => None,
+            ended = follow.source(&ctx, source) => Some(ended),
+        };
+        if let Some(Err(error)) = ended {
+            tracing::debug!(%error, "the assignments stream ended; trying again");
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(RETRY) => {}
+            }
+        }
+    }
+}
+
+enum Source {
+    /// A manager's stream, proved with this worker's secret.
+    Manager { secret: String },
+    /// This manager's own replica.
+    Replica(Consensus),
+}
+
+/// Applies one stream's updates to the set.
+struct Follower<'a> {
+    assigned: &'a watch::Sender<Assigned>,
+    contact: &'a watch::Sender<Option<Instant>>,
+    /// The last sequence number applied on this stream.
+    seq: Option<u64>,
+}
+
+impl Follower<'_> {
+    async fn source(&mut self, ctx: &Context, source: Source) -> Result<(), CtlError> {
+        match source {
+            Source::Replica(consensus) => {
+                let node_id = ctx.node.node_id();
+                let mut updates = dispatcher::assignments(consensus.clone(), node_id);
+                let mut ticks = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    tokio::select! {
+                        update = updates.recv() => match update {
+                            Some(update) => self.apply(update, consensus.in_touch_with_quorum())?,
+                            None => return Ok(()),
+                        },
+                        // A manager is in touch while its Raft node is, whatever the stream.
+                        _ = ticks.tick() => {
+                            if consensus.in_touch_with_quorum() && self.seq.is_some() {
+                                self.touch();
+                            }
+                        }
+                    }
+                }
+            }
+            Source::Manager { secret } => {
+                let current = ctx.session.view().map(|view| view.manager);
+                let remembered = ctx.node.worker().map(|w| w.managers).unwrap_or_default();
+                let gossip = ctx.gossip.running().map(|running| running.gossip);
+                let managers =
+                    candidates(current, gossip.as_ref(), ctx.node.node_id(), remembered).await;
+                let mut last_error = None;
+                for manager in managers {
+                    let request = RemoteRequest::Assignments {
+                        node_id: ctx.node.node_id(),
+                        secret: secret.clone(),
+                    };
+                    let mut stream = match ctx.remote.stream(&manager.remote_addr, request).await {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            last_error = Some(error);
+                            continue;
+                        }
+                    };
+                    self.seq = None;
+                    loop {
+                        match stream.next().await {
+                            Some(Ok(RemoteReply::Assignments(update))) => {
+                                self.apply(update, true)?
+                            }
+                            Some(Ok(_)) => break,
+                            Some(Err(error)) => {
+                                last_error = Some(crate::errors::internal(error.to_string()));
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                }
+                Err(last_error.unwrap_or_else(|| {
+                    crate::errors::internal("no manager serves this node's assignments")
+                }))
+            }
+        }
+    }
+
+    /// Applies one update; a gap in the numbering ends the stream (the next starts with a
+    /// full set).
+    fn apply(&mut self, update: AssignmentUpdate, in_touch: bool) -> Result<(), CtlError> {
+        let ready = match update {
+            AssignmentUpdate::Full {
+                seq,
+                tasks,
+                node_ready,
+            } => {
+                self.seq = Some(seq);
+                self.assigned.send_modify(|set| {
+                    set.tasks = Some(tasks.into_iter().map(|task| (task.task_id, task)).collect());
+                    set.epoch += 1;
+                });
+                node_ready
+            }
+            AssignmentUpdate::Increment {
+                seq,
+                changed,
+                removed,
+                node_ready,
+            } => {
+                if self.seq.map(|last| last + 1) != Some(seq) {
+                    return Err(gap(self.seq, seq));
+                }
+                self.seq = Some(seq);
+                self.assigned.send_modify(|set| {
+                    let tasks = set.tasks.get_or_insert_with(BTreeMap::new);
+                    for id in removed {
+                        tasks.remove(&id);
+                    }
+                    for task in changed {
+                        tasks.insert(task.task_id, task);
+                    }
+                });
+                node_ready
+            }
+            AssignmentUpdate::Heartbeat { seq, node_ready } => {
+                if self.seq != Some(seq) {
+                    return Err(gap(self.seq, seq));
+                }
+                node_ready
+            }
+        };
+        if ready && in_touch {
+            self.touch();
+        }
+        Ok(())
+    }
+
+    fn touch(&self) {
+        self.contact.send_replace(Some(Instant::now()));
+    }
+}
+
+fn gap(last: Option<u64>, got: u64) -> CtlError {
+    crate::errors::internal(format!(
+        "the assignments stream skipped from {last:?} to {got}; asking for the full set again"
+    ))
+}
