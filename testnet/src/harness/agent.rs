@@ -396,6 +396,8 @@ impl Drop for AgentProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // Tasks outlive their agent (a restarted agent adopts them); the test is over.
+        super::tasks::kill_tasks(&self.config_dir);
         // The temp dir goes away with us; show a failing test what the agent said.
         if std::thread::panicking() {
             eprintln!(

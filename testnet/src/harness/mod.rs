@@ -8,7 +8,8 @@
 //! - [`is_retryable`]: which control errors are worth retrying (no leader yet, restarting);
 //! - [`Cluster`]: N managers formed into one Raft group, with waits, faults and writes that
 //!   retry through any member;
-//! - [`Acknowledged`]: the acknowledged writes, to check at the end that none was lost.
+//! - [`Acknowledged`]: the acknowledged writes, to check at the end that none was lost;
+//! - [`task_processes`] and [`kill_tasks`]: the processes agents run for tasks.
 
 mod acked;
 mod agent;
@@ -18,6 +19,7 @@ mod error;
 mod poll;
 mod ports;
 mod retry;
+mod tasks;
 
 pub use acked::{AckedWrite, Acknowledged};
 pub use agent::{AgentOptions, AgentProcess};
@@ -29,3 +31,4 @@ pub use error::HarnessError;
 pub use poll::poll_until;
 pub use ports::{free_addr, free_port};
 pub use retry::is_retryable;
+pub use tasks::{TaskProcess, kill_tasks, task_processes};
