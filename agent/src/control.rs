@@ -15,9 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 
-/// At most this many control connections are open at once; more are closed on arrival, so a
-/// flood of idle connections cannot exhaust the agent's file descriptors.
-pub const MAX_CONNECTIONS: usize = 1024;
 /// A client must say hello this soon after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests of one connection being handled at once; past that the connection is not read.
@@ -65,9 +62,10 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
 
 /// Serves the control socket until `shutdown`.
 pub async fn serve(listener: UnixListener, ctx: Context, shutdown: CancellationToken) {
+    let cap = ctx.node.config().connection_cap;
     let limits = Limits {
-        max_connections: MAX_CONNECTIONS,
-        max_per_peer: MAX_CONNECTIONS,
+        max_connections: cap,
+        max_per_peer: cap,
         handshake_timeout: HELLO_TIMEOUT,
     };
     let config = ctx

@@ -118,7 +118,9 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         .and_then(|listener| listener.local_addr().ok())
         .unwrap_or(args.listen_raft_addr);
     let advertised = advertised(&args, raft_addr, remote_addr, gossip_addr);
+    let open_files = crate::system::raise_open_files_limit();
     let config = Arc::new(NodeConfig {
+        connection_cap: crate::system::connection_cap(open_files),
         advertised: advertised.clone(),
         settings: NodeSettings {
             config_dir: args.config_dir.clone(),

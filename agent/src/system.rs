@@ -32,3 +32,30 @@ pub fn total_memory_bytes() -> u64 {
 pub fn cpus() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
 }
+
+/// Raises this process's limit on open files to the most it may have, and returns it: an
+/// agent holds a connection per peer and per worker, and a limit of 1024 would let a flood of
+/// idle connections starve it before any listener's cap applies.
+pub fn raise_open_files_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let Some(maximum) = limit.maximum
+        && limit.current != Some(maximum)
+    {
+        let raised = rustix::process::Rlimit {
+            current: Some(maximum),
+            maximum: Some(maximum),
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return maximum;
+        }
+    }
+    limit.current.unwrap_or(u64::MAX)
+}
+
+/// Connections one listener may hold at once, given `open_files` for the whole process: a
+/// quarter each for the Raft port, the node-to-node API and the control socket, the rest for
+/// files and outgoing connections; never more than 16,384.
+pub fn connection_cap(open_files: u64) -> usize {
+    usize::try_from((open_files / 4).clamp(64, 16_384)).unwrap_or(16_384)
+}

@@ -197,6 +197,8 @@ pub struct Consensus {
     /// Tells this Raft node from another started later in the same process (after a leave or
     /// a recovery), even under the same Raft id.
     instance: u64,
+    /// Checks incoming requests (shared by every connection).
+    guard: Arc<network::guard::Guard>,
 }
 
 /// Numbers Raft nodes in the order this process started them.
@@ -233,6 +235,7 @@ impl Consensus {
             shutdown: CancellationToken::new(),
             identity,
             instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            guard: Arc::default(),
         })
     }
 
@@ -242,7 +245,7 @@ impl Consensus {
         let peer = connection.peer.addr;
         tokio::select! {
             () = self.shutdown.cancelled() => {}
-            result = network::session::serve_connection(connection, &self.raft, self.raft_node_id, &self.identity) => {
+            result = network::session::serve_connection(connection, &self.raft, self.raft_node_id, &self.identity, &self.guard) => {
                 if let Err(error) = result {
                     tracing::debug!(%peer, %error, "raft connection closed");
                 }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use symphony_consensus::network::rpc::{RaftReply, RaftRequest};
 use symphony_consensus::network::{LocalIdentity, RAFT_PROTOCOL};
 use symphony_consensus::{
     Command, Consensus, ConsensusConfig, ConsensusError, KvCommand, ManagerNode, ServerState,
@@ -387,5 +388,71 @@ async fn a_peer_that_is_down_is_retried_with_backoff_and_catches_up() {
     })
     .await;
     nodes.push(back);
+    shutdown_all(&nodes).await;
+}
+
+/// Sends one Raft request to `node` as Raft node `as_id`, and reads the reply.
+async fn forged(node: &Node, as_id: u64, request: &RaftRequest) -> RaftReply {
+    let dialer = symphony_wire::Dialer::new(
+        RAFT_PROTOCOL,
+        LocalHello {
+            node_id: as_id,
+            agent_version: String::new(),
+        },
+    );
+    let mut connection = dialer
+        .tcp(&node.addr.to_string(), None, Duration::from_secs(5))
+        .await
+        .unwrap();
+    use futures_util::SinkExt;
+    connection
+        .framed
+        .send(symphony_wire::frame::encode(request).unwrap())
+        .await
+        .unwrap();
+    let reply = connection.framed.next().await.unwrap().unwrap();
+    symphony_wire::frame::decode(&reply).unwrap()
+}
+
+/// A peer that lies: a vote with a term near `u64::MAX` (which would overflow openraft's next
+/// term into a panic, durable across restarts), a vote from outside the group, a vote in
+/// another node's name and a forged leadership transfer are all refused or defused, and the
+/// group goes on as if nothing happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_votes_are_refused_and_the_group_carries_on() {
+    use openraft::raft::VoteRequest;
+    use symphony_consensus::types::Vote;
+
+    let root = tempfile::tempdir().unwrap();
+    let nodes = voters(&root, 3, 10_000).await;
+    let at = leader(&nodes).await;
+    let follower = &nodes[(at + 1) % 3];
+    let other = nodes[(at + 2) % 3].id;
+    let vote = |term, candidate, transfer| {
+        RaftRequest::Vote(VoteRequest {
+            vote: Vote::new(term, candidate),
+            last_log_id: None,
+            leadership_transfer: transfer,
+        })
+    };
+    for (as_id, request) in [
+        (other, vote(u64::MAX, other, false)),
+        (99, vote(50, 99, false)),
+        (99, vote(50, other, false)),
+    ] {
+        match forged(follower, as_id, &request).await {
+            RaftReply::Failed(reason) => assert!(!reason.is_empty()),
+            reply => panic!("a forged vote was answered: {reply:?}"),
+        }
+    }
+    // A transfer nobody announced does not override the leader's lease.
+    match forged(follower, other, &vote(1_000, other, true)).await {
+        RaftReply::Vote(reply) => assert!(!reply.is_granted_to(&Vote::new(1_000, other))),
+        reply => panic!("{reply:?}"),
+    }
+    assert_eq!(leader(&nodes).await, at, "the leader kept its place");
+    let term = nodes[at].consensus.metrics().current_term;
+    assert!(term < 1_000, "the forged terms did not take: {term}");
+    write_many(&nodes, "after", 10, 8).await;
     shutdown_all(&nodes).await;
 }

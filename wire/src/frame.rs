@@ -1,6 +1,6 @@
-//! Framing shared by every Symphony connection: a 4-byte big-endian length prefix
-//! (`LengthDelimitedCodec`) around a MessagePack body with named fields, so a newer peer can add
-//! a field without breaking an older one.
+//! Framing shared by every Symphony connection: a 4-byte big-endian length prefix (see
+//! [`crate::codec`]) around a MessagePack body with named fields, so a newer peer can add a
+//! field without breaking an older one.
 //!
 //! The codec works over any async byte stream: [`crate::transport`] decides what that stream is
 //! (a Unix socket, TCP, TLS over TCP), and nothing here changes with it.
@@ -11,7 +11,9 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::Framed;
+
+use crate::codec::FrameCodec;
 
 /// The largest frame either side accepts: 16 MiB.
 pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
@@ -31,7 +33,7 @@ const FRESH_BUFFER: usize = 8 * 1024;
 /// [`Sink`]: futures_util::Sink
 #[derive(Debug)]
 pub struct FramedStream<S> {
-    inner: Framed<S, LengthDelimitedCodec>,
+    inner: Framed<S, FrameCodec>,
     /// A large frame went into the write buffer since it was last replaced.
     wrote_large: bool,
 }
@@ -41,13 +43,8 @@ pub fn framed<S>(stream: S, max_frame_len: usize) -> FramedStream<S>
 where
     S: AsyncRead + AsyncWrite,
 {
-    let codec = LengthDelimitedCodec::builder()
-        .length_field_length(4)
-        .big_endian()
-        .max_frame_length(max_frame_len)
-        .new_codec();
     FramedStream {
-        inner: Framed::new(stream, codec),
+        inner: Framed::new(stream, FrameCodec::new(max_frame_len)),
         wrote_large: false,
     }
 }
@@ -167,12 +164,10 @@ where
     Ok(())
 }
 
-/// True when `error` is the codec refusing a frame over the size limit.
+/// True when `error` is the codec refusing a frame: over the size limit, or more than the
+/// memory left for frames still arriving.
 pub fn is_frame_too_large(error: &std::io::Error) -> bool {
-    error.kind() == std::io::ErrorKind::InvalidData
-        && error
-            .get_ref()
-            .is_some_and(|inner| inner.is::<tokio_util::codec::LengthDelimitedCodecError>())
+    crate::codec::is_refused(error)
 }
 
 #[cfg(test)]

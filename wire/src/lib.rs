@@ -2,8 +2,10 @@
 //! and Raft RPCs — goes through this crate, and it knows none of their message types.
 //!
 //! Module map:
-//! - [`frame`]: the 4-byte big-endian length prefix around a MessagePack body, with a size
-//!   limit, and the buffers given back after large frames;
+//! - [`codec`]: the length prefix, with buffers that grow with what arrived and one memory
+//!   budget for large frames still arriving;
+//! - [`frame`]: MessagePack bodies in those frames, with a size limit, and the buffers given
+//!   back after large frames;
 //! - [`hello`]: the first frame each way — protocol name, version, who is speaking — and the
 //!   typed refusal a mismatched peer gets;
 //! - [`transport`]: the one place a byte stream is wrapped before the hello (plain today, TLS
@@ -23,6 +25,7 @@
 //! [`transport`] and nothing above it.
 
 pub mod backoff;
+pub mod codec;
 pub mod dial;
 pub mod envelope;
 pub mod frame;

@@ -62,6 +62,36 @@ pub async fn admit(consensus: &Consensus, join: JoinRequest) -> Result<JoinReply
         }
     };
     let node_id = join.node_id;
+    // Without a token a join only registers a member `init --peers` named: one that already
+    // has a record is answered as it is, never rewritten (the ids it takes are no secret).
+    if join.token.is_none() {
+        let registered = consensus.read_stale(|state| {
+            state
+                .nodes
+                .get(&node_id)
+                .map(|record| record.raft_node_id == Some(join.raft_node_id))
+        });
+        match registered {
+            Some(true) => {
+                return Ok(JoinReply {
+                    cluster_id: cluster.cluster_id,
+                    role,
+                    leader_raft_id: Some(consensus.raft_node_id()),
+                    node_secret: None,
+                    managers: manager_contacts(consensus),
+                });
+            }
+            Some(false) => {
+                return Err(CtlError::new(
+                    ErrorCode::InvalidToken,
+                    format!(
+                        "node {node_id} is registered already; joining as it again needs a join token"
+                    ),
+                ));
+            }
+            None => {}
+        }
+    }
     let (node, node_secret) = match role {
         Role::Worker => {
             let secret = tokens::secret();

@@ -77,6 +77,8 @@ pub struct NodeConfig {
     pub advertised: Advertised,
     pub settings: NodeSettings,
     pub setup: ConsensusSetup,
+    /// The most connections each listener holds at once (from the open-files limit).
+    pub connection_cap: usize,
 }
 
 /// The node as its supervisor last published it.

@@ -16,6 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::NodeHandle;
 
+/// Raft connections one address may hold: each peer opens a few per purpose (replication,
+/// heartbeats, votes, snapshots), and managers on one machine share an address.
+const RAFT_CONNECTIONS_PER_PEER: usize = 256;
+/// How long a Raft connection has for its hello.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The Raft listener, open or closed.
 pub struct RaftPort {
     addr: SocketAddr,
@@ -59,9 +65,15 @@ impl RaftPort {
     pub fn open_with(&mut self, listener: TcpListener, node: NodeHandle) {
         let stop = CancellationToken::new();
         // The hello names this node's Raft id, which a leave renews.
-        let config = node.server_config(RAFT_PROTOCOL, Limits::default(), |identity| {
-            identity.raft_node_id
-        });
+        // Managers hold a few connections each; a flood from one address meets its cap long
+        // before the process runs out of file descriptors.
+        let cap = node.config().connection_cap;
+        let limits = Limits {
+            max_connections: cap,
+            max_per_peer: cap.min(RAFT_CONNECTIONS_PER_PEER),
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+        };
+        let config = node.server_config(RAFT_PROTOCOL, limits, |identity| identity.raft_node_id);
         let task = tokio::spawn(symphony_wire::listen::serve(
             listener,
             config,

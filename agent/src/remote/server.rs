@@ -17,14 +17,14 @@ use crate::manager::{admission, dispatcher, membership, sessions};
 use crate::tokens::constant_time_eq;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_CONNECTIONS: usize = 4096;
 const MAX_IN_FLIGHT: usize = 1024;
 
 /// Accepts node-to-node connections until `shutdown`.
 pub async fn serve(listener: TcpListener, ctx: Context, shutdown: CancellationToken) {
+    let cap = ctx.node.config().connection_cap;
     let limits = Limits {
-        max_connections: MAX_CONNECTIONS,
-        max_per_peer: MAX_CONNECTIONS,
+        max_connections: cap,
+        max_per_peer: cap,
         handshake_timeout: HELLO_TIMEOUT,
     };
     let config = ctx

@@ -9,6 +9,7 @@
 //! - [`snapshot_sender`] and [`snapshot_receiver`]: snapshots in bounded, acknowledged chunks;
 //! - [`backoff`]: how an unreachable peer is retried (the wire crate's delays);
 //! - [`error`]: why a call failed, and what openraft should make of it;
+//! - [`guard`]: what an incoming request must pass before openraft sees it;
 //! - `session`: one incoming connection served in order. Whoever owns the Raft port accepts
 //!   connections (with `symphony-wire`'s accept loop and [`RAFT_PROTOCOL`]) and hands each to
 //!   [`crate::Consensus::serve_connection`].
@@ -20,6 +21,7 @@ pub mod backoff;
 pub mod client;
 mod connection;
 pub mod error;
+pub mod guard;
 mod pipeline;
 pub mod rpc;
 pub(crate) mod session;

@@ -19,11 +19,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::{SinkExt, Stream, StreamExt};
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::Fatal;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, StreamAppendResult};
 use symphony_wire::{Connection, frame};
 use tokio::sync::mpsc;
 
+use super::guard::{self, Guard};
 use super::pipeline::WINDOW;
 use super::rpc::{LocalIdentity, PeerIdentity, RaftReply, RaftRequest};
 use super::snapshot_receiver::{SnapshotSlot, SnapshotStep};
@@ -69,7 +71,10 @@ pub(crate) async fn serve_connection(
     raft: &Raft,
     local_id: u64,
     identity: &LocalIdentity,
+    guard: &Guard,
 ) -> Result<(), SessionError> {
+    // The Raft id the caller named in its hello: requests must be in its own name.
+    let caller = connection.hello.node_id;
     let stream = connection.framed;
     let (mut sink, mut source) = stream.split();
     let (owed_tx, mut owed_rx) = mpsc::channel::<Owed>(READ_AHEAD);
@@ -77,8 +82,16 @@ pub(crate) async fn serve_connection(
         let mut pipeline: Option<PipelineInput> = None;
         let mut snapshot = SnapshotSlot::default();
         while let Some(body) = source.next().await {
-            let owed = match frame::decode::<RaftRequest>(&body?) {
-                Ok(RaftRequest::Append(rpc)) => {
+            let decoded = frame::decode::<RaftRequest>(&body?).map(|mut request| {
+                let checked = guard.check(&mut request, caller, &local_state(raft));
+                (request, checked)
+            });
+            let owed = match decoded {
+                Ok((_, Err(refusal))) => {
+                    tracing::warn!(caller, %refusal, "refused a Raft request");
+                    Owed::Reply(RaftReply::Failed(refusal))
+                }
+                Ok((RaftRequest::Append(rpc), Ok(()))) => {
                     let input = match pipeline.take() {
                         Some(input) if !input.ended.load(Ordering::Acquire) => input,
                         _ => {
@@ -100,13 +113,15 @@ pub(crate) async fn serve_connection(
                     pipeline = Some(input);
                     Owed::AppendResult
                 }
-                Ok(RaftRequest::Identify) => Owed::Reply(RaftReply::Identity(PeerIdentity {
-                    raft_node_id: local_id,
-                    node_id: identity.node_id,
-                    remote_addr: identity.remote_addr.clone(),
-                    initialised: raft.is_initialized().await.unwrap_or(false),
-                })),
-                Ok(request) => Owed::Reply(handle(raft, &mut snapshot, request).await),
+                Ok((RaftRequest::Identify, Ok(()))) => {
+                    Owed::Reply(RaftReply::Identity(PeerIdentity {
+                        raft_node_id: local_id,
+                        node_id: identity.node_id,
+                        remote_addr: identity.remote_addr.clone(),
+                        initialised: raft.is_initialized().await.unwrap_or(false),
+                    }))
+                }
+                Ok((request, Ok(()))) => Owed::Reply(handle(raft, &mut snapshot, request).await),
                 Err(error) => {
                     Owed::Reply(RaftReply::Failed(format!("undecodable request: {error}")))
                 }
@@ -155,6 +170,21 @@ pub(crate) async fn serve_connection(
             let written = writer.await;
             read.and(written)
         }
+    }
+}
+
+/// What the guard checks a request against: this node's group and vote.
+fn local_state(raft: &Raft) -> guard::Local {
+    let metrics = raft.metrics();
+    let metrics = metrics.borrow_watched();
+    let membership = metrics.membership_config.membership();
+    guard::Local {
+        members: membership
+            .voter_ids()
+            .chain(membership.learner_ids())
+            .collect(),
+        voters: membership.voter_ids().collect(),
+        vote: Some(metrics.vote),
     }
 }
 
