@@ -108,6 +108,11 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 150)]
     pub election_timeout_ms: u64,
 
+    /// Failpoints to read at every check (see `symphony_consensus::failpoint`); for tests and
+    /// chaos runs, and only in debug builds.
+    #[arg(long, hide = true)]
+    pub failpoints_file: Option<PathBuf>,
+
     /// Without a command the agent runs; the commands are offline tools for its config dir.
     #[command(subcommand)]
     pub command: Option<AgentCommand>,

@@ -70,6 +70,8 @@ pub fn consensus_error(error: ConsensusError) -> CtlError {
                 remote_addr: leader.map(|node| node.remote_addr),
             }))
         }
+        // The append was not durable here, but it may have reached a follower: unknown.
+        ConsensusError::NoSpace(_) => CtlError::new(ErrorCode::NoSpace, error.to_string()),
         ConsensusError::AlreadyInitialised => {
             CtlError::new(ErrorCode::AlreadyInitialised, error.to_string())
         }

@@ -209,6 +209,15 @@ fn gossip_target(state: &NodeState) -> Option<Target> {
             role: Role::Worker,
         });
     }
+    // A manager whose store has stopped writing is out of the pool until it is healed: the
+    // leader then marks it down, so `node ls` never shows it ready meanwhile.
+    if state
+        .consensus
+        .as_ref()
+        .is_some_and(|consensus| consensus.store_fault().is_some())
+    {
+        return None;
+    }
     let own_id = state.identity.node_id;
     state.read_stale(|replica| {
         let cluster = replica.cluster.as_ref()?;

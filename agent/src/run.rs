@@ -75,6 +75,9 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
             .await
             .map_err(RunError::Restore);
     }
+    if let Some(path) = &args.failpoints_file {
+        symphony_consensus::failpoint::use_file(path.clone());
+    }
     let identity = Identity::load_or_create(&args.config_dir)?;
     crate::logging::init(args.log_level.as_deref(), args.log_format, identity.node_id)
         .map_err(RunError::Logging)?;

@@ -59,3 +59,17 @@ pub fn raise_open_files_limit() -> u64 {
 pub fn connection_cap(open_files: u64) -> usize {
     usize::try_from((open_files / 4).clamp(64, 16_384)).unwrap_or(16_384)
 }
+
+/// The bytes free for this user on the file system of `path`, and its size.
+pub fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
+    let stat = rustix::fs::statvfs(path).ok()?;
+    let unit = stat.f_frsize.max(1);
+    Some((stat.f_bavail.saturating_mul(unit), stat.f_blocks.saturating_mul(unit)))
+}
+
+/// The free space a file system of `total` bytes keeps for the Raft store's own writes (votes,
+/// truncations, compaction, the state rows of internal decisions) once client writes stop: a
+/// twentieth of it, between 4 and 256 MiB.
+pub fn space_floor(total: u64) -> u64 {
+    (total / 20).clamp(4 << 20, 256 << 20)
+}

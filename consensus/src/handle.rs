@@ -94,6 +94,9 @@ pub enum ConsensusError {
     Config(String),
     #[error("cannot open the Raft store: {0}")]
     Store(String),
+    /// The disk is full: the write could not be made durable and was not acknowledged.
+    #[error("the Raft store's disk is full ({0}); nothing more is written until there is room")]
+    NoSpace(String),
     /// The Raft node stopped (storage failure or shutdown); the agent's log says why.
     #[error("the Raft node has stopped: {0}")]
     Stopped(String),
@@ -194,11 +197,15 @@ pub struct Consensus {
     shutdown: CancellationToken,
     /// What this node tells peers that ask who it is.
     identity: LocalIdentity,
+    /// Where the store lives.
+    data_dir: PathBuf,
     /// Tells this Raft node from another started later in the same process (after a leave or
     /// a recovery), even under the same Raft id.
     instance: u64,
     /// Checks incoming requests (shared by every connection).
     guard: Arc<network::guard::Guard>,
+    /// Why the store stopped writing, if it did.
+    health: store::StoreHealth,
 }
 
 /// Numbers Raft nodes in the order this process started them.
@@ -213,9 +220,13 @@ impl Consensus {
         identity: LocalIdentity,
     ) -> Result<Consensus, ConsensusError> {
         let raft_config = Arc::new(config.raft_config()?);
-        let (log_store, state_machine) = store::open(&StoreOptions {
-            dir: config.data_dir.clone(),
-        })
+        let health = store::StoreHealth::default();
+        let (log_store, state_machine) = store::open_with_health(
+            &StoreOptions {
+                dir: config.data_dir.clone(),
+            },
+            health.clone(),
+        )
         .map_err(|error| ConsensusError::Store(error.to_string()))?;
         let state = state_machine.shared_state();
         let network = NetworkFactory::new(config.raft_node_id, config.transport.clone());
@@ -236,6 +247,8 @@ impl Consensus {
             identity,
             instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             guard: Arc::default(),
+            health,
+            data_dir: config.data_dir.clone(),
         })
     }
 
@@ -307,7 +320,35 @@ impl Consensus {
             .client_write(command)
             .await
             .map(|response| response.data)
-            .map_err(write_error)
+            .map_err(|error| self.storage_aware(write_error(error)))
+    }
+
+    /// A stopped Raft node whose store failed says why.
+    fn storage_aware(&self, error: ConsensusError) -> ConsensusError {
+        match (error, self.health.fault()) {
+            (ConsensusError::Stopped(_), Some(fault)) if fault.no_space => {
+                ConsensusError::NoSpace(fault.message)
+            }
+            (ConsensusError::Stopped(_), Some(fault)) => {
+                ConsensusError::Stopped(format!("its store failed: {}", fault.message))
+            }
+            (error, _) => error,
+        }
+    }
+
+    /// Why this node's store stopped writing, if it did (the Raft node has stopped then).
+    pub fn store_fault(&self) -> Option<store::StoreFault> {
+        self.health.fault()
+    }
+
+    /// Where this node's store lives.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    /// Whether the Raft node has stopped (its store failed, or it was shut down).
+    pub fn has_stopped(&self) -> bool {
+        self.raft.metrics().borrow_watched().running_state.is_err()
     }
 
     /// Reads the applied state after confirming leadership with a quorum (read index), so the
@@ -466,6 +507,8 @@ impl Consensus {
         change: ChangeMembers<u64, ManagerNode>,
         retain: bool,
     ) -> Result<(), ConsensusError> {
+        crate::failpoint::check("membership.change")
+            .map_err(|error| ConsensusError::Other(error.to_string()))?;
         let change = self.raft.change_membership(change, retain);
         match tokio::time::timeout(MEMBERSHIP_CHANGE_TIMEOUT, change).await {
             Ok(result) => result.map(drop).map_err(write_error),

@@ -7,12 +7,14 @@
 //! - [`store`]: durable storage in one redb file: the log (group-committed with fsync), the
 //!   state machine rows, and the snapshot file;
 //! - [`network`]: Raft RPCs between managers over TCP;
-//! - [`handle`]: [`Consensus`], the handle the agent drives (start, propose, read, metrics).
+//! - [`handle`]: [`Consensus`], the handle the agent drives (start, propose, read, metrics);
+//! - [`failpoint`]: places where tests and chaos runs make the store fail or slow down.
 //!
 //! This crate knows nothing of gossip or of the control protocol's requests: the agent wires
 //! them together.
 
 mod codec;
+pub mod failpoint;
 pub mod handle;
 pub mod network;
 pub mod state;

@@ -6,7 +6,7 @@ use symphony_ctl::proto::{
 };
 
 use crate::errors::{bad_request, unexpected_result};
-use crate::manager::propose::{propose, read};
+use crate::manager::propose::{propose, propose_client, read};
 
 /// The largest KV value: every value is a Raft log entry, replicated and kept in memory, and an
 /// entry must fit a Raft frame with room to spare (etcd's default limit is 1.5 MiB).
@@ -26,7 +26,7 @@ pub async fn put(
         value,
         if_revision,
     });
-    match propose(consensus, command).await? {
+    match propose_client(consensus, command).await? {
         CommandResult::KvPut { revision } => Ok(Response::KvPut(KvWriteResult { revision })),
         other => Err(unexpected_result(other)),
     }
@@ -58,6 +58,7 @@ pub async fn list(
     Ok(Response::KvList(listing))
 }
 
+/// Deletes go through even when the disk is low: they are how an operator makes room.
 pub async fn delete(
     consensus: &Consensus,
     key: String,

@@ -61,7 +61,7 @@ pub async fn handle(
         Route::Leader if forwarded => {}
         Route::Leader => {
             let cluster = ctx.node.state().cluster().ok_or_else(not_initialised)?;
-            if let Some(leader_addr) = leader_elsewhere(&ctx.node).await? {
+            if let Some(leader_addr) = leader_elsewhere(&ctx.node, &ctx.remote).await? {
                 return forward_control(&ctx.remote, &leader_addr, cluster.manager_secret, request)
                     .await;
             }

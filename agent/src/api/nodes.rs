@@ -9,7 +9,7 @@ use symphony_ctl::proto::{CtlError, NodeInfo, ReadConsistency, Response, Role};
 
 use crate::errors::{bad_request, internal, no_such_node};
 use crate::manager::membership;
-use crate::manager::propose::{propose, read};
+use crate::manager::propose::{propose_client, read};
 
 /// A manager that has not acknowledged the leader for this long is shown as unreachable.
 const REACHABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
@@ -64,7 +64,7 @@ pub async fn update(
         label_add,
         label_rm,
     });
-    propose(consensus, command).await?;
+    propose_client(consensus, command).await?;
     let record = consensus
         .read_stale(|state| state.nodes.get(&node_id).cloned())
         .ok_or_else(|| no_such_node(node_id))?;

@@ -80,6 +80,7 @@ async fn manager_status(ctx: &Context, state: &NodeState) -> Option<ClusterStatu
         gossip_members: alive.as_ref().map(BTreeSet::len),
         session_age_ms: None,
         gossip_dropped: ctx.gossip.dropped(),
+        store_error: consensus.store_fault().map(|fault| fault.message),
     })
 }
 
@@ -131,6 +132,7 @@ async fn worker_status(ctx: &Context, worker: WorkerState) -> ClusterStatus {
         gossip_dropped: ctx.gossip.dropped(),
         session_age_ms: session
             .map(|view| u64::try_from(view.at.elapsed().as_millis()).unwrap_or(u64::MAX)),
+        store_error: None,
     }
 }
 

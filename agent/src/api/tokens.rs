@@ -7,7 +7,7 @@ use symphony_consensus::{
 use symphony_ctl::proto::{CtlError, ReadConsistency, Response, Role, TokenInfo};
 
 use crate::errors::{not_initialised, unexpected_result};
-use crate::manager::propose::{propose, read, require_cluster};
+use crate::manager::propose::{propose_client, read, require_cluster};
 use crate::tokens;
 
 pub async fn show(consensus: &Consensus, role: Role) -> Result<Response, CtlError> {
@@ -29,7 +29,7 @@ pub async fn rotate(consensus: &Consensus, role: Role) -> Result<Response, CtlEr
         role: node_role(role),
         token: token.clone(),
     });
-    match propose(consensus, command).await? {
+    match propose_client(consensus, command).await? {
         CommandResult::Done => Ok(Response::Token(TokenInfo { role, token })),
         other => Err(unexpected_result(other)),
     }

@@ -61,7 +61,7 @@ pub async fn leave(owner: &mut Owner) -> Result<DoneInfo, CtlError> {
         }
     }
     let node_id = state.identity.node_id;
-    match leader_elsewhere(owner.node()).await? {
+    match leader_elsewhere(owner.node(), &owner.ctx.remote).await? {
         // The leaving manager tells the leader it knows; the leader never passes it on.
         Some(leader_addr) => {
             let notice = RemoteRequest::Leaving {

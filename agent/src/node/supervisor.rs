@@ -8,11 +8,13 @@
 //! `key.json` and `worker.json`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use symphony_consensus::{Consensus, ConsensusConfig};
 use symphony_ctl::proto::{CtlError, ErrorCode};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::raft_port::RaftPort;
@@ -28,7 +30,16 @@ pub struct Owner {
     raft_port: RaftPort,
     /// The agent's handles (this node's own among them), for the transitions.
     pub ctx: Context,
+    /// When a Raft node whose store failed may next be started again.
+    heal_after: Option<Instant>,
+    heal_delay: Duration,
 }
+
+/// How often the supervisor looks at its Raft node's store, and the longest it waits between
+/// two attempts to start a failed one again.
+const HEAL_EVERY: Duration = Duration::from_secs(1);
+const FIRST_HEAL_DELAY: Duration = Duration::from_secs(1);
+const MAX_HEAL_DELAY: Duration = Duration::from_secs(30);
 
 impl Owner {
     pub(crate) fn new(state: watch::Sender<NodeState>, raft_port: RaftPort, ctx: Context) -> Owner {
@@ -36,6 +47,8 @@ impl Owner {
             state,
             raft_port,
             ctx,
+            heal_after: None,
+            heal_delay: FIRST_HEAL_DELAY,
         }
     }
 
@@ -167,6 +180,56 @@ impl Owner {
         }
     }
 
+    /// Starts a Raft node whose store failed again from what is on disk, once the cause is
+    /// gone: a full disk once it has room above its floor, any other failure after a growing
+    /// delay. Reopening the file (not reusing the failed store) is what makes a failed fsync
+    /// safe: nothing the kernel may have dropped is trusted.
+    async fn heal(&mut self) {
+        let Some(consensus) = self.current().consensus else {
+            return;
+        };
+        let Some(fault) = consensus.store_fault() else {
+            self.heal_delay = FIRST_HEAL_DELAY;
+            return;
+        };
+        if !consensus.has_stopped() {
+            return;
+        }
+        if self.heal_after.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        if fault.no_space
+            && crate::manager::propose::check_room(consensus.data_dir()).is_err()
+        {
+            return;
+        }
+        self.heal_after = Some(Instant::now() + self.heal_delay);
+        self.heal_delay = (self.heal_delay * 2).min(MAX_HEAL_DELAY);
+        tracing::info!(fault = %fault.message, "starting the Raft node again from its store");
+        consensus.shutdown().await;
+        let config = self.consensus_config();
+        let local = self.config().setup.local.clone();
+        // The stopped node's tasks let go of the file a moment after it stops.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Consensus::start(config.clone(), local.clone()).await {
+                Ok(restarted) => {
+                    self.publish(|state| state.consensus = Some(restarted));
+                    tracing::info!("the Raft node runs again");
+                    return;
+                }
+                Err(error) if Instant::now() < deadline => {
+                    tracing::debug!(%error, "the store is not free yet");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start the Raft node again yet; retrying");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Stops everything this node runs: the Raft port and the Raft node.
     async fn shutdown(&mut self) {
         self.close_raft_port().await;
@@ -182,9 +245,15 @@ pub async fn run(
     mut commands: mpsc::Receiver<RoleCommand>,
     shutdown: CancellationToken,
 ) {
+    let mut health = tokio::time::interval(HEAL_EVERY);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let command = tokio::select! {
             () = shutdown.cancelled() => break,
+            _ = health.tick() => {
+                owner.heal().await;
+                continue;
+            }
             command = commands.recv() => match command {
                 Some(command) => command,
                 None => break,

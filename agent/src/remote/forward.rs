@@ -22,8 +22,9 @@ pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The leader as `state` knows it: `Ok(None)` when this node leads, `Ok(Some(addr))` when
 /// another manager does, `Err` with what is known when no leader is.
 pub fn leader_now(state: &NodeState) -> Result<Option<String>, Option<LeaderHint>> {
-    // A node without a Raft node knows no leader.
-    let Some(consensus) = &state.consensus else {
+    // A node without a Raft node, or whose Raft node has stopped, knows no leader.
+    let Some(consensus) = state.consensus.as_ref().filter(|consensus| !consensus.has_stopped())
+    else {
         return Err(None);
     };
     let view = consensus.membership();
@@ -42,13 +43,24 @@ pub fn leader_now(state: &NodeState) -> Result<Option<String>, Option<LeaderHint
 
 /// The leader's remote address when another manager leads; `None` when this one does. Waits a
 /// little for an election in progress, then says no manager leads (nothing was proposed).
-pub async fn leader_elsewhere(node: &NodeHandle) -> Result<Option<String>, CtlError> {
+pub async fn leader_elsewhere(
+    node: &NodeHandle,
+    remote: &RemotePool,
+) -> Result<Option<String>, CtlError> {
     let deadline = tokio::time::Instant::now() + LEADER_WAIT;
     loop {
-        let known = match leader_now(&node.state()) {
+        let state = node.state();
+        let known = match leader_now(&state) {
             Ok(leader) => return Ok(leader),
             Err(known) => known,
         };
+        // A manager whose Raft node stopped (its store failed) still forwards: the other
+        // managers know who leads.
+        if let Some(consensus) = state.consensus.as_ref().filter(|c| c.has_stopped())
+            && let Some(leader) = leader_from_peers(consensus, remote, &node.config().advertised.remote_addr).await
+        {
+            return Ok(Some(leader));
+        }
         if tokio::time::Instant::now() >= deadline {
             return Err(CtlError::new(
                 ErrorCode::NoLeader,
@@ -59,6 +71,31 @@ pub async fn leader_elsewhere(node: &NodeHandle) -> Result<Option<String>, CtlEr
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Asks the other managers who leads.
+async fn leader_from_peers(
+    consensus: &symphony_consensus::Consensus,
+    remote: &RemotePool,
+    own_addr: &str,
+) -> Option<String> {
+    let peers: Vec<String> = consensus
+        .membership()
+        .nodes
+        .values()
+        .map(|node| node.remote_addr.clone())
+        .filter(|addr| addr != own_addr)
+        .collect();
+    for peer in peers {
+        if let Ok(RemoteReply::Leader(Some(leader))) = remote
+            .call(&peer, RemoteRequest::WhoLeads, Duration::from_secs(2))
+            .await
+            && leader != own_addr
+        {
+            return Some(leader);
+        }
+    }
+    None
 }
 
 /// For a forwarded call: `Ok` when this node leads, else the refusal naming who it believes

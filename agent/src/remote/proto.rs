@@ -78,6 +78,9 @@ pub enum RemoteRequest {
         secret: String,
         reports: Vec<TaskReport>,
     },
+    /// Who leads, as this manager knows it: asked by a manager whose own Raft node has stopped
+    /// (its store failed) and still forwards what it cannot answer.
+    WhoLeads,
     /// A stream, to the node a task runs on: the task's output lines, the last `tail` first,
     /// then (with `follow`) new ones as they come. `secret` is that node's own secret, which
     /// only it and the managers hold.
@@ -101,6 +104,7 @@ impl RemoteRequest {
             RemoteRequest::Assignments { .. } => ("assignments", RemoteRoute::Local),
             RemoteRequest::TaskReports { .. } => ("task reports", RemoteRoute::Leader),
             RemoteRequest::TaskLogs { .. } => ("task logs", RemoteRoute::Local),
+            RemoteRequest::WhoLeads => ("who leads", RemoteRoute::Local),
         }
     }
 }
@@ -140,6 +144,8 @@ pub enum RemoteReply {
     Recorded,
     /// Lines of a task's output.
     LogLines(Vec<LogLine>),
+    /// The leader's node-to-node address, when this manager knows one.
+    Leader(Option<String>),
 }
 
 /// One message of a worker's assignments stream. `seq` counts the messages that change the

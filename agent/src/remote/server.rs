@@ -114,7 +114,7 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
     if route == RemoteRoute::Leader {
         if call.forwarded {
             refuse_unless_leading(&ctx.node.state())?;
-        } else if let Some(leader_addr) = leader_elsewhere(&ctx.node).await? {
+        } else if let Some(leader_addr) = leader_elsewhere(&ctx.node, &ctx.remote).await? {
             return ctx
                 .remote
                 .forward(&leader_addr, call.request, super::forward::FORWARD_TIMEOUT)
@@ -163,6 +163,11 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
                 .await
                 .map(|()| RemoteReply::Recorded)
         }
+        RemoteRequest::WhoLeads => Ok(RemoteReply::Leader(
+            super::forward::leader_now(&ctx.node.state())
+                .ok()
+                .map(|leader| leader.unwrap_or_else(|| ctx.node.config().advertised.remote_addr.clone())),
+        )),
         RemoteRequest::Assignments { .. } | RemoteRequest::TaskLogs { .. } => Err(CtlError::new(
             ErrorCode::BadRequest,
             "this request is a stream",

@@ -63,6 +63,7 @@ pub(crate) async fn send_snapshot(
     snapshot: Snapshot,
     plan: ChunkPlan,
 ) -> Result<SnapshotResponse<TypeConfig>, CallError> {
+    crate::failpoint::check("snapshot.send")?;
     let data = snapshot.snapshot;
     let total_len = data.len();
     let begin = RaftRequest::SnapshotBegin {

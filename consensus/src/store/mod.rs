@@ -6,11 +6,13 @@
 //!   log id and the membership as one atomic write;
 //! - [`snapshot`]: the snapshot file beside the database;
 //! - `writer`: the one thread that writes the file, group-committing everything queued
-//!   (log appends and state rows alike) in one fsynced transaction.
+//!   (log appends and state rows alike) in one fsynced transaction;
+//! - [`health`]: the first write that failed, and why.
 //!
 //! State rows are queued after the entries they come from, so a crash can only lose applies
 //! whose entries are in the durable log, which openraft replays on start.
 
+pub mod health;
 pub mod log;
 pub mod seed;
 pub mod snapshot;
@@ -25,6 +27,7 @@ use redb::{Database, TableDefinition};
 
 use crate::state::ClusterState;
 
+pub use self::health::{StoreFault, StoreHealth};
 pub use self::log::LogStore;
 pub use self::snapshot::SnapshotPayload;
 pub use self::state_machine::{SharedState, StateMachineStore, TableWatch};
@@ -70,6 +73,14 @@ pub enum OpenError {
 
 /// Opens (or creates) the store in `options.dir` and loads what it holds.
 pub fn open(options: &StoreOptions) -> Result<(LogStore, StateMachineStore), OpenError> {
+    open_with_health(options, StoreHealth::default())
+}
+
+/// [`open`], recording a failed write in `health`.
+pub fn open_with_health(
+    options: &StoreOptions,
+    health: StoreHealth,
+) -> Result<(LogStore, StateMachineStore), OpenError> {
     std::fs::create_dir_all(&options.dir).map_err(|source| OpenError::CreateDir {
         path: options.dir.clone(),
         source,
@@ -85,7 +96,7 @@ pub fn open(options: &StoreOptions) -> Result<(LogStore, StateMachineStore), Ope
         source,
     };
     create_tables(&db).map_err(load_error)?;
-    let writer = writer::Writer::start(db.clone()).map_err(load_error)?;
+    let writer = writer::Writer::start(db.clone(), health).map_err(load_error)?;
     let log = LogStore::load(&db, writer.clone()).map_err(load_error)?;
     let state_machine = StateMachineStore::load(&db, writer).map_err(load_error)?;
     Ok((log, state_machine))

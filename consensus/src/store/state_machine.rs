@@ -288,6 +288,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
+        crate::failpoint::check("snapshot.install")?;
         let new_state = SnapshotPayload::decode(&snapshot)?;
         let rows = RowWrites::everything(&new_state)?;
         self.last_applied = meta.last_log_id;
@@ -325,6 +326,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        crate::failpoint::check("snapshot.build")?;
         // A waited-for state write makes the writer commit every state row queued so far, which
         // covers every entry applied before this builder was created.
         self.writer

@@ -22,6 +22,7 @@ use openraft::storage::IOFlushed;
 use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::oneshot;
 
+use super::health::StoreHealth;
 use super::{LOG, LOG_META, SM_META, io_error, rows_table};
 use crate::types::TypeConfig;
 
@@ -134,12 +135,13 @@ impl Drop for WriterThread {
 }
 
 impl Writer {
-    /// Starts the writer thread for `db`. It ends when every `Writer` clone is dropped.
-    pub(crate) fn start(db: Arc<Database>) -> io::Result<Writer> {
+    /// Starts the writer thread for `db`. It ends when every `Writer` clone is dropped. A write
+    /// that fails is recorded in `health`.
+    pub(crate) fn start(db: Arc<Database>, health: StoreHealth) -> io::Result<Writer> {
         let (queue, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("raft-store-writer".into())
-            .spawn(move || write_loop(&db, &receiver))?;
+            .spawn(move || write_loop(&db, &receiver, &health))?;
         Ok(Writer {
             inner: Arc::new(WriterThread {
                 queue: Some(queue),
@@ -169,7 +171,7 @@ fn stopped() -> io::Error {
     )
 }
 
-fn write_loop(db: &Database, receiver: &mpsc::Receiver<(Write, Done)>) {
+fn write_loop(db: &Database, receiver: &mpsc::Receiver<(Write, Done)>, health: &StoreHealth) {
     let mut pending = RowWrites::default();
     let mut pending_since: Option<Instant> = None;
     loop {
@@ -215,11 +217,15 @@ fn write_loop(db: &Database, receiver: &mpsc::Receiver<(Write, Done)>) {
         flush_state |= pending.len() >= MAX_PENDING_ROWS
             || pending_since.is_some_and(|since| since.elapsed() >= STATE_FLUSH_INTERVAL);
         let state = (flush_state && pending_since.is_some()).then_some(&pending);
-        let result = commit(db, &writes, state);
+        let result = crate::failpoint::check("store.commit").and_then(|()| commit(db, &writes, state));
         if let Err(error) = &result {
             // openraft stops the node on a storage error it is told about: nothing after this
-            // write is acknowledged, so nothing acknowledged is lost.
-            tracing::error!(%error, writes = writes.len(), "the Raft store could not be written");
+            // write is acknowledged, so nothing acknowledged is lost. The node's owner starts
+            // it again from the file once the cause is gone.
+            if health.fault().is_none() {
+                tracing::error!(%error, writes = writes.len(), "the Raft store could not be written");
+            }
+            health.failed(error);
         }
         if flush_state && result.is_ok() {
             pending = RowWrites::default();
@@ -236,6 +242,7 @@ fn commit(db: &Database, writes: &[Write], state: Option<&RowWrites>) -> io::Res
         return Ok(());
     }
     let mut txn = db.begin_write().map_err(io_error)?;
+    crate::failpoint::check("store.fsync")?;
     txn.set_durability(Durability::Immediate)
         .map_err(|e| io::Error::other(e.to_string()))?;
     for write in writes {

@@ -470,7 +470,16 @@ fn status_text(status: &StatusInfo) -> String {
         ("Node", status.node_id.to_string()),
         ("Raft node", status.raft_node_id.to_string()),
         ("Role", cluster.role.to_string()),
-        ("Raft state", cluster.raft_state.clone()),
+        (
+            "Raft state",
+            match &cluster.store_error {
+                Some(error) => format!(
+                    "{} — the store stopped writing ({error}); it starts again by itself once the cause is gone",
+                    cluster.raft_state
+                ),
+                None => cluster.raft_state.clone(),
+            },
+        ),
         ("Leader", leader),
         ("Term", cluster.term.to_string()),
         ("Last log", index(cluster.last_log_index)),

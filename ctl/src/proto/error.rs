@@ -161,6 +161,9 @@ pub enum ErrorCode {
     NotManager,
     /// Something went wrong inside the agent; its log has the details.
     Internal,
+    /// The manager's disk is full: it takes no more writes until there is room (reads and
+    /// forwarding go on).
+    NoSpace,
 }
 
 impl ErrorCode {
@@ -170,7 +173,7 @@ impl ErrorCode {
     pub fn may_follow_a_proposal(self) -> bool {
         matches!(
             self,
-            ErrorCode::NoLeader | ErrorCode::Unavailable | ErrorCode::Internal
+            ErrorCode::NoLeader | ErrorCode::Unavailable | ErrorCode::Internal | ErrorCode::NoSpace
         )
     }
 }
@@ -193,6 +196,7 @@ impl std::fmt::Display for ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::NotManager => "not_manager",
             ErrorCode::Internal => "internal",
+            ErrorCode::NoSpace => "no_space",
         };
         f.write_str(name)
     }

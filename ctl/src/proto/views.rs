@@ -98,6 +98,10 @@ pub struct ClusterStatus {
     /// it started gossiping.
     #[serde(default)]
     pub gossip_dropped: Option<u64>,
+    /// Why this manager's Raft store stopped writing, while it is stopped (it starts again by
+    /// itself once the cause is gone).
+    #[serde(default)]
+    pub store_error: Option<String>,
 }
 
 /// One manager, as `status` shows it.

@@ -18,7 +18,7 @@ use symphony_ctl::proto::{
     ReadConsistency, Response, ServiceInfo, ServiceSpecView, TaskInfo,
 };
 
-use crate::manager::propose::{propose, read};
+use crate::manager::propose::{propose, propose_client, read};
 use crate::manager::scheduler::decide::explain as explain_task;
 use crate::manager::scheduler::filters::{bytes, cpus, meets};
 
@@ -52,7 +52,7 @@ pub async fn create(
         spec,
         at_ms: crate::now_ms(),
     });
-    propose(consensus, command).await?;
+    propose_client(consensus, command).await?;
     inspect(consensus, name, ReadConsistency::Stale).await
 }
 
@@ -224,7 +224,7 @@ pub async fn scale(
         replicas,
         at_ms: crate::now_ms(),
     });
-    propose(consensus, command).await?;
+    propose_client(consensus, command).await?;
     inspect(consensus, name, ReadConsistency::Stale).await
 }
 

@@ -1,0 +1,259 @@
+//! Faults of the disk under a running manager: a full disk (a small tmpfs under its config dir,
+//! filled while clients write) and failing writes and fsyncs (failpoints). Each costs
+//! availability for a while, never an acknowledged write, and never the node for good: once the
+//! cause is gone the manager starts its Raft node again from its store by itself.
+//!
+//! The tmpfs tests need root (to mount); without it they say so and pass.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use symphony_ctl::proto::{ErrorCode, ReadConsistency};
+use symphony_ctl::ClientError;
+use symphony_testnet::harness::{AgentOptions, AgentProcess, Cluster, ClusterOptions, poll_until};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A tmpfs mounted at a directory for as long as it lives.
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `megabytes` at `path`; `None` (and a message) where this cannot be done.
+    fn mount(path: &Path, megabytes: u64) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(path)
+            .status();
+        match status {
+            Ok(status) if status.success() => Some(Tmpfs {
+                path: path.to_path_buf(),
+            }),
+            _ => {
+                eprintln!("skipped: cannot mount a tmpfs (needs root) at {}", path.display());
+                None
+            }
+        }
+    }
+
+    /// Fills the file system until `leave` bytes are free.
+    fn fill(&self, leave: u64) {
+        let free = free_bytes(&self.path);
+        let size = free.saturating_sub(leave);
+        let file = std::fs::File::create(self.path.join("filler")).unwrap();
+        use std::io::Write;
+        let mut writer = std::io::BufWriter::new(file);
+        let chunk = vec![0u8; 1 << 20];
+        let mut written = 0;
+        while written < size {
+            let n = chunk.len().min(usize::try_from(size - written).unwrap());
+            if writer.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+            written += n as u64;
+        }
+        let _ = writer.flush();
+    }
+
+    fn empty(&self) {
+        let _ = std::fs::remove_file(self.path.join("filler"));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+fn free_bytes(path: &Path) -> u64 {
+    let output = std::process::Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_on_a_follower_costs_it_a_while_and_loses_nothing() {
+    let base = tempfile::tempdir().unwrap();
+    let Some(disk) = Tmpfs::mount(&base.path().join("manager-2").join("config"), 64) else {
+        return;
+    };
+    let mut options = ClusterOptions::with_agent_args(&[
+        "--gossip-probe-period-ms",
+        "200",
+        "--gossip-suspect-ms",
+        "2000",
+        "--liveness-grace-ms",
+        "1000",
+    ]);
+    options.agent.work_dir = Some(base.path().to_path_buf());
+    let mut cluster = Cluster::start_with(3, options).await.unwrap();
+    let _ = &mut cluster;
+    cluster.bootstrap_static().await.unwrap();
+    let full = 1;
+    let full_id = cluster.node_id(full).unwrap();
+    // Writes while the disk fills and after: the cluster goes on with two managers.
+    for n in 0..50 {
+        cluster.put_any(&format!("before-{n}"), b"x").await.unwrap();
+    }
+    disk.fill(0);
+    let value = "v".repeat(64 * 1024);
+    for n in 0..200 {
+        cluster.put_any(&format!("during-{n}"), value.as_bytes()).await.unwrap();
+    }
+    let full_client = cluster.client(full).await.unwrap();
+    let stopped = poll_until(TIMEOUT, "the full manager says its store stopped", async || {
+        let status = full_client.status().await.map_err(|e| e.to_string())?;
+        let cluster = status.cluster.ok_or("no cluster")?;
+        cluster.store_error.ok_or(format!("raft state {}", cluster.raft_state))
+    })
+    .await
+    .unwrap();
+    assert!(stopped.contains("space"), "{stopped}");
+    // Reads and writes sent to it still work: it answers stale reads, forwards the rest.
+    full_client
+        .kv_get("before-1", ReadConsistency::Stale)
+        .await
+        .unwrap()
+        .unwrap();
+    full_client.kv_put("through-it", b"yes".to_vec(), None).await.unwrap();
+    // It is not shown ready meanwhile.
+    poll_until(TIMEOUT, "the full manager marked down", async || {
+        let leader = cluster.leader().await.map_err(|e| e.to_string())?;
+        let nodes = cluster
+            .client(leader)
+            .await
+            .map_err(|e| e.to_string())?
+            .node_list(ReadConsistency::Linearizable)
+            .await
+            .map_err(|e| e.to_string())?;
+        let node = nodes.iter().find(|node| node.node_id == full_id).ok_or("missing")?;
+        if node.status == "down" { Ok(()) } else { Err(node.status.clone()) }
+    })
+    .await
+    .unwrap();
+
+    disk.empty();
+    poll_until(TIMEOUT, "the manager heals by itself", async || {
+        let status = full_client.status().await.map_err(|e| e.to_string())?;
+        let state = status.cluster.ok_or("no cluster")?;
+        if state.store_error.is_none() && state.raft_state == "follower" {
+            Ok(())
+        } else {
+            Err(format!("{} {:?}", state.raft_state, state.store_error))
+        }
+    })
+    .await
+    .unwrap();
+    cluster.wait_replicated_on(full).await.unwrap();
+    // Every write any manager acknowledged is in the healed one's replica.
+    let acknowledged = cluster.acknowledged().writes();
+    for key in acknowledged.keys() {
+        let entry = full_client
+            .kv_get(key.clone(), ReadConsistency::Stale)
+            .await
+            .unwrap();
+        assert!(entry.is_some(), "{key} is missing after the disk was full");
+    }
+    assert!(acknowledged.len() >= 250);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_below_its_disk_floor_refuses_writes_with_no_space_and_resumes() {
+    let base = tempfile::tempdir().unwrap();
+    let config = base.path().join("config");
+    let Some(disk) = Tmpfs::mount(&config, 64) else {
+        return;
+    };
+    let agent = AgentProcess::start_with(AgentOptions {
+        work_dir: Some(base.path().to_path_buf()),
+        ..AgentOptions::default()
+    })
+    .await
+    .unwrap();
+    let client = agent.client().await.unwrap();
+    client.init().await.unwrap();
+    agent.wait_leader(TIMEOUT).await.unwrap();
+    client.kv_put("kept", b"1".to_vec(), None).await.unwrap();
+    disk.fill(2 << 20);
+    match client.kv_put("refused", b"2".to_vec(), None).await {
+        Err(ClientError::Remote(error)) => {
+            assert_eq!(error.code, ErrorCode::NoSpace, "{}", error.message);
+            assert_eq!(error.applied, symphony_ctl::proto::Applied::No);
+        }
+        other => panic!("a write below the floor was not refused: {other:?}"),
+    }
+    // The node keeps leading and answering reads; deletes still go through.
+    let status = client.status().await.unwrap().cluster.unwrap();
+    assert_eq!(status.raft_state, "leader");
+    assert!(status.store_error.is_none());
+    assert!(client.kv_get("kept", ReadConsistency::Linearizable).await.unwrap().is_some());
+    client.kv_delete("kept", None).await.unwrap();
+    disk.empty();
+    client.kv_put("resumed", b"3".to_vec(), None).await.unwrap();
+    assert!(client.kv_get("refused", ReadConsistency::Linearizable).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_fsync_stops_the_raft_node_until_it_clears_and_loses_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let failpoints = work.path().join("failpoints");
+    std::fs::write(&failpoints, "").unwrap();
+    let agent = AgentProcess::start_with(AgentOptions {
+        extra_args: vec![
+            "--failpoints-file".to_string(),
+            failpoints.display().to_string(),
+        ],
+        ..AgentOptions::default()
+    })
+    .await
+    .unwrap();
+    let client = agent.client().await.unwrap();
+    client.init().await.unwrap();
+    agent.wait_leader(TIMEOUT).await.unwrap();
+    for n in 0..20 {
+        client.kv_put(format!("k{n}"), b"v".to_vec(), None).await.unwrap();
+    }
+    std::fs::write(&failpoints, "store.fsync=error").unwrap();
+    // A write that cannot be made durable is not acknowledged.
+    let failed = client.kv_put("lost", b"?".to_vec(), None).await;
+    assert!(failed.is_err(), "a write was acknowledged though its fsync failed");
+    let status = client.status().await.unwrap().cluster.unwrap();
+    assert!(status.store_error.is_some(), "{status:?}");
+    std::fs::write(&failpoints, "").unwrap();
+    poll_until(TIMEOUT, "the Raft node runs again", async || {
+        let status = client.status().await.map_err(|e| e.to_string())?;
+        let state = status.cluster.ok_or("no cluster")?;
+        if state.store_error.is_none() && state.raft_state == "leader" {
+            Ok(())
+        } else {
+            Err(format!("{} {:?}", state.raft_state, state.store_error))
+        }
+    })
+    .await
+    .unwrap();
+    for n in 0..20 {
+        let entry = client
+            .kv_get(format!("k{n}"), ReadConsistency::Linearizable)
+            .await
+            .unwrap();
+        assert!(entry.is_some(), "k{n} was lost");
+    }
+    client.kv_put("after", b"v".to_vec(), None).await.unwrap();
+}
