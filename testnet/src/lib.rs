@@ -9,6 +9,8 @@
 //!   them, for `testnet chaos`;
 //! - [`lab`]: `testnet up|status|kill|pause|resume|restart|partition|heal|down`, a cluster
 //!   of detached agents that outlives the command, with its state in one dir;
+//! - [`splitmix`]: the seeded generator of random-looking values that benchmarks and tests
+//!   repeat from a seed;
 //! - [`cli`]: the `testnet` command line.
 //!
 //! The end-to-end tests live in `tests/` and use [`harness`] directly.
@@ -18,3 +20,4 @@ pub mod chaos;
 pub mod cli;
 pub mod harness;
 pub mod lab;
+pub mod splitmix;

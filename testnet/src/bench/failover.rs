@@ -28,9 +28,10 @@ use symphony_ctl::Client;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::kv::{ValueSource, bench_options, count_lost, round2, start_cluster, stop_cluster};
+use super::kv::{bench_options, count_lost, round2, start_cluster, stop_cluster};
 use crate::cli::FailoverBenchArgs;
 use crate::harness::{Cluster, poll_until};
+use crate::splitmix::SplitMix64;
 
 const MANAGERS: usize = 3;
 /// One write may take this long before the writer gives up on that manager and moves on.
@@ -291,12 +292,12 @@ struct Writer {
 impl Writer {
     async fn run(mut self) -> WriterResult {
         let mut result = WriterResult::default();
-        let mut values = ValueSource::new((self.trial as u64) << 32 | self.client as u64);
+        let mut values = SplitMix64::new((self.trial as u64) << 32 | self.client as u64);
         let mut connection: Option<Client> = None;
         let mut n = 0u64;
         while !self.shared.stop.load(Ordering::Relaxed) {
             let key = format!("bench/failover/{}/{}/{n}", self.trial, self.client);
-            let value = values.next_value(self.value_size);
+            let value = values.bytes(self.value_size);
             let sent = Instant::now();
             let socket = &self.sockets[self.position % self.sockets.len()];
             let call = async {

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use super::latency::LatencySummary;
 use crate::cli::{BenchTarget, KvBenchArgs};
 use crate::harness::{AgentOptions, Cluster, ClusterOptions};
+use crate::splitmix::SplitMix64;
 
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 const KEY_PREFIX: &str = "bench/";
@@ -222,10 +223,10 @@ pub(crate) async fn count_lost(cluster: &Cluster) -> anyhow::Result<usize> {
 /// Unmeasured sequential writes, so that the measurement does not include the store's first
 /// allocations and the first Raft round trips.
 async fn warm_up(client: &mut Client, writes: u64, value_size: usize) -> anyhow::Result<()> {
-    let mut values = ValueSource::new(u64::MAX);
+    let mut values = SplitMix64::new(u64::MAX);
     for n in 0..writes {
         client
-            .kv_put(format!("warmup/{n}"), values.next_value(value_size), None)
+            .kv_put(format!("warmup/{n}"), values.bytes(value_size), None)
             .await
             .context("a warm-up write failed")?;
     }
@@ -281,14 +282,16 @@ struct ClientWorker {
 impl ClientWorker {
     async fn run(mut self) -> ClientResult {
         let mut result = ClientResult::default();
-        let mut values = ValueSource::new(self.index as u64);
+        // Seeded per client, so that clients write different bytes (no store can profit from
+        // repetition).
+        let mut values = SplitMix64::new(self.index as u64);
         loop {
             let op = self.next_op.fetch_add(1, Ordering::Relaxed);
             if op >= self.total_ops {
                 return result;
             }
             let key = format!("{KEY_PREFIX}{}/{op}", self.index);
-            let value = values.next_value(self.value_size);
+            let value = values.bytes(self.value_size);
             let sent = Instant::now();
             match self.client.kv_put(key.clone(), value.clone(), None).await {
                 Ok(written) => {
@@ -323,56 +326,6 @@ impl ClientWorker {
     }
 }
 
-/// Random-looking values without a random number generator crate: splitmix64, seeded per
-/// client so that clients write different bytes (no store can profit from repetition).
-pub(crate) struct ValueSource {
-    state: u64,
-}
-
-impl ValueSource {
-    pub(crate) fn new(seed: u64) -> ValueSource {
-        ValueSource {
-            state: seed ^ 0x9E37_79B9_7F4A_7C15,
-        }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub(crate) fn next_value(&mut self, len: usize) -> Vec<u8> {
-        let mut value = Vec::with_capacity(len + 8);
-        while value.len() < len {
-            value.extend_from_slice(&self.next_u64().to_le_bytes());
-        }
-        value.truncate(len);
-        value
-    }
-}
-
 pub(crate) fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_have_the_asked_length_and_differ() {
-        let mut values = ValueSource::new(1);
-        let first = values.next_value(256);
-        let second = values.next_value(256);
-        assert_eq!(first.len(), 256);
-        assert_eq!(values.next_value(3).len(), 3);
-        assert_ne!(first, second);
-        assert_ne!(
-            ValueSource::new(2).next_value(16),
-            ValueSource::new(3).next_value(16)
-        );
-    }
 }
