@@ -14,7 +14,8 @@
 //! The unavailability window of a trial is the time between the last write acknowledged before
 //! the kill and the first acknowledged write sent after it (writes in flight at the kill whose
 //! answers arrive afterwards do not end the window: they say nothing about the new leader).
-//! The benchmark prints each window and the median, then checks that no acknowledged write was
+//! The benchmark prints each window and their median (nearest-rank, as every benchmark's; see
+//! [`super::latency`]), then checks that no acknowledged write was
 //! lost and, as its last line, prints one JSON object.
 
 use std::path::PathBuf;
@@ -28,7 +29,9 @@ use symphony_ctl::Client;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::kv::{bench_options, count_lost, round2, start_cluster, stop_cluster};
+use super::figures::{millis, round2};
+use super::kv::{bench_options, count_lost, start_cluster, stop_cluster};
+use super::latency::Latencies;
 use crate::cli::FailoverBenchArgs;
 use crate::harness::{Cluster, poll_until};
 use crate::splitmix::SplitMix64;
@@ -111,8 +114,9 @@ pub async fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
         .iter()
         .map(|trial| round2(millis(trial.window)))
         .collect();
-    let median_ms = round2(median(&windows_ms));
-    let max_ms = windows_ms.iter().copied().fold(0.0, f64::max);
+    let windows = Latencies::new(trials.iter().map(|trial| trial.window));
+    let median_ms = round2(millis(windows.median().unwrap_or_default()));
+    let max_ms = round2(millis(windows.max().unwrap_or_default()));
     println!(
         "failover: median unavailability {median_ms:.1} ms, max {max_ms:.1} ms over {} trials",
         trials.len()
@@ -342,32 +346,5 @@ impl Writer {
             }
         }
         result
-    }
-}
-
-fn millis(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
-
-/// The median of some numbers (the mean of the middle two for an even count); 0 when empty.
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => 0.0,
-        len if len % 2 == 1 => sorted[len / 2],
-        len => (sorted[len / 2 - 1] + sorted[len / 2]) / 2.0,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(&[5.0, 1.0, 3.0]), 3.0);
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert_eq!(median(&[]), 0.0);
     }
 }

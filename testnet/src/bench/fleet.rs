@@ -49,7 +49,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::kv::round2;
+use super::figures::{millis, round2, round3};
+use super::latency::Latencies;
 use crate::cli::FleetBenchArgs;
 use crate::harness::{
     AgentOptions, AgentProcess, Cluster, ClusterOptions, find_agent_binary, is_retryable,
@@ -171,8 +172,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
     .await?;
     let answering = joins.iter().map(|join| join.answering).max();
     let joined = joins.iter().map(|join| join.joined).max();
-    let mut join_latencies: Vec<Duration> = joins.iter().map(|join| join.latency).collect();
-    join_latencies.sort();
+    let join_latencies = Latencies::new(joins.iter().map(|join| join.latency));
     let answering = answering.unwrap_or_default();
     let joined = joined.unwrap_or_default();
     let worker_pids: Vec<u32> = workers
@@ -186,8 +186,8 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
          (join call p50 {:.0} ms, max {:.0} ms); {startup_cpu_ms:.0} ms CPU per worker so far",
         answering.as_secs_f64(),
         joined.as_secs_f64(),
-        millis(percentile(&join_latencies, 0.5)),
-        millis(percentile(&join_latencies, 1.0))
+        millis(join_latencies.median().unwrap_or_default()),
+        millis(join_latencies.max().unwrap_or_default())
     );
     let worker_ids: Vec<u64> = workers.iter().map(|worker| worker.node_id).collect();
     let all_ready = wait_all_ready(&cluster, leader, &worker_ids, started, timeout).await?;
@@ -268,6 +268,10 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
 
     // ----- trials: a join and a kill ------------------------------------------------------
     let mut trials = Vec::with_capacity(args.trials);
+    // Per trial: seen by all after the join, seen down by all after the kill, down in node ls.
+    let mut join_seen = Vec::with_capacity(args.trials);
+    let mut kill_seen = Vec::with_capacity(args.trials);
+    let mut kill_down = Vec::with_capacity(args.trials);
     let mut extra = Vec::with_capacity(args.trials);
     for trial in 0..args.trials {
         // The join: a new worker, started and answering before the clock starts. Its own view
@@ -373,6 +377,9 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
             millis(seen.mean_round),
             millis(down.mean_round),
         );
+        join_seen.push(join_seen_all);
+        kill_seen.push(kill_seen_all);
+        kill_down.push(kill_down_state);
         trials.push(json!({
             "join_call_ms": round2(millis(join_call)),
             "join_seen_by_all_s": round2(join_seen_all.as_secs_f64()),
@@ -386,30 +393,25 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
             "kill_poll_round_ms": round2(millis(down.mean_round)),
         }));
     }
-    let worst = |field: &str| {
-        trials
-            .iter()
-            .filter_map(|trial| trial[field].as_f64())
-            .fold(0.0_f64, f64::max)
+    // In seconds, as the per-trial figures.
+    let median = |times: &[Duration]| {
+        let times = Latencies::new(times.iter().copied());
+        round2(times.median().unwrap_or_default().as_secs_f64())
     };
-    let median = |field: &str| {
-        let mut values: Vec<f64> = trials
-            .iter()
-            .filter_map(|trial| trial[field].as_f64())
-            .collect();
-        values.sort_by(f64::total_cmp);
-        values.get(values.len() / 2).copied().unwrap_or_default()
+    let worst = |times: &[Duration]| {
+        let times = Latencies::new(times.iter().copied());
+        round2(times.max().unwrap_or_default().as_secs_f64())
     };
     println!(
         "  over {} trials: join seen by all median {:.2} s, max {:.2} s; kill seen down by all \
          median {:.2} s, max {:.2} s; down in node ls median {:.2} s, max {:.2} s",
         trials.len(),
-        median("join_seen_by_all_s"),
-        worst("join_seen_by_all_s"),
-        median("kill_seen_by_all_s"),
-        worst("kill_seen_by_all_s"),
-        median("kill_down_in_state_s"),
-        worst("kill_down_in_state_s"),
+        median(&join_seen),
+        worst(&join_seen),
+        median(&kill_seen),
+        worst(&kill_seen),
+        median(&kill_down),
+        worst(&kill_down),
     );
 
     // SIGKILL on drop: workers first, then the managers.
@@ -432,14 +434,14 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
             "all_ready_s": round2(all_ready.as_secs_f64()),
             "gossip_converged_s": converged_at.map(|at| round2(at.as_secs_f64())),
             "startup_cpu_ms_per_worker": round2(startup_cpu_ms),
-            "join_call_p50_ms": round2(millis(percentile(&join_latencies, 0.5))),
-            "join_call_max_ms": round2(millis(percentile(&join_latencies, 1.0))),
-            "join_seen_by_all_s": median("join_seen_by_all_s"),
-            "join_seen_by_all_max_s": worst("join_seen_by_all_s"),
-            "kill_seen_by_all_s": median("kill_seen_by_all_s"),
-            "kill_seen_by_all_max_s": worst("kill_seen_by_all_s"),
-            "kill_down_in_state_s": median("kill_down_in_state_s"),
-            "kill_down_in_state_max_s": worst("kill_down_in_state_s"),
+            "join_call_p50_ms": round2(millis(join_latencies.median().unwrap_or_default())),
+            "join_call_max_ms": round2(millis(join_latencies.max().unwrap_or_default())),
+            "join_seen_by_all_s": median(&join_seen),
+            "join_seen_by_all_max_s": worst(&join_seen),
+            "kill_seen_by_all_s": median(&kill_seen),
+            "kill_seen_by_all_max_s": worst(&kill_seen),
+            "kill_down_in_state_s": median(&kill_down),
+            "kill_down_in_state_max_s": worst(&kill_down),
             "worker_rss_median_mib": round2(memory.worker_rss_median),
             "worker_rss_max_mib": round2(memory.worker_rss_max),
             "worker_private_median_mib": round2(memory.worker_anon_median),
@@ -692,25 +694,23 @@ struct Watched {
 impl Watched {
     /// When the last required agent got there.
     fn all(&self) -> Option<Duration> {
-        self.required_times().last().copied()
+        self.required_times().max()
     }
 
     /// When the median required agent got there.
     fn median(&self) -> Option<Duration> {
-        let times = self.required_times();
-        times.get(times.len() / 2).copied()
+        self.required_times().median()
     }
 
-    fn required_times(&self) -> Vec<Duration> {
-        let mut times: Vec<Duration> = self
-            .first
-            .iter()
-            .zip(&self.required)
-            .filter(|(_, required)| **required)
-            .filter_map(|(time, _)| *time)
-            .collect();
-        times.sort();
-        times
+    /// The times of the required agents that got there.
+    fn required_times(&self) -> Latencies {
+        Latencies::new(
+            self.first
+                .iter()
+                .zip(&self.required)
+                .filter(|(_, required)| **required)
+                .filter_map(|(time, _)| *time),
+        )
     }
 }
 
@@ -1172,22 +1172,6 @@ fn raise_nofile_limit() -> u64 {
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((sorted.len() - 1) as f64 * fraction).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn millis(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
-
-fn round3(value: f64) -> f64 {
-    (value * 1000.0).round() / 1000.0
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -1230,13 +1214,5 @@ mod tests {
             "MemTotal:       24684000 kB\nMemFree:  100 kB\nMemAvailable:   19330000 kB\n";
         assert_eq!(parse_mem_available(meminfo), Some(19_330_000));
         assert_eq!(parse_mem_available("MemTotal: 1 kB\n"), None);
-    }
-
-    #[test]
-    fn percentiles_of_sorted_samples() {
-        let samples: Vec<Duration> = (1..=5).map(Duration::from_secs).collect();
-        assert_eq!(percentile(&samples, 0.5), Duration::from_secs(3));
-        assert_eq!(percentile(&samples, 1.0), Duration::from_secs(5));
-        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
     }
 }

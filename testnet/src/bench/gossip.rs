@@ -24,6 +24,8 @@ use symphony_gossip::sim::{
     Propagation, SimConfig, Simulation, measure_crash, measure_join, measure_steady,
 };
 
+use super::figures::millis;
+use super::latency::Latencies;
 use crate::cli::{GossipBenchArgs, GossipProfile};
 
 /// Simulated time before the first measurement, for the staggered starts to settle.
@@ -41,7 +43,7 @@ pub async fn run(args: GossipBenchArgs) -> anyhow::Result<()> {
 }
 
 fn ms(duration: Option<Duration>) -> Value {
-    duration.map_or(Value::Null, |duration| json!(duration.as_secs_f64() * 1e3))
+    duration.map_or(Value::Null, |duration| json!(millis(duration)))
 }
 
 fn describe(duration: Option<Duration>) -> String {
@@ -64,7 +66,9 @@ fn print_spread(what: &str, spread: &Propagation, wall: Duration) {
     );
 }
 
-/// The 99.9% times of several trials. A trial that never reached 99.9% counts as worst.
+/// The 99.9% times of several trials, summarised as every benchmark does (nearest-rank, see
+/// [`super::latency`]). A trial that never reached 99.9% (or everyone) ranks as the worst, and
+/// a figure that falls on it is "not reached".
 struct Summary {
     median_999: Option<Duration>,
     worst_999: Option<Duration>,
@@ -75,27 +79,13 @@ struct Summary {
 impl Summary {
     fn of(spreads: &[Propagation]) -> Summary {
         let all_999: Vec<_> = spreads.iter().map(|spread| spread.to_999).collect();
-        // `None` (not reached) sorts after every time.
-        let mut sorted: Vec<_> = all_999.iter().map(|time| time.ok_or(())).collect();
-        sorted.sort_by(|a, b| match (a, b) {
-            (Ok(a), Ok(b)) => a.cmp(b),
-            (Ok(_), Err(())) => std::cmp::Ordering::Less,
-            (Err(()), Ok(_)) => std::cmp::Ordering::Greater,
-            (Err(()), Err(())) => std::cmp::Ordering::Equal,
-        });
-        let pick = |index: usize| sorted.get(index).and_then(|time| time.ok());
-        let worst_all = spreads
-            .iter()
-            .map(|spread| spread.to_all.ok_or(()))
-            .try_fold(Duration::ZERO, |worst, time| {
-                time.map(|time| worst.max(time))
-            })
-            .ok();
+        let to_999 = Latencies::with_unreached(all_999.iter().copied());
+        let to_all = Latencies::with_unreached(spreads.iter().map(|spread| spread.to_all));
         Summary {
-            median_999: pick(sorted.len() / 2),
-            worst_999: pick(sorted.len().saturating_sub(1)),
+            median_999: to_999.median(),
+            worst_999: to_999.max(),
             all_999,
-            worst_all,
+            worst_all: to_all.max(),
         }
     }
 }

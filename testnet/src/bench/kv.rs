@@ -24,7 +24,8 @@ use symphony_ctl::proto::ReadConsistency;
 use tokio::sync::Barrier;
 use tokio::time::Instant;
 
-use super::latency::LatencySummary;
+use super::figures::round2;
+use super::latency::Latencies;
 use crate::cli::{BenchTarget, KvBenchArgs};
 use crate::harness::{AgentOptions, Cluster, ClusterOptions};
 use crate::splitmix::SplitMix64;
@@ -134,12 +135,13 @@ pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
             cluster.acknowledged().record(&key, &value, revision);
         }
     }
-    let mut latencies: Vec<Duration> = results
-        .iter_mut()
-        .flat_map(|result| std::mem::take(&mut result.latencies))
-        .collect();
+    let latencies = Latencies::new(
+        results
+            .iter_mut()
+            .flat_map(|result| std::mem::take(&mut result.latencies)),
+    );
     let written = latencies.len();
-    let summary = LatencySummary::from_samples(&mut latencies);
+    let summary = latencies.summary();
     let writes_per_sec = written as f64 / elapsed.as_secs_f64().max(f64::EPSILON);
     let lost = count_lost(&cluster).await?;
 
@@ -324,8 +326,4 @@ impl ClientWorker {
             }
         }
     }
-}
-
-pub(crate) fn round2(value: f64) -> f64 {
-    (value * 100.0).round() / 100.0
 }
