@@ -9,6 +9,8 @@
 //!   them, for `testnet chaos`;
 //! - [`lab`]: `testnet up|status|kill|pause|resume|restart|partition|heal|down`, a cluster
 //!   of detached agents that outlives the command, with its state in one dir;
+//! - [`procfs`]: what `/proc` says of a process (state, start time, CPU, memory) and of the
+//!   machine;
 //! - [`splitmix`]: the seeded generator of random-looking values that benchmarks and tests
 //!   repeat from a seed;
 //! - [`cli`]: the `testnet` command line.
@@ -20,4 +22,5 @@ pub mod chaos;
 pub mod cli;
 pub mod harness;
 pub mod lab;
+pub mod procfs;
 pub mod splitmix;

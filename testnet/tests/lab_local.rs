@@ -18,6 +18,7 @@ use symphony_testnet::harness::poll_until;
 use symphony_testnet::lab::local::{LocalBackend, Nft};
 use symphony_testnet::lab::rpc::call;
 use symphony_testnet::lab::{Lab, LabError, LabStatus, Subnet, UpOptions};
+use symphony_testnet::procfs;
 
 const WAIT: Duration = Duration::from_secs(60);
 const CALL: Duration = Duration::from_secs(3);
@@ -111,12 +112,7 @@ fn pids(lab: &Lab) -> Vec<u32> {
 
 fn process_exists(pid: u32) -> bool {
     // A zombie is gone for our purposes.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z')
-        })
-        .unwrap_or(false)
+    procfs::stat(pid).is_ok_and(|stat| stat.state != 'Z')
 }
 
 async fn put(lab: &Lab, name: &str, key: &str, value: &str) -> Result<u64, String> {

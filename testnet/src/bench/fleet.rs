@@ -55,6 +55,7 @@ use crate::cli::FleetBenchArgs;
 use crate::harness::{
     AgentOptions, AgentProcess, Cluster, ClusterOptions, find_agent_binary, is_retryable,
 };
+use crate::procfs;
 
 /// Status calls in flight at once during a polling round.
 const POLL_CONCURRENCY: usize = 128;
@@ -82,7 +83,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
         bail!("--trials kills one original worker each, so it cannot exceed --workers");
     }
     let nofile = raise_nofile_limit();
-    let clk_tck = clock_ticks_per_second();
+    let clk_tck = procfs::clock_ticks_per_second();
     let timeout = Duration::from_secs(args.timeout_s);
     let min_available = args.min_available_mib * 1024;
     let bin = match &args.agent_bin {
@@ -95,7 +96,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
         args.managers,
         args.workers,
         bin.display(),
-        mem_available_kib().unwrap_or_default() / 1024,
+        procfs::mem_available_kib().unwrap_or_default() / 1024,
         args.agent_arg
     );
     let agent_options = AgentOptions {
@@ -984,13 +985,13 @@ async fn measure_idle(
     let ticks = cpu_ticks_of;
     let manager_before = ticks(managers)?;
     let worker_before = ticks(workers)?;
-    let machine_before = machine_busy_ticks()?;
+    let machine_before = procfs::machine_busy_ticks()?;
     let started = Instant::now();
     tokio::time::sleep(window).await;
     let elapsed = started.elapsed().as_secs_f64();
     let manager_after = ticks(managers)?;
     let worker_after = ticks(workers)?;
-    let machine_after = machine_busy_ticks()?;
+    let machine_after = procfs::machine_busy_ticks()?;
     let cores = |before: u64, after: u64| after.saturating_sub(before) as f64 / clk_tck / elapsed;
     Ok(Idle {
         manager_cores: cores(manager_before, manager_after),
@@ -1002,60 +1003,8 @@ async fn measure_idle(
 /// utime + stime of the processes, summed, in clock ticks.
 fn cpu_ticks_of(pids: &[u32]) -> anyhow::Result<u64> {
     pids.iter()
-        .map(|pid| cpu_ticks(*pid))
+        .map(|pid| procfs::stat(*pid).map(|stat| stat.cpu_ticks()))
         .try_fold(0u64, |sum, ticks| Ok(sum + ticks?))
-}
-
-/// utime + stime of a process (all its threads), in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    parse_cpu_ticks(&stat).with_context(|| format!("cannot parse {path}"))
-}
-
-/// utime (field 14) + stime (field 15) of a `/proc/<pid>/stat` line. The command name (field
-/// 2) may hold spaces and parentheses, so fields are counted after its last `)`.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// Non-idle ticks of all CPUs, from the first line of `/proc/stat`.
-fn machine_busy_ticks() -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
-    parse_machine_busy(&stat).context("cannot parse /proc/stat")
-}
-
-/// user nice system idle iowait irq softirq steal (guest time is already in user): all but
-/// idle and iowait are busy.
-fn parse_machine_busy(stat: &str) -> Option<u64> {
-    let line = stat.lines().next()?;
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .map(|field| field.parse().ok())
-        .collect::<Option<_>>()?;
-    if fields.len() < 8 {
-        return None;
-    }
-    Some(fields.iter().sum::<u64>() - fields[3] - fields[4])
-}
-
-/// The kernel's clock ticks per second (USER_HZ), for `/proc` CPU times: `getconf CLK_TCK`,
-/// else the 100 every Linux architecture uses in practice.
-fn clock_ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .filter(|output| output.status.success())
-        .and_then(|output| String::from_utf8_lossy(&output.stdout).trim().parse().ok())
-        .filter(|ticks: &f64| *ticks > 0.0)
-        .unwrap_or(100.0)
 }
 
 struct Memory {
@@ -1071,14 +1020,14 @@ fn measure_memory(managers: &[u32], workers: &[u32]) -> anyhow::Result<Memory> {
     let mut anon = Vec::with_capacity(workers.len());
     let mut threads = Vec::with_capacity(workers.len());
     for pid in workers {
-        let status = proc_status(*pid)?;
+        let status = procfs::status(*pid)?;
         rss.push(status.rss_kib);
         anon.push(status.anon_kib);
         threads.push(status.threads);
     }
     let mut manager_rss = Vec::with_capacity(managers.len());
     for pid in managers {
-        manager_rss.push(proc_status(*pid)?.rss_kib);
+        manager_rss.push(procfs::status(*pid)?.rss_kib);
     }
     rss.sort_unstable();
     anon.sort_unstable();
@@ -1093,56 +1042,11 @@ fn measure_memory(managers: &[u32], workers: &[u32]) -> anyhow::Result<Memory> {
     })
 }
 
-#[derive(Debug, PartialEq, Eq)]
-struct ProcStatus {
-    rss_kib: u64,
-    anon_kib: u64,
-    threads: u64,
-}
-
-fn proc_status(pid: u32) -> anyhow::Result<ProcStatus> {
-    let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    parse_proc_status(&text).with_context(|| format!("cannot parse {path}"))
-}
-
-/// VmRSS, RssAnon (both in kB) and Threads of a `/proc/<pid>/status`.
-fn parse_proc_status(text: &str) -> Option<ProcStatus> {
-    let field = |name: &str| -> Option<u64> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name))?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
-    Some(ProcStatus {
-        rss_kib: field("VmRSS:")?,
-        anon_kib: field("RssAnon:").unwrap_or_default(),
-        threads: field("Threads:").unwrap_or_default(),
-    })
-}
-
-/// MemAvailable of `/proc/meminfo`, in KiB.
-fn mem_available_kib() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    parse_mem_available(&text)
-}
-
-fn parse_mem_available(text: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix("MemAvailable:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// Fails (and so stops the fleet, whose processes die with their handles) once the machine has
 /// less than `min_available` KiB of memory left: hundreds of agents on a shared machine without
 /// swap would otherwise bring in the OOM killer, which may pick someone else's process.
 fn check_memory(min_available: u64) -> anyhow::Result<()> {
-    match mem_available_kib() {
+    match procfs::mem_available_kib() {
         Some(available) if available < min_available => bail!(
             "the machine is down to {} MiB of available memory (--min-available-mib {}); \
              stopping the fleet before the OOM killer does",
@@ -1170,49 +1074,4 @@ fn raise_nofile_limit() -> u64 {
         let _ = setrlimit(Resource::Nofile, limit);
     }
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    #[test]
-    fn reads_cpu_ticks_after_the_command_name() {
-        let stat = "4242 (symphony (x) y) S 1 4242 4242 0 -1 4194560 900 0 0 0 \
-                    123 45 0 0 20 0 9 0 5000 1276440576 16305 18446744073709551615";
-        assert_eq!(parse_cpu_ticks(stat), Some(168));
-        assert_eq!(parse_cpu_ticks("garbage"), None);
-    }
-
-    #[test]
-    fn reads_machine_busy_ticks() {
-        let stat = "cpu  100 5 50 1000 20 1 2 3 0 0\ncpu0 50 2 25 500 10 0 1 1 0 0\n";
-        assert_eq!(parse_machine_busy(stat), Some(161));
-        assert_eq!(parse_machine_busy("cpu 1 2"), None);
-    }
-
-    #[test]
-    fn reads_resident_memory_and_threads() {
-        let status = "Name:\tsymphony-agent\nVmRSS:\t   12345 kB\nRssAnon:\t    8000 kB\n\
-                      RssFile:\t    4345 kB\nThreads:\t3\n";
-        assert_eq!(
-            parse_proc_status(status),
-            Some(ProcStatus {
-                rss_kib: 12345,
-                anon_kib: 8000,
-                threads: 3,
-            })
-        );
-        assert_eq!(parse_proc_status("Name:\tx\n"), None);
-    }
-
-    #[test]
-    fn reads_available_memory() {
-        let meminfo =
-            "MemTotal:       24684000 kB\nMemFree:  100 kB\nMemAvailable:   19330000 kB\n";
-        assert_eq!(parse_mem_available(meminfo), Some(19_330_000));
-        assert_eq!(parse_mem_available("MemTotal: 1 kB\n"), None);
-    }
 }

@@ -6,7 +6,7 @@
 //! - its stdin is `/dev/null` and its stdout and stderr go to its log file, so it holds no
 //!   terminal and no pipe to a process that has gone;
 //! - no `Child` handle is kept: a later command knows it only by pid. Since pids are recycled,
-//!   the process's start time (`/proc/PID/stat`, field 22) is recorded with the pid and
+//!   the process's start time (see [`crate::procfs`]) is recorded with the pid and
 //!   compared before any signal, so a recycled pid is never mistaken for a node.
 //!
 //! A process that started an agent and is still alive when the agent dies (a test, or
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, WaitOptions};
 
 use crate::lab::backend::ProcessState;
+use crate::procfs;
 
 /// How long a SIGKILLed process may take to disappear.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,45 +70,30 @@ pub fn spawn_detached(
     let pid = child.id();
     // Dropping a std Child neither kills nor waits for the process: it stays detached.
     drop(child);
-    let start_ticks = start_ticks(pid).ok_or_else(|| {
-        std::io::Error::other(format!("process {pid} exited at once (see its log)"))
-    })?;
+    let start_ticks = procfs::stat(pid)
+        .map_err(|_| std::io::Error::other(format!("process {pid} exited at once (see its log)")))?
+        .start_ticks;
     Ok(Started { pid, start_ticks })
-}
-
-/// The state letter and start time of `pid`, from `/proc/PID/stat`.
-fn stat(pid: u32) -> Option<(char, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces or parentheses itself.
-    let after_name = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Field 3 (the state) is the first after the name; field 22 (starttime) is 19 further.
-    let state = fields.first()?.chars().next()?;
-    let start = fields.get(19)?.parse().ok()?;
-    Some((state, start))
-}
-
-/// The start time of a running `pid`, in clock ticks since boot.
-pub fn start_ticks(pid: u32) -> Option<u64> {
-    stat(pid).map(|(_, start)| start)
 }
 
 /// Whether the process `pid` started at `start_ticks` runs, is stopped, or is gone (a zombie
 /// counts as gone, and is reaped if it is our child).
 pub fn probe(pid: u32, expected_start: u64) -> ProcessState {
-    match stat(pid) {
-        Some((_, start)) if start != expected_start => ProcessState::Gone,
+    match procfs::stat(pid) {
+        Ok(stat) if stat.start_ticks != expected_start => ProcessState::Gone,
         // A multi-threaded process shows its main thread as a zombie while the other threads
         // are still exiting (and still hold its sockets and its cgroup): only once they are
         // gone is the process.
-        Some(('Z' | 'X' | 'x', _)) if other_threads_alive(pid) => ProcessState::Running,
-        Some(('Z' | 'X' | 'x', _)) => {
+        Ok(stat) if stat.is_dead() && procfs::thread_count(pid).is_some_and(|n| n > 1) => {
+            ProcessState::Running
+        }
+        Ok(stat) if stat.is_dead() => {
             reap(pid);
             ProcessState::Gone
         }
-        Some(('T' | 't', _)) => ProcessState::Paused,
-        Some(_) => ProcessState::Running,
-        None => ProcessState::Gone,
+        Ok(stat) if stat.is_stopped() => ProcessState::Paused,
+        Ok(_) => ProcessState::Running,
+        Err(_) => ProcessState::Gone,
     }
 }
 
@@ -141,11 +127,6 @@ pub fn kill(pid: u32, expected_start: u64) -> std::io::Result<()> {
         std::thread::sleep(POLL_PAUSE);
     }
     Ok(())
-}
-
-/// Whether threads other than the main one of `pid` still exist.
-fn other_threads_alive(pid: u32) -> bool {
-    std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| tasks.count() > 1)
 }
 
 /// Reaps `pid` if it is an exited child of this process; does nothing otherwise.
