@@ -17,7 +17,7 @@ use symphony_ctl::proto::StatusInfo;
 use tempfile::TempDir;
 use tokio::time::Instant;
 
-use super::{HarnessError, find_agent_binary, free_addr, poll_until};
+use super::{AgentCommandLine, HarnessError, find_agent_binary, free_addr, poll_until};
 
 const POLL_PAUSE: Duration = Duration::from_millis(20);
 const LOG_TAIL_LINES: usize = 40;
@@ -170,16 +170,16 @@ impl AgentProcess {
         let stderr = log.try_clone().map_err(HarnessError::io(
             "cannot share the agent log between stdout and stderr",
         ))?;
+        let command_line = AgentCommandLine {
+            config_dir: self.config_dir.clone(),
+            raft_addr: self.raft_addr,
+            remote_addr: self.remote_addr,
+            advertise_ip: None,
+            log_level: self.log_level.clone(),
+            extra: self.extra_args.clone(),
+        };
         let child = Command::new(&self.bin)
-            .arg("--config-dir")
-            .arg(&self.config_dir)
-            .arg("--listen-raft-addr")
-            .arg(self.raft_addr.to_string())
-            .arg("--listen-remote-addr")
-            .arg(self.remote_addr.to_string())
-            .arg("--log-level")
-            .arg(&self.log_level)
-            .args(&self.extra_args)
+            .args(command_line.args())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(stderr))

@@ -2,6 +2,7 @@
 //! processes without sleeping to synchronise.
 //!
 //! - [`AgentProcess`]: one agent process in its own work dir, on its own ports;
+//! - [`AgentCommandLine`]: the flags every agent testnet starts is given;
 //! - [`find_agent_binary`]: where the `symphony-agent` binary is;
 //! - [`free_port`]: a TCP port the OS just handed out;
 //! - [`poll_until`]: retry a condition until it holds or a deadline passes;
@@ -14,6 +15,7 @@ mod acked;
 mod agent;
 mod binary;
 mod cluster;
+mod command_line;
 mod error;
 mod poll;
 mod ports;
@@ -25,6 +27,7 @@ pub use binary::{AGENT_BIN_ENV, find_agent_binary};
 pub use cluster::{
     Cluster, ClusterOptions, error_code, expected_voters, find_entry, restore_snapshot,
 };
+pub use command_line::AgentCommandLine;
 pub use error::HarnessError;
 pub use poll::poll_until;
 pub use ports::{free_addr, free_port};

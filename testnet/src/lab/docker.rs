@@ -39,7 +39,9 @@ mod network;
 mod scope;
 mod tar;
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -51,6 +53,7 @@ use super::backend::{Backend, BackendKind, NodeHandle, ProcessState};
 use super::local::Nft;
 use super::partition::Cut;
 use super::state::{LabState, NodeRecord};
+use crate::harness::AgentCommandLine;
 use image::NODE_MOUNT;
 
 /// How long a killed container may take to be reported as stopped.
@@ -150,7 +153,7 @@ impl DockerBackend {
         let scope = Scope::of(&lab.dir);
         let uid = rustix::process::geteuid().as_raw();
         let gid = rustix::process::getegid().as_raw();
-        let mut args: Vec<String> = vec![
+        let mut args: Vec<OsString> = vec![
             "run".into(),
             "--detach".into(),
             "--pull".into(),
@@ -158,25 +161,26 @@ impl DockerBackend {
             "--restart".into(),
             "no".into(),
             "--name".into(),
-            scope.container(&node.name),
+            scope.container(&node.name).into(),
             "--hostname".into(),
-            node.name.clone(),
+            node.name.clone().into(),
             "--label".into(),
-            scope.label(),
+            scope.label().into(),
             "--label".into(),
-            format!("{}={}", scope::NODE_LABEL, node.name),
+            format!("{}={}", scope::NODE_LABEL, node.name).into(),
             "--network".into(),
-            scope.network(),
+            scope.network().into(),
             "--ip".into(),
-            node.ip.to_string(),
+            node.ip.to_string().into(),
             "--user".into(),
-            format!("{uid}:{gid}"),
+            format!("{uid}:{gid}").into(),
             "--mount".into(),
             format!(
                 "type=bind,{},target={NODE_MOUNT}",
                 csv_field(&format!("source={}", node.node_dir.display()))
-            ),
-            image.to_string(),
+            )
+            .into(),
+            image.into(),
         ];
         args.extend(agent_args(lab, node));
         let output = self.docker.output(&args)?;
@@ -230,23 +234,17 @@ impl DockerBackend {
     }
 }
 
-/// The agent's flags inside its container: its own address, the default ports, the config
-/// dir under the mount.
-fn agent_args(lab: &LabState, node: &NodeRecord) -> Vec<String> {
-    let mut args = vec![
-        "--config-dir".to_string(),
-        format!("{NODE_MOUNT}/config"),
-        "--listen-raft-addr".to_string(),
-        node.raft_addr.to_string(),
-        "--listen-remote-addr".to_string(),
-        node.remote_addr.to_string(),
-        "--advertise-addr".to_string(),
-        node.ip.to_string(),
-        "--log-level".to_string(),
-        lab.log_level.clone(),
-    ];
-    args.extend(lab.agent_args.iter().cloned());
-    args
+/// The agent's flags inside its container: its own address, the config dir under the mount.
+fn agent_args(lab: &LabState, node: &NodeRecord) -> Vec<OsString> {
+    AgentCommandLine {
+        config_dir: Path::new(NODE_MOUNT).join("config"),
+        raft_addr: node.raft_addr,
+        remote_addr: node.remote_addr,
+        advertise_ip: Some(node.ip.into()),
+        log_level: lab.log_level.clone(),
+        extra: lab.agent_args.clone(),
+    }
+    .args()
 }
 
 /// One field of `--mount`'s comma-separated list, quoted (CSV style) if it holds a comma or a

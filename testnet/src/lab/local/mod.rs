@@ -21,6 +21,7 @@ use super::LabError;
 use super::backend::{Backend, BackendKind, NodeHandle, ProcessState};
 use super::partition::Cut;
 use super::state::{LabState, NodeRecord};
+use crate::harness::AgentCommandLine;
 use cgroup::Cgroups;
 
 /// Agents as local processes.
@@ -64,22 +65,15 @@ impl LocalBackend {
     }
 
     fn agent_args(lab: &LabState, node: &NodeRecord) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec![
-            "--config-dir".into(),
-            node.config_dir.clone().into(),
-            // A worker binds no Raft port, but naming one on its own address keeps a node that
-            // does (an older agent, or before it knows its role) off 127.0.0.1's default port.
-            "--listen-raft-addr".into(),
-            node.raft_addr.to_string().into(),
-            "--listen-remote-addr".into(),
-            node.remote_addr.to_string().into(),
-            "--advertise-addr".into(),
-            node.ip.to_string().into(),
-            "--log-level".into(),
-            lab.log_level.clone().into(),
-        ];
-        args.extend(lab.agent_args.iter().map(OsString::from));
-        args
+        AgentCommandLine {
+            config_dir: node.config_dir.clone(),
+            raft_addr: node.raft_addr,
+            remote_addr: node.remote_addr,
+            advertise_ip: Some(node.ip.into()),
+            log_level: lab.log_level.clone(),
+            extra: lab.agent_args.clone(),
+        }
+        .args()
     }
 }
 
