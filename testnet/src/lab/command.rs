@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::partition::describe;
 use super::table;
 use super::up::UpOptions;
-use super::{Lab, LabError, LabStatus};
+use super::{Addressing, Lab, LabError, LabStatus, Lifetime};
 use crate::cli::{LabCommand, UpArgs};
 
 /// Runs one lab command.
@@ -81,6 +81,8 @@ async fn up(args: UpArgs) -> Result<(), LabError> {
         backend: args.backend,
         agent_bin: args.agent_bin,
         subnet: args.subnet.parse()?,
+        addressing: Addressing::Subnet,
+        lifetime: Lifetime::Detached,
         log_level: args.log_level,
         agent_args: args.agent_arg,
         start_timeout: Duration::from_secs(args.timeout_s),

@@ -40,7 +40,7 @@ mod scope;
 mod tar;
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -219,17 +219,16 @@ impl DockerBackend {
         output.success.then(|| output.stdout.trim().to_string())
     }
 
-    /// `docker verb id`, treating "not running" and "no such container" as done when
-    /// `gone_is_done`.
-    fn act(&self, verb: &str, id: &str, gone_is_done: bool) -> Result<(), LabError> {
-        let args = [verb, id];
-        let output = self.docker.output(&args)?;
+    /// `docker args...` on one container, treating "not running" and "no such container" as
+    /// done when `gone_is_done`.
+    fn act(&self, args: &[&str], gone_is_done: bool) -> Result<(), LabError> {
+        let output = self.docker.output(args)?;
         let gone =
             output.stderr.contains("is not running") || output.stderr.contains("No such container");
         if output.success || (gone_is_done && gone) {
             Ok(())
         } else {
-            Err(self.docker.failed(&args, &output))
+            Err(self.docker.failed(args, &output))
         }
     }
 }
@@ -266,6 +265,15 @@ enum Run {
     ImageGone,
 }
 
+/// Puts node `index` (from 0) at host `index + 1` of `base`'s /24, on the ports of its plan.
+fn place_on(base: Ipv4Addr, index: usize, node: &mut NodeRecord) -> Result<(), LabError> {
+    let ip = network::host(base, index + 1)?;
+    node.ip = ip;
+    node.raft_addr = SocketAddr::from((ip, node.raft_addr.port()));
+    node.remote_addr = SocketAddr::from((ip, node.remote_addr.port()));
+    Ok(())
+}
+
 fn container_of(node: &NodeRecord) -> Option<&str> {
     node.handle.as_ref().and_then(NodeHandle::container)
 }
@@ -285,12 +293,19 @@ impl Backend for DockerBackend {
         self.image(lab)?;
         let base = network::create(&self.docker, &scope)?;
         for (index, node) in lab.nodes.iter_mut().enumerate() {
-            let ip = network::host(base, index + 1)?;
-            node.ip = ip;
-            node.raft_addr = SocketAddr::from((ip, node.raft_addr.port()));
-            node.remote_addr = SocketAddr::from((ip, node.remote_addr.port()));
+            place_on(base, index, node)?;
         }
         Ok(())
+    }
+
+    /// The next address on the testnet's network (the first node's /24).
+    fn place(&self, lab: &LabState, index: usize, node: &mut NodeRecord) -> Result<(), LabError> {
+        let Some(first) = lab.nodes.first() else {
+            return Err(LabError::InvalidArgument(
+                "a docker testnet gets its network with its first nodes".to_string(),
+            ));
+        };
+        place_on(first.ip, index, node)
     }
 
     fn start(&self, lab: &LabState, node: &NodeRecord) -> Result<NodeHandle, LabError> {
@@ -346,7 +361,7 @@ impl Backend for DockerBackend {
             return Ok(());
         };
         // `docker kill` sends SIGKILL, to a paused container too.
-        self.act("kill", id, true)?;
+        self.act(&["kill", id], true)?;
         let deadline = Instant::now() + KILL_TIMEOUT;
         while self.probe(node) != ProcessState::Gone {
             if Instant::now() >= deadline {
@@ -361,16 +376,24 @@ impl Backend for DockerBackend {
         Ok(())
     }
 
+    fn terminate(&self, node: &NodeRecord) -> Result<(), LabError> {
+        match container_of(node) {
+            // Not `docker stop`, which kills after its own timeout: the caller decides.
+            Some(id) => self.act(&["kill", "--signal", "TERM", id], true),
+            None => Ok(()),
+        }
+    }
+
     fn pause(&self, node: &NodeRecord) -> Result<(), LabError> {
         match container_of(node) {
-            Some(id) => self.act("pause", id, false),
+            Some(id) => self.act(&["pause", id], false),
             None => Ok(()),
         }
     }
 
     fn resume(&self, node: &NodeRecord) -> Result<(), LabError> {
         match container_of(node) {
-            Some(id) => self.act("unpause", id, false),
+            Some(id) => self.act(&["unpause", id], false),
             None => Ok(()),
         }
     }
@@ -385,7 +408,7 @@ impl Backend for DockerBackend {
             return self.start(lab, node);
         }
         self.kill(node)?;
-        self.act("start", id, false)
+        self.act(&["start", id], false)
             .map_err(|error| LabError::NodeFailed {
                 node: node.name.clone(),
                 reason: error.to_string(),

@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use symphony_ctl::Client;
-use symphony_ctl::proto::StatusInfo;
+use symphony_ctl::proto::{Role, StatusInfo};
 
 use super::LabError;
 use super::backend::{Backend, BackendKind, ProcessState};
 use super::docker::DockerBackend;
 use super::local::LocalBackend;
 use super::partition::{self, Partition};
+use super::plan;
 use super::rpc::call;
 use super::state::{Intent, LabState, NodeRecord};
 use super::status::{self, LabStatus};
@@ -123,6 +124,61 @@ impl Lab {
         Ok(message)
     }
 
+    /// SIGTERM (the agent leaves gracefully), then waits up to `timeout` for the node to be
+    /// gone; one still there by then is killed, and that is an error.
+    pub async fn terminate(&mut self, name: &str, timeout: Duration) -> Result<(), LabError> {
+        let index = self.state.index_of(name)?;
+        let node = &self.state.nodes[index];
+        let backend = self.backend.as_ref();
+        backend.terminate(node)?;
+        let stopped = poll_until(timeout, &format!("{name} to stop"), async || match backend
+            .probe(node)
+        {
+            ProcessState::Gone => Ok(()),
+            _ => Err("still running"),
+        })
+        .await;
+        let outcome = match stopped {
+            Ok(()) => {
+                self.state.nodes[index].intent = Intent::Stopped;
+                Ok(())
+            }
+            Err(_) => {
+                backend.kill(node)?;
+                self.state.nodes[index].intent = Intent::Killed;
+                Err(LabError::WrongNodeState {
+                    node: name.to_string(),
+                    state: format!("still running {timeout:?} after SIGTERM"),
+                    hint: "it was killed (SIGKILL); its log may say why it did not stop"
+                        .to_string(),
+                })
+            }
+        };
+        self.state.save()?;
+        outcome
+    }
+
+    /// Adds a node of `role` (the next of its role, on the next address) and starts it
+    /// without waiting (see [`Lab::wait_answers`]). It joins no cluster by itself. Returns its
+    /// index in [`LabState::nodes`].
+    pub fn add_node(&mut self, role: Role) -> Result<usize, LabError> {
+        let index = self.state.nodes.len();
+        let mut node = plan::next_node(&self.state, role)?;
+        self.backend.place(&self.state, index, &mut node)?;
+        self.state.nodes.push(node);
+        self.state.save()?;
+        self.start(index)?;
+        Ok(index)
+    }
+
+    /// Starts node `index` (not started yet) without waiting; records how to find it.
+    pub(crate) fn start(&mut self, index: usize) -> Result<&NodeRecord, LabError> {
+        let handle = self.backend.start(&self.state, &self.state.nodes[index])?;
+        self.state.nodes[index].handle = Some(handle);
+        self.state.save()?;
+        Ok(&self.state.nodes[index])
+    }
+
     /// Kills the node if it runs (or is paused), starts it again on the same config dir and
     /// waits until it answers on its control socket.
     pub async fn restart(&mut self, name: &str) -> Result<StatusInfo, LabError> {
@@ -191,7 +247,7 @@ impl Lab {
 
     /// Waits until node `index` answers `status` on its control socket, failing early (with
     /// its log) if it exits; records its ids.
-    pub(crate) async fn wait_answers(&mut self, index: usize) -> Result<StatusInfo, LabError> {
+    pub async fn wait_answers(&mut self, index: usize) -> Result<StatusInfo, LabError> {
         let timeout = Duration::from_millis(self.state.start_timeout_ms);
         let node = &self.state.nodes[index];
         let socket = node.socket_path();

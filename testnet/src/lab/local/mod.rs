@@ -20,6 +20,7 @@ pub use nft::{DropRule, Nft};
 use super::LabError;
 use super::backend::{Backend, BackendKind, NodeHandle, ProcessState};
 use super::partition::Cut;
+use super::plan::Addressing;
 use super::state::{LabState, NodeRecord};
 use crate::harness::AgentCommandLine;
 use cgroup::Cgroups;
@@ -94,8 +95,9 @@ impl Backend for LocalBackend {
             node.node_dir.display()
         )))?;
         // A node keeps its cgroup across restarts (same path, so a partition still holds).
+        // Nodes that share 127.0.0.1 cannot be partitioned, so they need none.
         let cgroup = match &self.cgroups {
-            Ok(cgroups) => {
+            Ok(cgroups) if lab.addressing == Addressing::Subnet => {
                 let cgroup = cgroups.node(&lab.subnet.key(), &node.name);
                 cgroup.create().map_err(LabError::io(format!(
                     "cannot create the cgroup {}",
@@ -103,13 +105,14 @@ impl Backend for LocalBackend {
                 )))?;
                 Some(cgroup)
             }
-            Err(_) => None,
+            _ => None,
         };
-        let started = process::spawn_detached(
+        let started = process::spawn(
             &lab.agent_bin,
             &LocalBackend::agent_args(lab, node),
             cgroup.as_ref().map(NodeCgroup::procs_file).as_deref(),
             &node.log_path,
+            lab.lifetime,
         )
         .map_err(|source| LabError::NodeFailed {
             node: node.name.clone(),
@@ -143,6 +146,10 @@ impl Backend for LocalBackend {
         })
     }
 
+    fn terminate(&self, node: &NodeRecord) -> Result<(), LabError> {
+        self.send(node, Signal::TERM, "SIGTERM")
+    }
+
     fn pause(&self, node: &NodeRecord) -> Result<(), LabError> {
         self.send(node, Signal::STOP, "SIGSTOP")
     }
@@ -152,6 +159,13 @@ impl Backend for LocalBackend {
     }
 
     fn partition(&self, lab: &LabState, cuts: &[Cut]) -> Result<(), LabError> {
+        if lab.addressing != Addressing::Subnet {
+            return Err(LabError::PartitionUnavailable {
+                reason: "the nodes of this testnet share 127.0.0.1, and partitions tell nodes \
+                         apart by address; start it with a subnet of its own"
+                    .to_string(),
+            });
+        }
         let nft = Nft::detect().map_err(|reason| LabError::PartitionUnavailable { reason })?;
         if let Err(reason) = &self.cgroups {
             return Err(LabError::PartitionUnavailable {
@@ -187,6 +201,11 @@ impl Backend for LocalBackend {
     }
 
     fn heal(&self, lab: &LabState) -> Result<(), LabError> {
+        // No partition without a subnet, and the table named after the (unused) subnet may be
+        // another testnet's.
+        if lab.addressing != Addressing::Subnet {
+            return Ok(());
+        }
         match Nft::detect() {
             Ok(nft) => nft.delete(&LocalBackend::table(lab)),
             // Without nft there can be no table of ours; with a partition recorded, say why

@@ -1,8 +1,10 @@
-//! Detached agent processes, found again by pid from any later `testnet` command.
+//! Agent processes found again by pid from any later `testnet` command, detached from the one
+//! that started them.
 //!
 //! `testnet up` exits while its agents go on running, so an agent must not be tied to it:
 //! - it runs in a process group of its own, so a Ctrl-C in the terminal of `testnet up` (which
-//!   signals the terminal's foreground group) does not reach it;
+//!   signals the terminal's foreground group) does not reach it (a test's or a benchmark's
+//!   agents, [`Lifetime::Owned`], stay in its group instead, to stop with it);
 //! - its stdin is `/dev/null` and its stdout and stderr go to its log file, so it holds no
 //!   terminal and no pipe to a process that has gone;
 //! - no `Child` handle is kept: a later command knows it only by pid. Since pids are recycled,
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, WaitOptions};
 
 use crate::lab::backend::ProcessState;
+use crate::lab::state::Lifetime;
 use crate::procfs;
 
 /// How long a SIGKILLed process may take to disappear.
@@ -35,15 +38,17 @@ pub struct Started {
     pub start_ticks: u64,
 }
 
-/// Starts `program args...` detached (see the module docs), its output appended to `log`.
-/// With `cgroup_procs`, the process first moves itself into that cgroup (by writing its pid to
-/// the `cgroup.procs` file, through `sh`) and only then becomes the agent, so that every socket
-/// the agent opens belongs to the cgroup from the start.
-pub fn spawn_detached(
+/// Starts `program args...` (see the module docs), its output appended to `log`; in a process
+/// group of its own if its `lifetime` is [`Lifetime::Detached`]. With `cgroup_procs`, the
+/// process first moves itself into that cgroup (by writing its pid to the `cgroup.procs` file,
+/// through `sh`) and only then becomes the agent, so that every socket the agent opens belongs
+/// to the cgroup from the start.
+pub fn spawn(
     program: &Path,
     args: &[OsString],
     cgroup_procs: Option<&Path>,
     log: &Path,
+    lifetime: Lifetime,
 ) -> std::io::Result<Started> {
     let out = OpenOptions::new().create(true).append(true).open(log)?;
     let err = out.try_clone()?;
@@ -60,15 +65,18 @@ pub fn spawn_detached(
         }
         None => Command::new(program),
     };
-    let child = command
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .process_group(0)
-        .spawn()?;
+        .stderr(Stdio::from(err));
+    if lifetime == Lifetime::Detached {
+        command.process_group(0);
+    }
+    let child = command.spawn()?;
     let pid = child.id();
-    // Dropping a std Child neither kills nor waits for the process: it stays detached.
+    // Dropping a std Child neither kills nor waits for the process: later commands find it by
+    // pid.
     drop(child);
     let start_ticks = procfs::stat(pid)
         .map_err(|_| std::io::Error::other(format!("process {pid} exited at once (see its log)")))?
@@ -146,7 +154,14 @@ mod tests {
     fn detached_processes_are_probed_paused_resumed_and_killed() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("sleep.log");
-        let started = spawn_detached(Path::new("/bin/sleep"), &["30".into()], None, &log).unwrap();
+        let started = spawn(
+            Path::new("/bin/sleep"),
+            &["30".into()],
+            None,
+            &log,
+            Lifetime::Detached,
+        )
+        .unwrap();
         let (pid, start) = (started.pid, started.start_ticks);
         assert_eq!(probe(pid, start), ProcessState::Running);
         assert_eq!(
