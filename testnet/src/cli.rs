@@ -259,6 +259,10 @@ pub struct KvBenchArgs {
     #[arg(long, value_enum, default_value_t = BenchTarget::All)]
     pub target: BenchTarget,
 
+    /// How nodes run: `local` processes on 127.0.0.1, or `docker` containers.
+    #[arg(long, value_enum, default_value_t = crate::lab::BackendKind::Local)]
+    pub backend: crate::lab::BackendKind,
+
     /// Concurrent clients, each with its own control connection.
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
@@ -289,6 +293,10 @@ pub struct FailoverBenchArgs {
     /// How many times the leader is killed (and restarted).
     #[arg(long, default_value_t = 5)]
     pub trials: usize,
+
+    /// How nodes run: `local` processes on 127.0.0.1, or `docker` containers.
+    #[arg(long, value_enum, default_value_t = crate::lab::BackendKind::Local)]
+    pub backend: crate::lab::BackendKind,
 
     /// Concurrent writers, spread over the two followers; after a kill each retries through the
     /// surviving managers.

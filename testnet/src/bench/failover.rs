@@ -1,7 +1,8 @@
 //! `testnet bench failover`: how long writes are unavailable when the leader of three managers
 //! is killed with SIGKILL.
 //!
-//! Three managers are formed with a static bootstrap. Each trial:
+//! Three managers (processes, or containers with `--backend docker`) are formed with a static
+//! bootstrap. Each trial:
 //! 1. waits until all three vote and have applied the leader's commit index;
 //! 2. starts `--clients` writers, spread over the two followers' control sockets (so every
 //!    write is forwarded to the leader); a writer whose call fails (or takes longer than the
@@ -91,7 +92,7 @@ pub async fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
     if args.trials == 0 || args.clients == 0 {
         bail!("--trials and --clients must both be at least 1");
     }
-    let options = bench_options(args.agent_bin.clone(), args.snapshot_interval);
+    let options = bench_options(args.backend, args.agent_bin.clone(), args.snapshot_interval);
     let mut cluster = start_cluster(MANAGERS, options).await?;
 
     let mut trials = Vec::with_capacity(args.trials);
@@ -132,6 +133,7 @@ pub async fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
         "{}",
         json!({
             "bench": "failover",
+            "backend": args.backend.as_str(),
             "trials": trials.len(),
             "clients": args.clients,
             "median_ms": median_ms,

@@ -3,8 +3,8 @@
 //!
 //! What is measured, in order:
 //! 1. **Forming.** The managers are formed with a static bootstrap (not timed). Then every
-//!    worker process is spawned at once (each on its own temp dir, remote/gossip port and Raft
-//!    port), and each worker, as soon as its control socket answers, joins with the worker token
+//!    worker process is spawned at once (each a node of the same [`Cluster`], so with its own
+//!    dir and its own remote/gossip and Raft ports), and each worker, as soon as its control socket answers, joins with the worker token
 //!    through one of the managers (round-robin), at most `--join-concurrency` joins in flight.
 //!    Timed from the first spawn: all processes spawned, all control sockets answering, all
 //!    joins acknowledged, all workers `ready` in the leader's `node ls`, and every agent's gossip
@@ -34,6 +34,9 @@
 //! open-files limit to the hard limit (one control connection per agent stays open); each
 //! agent is one process with a few threads, well within the usual process limits.
 //!
+//! The fleet runs on the local backend only: its CPU and memory figures come from the agents'
+//! processes.
+//!
 //! Agents run with production defaults (the `lan` gossip profile, the default liveness grace),
 //! plus whatever `--agent-arg` adds, and `--log-level` (default `warn`).
 
@@ -52,9 +55,7 @@ use tokio::time::Instant;
 use super::figures::{millis, round2, round3};
 use super::latency::Latencies;
 use crate::cli::FleetBenchArgs;
-use crate::harness::{
-    AgentOptions, AgentProcess, Cluster, ClusterOptions, find_agent_binary, is_retryable,
-};
+use crate::harness::{AgentOptions, Cluster, ClusterOptions, find_agent_binary, is_retryable};
 use crate::procfs;
 
 /// Status calls in flight at once during a polling round.
@@ -65,13 +66,16 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const JOIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between two tries of a worker's control socket while it starts, or of a join.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Workers started between two looks at the available memory.
+const SPAWN_BATCH: usize = 16;
 /// How often a long wait reports progress on stderr.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// One worker agent of the fleet.
 struct Worker {
+    /// Its index in the cluster.
+    index: usize,
     name: String,
-    agent: AgentProcess,
     node_id: u64,
 }
 
@@ -132,7 +136,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
         .await
         .context("cannot read the worker token")?
         .token;
-    let manager_addrs: Vec<String> = (0..cluster.len())
+    let manager_addrs: Vec<String> = (0..args.managers)
         .map(|index| cluster.remote_addr(index).map(|addr| addr.to_string()))
         .collect::<Result<_, _>>()?;
     println!(
@@ -144,17 +148,22 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
     // ----- forming the fleet --------------------------------------------------------------
     let started = Instant::now();
     let mut workers = Vec::with_capacity(args.workers);
-    for index in 0..args.workers {
-        if index % 16 == 0 {
-            check_memory(min_available)
-                .with_context(|| format!("{index} of {} workers were started", args.workers))?;
+    while workers.len() < args.workers {
+        // In batches, so that the memory is watched while the fleet grows.
+        check_memory(min_available).with_context(|| {
+            format!("{} of {} workers were started", workers.len(), args.workers)
+        })?;
+        let batch = SPAWN_BATCH.min(args.workers - workers.len());
+        for index in cluster
+            .spawn_nodes(Role::Worker, batch)
+            .context("cannot start the workers")?
+        {
+            workers.push(Worker {
+                index,
+                name: cluster.name(index),
+                node_id: 0,
+            });
         }
-        let (name, agent) = spawn_worker(&agent_options, index)?;
-        workers.push(Worker {
-            name,
-            agent,
-            node_id: 0,
-        });
     }
     let spawned = started.elapsed();
     println!(
@@ -163,6 +172,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
         spawned.as_secs_f64()
     );
     let joins = join_all(
+        &cluster,
         &mut workers,
         &token,
         &manager_addrs,
@@ -178,7 +188,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
     let joined = joined.unwrap_or_default();
     let worker_pids: Vec<u32> = workers
         .iter()
-        .filter_map(|worker| worker.agent.pid())
+        .filter_map(|worker| cluster.pid(worker.index))
         .collect();
     let startup_cpu_ms =
         cpu_ticks_of(&worker_pids)? as f64 * 1000.0 / clk_tck / args.workers as f64;
@@ -198,11 +208,15 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
         all_ready.as_secs_f64()
     );
     let mut poller = Poller::new();
-    for index in 0..cluster.len() {
+    for index in 0..args.managers {
         poller.add(cluster.name(index), cluster.socket_path(index)?, true);
     }
     for worker in &workers {
-        poller.add(worker.name.clone(), worker.agent.socket_path(), true);
+        poller.add(
+            worker.name.clone(),
+            cluster.socket_path(worker.index)?,
+            true,
+        );
     }
     let mut pool = args.managers + args.workers;
     let converged = poller
@@ -236,8 +250,8 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
 
     // ----- idle: CPU and memory ------------------------------------------------------------
     tokio::time::sleep(Duration::from_secs(args.settle_s)).await;
-    let manager_pids: Vec<u32> = (0..cluster.len())
-        .filter_map(|index| cluster.agent(index).ok().and_then(AgentProcess::pid))
+    let manager_pids: Vec<u32> = (0..args.managers)
+        .filter_map(|index| cluster.pid(index))
         .collect();
     let idle = measure_idle(
         &manager_pids,
@@ -273,18 +287,20 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
     let mut join_seen = Vec::with_capacity(args.trials);
     let mut kill_seen = Vec::with_capacity(args.trials);
     let mut kill_down = Vec::with_capacity(args.trials);
-    let mut extra = Vec::with_capacity(args.trials);
     for trial in 0..args.trials {
         // The join: a new worker, started and answering before the clock starts. Its own view
         // fills later (see the module docs), so the watch does not wait for it.
-        let index = args.workers + trial;
-        let (name, mut agent) = spawn_worker(&agent_options, index)?;
-        agent
-            .wait_ready()
+        let index = cluster
+            .spawn_nodes(Role::Worker, 1)
+            .context("cannot start a new worker")?
+            .start;
+        let name = cluster.name(index);
+        cluster
+            .wait_answers(index)
             .await
             .with_context(|| format!("{name} did not start"))?;
-        let client = agent.client().await?;
-        let via = &manager_addrs[index % manager_addrs.len()];
+        let client = cluster.client(index).await?;
+        let via = &manager_addrs[(args.workers + trial) % manager_addrs.len()];
         let sent = Instant::now();
         let node_id = client
             .join(token.clone(), via.clone())
@@ -292,13 +308,8 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{name} cannot join"))?
             .node_id;
         let join_call = sent.elapsed();
-        let newcomer = poller.add(name.clone(), agent.socket_path(), false);
+        let newcomer = poller.add(name.clone(), cluster.socket_path(index)?, false);
         pool += 1;
-        extra.push(Worker {
-            name: name.clone(),
-            agent,
-            node_id,
-        });
         let seen = poller
             .watch(
                 pool,
@@ -326,7 +337,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
 
         // The kill: a worker of the original fleet, from its middle.
         let alive: Vec<usize> = (0..workers.len())
-            .filter(|index| workers[*index].agent.pid().is_some())
+            .filter(|index| cluster.is_running(workers[*index].index))
             .collect();
         let victim = alive[alive.len() / 2];
         let victim_name = workers[victim].name.clone();
@@ -334,9 +345,8 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
         poller.remove(&victim_name);
         pool -= 1;
         let killed = Instant::now();
-        workers[victim]
-            .agent
-            .kill9()
+        cluster
+            .kill9(workers[victim].index)
             .with_context(|| format!("cannot kill {victim_name}"))?;
         let down = poller
             .watch(
@@ -415,10 +425,8 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
         worst(&kill_down),
     );
 
-    // SIGKILL on drop: workers first, then the managers.
+    // Before the last line: the poller's connections, then every agent (SIGKILL, on drop).
     drop(poller);
-    drop(extra);
-    drop(workers);
     drop(cluster);
 
     // The last line is for scripts.
@@ -458,14 +466,6 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn spawn_worker(options: &AgentOptions, index: usize) -> anyhow::Result<(String, AgentProcess)> {
-    let name = format!("worker-{:03}", index + 1);
-    let mut options = options.clone();
-    options.work_dir = options.work_dir.map(|base| base.join(&name));
-    let agent = AgentProcess::spawn(options).with_context(|| format!("cannot start {name}"))?;
-    Ok((name, agent))
-}
-
 // ----- forming -----------------------------------------------------------------------------
 
 /// When one worker answered and joined, counted from the first spawn.
@@ -479,6 +479,7 @@ struct Joined {
 /// Waits for every worker's control socket and joins it, at most `concurrency` at a time.
 /// Records each worker's node id.
 async fn join_all(
+    cluster: &Cluster,
     workers: &mut [Worker],
     token: &str,
     manager_addrs: &[String],
@@ -490,7 +491,7 @@ async fn join_all(
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
     for (index, worker) in workers.iter().enumerate() {
-        let socket = worker.agent.socket_path();
+        let socket = cluster.socket_path(worker.index)?;
         let token = token.to_string();
         let via = manager_addrs[index % manager_addrs.len()].clone();
         let slots = Arc::clone(&slots);
@@ -511,13 +512,12 @@ async fn join_all(
                 results[index] = Some(joined);
             }
             Err(error) => {
-                let worker = &mut workers[index];
-                let exited = worker.agent.try_exit_status().ok().flatten();
+                let worker = &workers[index];
                 bail!(
-                    "{} did not join: {error} (process {}); the end of its log:\n{}",
+                    "{} did not join: {error} (process {:?}); the end of its log:\n{}",
                     worker.name,
-                    exited.map_or_else(|| "running".to_string(), |status| status.to_string()),
-                    worker.agent.log_tail()
+                    cluster.process_state(worker.index),
+                    cluster.log_tail(worker.index)
                 );
             }
         }

@@ -1,6 +1,8 @@
 //! `testnet bench kv`: write throughput and latency of the replicated KV store.
 //!
-//! `--managers` agents in temp dirs are formed into one cluster (one manager: `init`; more: a
+//! `--managers` agents of a [`Cluster`] in a temp dir — processes on 127.0.0.1 with `--backend
+//! local` (the default), containers with `--backend docker` — are formed into one cluster
+//! (one manager: `init`; more: a
 //! static bootstrap, `init --peers` on the first and `init --join-addr` on the others) and
 //! waited on until every manager votes under one leader. After a short unmeasured warm-up,
 //! `--clients` tasks, each on its own control connection, take write numbers from one shared
@@ -28,6 +30,7 @@ use super::figures::round2;
 use super::latency::Latencies;
 use crate::cli::{BenchTarget, KvBenchArgs};
 use crate::harness::{AgentOptions, Cluster, ClusterOptions};
+use crate::lab::BackendKind;
 use crate::splitmix::SplitMix64;
 
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,10 +46,15 @@ struct ClientResult {
     first_error: Option<String>,
 }
 
-/// Agent options for benchmarks: quiet logs (the agents' logging would otherwise compete with
-/// the benchmark for the disk) and the asked snapshot interval.
-pub(crate) fn bench_options(agent_bin: Option<PathBuf>, snapshot_interval: u64) -> ClusterOptions {
+/// Cluster options for benchmarks: quiet logs (the agents' logging would otherwise compete
+/// with the benchmark for the disk) and the asked snapshot interval.
+pub(crate) fn bench_options(
+    backend: BackendKind,
+    agent_bin: Option<PathBuf>,
+    snapshot_interval: u64,
+) -> ClusterOptions {
     ClusterOptions {
+        backend,
         agent: AgentOptions {
             bin: agent_bin,
             log_level: "warn".to_string(),
@@ -69,12 +77,15 @@ pub(crate) async fn start_cluster(
         .await
         .context("cannot start the managers")?;
     for index in 0..cluster.len() {
-        let agent = cluster.agent(index)?;
+        let node = cluster.record(index)?;
         println!(
-            "{} started: pid {}, config dir {}",
-            cluster.name(index),
-            agent.pid().unwrap_or_default(),
-            agent.config_dir().display()
+            "{} started: {}, config dir {}",
+            node.name,
+            node.handle
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            node.config_dir.display()
         );
     }
     cluster
@@ -91,10 +102,8 @@ pub(crate) async fn stop_cluster(cluster: &mut Cluster) {
             continue;
         }
         let name = cluster.name(index);
-        match cluster.terminate(index, SHUTDOWN_TIMEOUT).await {
-            Ok(true) => {}
-            Ok(false) => eprintln!("warning: {name} exited with an error after SIGTERM"),
-            Err(error) => eprintln!("warning: {name} did not shut down cleanly: {error}"),
+        if let Err(error) = cluster.terminate(index, SHUTDOWN_TIMEOUT).await {
+            eprintln!("warning: {name} did not shut down cleanly: {error}");
         }
     }
 }
@@ -104,7 +113,7 @@ pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
         bail!("--managers, --clients and --ops must all be at least 1");
     }
 
-    let options = bench_options(args.agent_bin.clone(), args.snapshot_interval);
+    let options = bench_options(args.backend, args.agent_bin.clone(), args.snapshot_interval);
     let mut cluster = start_cluster(args.managers, options).await?;
     let leader = cluster
         .leader()
@@ -146,7 +155,8 @@ pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
     let lost = count_lost(&cluster).await?;
 
     println!(
-        "kv put: {written} writes of {} bytes by {} clients through {} ({} managers) in {:.2} s",
+        "kv put: {written} writes of {} bytes by {} clients through {} ({} managers, {} backend) \
+         in {:.2} s",
         args.value_size,
         args.clients,
         match args.target {
@@ -154,6 +164,7 @@ pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
             BenchTarget::All => "all managers",
         },
         args.managers,
+        args.backend,
         elapsed.as_secs_f64()
     );
     println!("  throughput: {writes_per_sec:.1} writes/s");
@@ -175,6 +186,7 @@ pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
         json!({
             "bench": "kv",
             "managers": args.managers,
+            "backend": args.backend.as_str(),
             "target": args.target.as_str(),
             "clients": args.clients,
             "ops": args.ops,

@@ -77,6 +77,16 @@ impl NodeHandle {
     }
 }
 
+impl fmt::Display for NodeHandle {
+    /// `pid 4242` or `container 0123456789ab`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeHandle::Process { pid, .. } => write!(f, "pid {pid}"),
+            NodeHandle::Container { id } => write!(f, "container {id}"),
+        }
+    }
+}
+
 /// What the backend sees of a node right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -100,7 +110,7 @@ pub trait Backend: fmt::Debug + Send + Sync {
         Ok(())
     }
 
-    /// Gives a node added after `prepare` (see [`crate::lab::Lab::add_node`]) its place, as
+    /// Gives a node added after `prepare` (see [`crate::lab::Lab::add_nodes`]) its place, as
     /// `prepare` did for the first ones; `index` is where it goes in `lab.nodes`.
     fn place(
         &self,

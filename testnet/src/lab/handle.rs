@@ -2,6 +2,7 @@
 //! `up` — status, kill, pause, resume, restart, partition, heal, down. Every change is written
 //! to the state file before the call returns, so the next command (from any shell) sees it.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use super::plan;
 use super::rpc::call;
 use super::state::{Intent, LabState, NodeRecord};
 use super::status::{self, LabStatus};
-use crate::harness::{HarnessError, poll_until};
+use crate::harness::{HarnessError, log, poll_until};
 
 /// How long one `status` call may take while waiting for a node to answer.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -68,6 +69,11 @@ impl Lab {
     /// The node called `name`.
     pub fn node(&self, name: &str) -> Result<&NodeRecord, LabError> {
         Ok(&self.state.nodes[self.state.index_of(name)?])
+    }
+
+    /// What the backend sees of `node` right now.
+    pub fn probe(&self, node: &NodeRecord) -> ProcessState {
+        self.backend.probe(node)
     }
 
     /// Every node as the backend and the cluster see it now.
@@ -158,17 +164,30 @@ impl Lab {
         outcome
     }
 
-    /// Adds a node of `role` (the next of its role, on the next address) and starts it
-    /// without waiting (see [`Lab::wait_answers`]). It joins no cluster by itself. Returns its
-    /// index in [`LabState::nodes`].
-    pub fn add_node(&mut self, role: Role) -> Result<usize, LabError> {
-        let index = self.state.nodes.len();
-        let mut node = plan::next_node(&self.state, role)?;
-        self.backend.place(&self.state, index, &mut node)?;
-        self.state.nodes.push(node);
+    /// Adds `count` nodes of `role` (the next numbers of the role, on the next addresses) and
+    /// starts them without waiting (see [`Lab::wait_answers`]). They join no cluster by
+    /// themselves. Returns their indexes in [`LabState::nodes`].
+    pub fn add_nodes(&mut self, role: Role, count: usize) -> Result<Range<usize>, LabError> {
+        let first = self.state.nodes.len();
+        for index in first..first + count {
+            let mut node = plan::next_node(&self.state, role)?;
+            self.backend.place(&self.state, index, &mut node)?;
+            self.state.nodes.push(node);
+        }
         self.state.save()?;
-        self.start(index)?;
-        Ok(index)
+        // One save for them all (a fleet adds hundreds): on a failure, the ones started so far.
+        let mut started = Ok(());
+        for index in first..first + count {
+            match self.backend.start(&self.state, &self.state.nodes[index]) {
+                Ok(handle) => self.state.nodes[index].handle = Some(handle),
+                Err(error) => {
+                    started = Err(error);
+                    break;
+                }
+            }
+        }
+        self.state.save()?;
+        started.map(|()| first..first + count)
     }
 
     /// Starts node `index` (not started yet) without waiting; records how to find it.
@@ -208,6 +227,13 @@ impl Lab {
         let had = self.state.partition.take().is_some();
         self.state.save()?;
         Ok(had)
+    }
+
+    /// Stops every node and removes what the backend created outside the state dir (cgroups,
+    /// containers, firewall tables), but keeps the dir, logs and all: for a testnet whose dir
+    /// its owner removes (a temp dir) or keeps for inspection.
+    pub fn halt(&self) -> Result<(), LabError> {
+        self.backend.down(&self.state)
     }
 
     /// Stops every node, heals, and removes everything `up` created: the backend's resources,
@@ -309,7 +335,5 @@ pub fn log_tail(path: &Path) -> String {
     let Ok(bytes) = std::fs::read(path) else {
         return String::new();
     };
-    let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    log::tail(&String::from_utf8_lossy(&bytes), LOG_TAIL_LINES)
 }

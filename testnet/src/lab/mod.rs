@@ -1,9 +1,13 @@
 //! The cluster lab: `testnet up --managers 3 --workers 5` starts a whole cluster on this
 //! machine that outlives the command, and later commands — from any shell — look at it
 //! (`status`), break it (`kill`, `pause`, `resume`, `restart`, `partition`, `heal`) and remove
-//! it (`down`). Unlike [`crate::harness`], whose processes die with the test that owns them,
-//! a lab's nodes are detached and everything about them is in one state dir (default
-//! `.testnet/`, see [`state`]).
+//! it (`down`). Such a lab's nodes are detached and everything about them is in one state dir
+//! (default `.testnet/`, see [`state`]).
+//!
+//! The lab is also the cluster model under everything else testnet runs: `testnet chaos` drives
+//! a lab it brings up, and the tests and benchmarks drive [`crate::harness::Cluster`], a thin
+//! layer over a lab they own (nodes on OS-given ports, stopped with their owner; see
+//! [`Addressing`] and [`Lifetime`]).
 //!
 //! Module map:
 //! - [`backend`]: the [`Backend`] interface (start, kill, pause, resume, restart, partition,
@@ -12,10 +16,11 @@
 //!   and nftables for partitions;
 //! - [`docker`]: the docker backend — one container per node on a private bridge network,
 //!   nftables bridge rules for partitions;
-//! - [`subnet`] and [`plan`]: node names, addresses and dirs;
+//! - [`subnet`] and [`plan`]: node names, addresses (by subnet or by OS ports) and dirs;
 //! - [`state`]: the state file;
-//! - [`handle`]: [`Lab`], one testnet opened from its state dir, and the faults;
-//! - [`up`]: starting nodes and forming the cluster;
+//! - [`handle`]: [`Lab`], one testnet opened from its state dir, the nodes added to it, and
+//!   the faults;
+//! - [`up`]: starting nodes ([`Lab::create`]) and forming the cluster ([`Lab::up`]);
 //! - [`partition`]: partitions as users write them, and the links they cut;
 //! - [`status`] and [`table`]: what `testnet status` gathers and prints;
 //! - [`rpc`]: control calls with deadlines;

@@ -174,12 +174,7 @@ impl Lab {
             let at = node
                 .handle
                 .as_ref()
-                .and_then(|handle| {
-                    handle
-                        .pid()
-                        .map(|pid| format!("pid {pid}"))
-                        .or_else(|| handle.container().map(|id| format!("container {id}")))
-                })
+                .map(ToString::to_string)
                 .unwrap_or_default();
             progress(&format!(
                 "{}: started ({at}) on {}, log {}",
