@@ -53,7 +53,6 @@ use super::backend::{Backend, BackendKind, NodeHandle, ProcessState};
 use super::local::Nft;
 use super::partition::Cut;
 use super::state::{LabState, NodeRecord};
-use crate::harness::AgentCommandLine;
 use image::NODE_MOUNT;
 
 /// How long a killed container may take to be reported as stopped.
@@ -182,7 +181,9 @@ impl DockerBackend {
             .into(),
             image.into(),
         ];
-        args.extend(agent_args(lab, node));
+        // The agent's config dir is under the mount.
+        let config_dir = Path::new(NODE_MOUNT).join("config");
+        args.extend(lab.command_line(node, config_dir).args());
         let output = self.docker.output(&args)?;
         if output.success {
             let id = output.stdout.trim();
@@ -231,19 +232,6 @@ impl DockerBackend {
             Err(self.docker.failed(args, &output))
         }
     }
-}
-
-/// The agent's flags inside its container: its own address, the config dir under the mount.
-fn agent_args(lab: &LabState, node: &NodeRecord) -> Vec<OsString> {
-    AgentCommandLine {
-        config_dir: Path::new(NODE_MOUNT).join("config"),
-        raft_addr: node.raft_addr,
-        remote_addr: node.remote_addr,
-        advertise_ip: Some(node.ip.into()),
-        log_level: lab.log_level.clone(),
-        extra: lab.agent_args.clone(),
-    }
-    .args()
 }
 
 /// One field of `--mount`'s comma-separated list, quoted (CSV style) if it holds a comma or a

@@ -16,6 +16,7 @@ use symphony_ctl::proto::Role;
 use super::backend::{BackendKind, NodeHandle};
 use super::plan::Addressing;
 use super::{LabError, Subnet};
+use crate::harness::AgentCommandLine;
 
 /// The state file's name inside the state dir.
 pub const STATE_FILE: &str = "state.json";
@@ -174,6 +175,19 @@ impl LabState {
             .map_err(LabError::io(format!("cannot write {}", temp.display())))?;
         std::fs::rename(&temp, &path)
             .map_err(LabError::io(format!("cannot replace {}", path.display())))
+    }
+
+    /// How the agent of `node` is started, with `config_dir` its config dir as the agent sees
+    /// it (inside a container: under the node's mount).
+    pub fn command_line(&self, node: &NodeRecord, config_dir: PathBuf) -> AgentCommandLine {
+        AgentCommandLine {
+            config_dir,
+            raft_addr: node.raft_addr,
+            remote_addr: node.remote_addr,
+            advertise_ip: Some(node.ip.into()),
+            log_level: self.log_level.clone(),
+            extra: self.agent_args.clone(),
+        }
     }
 
     /// The node called `name`.

@@ -10,8 +10,6 @@ mod cgroup;
 mod nft;
 mod process;
 
-use std::ffi::OsString;
-
 use rustix::process::Signal;
 
 pub use cgroup::NodeCgroup;
@@ -22,7 +20,6 @@ use super::backend::{Backend, BackendKind, NodeHandle, ProcessState};
 use super::partition::Cut;
 use super::plan::Addressing;
 use super::state::{LabState, NodeRecord};
-use crate::harness::AgentCommandLine;
 use cgroup::Cgroups;
 
 /// Agents as local processes.
@@ -64,18 +61,6 @@ impl LocalBackend {
             cause,
         })
     }
-
-    fn agent_args(lab: &LabState, node: &NodeRecord) -> Vec<OsString> {
-        AgentCommandLine {
-            config_dir: node.config_dir.clone(),
-            raft_addr: node.raft_addr,
-            remote_addr: node.remote_addr,
-            advertise_ip: Some(node.ip.into()),
-            log_level: lab.log_level.clone(),
-            extra: lab.agent_args.clone(),
-        }
-        .args()
-    }
 }
 
 impl Default for LocalBackend {
@@ -109,7 +94,7 @@ impl Backend for LocalBackend {
         };
         let started = process::spawn(
             &lab.agent_bin,
-            &LocalBackend::agent_args(lab, node),
+            &lab.command_line(node, node.config_dir.clone()).args(),
             cgroup.as_ref().map(NodeCgroup::procs_file).as_deref(),
             &node.log_path,
             lab.lifetime,
