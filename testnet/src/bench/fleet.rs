@@ -54,7 +54,6 @@ use tokio::time::Instant;
 
 use super::figures::{millis, round2, round3};
 use super::latency::Latencies;
-use crate::cli::FleetBenchArgs;
 use crate::harness::{AgentOptions, Cluster, ClusterOptions, find_agent_binary, is_retryable};
 use crate::procfs;
 
@@ -71,6 +70,62 @@ const SPAWN_BATCH: usize = 16;
 /// How often a long wait reports progress on stderr.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
+/// What `testnet bench fleet` starts and measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetOptions {
+    /// Worker agents of the fleet.
+    pub workers: usize,
+    /// Managers, formed with a static bootstrap before the workers start.
+    pub managers: usize,
+    /// Joins in flight at once while the fleet forms.
+    pub join_concurrency: usize,
+    /// Join-then-kill trials after the idle measurement; each kills one original worker.
+    pub trials: usize,
+    /// Pause between two rounds of `status` calls to every agent, in milliseconds.
+    pub poll_ms: u64,
+    /// Seconds the formed fleet is left alone before the idle measurement.
+    pub settle_s: u64,
+    /// Seconds over which the fleet's idle CPU is measured (nothing polls meanwhile).
+    pub idle_window_s: u64,
+    /// Seconds any one phase (forming, a join, a kill) may take before the benchmark gives up.
+    pub timeout_s: u64,
+    /// Seconds the formed fleet's gossip may take to converge; agents still short of the full
+    /// view afterwards are left out of the join and kill measurements.
+    pub converge_timeout_s: u64,
+    /// Stop the fleet (and fail) below this much available memory, in MiB.
+    pub min_available_mib: u64,
+    /// The agent binary; `None`: `$SYMPHONY_AGENT_BIN` or next to this executable.
+    pub agent_bin: Option<PathBuf>,
+    /// More flags for every agent (production defaults otherwise).
+    pub agent_args: Vec<String>,
+    /// Passed to every agent as `--log-level`.
+    pub log_level: String,
+    /// Keep every agent's dir (and log) under this dir instead of a temp dir removed at the
+    /// end.
+    pub work_dir: Option<PathBuf>,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        FleetOptions {
+            workers: 150,
+            managers: 3,
+            join_concurrency: 32,
+            trials: 3,
+            poll_ms: 100,
+            settle_s: 10,
+            idle_window_s: 20,
+            timeout_s: 300,
+            converge_timeout_s: 300,
+            min_available_mib: 2048,
+            agent_bin: None,
+            agent_args: Vec::new(),
+            log_level: "warn".to_string(),
+            work_dir: None,
+        }
+    }
+}
+
 /// One worker agent of the fleet.
 struct Worker {
     /// Its index in the cluster.
@@ -79,41 +134,45 @@ struct Worker {
     node_id: u64,
 }
 
-pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
-    if args.workers == 0 || args.managers == 0 || args.join_concurrency == 0 || args.trials == 0 {
+pub async fn run(options: FleetOptions) -> anyhow::Result<()> {
+    if options.workers == 0
+        || options.managers == 0
+        || options.join_concurrency == 0
+        || options.trials == 0
+    {
         bail!("--workers, --managers, --join-concurrency and --trials must all be at least 1");
     }
-    if args.trials > args.workers {
+    if options.trials > options.workers {
         bail!("--trials kills one original worker each, so it cannot exceed --workers");
     }
     let nofile = raise_nofile_limit();
     let clk_tck = procfs::clock_ticks_per_second();
-    let timeout = Duration::from_secs(args.timeout_s);
-    let min_available = args.min_available_mib * 1024;
-    let bin = match &args.agent_bin {
+    let timeout = Duration::from_secs(options.timeout_s);
+    let min_available = options.min_available_mib * 1024;
+    let bin = match &options.agent_bin {
         Some(bin) => bin.clone(),
         None => find_agent_binary()?,
     };
     println!(
         "fleet: {} managers + {} workers of {} (open files limit {nofile}, {} MiB available, \
-         agent args {:?})",
-        args.managers,
-        args.workers,
+         agent options {:?})",
+        options.managers,
+        options.workers,
         bin.display(),
         procfs::mem_available_kib().unwrap_or_default() / 1024,
-        args.agent_arg
+        options.agent_args
     );
     let agent_options = AgentOptions {
         bin: Some(bin),
-        work_dir: args.work_dir.clone(),
-        log_level: args.log_level.clone(),
+        work_dir: options.work_dir.clone(),
+        log_level: options.log_level.clone(),
         ready_timeout: timeout,
-        extra_args: args.agent_arg.clone(),
+        extra_args: options.agent_args.clone(),
     };
 
     // ----- the managers (not timed) -------------------------------------------------------
     let mut cluster = Cluster::start_with(
-        args.managers,
+        options.managers,
         ClusterOptions {
             agent: agent_options.clone(),
             timeout,
@@ -122,7 +181,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
     )
     .await
     .context("cannot start the managers")?;
-    if args.managers == 1 {
+    if options.managers == 1 {
         cluster.bootstrap_dynamic().await
     } else {
         cluster.bootstrap_static().await
@@ -136,24 +195,28 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
         .await
         .context("cannot read the worker token")?
         .token;
-    let manager_addrs: Vec<String> = (0..args.managers)
+    let manager_addrs: Vec<String> = (0..options.managers)
         .map(|index| cluster.remote_addr(index).map(|addr| addr.to_string()))
         .collect::<Result<_, _>>()?;
     println!(
         "{} managers formed; {} leads",
-        args.managers,
+        options.managers,
         cluster.name(leader)
     );
 
     // ----- forming the fleet --------------------------------------------------------------
     let started = Instant::now();
-    let mut workers = Vec::with_capacity(args.workers);
-    while workers.len() < args.workers {
+    let mut workers = Vec::with_capacity(options.workers);
+    while workers.len() < options.workers {
         // In batches, so that the memory is watched while the fleet grows.
         check_memory(min_available).with_context(|| {
-            format!("{} of {} workers were started", workers.len(), args.workers)
+            format!(
+                "{} of {} workers were started",
+                workers.len(),
+                options.workers
+            )
         })?;
-        let batch = SPAWN_BATCH.min(args.workers - workers.len());
+        let batch = SPAWN_BATCH.min(options.workers - workers.len());
         for index in cluster
             .spawn_nodes(Role::Worker, batch)
             .context("cannot start the workers")?
@@ -168,7 +231,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
     let spawned = started.elapsed();
     println!(
         "  {} worker processes spawned in {:.2} s",
-        args.workers,
+        options.workers,
         spawned.as_secs_f64()
     );
     let joins = join_all(
@@ -176,7 +239,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
         &mut workers,
         &token,
         &manager_addrs,
-        args.join_concurrency,
+        options.join_concurrency,
         timeout,
         min_available,
     )
@@ -191,7 +254,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
         .filter_map(|worker| cluster.pid(worker.index))
         .collect();
     let startup_cpu_ms =
-        cpu_ticks_of(&worker_pids)? as f64 * 1000.0 / clk_tck / args.workers as f64;
+        cpu_ticks_of(&worker_pids)? as f64 * 1000.0 / clk_tck / options.workers as f64;
     println!(
         "  all control sockets answering after {:.2} s; all joins acknowledged after {:.2} s \
          (join call p50 {:.0} ms, max {:.0} ms); {startup_cpu_ms:.0} ms CPU per worker so far",
@@ -204,11 +267,11 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
     let all_ready = wait_all_ready(&cluster, leader, &worker_ids, started, timeout).await?;
     println!(
         "  all {} workers ready in the leader's node ls after {:.2} s",
-        args.workers,
+        options.workers,
         all_ready.as_secs_f64()
     );
     let mut poller = Poller::new();
-    for index in 0..args.managers {
+    for index in 0..options.managers {
         poller.add(cluster.name(index), cluster.socket_path(index)?, true);
     }
     for worker in &workers {
@@ -218,14 +281,14 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
             true,
         );
     }
-    let mut pool = args.managers + args.workers;
+    let mut pool = options.managers + options.workers;
     let converged = poller
         .watch(
             pool,
             started,
             None,
-            Duration::from_secs(args.converge_timeout_s),
-            args.poll_ms,
+            Duration::from_secs(options.converge_timeout_s),
+            options.poll_ms,
             min_available,
         )
         .await?;
@@ -241,7 +304,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
             println!(
                 "  gossip did NOT converge within {} s: {} agents see fewer than {pool} members \
                  (lowest count {}); they are left out of the join and kill measurements",
-                args.converge_timeout_s,
+                options.converge_timeout_s,
                 lagging.len(),
                 counts.iter().min().copied().unwrap_or_default()
             );
@@ -249,25 +312,25 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
     }
 
     // ----- idle: CPU and memory ------------------------------------------------------------
-    tokio::time::sleep(Duration::from_secs(args.settle_s)).await;
-    let manager_pids: Vec<u32> = (0..args.managers)
+    tokio::time::sleep(Duration::from_secs(options.settle_s)).await;
+    let manager_pids: Vec<u32> = (0..options.managers)
         .filter_map(|index| cluster.pid(index))
         .collect();
     let idle = measure_idle(
         &manager_pids,
         &worker_pids,
-        Duration::from_secs(args.idle_window_s),
+        Duration::from_secs(options.idle_window_s),
         clk_tck,
     )
     .await?;
     println!(
         "  idle CPU over {} s: {:.3} cores for the fleet ({:.3} managers, {:.3} workers, \
          {:.2} millicores per worker); the whole machine was busy {:.2} cores",
-        args.idle_window_s,
+        options.idle_window_s,
         idle.fleet_cores(),
         idle.manager_cores,
         idle.worker_cores,
-        idle.worker_cores * 1000.0 / args.workers as f64,
+        idle.worker_cores * 1000.0 / options.workers as f64,
         idle.machine_cores
     );
     let memory = measure_memory(&manager_pids, &worker_pids)?;
@@ -282,12 +345,12 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
     );
 
     // ----- trials: a join and a kill ------------------------------------------------------
-    let mut trials = Vec::with_capacity(args.trials);
+    let mut trials = Vec::with_capacity(options.trials);
     // Per trial: seen by all after the join, seen down by all after the kill, down in node ls.
-    let mut join_seen = Vec::with_capacity(args.trials);
-    let mut kill_seen = Vec::with_capacity(args.trials);
-    let mut kill_down = Vec::with_capacity(args.trials);
-    for trial in 0..args.trials {
+    let mut join_seen = Vec::with_capacity(options.trials);
+    let mut kill_seen = Vec::with_capacity(options.trials);
+    let mut kill_down = Vec::with_capacity(options.trials);
+    for trial in 0..options.trials {
         // The join: a new worker, started and answering before the clock starts. Its own view
         // fills later (see the module docs), so the watch does not wait for it.
         let index = cluster
@@ -300,7 +363,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("{name} did not start"))?;
         let client = cluster.client(index).await?;
-        let via = &manager_addrs[(args.workers + trial) % manager_addrs.len()];
+        let via = &manager_addrs[(options.workers + trial) % manager_addrs.len()];
         let sent = Instant::now();
         let node_id = client
             .join(token.clone(), via.clone())
@@ -320,7 +383,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
                     status: "ready",
                 }),
                 timeout,
-                args.poll_ms,
+                options.poll_ms,
                 min_available,
             )
             .await?;
@@ -358,7 +421,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
                     status: "down",
                 }),
                 timeout,
-                args.poll_ms,
+                options.poll_ms,
                 min_available,
             )
             .await?;
@@ -434,9 +497,9 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
         "{}",
         json!({
             "bench": "fleet",
-            "managers": args.managers,
-            "workers": args.workers,
-            "agent_args": args.agent_arg,
+            "managers": options.managers,
+            "workers": options.workers,
+            "agent_args": options.agent_args,
             "spawned_s": round2(spawned.as_secs_f64()),
             "all_answering_s": round2(answering.as_secs_f64()),
             "all_joined_s": round2(joined.as_secs_f64()),
@@ -458,7 +521,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
             "idle_cpu_cores": round3(idle.fleet_cores()),
             "idle_cpu_managers_cores": round3(idle.manager_cores),
             "idle_cpu_workers_cores": round3(idle.worker_cores),
-            "idle_window_s": args.idle_window_s,
+            "idle_window_s": options.idle_window_s,
             "machine_busy_cores": round2(idle.machine_cores),
             "trials": trials,
         })

@@ -28,13 +28,69 @@ use tokio::time::Instant;
 
 use super::figures::round2;
 use super::latency::Latencies;
-use crate::cli::{BenchTarget, KvBenchArgs};
 use crate::harness::{AgentOptions, Cluster, ClusterOptions};
 use crate::lab::BackendKind;
 use crate::splitmix::SplitMix64;
 
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 const KEY_PREFIX: &str = "bench/";
+
+/// What `testnet bench kv` measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvOptions {
+    /// How many managers the cluster has; more than one are formed with a static bootstrap.
+    pub managers: usize,
+    /// Which backend runs them.
+    pub backend: BackendKind,
+    /// Which managers the clients write through.
+    pub target: Target,
+    /// Concurrent clients, each with its own control connection.
+    pub clients: usize,
+    /// Measured writes, in total over all clients.
+    pub ops: u64,
+    /// Bytes per value.
+    pub value_size: usize,
+    /// Unmeasured writes before the measurement, to warm up the agent and its store.
+    pub warmup: u64,
+    /// The agent binary; `None`: `$SYMPHONY_AGENT_BIN` or next to this executable.
+    pub agent_bin: Option<PathBuf>,
+    /// Passed to the agents: take a snapshot every this many entries.
+    pub snapshot_interval: u64,
+}
+
+impl Default for KvOptions {
+    fn default() -> Self {
+        KvOptions {
+            managers: 1,
+            backend: BackendKind::Local,
+            target: Target::All,
+            clients: 64,
+            ops: 10_000,
+            value_size: 256,
+            warmup: 200,
+            agent_bin: None,
+            snapshot_interval: 10_000,
+        }
+    }
+}
+
+/// Which managers the benchmark clients talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// Only the leader: no forwarding.
+    Leader,
+    /// All managers round-robin: writes to followers are forwarded to the leader.
+    All,
+}
+
+impl Target {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Leader => "leader",
+            Target::All => "all",
+        }
+    }
+}
 
 /// What one client task measured.
 #[derive(Debug, Default)]
@@ -108,33 +164,37 @@ pub(crate) async fn stop_cluster(cluster: &mut Cluster) {
     }
 }
 
-pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
-    if args.managers == 0 || args.clients == 0 || args.ops == 0 {
+pub async fn run(options: KvOptions) -> anyhow::Result<()> {
+    if options.managers == 0 || options.clients == 0 || options.ops == 0 {
         bail!("--managers, --clients and --ops must all be at least 1");
     }
 
-    let options = bench_options(args.backend, args.agent_bin.clone(), args.snapshot_interval);
-    let mut cluster = start_cluster(args.managers, options).await?;
+    let cluster_options = bench_options(
+        options.backend,
+        options.agent_bin.clone(),
+        options.snapshot_interval,
+    );
+    let mut cluster = start_cluster(options.managers, cluster_options).await?;
     let leader = cluster
         .leader()
         .await
         .context("the cluster did not elect a leader")?;
     println!(
         "{} managers formed; {} leads",
-        args.managers,
+        options.managers,
         cluster.name(leader)
     );
-    let targets: Vec<PathBuf> = match args.target {
-        BenchTarget::Leader => vec![cluster.socket_path(leader)?],
-        BenchTarget::All => (0..cluster.len())
+    let targets: Vec<PathBuf> = match options.target {
+        Target::Leader => vec![cluster.socket_path(leader)?],
+        Target::All => (0..cluster.len())
             .map(|index| cluster.socket_path(index))
             .collect::<Result<_, _>>()?,
     };
 
     let mut admin = cluster.client(leader).await?;
-    warm_up(&mut admin, args.warmup, args.value_size).await?;
+    warm_up(&mut admin, options.warmup, options.value_size).await?;
     let started = Instant::now();
-    let mut results = measure(&targets, &args).await?;
+    let mut results = measure(&targets, &options).await?;
     let elapsed = started.elapsed();
 
     let errors: u64 = results.iter().map(|result| result.errors).sum();
@@ -157,14 +217,14 @@ pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
     println!(
         "kv put: {written} writes of {} bytes by {} clients through {} ({} managers, {} backend) \
          in {:.2} s",
-        args.value_size,
-        args.clients,
-        match args.target {
-            BenchTarget::Leader => "the leader",
-            BenchTarget::All => "all managers",
+        options.value_size,
+        options.clients,
+        match options.target {
+            Target::Leader => "the leader",
+            Target::All => "all managers",
         },
-        args.managers,
-        args.backend,
+        options.managers,
+        options.backend,
         elapsed.as_secs_f64()
     );
     println!("  throughput: {writes_per_sec:.1} writes/s");
@@ -185,12 +245,12 @@ pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
         "{}",
         json!({
             "bench": "kv",
-            "managers": args.managers,
-            "backend": args.backend.as_str(),
-            "target": args.target.as_str(),
-            "clients": args.clients,
-            "ops": args.ops,
-            "value_size": args.value_size,
+            "managers": options.managers,
+            "backend": options.backend.as_str(),
+            "target": options.target.as_str(),
+            "clients": options.clients,
+            "ops": options.ops,
+            "value_size": options.value_size,
             "writes_per_sec": round2(writes_per_sec),
             "p50_ms": round2(summary.p50_ms),
             "p99_ms": round2(summary.p99_ms),
@@ -249,9 +309,9 @@ async fn warm_up(client: &mut Client, writes: u64, value_size: usize) -> anyhow:
 
 /// Runs the client tasks and returns what each measured. Client `i` talks to
 /// `targets[i mod len]`. All clients connect before any writes, and start together.
-async fn measure(targets: &[PathBuf], args: &KvBenchArgs) -> anyhow::Result<Vec<ClientResult>> {
-    let mut clients = Vec::with_capacity(args.clients);
-    for index in 0..args.clients {
+async fn measure(targets: &[PathBuf], options: &KvOptions) -> anyhow::Result<Vec<ClientResult>> {
+    let mut clients = Vec::with_capacity(options.clients);
+    for index in 0..options.clients {
         let socket = targets[index % targets.len()].clone();
         let client = Client::connect(&socket)
             .await
@@ -259,16 +319,16 @@ async fn measure(targets: &[PathBuf], args: &KvBenchArgs) -> anyhow::Result<Vec<
         clients.push((socket, client));
     }
     let next_op = Arc::new(AtomicU64::new(0));
-    let start = Arc::new(Barrier::new(args.clients));
-    let mut tasks = Vec::with_capacity(args.clients);
+    let start = Arc::new(Barrier::new(options.clients));
+    let mut tasks = Vec::with_capacity(options.clients);
     for (index, (socket, client)) in clients.into_iter().enumerate() {
         let worker = ClientWorker {
             index,
             client,
             socket,
             next_op: Arc::clone(&next_op),
-            total_ops: args.ops,
-            value_size: args.value_size,
+            total_ops: options.ops,
+            value_size: options.value_size,
         };
         let start = Arc::clone(&start);
         tasks.push(tokio::spawn(async move {

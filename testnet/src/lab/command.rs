@@ -1,51 +1,91 @@
 //! The `testnet up|status|kill|pause|resume|restart|partition|heal|down` commands: parse
-//! nothing (clap did), call the [`Lab`], print. Progress goes to stderr, results to stdout.
+//! nothing (the command line did, into an [`Action`]), call the [`Lab`], print. Progress goes
+//! to stderr, results to stdout.
 
-use std::time::Duration;
+use std::path::PathBuf;
 
 use super::partition::describe;
 use super::table;
 use super::up::UpOptions;
-use super::{Addressing, Lab, LabError, LabStatus, Lifetime};
-use crate::cli::{LabCommand, UpArgs};
+use super::{Lab, LabError, LabStatus};
+
+/// One lab command. Every one but `Up` names the testnet by its state dir.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Up {
+        options: UpOptions,
+        json: bool,
+    },
+    Status {
+        dir: PathBuf,
+        json: bool,
+    },
+    Kill {
+        dir: PathBuf,
+        node: String,
+    },
+    Pause {
+        dir: PathBuf,
+        node: String,
+    },
+    Resume {
+        dir: PathBuf,
+        node: String,
+    },
+    Restart {
+        dir: PathBuf,
+        node: String,
+    },
+    /// Sides as the user wrote them (see [`super::partition::resolve`]).
+    Partition {
+        dir: PathBuf,
+        sides: Vec<String>,
+    },
+    Heal {
+        dir: PathBuf,
+    },
+    Down {
+        dir: PathBuf,
+    },
+}
 
 /// Runs one lab command.
-pub async fn run(command: LabCommand) -> Result<(), LabError> {
-    match command {
-        LabCommand::Up(args) => up(args).await,
-        LabCommand::Status(args) => {
-            let lab = Lab::open(&args.dir.dir)?;
-            print_status(&lab.status().await, args.json, false)
+pub async fn run(action: Action) -> Result<(), LabError> {
+    match action {
+        Action::Up { options, json } => up(options, json).await,
+        Action::Status { dir, json } => {
+            let lab = Lab::open(&dir)?;
+            print_status(&lab.status().await, json, false)
         }
-        LabCommand::Kill(args) => {
-            let mut lab = Lab::open(&args.dir.dir)?;
-            println!("{}", lab.kill(&args.node)?);
+        Action::Kill { dir, node } => {
+            let mut lab = Lab::open(&dir)?;
+            println!("{}", lab.kill(&node)?);
             Ok(())
         }
-        LabCommand::Pause(args) => {
-            let mut lab = Lab::open(&args.dir.dir)?;
-            println!("{}", lab.pause(&args.node)?);
+        Action::Pause { dir, node } => {
+            let mut lab = Lab::open(&dir)?;
+            println!("{}", lab.pause(&node)?);
             Ok(())
         }
-        LabCommand::Resume(args) => {
-            let mut lab = Lab::open(&args.dir.dir)?;
-            println!("{}", lab.resume(&args.node)?);
+        Action::Resume { dir, node } => {
+            let mut lab = Lab::open(&dir)?;
+            println!("{}", lab.resume(&node)?);
             Ok(())
         }
-        LabCommand::Restart(args) => {
-            let mut lab = Lab::open(&args.dir.dir)?;
-            lab.restart(&args.node).await?;
+        Action::Restart { dir, node } => {
+            let mut lab = Lab::open(&dir)?;
+            lab.restart(&node).await?;
             let pid = lab
-                .node(&args.node)?
+                .node(&node)?
                 .pid()
                 .map(|pid| format!(" (pid {pid})"))
                 .unwrap_or_default();
-            println!("{} restarted{pid} and answering", args.node);
+            println!("{node} restarted{pid} and answering");
             Ok(())
         }
-        LabCommand::Partition(args) => {
-            let mut lab = Lab::open(&args.dir.dir)?;
-            let partition = lab.partition(&args.sides)?;
+        Action::Partition { dir, sides } => {
+            let mut lab = Lab::open(&dir)?;
+            let partition = lab.partition(&sides)?;
             println!(
                 "partitioned: {} ({} one-way links cut); `testnet heal` undoes it",
                 describe(&partition.sides),
@@ -53,8 +93,8 @@ pub async fn run(command: LabCommand) -> Result<(), LabError> {
             );
             Ok(())
         }
-        LabCommand::Heal(args) => {
-            let mut lab = Lab::open(&args.dir)?;
+        Action::Heal { dir } => {
+            let mut lab = Lab::open(&dir)?;
             if lab.heal()? {
                 println!("healed: every link works again");
             } else {
@@ -62,8 +102,8 @@ pub async fn run(command: LabCommand) -> Result<(), LabError> {
             }
             Ok(())
         }
-        LabCommand::Down(args) => {
-            let lab = Lab::open(&args.dir)?;
+        Action::Down { dir } => {
+            let lab = Lab::open(&dir)?;
             let dir = lab.dir().to_path_buf();
             let count = lab.state().nodes.len();
             lab.down()?;
@@ -73,21 +113,7 @@ pub async fn run(command: LabCommand) -> Result<(), LabError> {
     }
 }
 
-async fn up(args: UpArgs) -> Result<(), LabError> {
-    let options = UpOptions {
-        dir: args.dir.dir,
-        managers: args.managers,
-        workers: args.workers,
-        backend: args.backend,
-        agent_bin: args.agent_bin,
-        subnet: args.subnet.parse()?,
-        addressing: Addressing::Subnet,
-        lifetime: Lifetime::Detached,
-        log_level: args.log_level,
-        agent_args: args.agent_arg,
-        start_timeout: Duration::from_secs(args.timeout_s),
-        form_timeout: Duration::from_secs(args.timeout_s),
-    };
+async fn up(options: UpOptions, json: bool) -> Result<(), LabError> {
     let mut progress = |message: &str| eprintln!("{message}");
     let lab = match Lab::up(options.clone(), &mut progress).await {
         Ok(lab) => lab,
@@ -102,7 +128,7 @@ async fn up(args: UpArgs) -> Result<(), LabError> {
             return Err(error);
         }
     };
-    print_status(&lab.status().await, args.json, true)
+    print_status(&lab.status().await, json, true)
 }
 
 fn print_status(status: &LabStatus, json: bool, reach: bool) -> Result<(), LabError> {
