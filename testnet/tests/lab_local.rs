@@ -15,7 +15,8 @@ use std::time::Duration;
 use symphony_ctl::Client;
 use symphony_ctl::proto::{ReadConsistency, Role};
 use symphony_testnet::harness::poll_until;
-use symphony_testnet::lab::local::{LocalBackend, Nft};
+use symphony_testnet::lab::local::LocalBackend;
+use symphony_testnet::lab::nft::{Family, Nft};
 use symphony_testnet::lab::rpc::call;
 use symphony_testnet::lab::{Lab, LabError, LabStatus, Subnet, UpOptions};
 use symphony_testnet::procfs;
@@ -248,7 +249,10 @@ async fn a_partitioned_leader_is_replaced_and_catches_up_after_heal() {
 
     // Heal: the old leader follows the new one and has the write.
     assert!(lab.heal().unwrap());
-    assert!(!Nft::detect().unwrap().exists(&table), "heal left {table}");
+    assert!(
+        !Nft::detect().unwrap().exists(Family::Inet, &table),
+        "heal left {table}"
+    );
     wait_status(&lab, "one leader again after heal", settled).await;
     let socket = lab.node(&old_leader).unwrap().socket_path();
     poll_until(WAIT, "the old leader to catch up", async || {
@@ -267,9 +271,12 @@ async fn a_partitioned_leader_is_replaced_and_catches_up_after_heal() {
 
     // Down with a partition in place removes the table too.
     lab.partition(std::slice::from_ref(&new_leader)).unwrap();
-    assert!(Nft::detect().unwrap().exists(&table));
+    assert!(Nft::detect().unwrap().exists(Family::Inet, &table));
     lab.down().unwrap();
-    assert!(!Nft::detect().unwrap().exists(&table), "down left {table}");
+    assert!(
+        !Nft::detect().unwrap().exists(Family::Inet, &table),
+        "down left {table}"
+    );
 }
 
 #[tokio::test]

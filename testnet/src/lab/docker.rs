@@ -50,7 +50,7 @@ pub use scope::Scope;
 
 use super::LabError;
 use super::backend::{Backend, BackendKind, NodeHandle, ProcessState};
-use super::local::Nft;
+use super::nft::{Family, Nft};
 use super::partition::Cut;
 use super::state::{LabState, NodeRecord};
 use image::NODE_MOUNT;
@@ -96,7 +96,7 @@ impl DockerBackend {
             left.push(format!("network {}", scope.network()));
         }
         if let Ok(nft) = Nft::detect()
-            && firewall::exists(&nft, &scope.table())
+            && nft.exists(Family::Bridge, &scope.table())
         {
             left.push(format!("nft table bridge {}", scope.table()));
         }
@@ -418,12 +418,13 @@ impl Backend for DockerBackend {
                 })
             })
             .collect();
-        firewall::apply(&nft, &Scope::of(&lab.dir).table(), &drops)
+        let rules = firewall::rules(&drops)?;
+        nft.replace(Family::Bridge, &Scope::of(&lab.dir).table(), &rules)
     }
 
     fn heal(&self, lab: &LabState) -> Result<(), LabError> {
         match Nft::detect() {
-            Ok(nft) => firewall::delete(&nft, &Scope::of(&lab.dir).table()),
+            Ok(nft) => nft.delete(Family::Bridge, &Scope::of(&lab.dir).table()),
             // Without nft there can be no table of ours; with a partition recorded, say why it
             // cannot be removed.
             Err(_) if lab.partition.is_none() => Ok(()),

@@ -23,6 +23,8 @@
 //! - [`up`]: starting nodes ([`Lab::create`]) and forming the cluster ([`Lab::up`]);
 //! - [`partition`]: partitions as users write them, and the links they cut;
 //! - [`status`] and [`table`]: what `testnet status` gathers and prints;
+//! - [`nft`]: a testnet's own nftables table, which both backends' partitions are made of;
+//! - [`exec`]: running host tools (`docker`, `nft`, `ldd`) with deadlines;
 //! - [`rpc`]: control calls with deadlines;
 //! - [`command`]: the command-line glue.
 
@@ -30,8 +32,10 @@ pub mod backend;
 pub mod command;
 pub mod docker;
 mod error;
+pub mod exec;
 pub mod handle;
 pub mod local;
+pub mod nft;
 pub mod partition;
 pub mod plan;
 pub mod rpc;
@@ -44,6 +48,7 @@ pub mod up;
 pub use backend::{Backend, BackendKind, NodeHandle, ProcessState};
 pub use error::LabError;
 pub use handle::Lab;
+pub use nft::Nft;
 pub use partition::{Cut, Partition};
 pub use plan::Addressing;
 pub use state::{Intent, LabState, Lifetime, NodeRecord};

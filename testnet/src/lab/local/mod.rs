@@ -4,19 +4,20 @@
 //!
 //! - [`process`]: detached processes, found again by pid and start time;
 //! - [`cgroup`]: one cgroup v2 per node, the identity partition rules match on;
-//! - [`nft`]: the partition rules.
+//! - [`firewall`]: the partition rules.
 
 mod cgroup;
-mod nft;
+mod firewall;
 mod process;
 
 use rustix::process::Signal;
 
 pub use cgroup::NodeCgroup;
-pub use nft::{DropRule, Nft};
+pub use firewall::DropRule;
 
 use super::LabError;
 use super::backend::{Backend, BackendKind, NodeHandle, ProcessState};
+use super::nft::{Family, Nft};
 use super::partition::Cut;
 use super::plan::Addressing;
 use super::state::{LabState, NodeRecord};
@@ -182,7 +183,11 @@ impl Backend for LocalBackend {
                 to_ip: to.ip,
             });
         }
-        nft.apply(&LocalBackend::table(lab), &rules)
+        nft.replace(
+            Family::Inet,
+            &LocalBackend::table(lab),
+            &firewall::rules(&rules)?,
+        )
     }
 
     fn heal(&self, lab: &LabState) -> Result<(), LabError> {
@@ -192,7 +197,7 @@ impl Backend for LocalBackend {
             return Ok(());
         }
         match Nft::detect() {
-            Ok(nft) => nft.delete(&LocalBackend::table(lab)),
+            Ok(nft) => nft.delete(Family::Inet, &LocalBackend::table(lab)),
             // Without nft there can be no table of ours; with a partition recorded, say why
             // it cannot be removed.
             Err(_) if lab.partition.is_none() => Ok(()),
