@@ -670,27 +670,21 @@ mod tests {
     fn targets_are_the_leader_a_manager_or_a_worker() {
         let nodes = nodes();
         let leader = Some("manager-2");
-        assert_eq!(
-            pick_target(&nodes, 10, 0, leader, FaultKind::Kill),
-            "manager-2"
-        );
-        assert_eq!(
-            pick_target(&nodes, 50, 2, leader, FaultKind::Kill),
-            "manager-3"
-        );
-        assert_eq!(
-            pick_target(&nodes, 80, 1, leader, FaultKind::Pause),
-            "worker-2"
-        );
-        // Membership faults only ever hit managers; without a leader a manager is picked.
-        assert_eq!(
-            pick_target(&nodes, 80, 1, leader, FaultKind::Membership),
-            "manager-2"
-        );
-        assert_eq!(
-            pick_target(&nodes, 10, 0, None, FaultKind::Kill),
-            "manager-1"
-        );
+        let cases = [
+            (10, 0, leader, FaultKind::Kill, "manager-2"),
+            (50, 2, leader, FaultKind::Kill, "manager-3"),
+            (80, 1, leader, FaultKind::Pause, "worker-2"),
+            // Membership faults only ever hit managers; without a leader a manager is picked.
+            (80, 1, leader, FaultKind::Membership, "manager-2"),
+            (10, 0, None, FaultKind::Kill, "manager-1"),
+        ];
+        for (roll, index_roll, leader, kind, expected) in cases {
+            assert_eq!(
+                pick_target(&nodes, roll, index_roll, leader, kind),
+                expected,
+                "roll {roll}, index roll {index_roll}, leader {leader:?}, {kind}"
+            );
+        }
     }
 
     #[test]
