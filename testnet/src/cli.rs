@@ -13,7 +13,7 @@ use crate::bench::gossip::{GossipOptions, ProfileKind};
 use crate::bench::kv::{KvOptions, Target};
 use crate::chaos::ChaosOptions;
 use crate::chaos::command::ChaosCommand;
-use crate::lab::command::Action;
+use crate::lab::command::{Action, NodeOp};
 use crate::lab::{Addressing, LabError, Lifetime, UpOptions};
 
 /// Local Symphony clusters, end-to-end checks and benchmarks.
@@ -506,6 +506,16 @@ impl TryFrom<UpArgs> for UpOptions {
     }
 }
 
+impl LabNodeArgs {
+    fn into_action(self, op: NodeOp) -> Action {
+        Action::Node {
+            dir: self.dir.dir,
+            node: self.node,
+            op,
+        }
+    }
+}
+
 impl TryFrom<LabCommand> for Action {
     type Error = LabError;
 
@@ -519,22 +529,10 @@ impl TryFrom<LabCommand> for Action {
                 dir: args.dir.dir,
                 json: args.json,
             },
-            LabCommand::Kill(args) => Action::Kill {
-                dir: args.dir.dir,
-                node: args.node,
-            },
-            LabCommand::Pause(args) => Action::Pause {
-                dir: args.dir.dir,
-                node: args.node,
-            },
-            LabCommand::Resume(args) => Action::Resume {
-                dir: args.dir.dir,
-                node: args.node,
-            },
-            LabCommand::Restart(args) => Action::Restart {
-                dir: args.dir.dir,
-                node: args.node,
-            },
+            LabCommand::Kill(args) => args.into_action(NodeOp::Kill),
+            LabCommand::Pause(args) => args.into_action(NodeOp::Pause),
+            LabCommand::Resume(args) => args.into_action(NodeOp::Resume),
+            LabCommand::Restart(args) => args.into_action(NodeOp::Restart),
             LabCommand::Partition(args) => Action::Partition {
                 dir: args.dir.dir,
                 sides: args.sides,

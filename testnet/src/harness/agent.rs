@@ -6,7 +6,6 @@
 //!   that the first start really is a first start;
 //! - `agent.log`: the agent's stdout and stderr, appended across restarts.
 
-use std::fs::OpenOptions;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -155,14 +154,10 @@ impl AgentProcess {
     }
 
     fn launch(&mut self) -> Result<(), HarnessError> {
-        let log_file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .map_err(HarnessError::io(format!(
-                "cannot open the agent log {}",
-                self.log_path.display()
-            )))?;
+        let log_file = log::append(&self.log_path).map_err(HarnessError::io(format!(
+            "cannot open the agent log {}",
+            self.log_path.display()
+        )))?;
         self.run_log_offset = log_file
             .metadata()
             .map_err(HarnessError::io("cannot read the agent log's length"))?

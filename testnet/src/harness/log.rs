@@ -1,7 +1,17 @@
 //! Reading an agent's log file (its stdout and stderr, appended across restarts), for error
 //! messages and for tests that look at what an agent said.
 
+use std::fs::File;
 use std::path::Path;
+
+/// Opens an agent's log for appending, creating it: every run of the agent adds to the same
+/// file, and whoever reads it knows where a run began (see [`len`]).
+pub fn append(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
 
 /// How long `path` is now (0 if it does not exist): where the next run's output starts.
 pub fn len(path: &Path) -> u64 {

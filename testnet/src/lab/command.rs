@@ -20,21 +20,11 @@ pub enum Action {
         dir: PathBuf,
         json: bool,
     },
-    Kill {
+    /// A fault (or its undoing) on one node.
+    Node {
         dir: PathBuf,
         node: String,
-    },
-    Pause {
-        dir: PathBuf,
-        node: String,
-    },
-    Resume {
-        dir: PathBuf,
-        node: String,
-    },
-    Restart {
-        dir: PathBuf,
-        node: String,
+        op: NodeOp,
     },
     /// Sides as the user wrote them (see [`super::partition::resolve`]).
     Partition {
@@ -49,6 +39,15 @@ pub enum Action {
     },
 }
 
+/// What `testnet kill|pause|resume|restart NODE` does to the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeOp {
+    Kill,
+    Pause,
+    Resume,
+    Restart,
+}
+
 /// Runs one lab command.
 pub async fn run(action: Action) -> Result<(), LabError> {
     match action {
@@ -57,30 +56,23 @@ pub async fn run(action: Action) -> Result<(), LabError> {
             let lab = Lab::open(&dir)?;
             print_status(&lab.status().await, json, false)
         }
-        Action::Kill { dir, node } => {
+        Action::Node { dir, node, op } => {
             let mut lab = Lab::open(&dir)?;
-            println!("{}", lab.kill(&node)?);
-            Ok(())
-        }
-        Action::Pause { dir, node } => {
-            let mut lab = Lab::open(&dir)?;
-            println!("{}", lab.pause(&node)?);
-            Ok(())
-        }
-        Action::Resume { dir, node } => {
-            let mut lab = Lab::open(&dir)?;
-            println!("{}", lab.resume(&node)?);
-            Ok(())
-        }
-        Action::Restart { dir, node } => {
-            let mut lab = Lab::open(&dir)?;
-            lab.restart(&node).await?;
-            let pid = lab
-                .node(&node)?
-                .pid()
-                .map(|pid| format!(" (pid {pid})"))
-                .unwrap_or_default();
-            println!("{node} restarted{pid} and answering");
+            let said = match op {
+                NodeOp::Kill => lab.kill(&node)?,
+                NodeOp::Pause => lab.pause(&node)?,
+                NodeOp::Resume => lab.resume(&node)?,
+                NodeOp::Restart => {
+                    lab.restart(&node).await?;
+                    let pid = lab
+                        .node(&node)?
+                        .pid()
+                        .map(|pid| format!(" (pid {pid})"))
+                        .unwrap_or_default();
+                    format!("{node} restarted{pid} and answering")
+                }
+            };
+            println!("{said}");
             Ok(())
         }
         Action::Partition { dir, sides } => {

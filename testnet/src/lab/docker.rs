@@ -53,6 +53,7 @@ use super::backend::{Backend, BackendKind, NodeHandle, ProcessState};
 use super::nft::{Family, Nft};
 use super::partition::Cut;
 use super::state::{LabState, NodeRecord};
+use crate::harness::log;
 use image::NODE_MOUNT;
 
 /// How long a killed container may take to be reported as stopped.
@@ -303,14 +304,10 @@ impl Backend for DockerBackend {
         )))?;
         // Created here, by the user running testnet, so that the container (running as that
         // user) can always append to it, and its output is never lost.
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log_path)
-            .map_err(LabError::io(format!(
-                "cannot create {}",
-                node.log_path.display()
-            )))?;
+        log::append(&node.log_path).map_err(LabError::io(format!(
+            "cannot create {}",
+            node.log_path.display()
+        )))?;
         let image = self.image(lab)?;
         let id = match self.run(lab, node, &image)? {
             Run::Started(id) => id,

@@ -15,7 +15,6 @@
 //! `testnet restart`) reaps it with a non-blocking `waitpid`, so that it does not stay a zombie.
 
 use std::ffi::OsString;
-use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -50,7 +49,7 @@ pub fn spawn(
     log: &Path,
     lifetime: Lifetime,
 ) -> std::io::Result<Started> {
-    let out = OpenOptions::new().create(true).append(true).open(log)?;
+    let out = crate::harness::log::append(log)?;
     let err = out.try_clone()?;
     let mut command = match cgroup_procs {
         Some(procs) => {
