@@ -1,11 +1,15 @@
 //! The one reader of Linux's `/proc` in testnet: a process's state, start time and CPU time
-//! (`/proc/PID/stat`), its memory and threads (`/proc/PID/status`, `/proc/PID/task`), and the
-//! machine's busy CPU time and available memory (`/proc/stat`, `/proc/meminfo`).
+//! (`/proc/PID/stat`), its memory and threads (`/proc/PID/status`, `/proc/PID/task`), the
+//! machine's busy CPU time and available memory (`/proc/stat`, `/proc/meminfo`), its IPv4
+//! routes (`/proc/net/route`) and where cgroup2 is mounted (`/proc/self/mountinfo`).
 //!
-//! The lab's local backend uses it to tell a node's process from a recycled pid and to see
-//! whether it runs, is stopped or is gone; `bench fleet` to measure the fleet's CPU and memory.
+//! The lab's local backend uses it to tell a node's process from a recycled pid, to see
+//! whether it runs, is stopped or is gone, and to find the cgroup2 hierarchy; the docker
+//! backend to pick a network no route of the host overlaps; `bench fleet` to measure the
+//! fleet's CPU and memory.
 //! Each file is parsed by a pure function, tested on sample text.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 /// Why a `/proc` file gave no answer.
@@ -154,6 +158,69 @@ pub fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// One IPv4 route of the host: destination and prefix mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Route {
+    pub destination: u32,
+    pub mask: u32,
+}
+
+impl Ipv4Route {
+    /// Whether the route's network and `base/prefix` share any address. The default route
+    /// (mask 0) overlaps nothing: it is where everything not otherwise routed goes.
+    pub fn overlaps(self, base: Ipv4Addr, prefix: u32) -> bool {
+        if self.mask == 0 {
+            return false;
+        }
+        let other_mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+        let common = self.mask & other_mask;
+        (self.destination & common) == (u32::from(base) & common)
+    }
+}
+
+/// The host's IPv4 routes, from `/proc/net/route` (none if it cannot be read).
+pub fn ipv4_routes() -> Vec<Ipv4Route> {
+    std::fs::read_to_string("/proc/net/route")
+        .map(|text| parse_routes(&text))
+        .unwrap_or_default()
+}
+
+/// Parses `/proc/net/route`: destination in column 2 and mask in column 8, each the hex of the
+/// address's network-order bytes read as a native-endian number.
+pub fn parse_routes(text: &str) -> Vec<Ipv4Route> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let destination = u32::from_str_radix(fields.get(1)?, 16).ok()?;
+            let mask = u32::from_str_radix(fields.get(7)?, 16).ok()?;
+            Some(Ipv4Route {
+                destination: u32::from_be_bytes(destination.to_ne_bytes()),
+                mask: u32::from_be_bytes(mask.to_ne_bytes()),
+            })
+        })
+        .collect()
+}
+
+/// Where this process sees the cgroup2 hierarchy mounted (`/proc/self/mountinfo`); `None`
+/// when it is not.
+pub fn cgroup2_mount() -> Result<Option<PathBuf>, ProcError> {
+    let path = PathBuf::from("/proc/self/mountinfo");
+    Ok(parse_cgroup2_mount(&read(&path)?))
+}
+
+/// The mount point of the cgroup2 hierarchy in a `/proc/self/mountinfo` text.
+pub fn parse_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (mount_fields, fs_fields) = line.split_once(" - ")?;
+        if fs_fields.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        // Field 5 is the mount point (octal escapes such as \040 only for unusual paths).
+        mount_fields.split_whitespace().nth(4).map(PathBuf::from)
+    })
+}
+
 fn read(path: &std::path::Path) -> Result<String, ProcError> {
     std::fs::read_to_string(path).map_err(|source| ProcError::Read {
         path: path.to_path_buf(),
@@ -225,5 +292,54 @@ mod tests {
             "MemTotal:       24684000 kB\nMemFree:  100 kB\nMemAvailable:   19330000 kB\n";
         assert_eq!(parse_mem_available(meminfo), Some(19_330_000));
         assert_eq!(parse_mem_available("MemTotal: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn reads_routes_and_finds_overlaps() {
+        let text = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                    eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+                    docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n\
+                    eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+        let routes = parse_routes(text);
+        assert_eq!(routes.len(), 3);
+        assert_eq!(
+            Ipv4Addr::from(routes[1].destination),
+            Ipv4Addr::new(172, 17, 0, 0)
+        );
+        assert_eq!(
+            Ipv4Addr::from(routes[1].mask),
+            Ipv4Addr::new(255, 255, 0, 0)
+        );
+        let overlapping = |a, b, c| {
+            routes
+                .iter()
+                .any(|route| route.overlaps(Ipv4Addr::new(a, b, c, 0), 24))
+        };
+        assert!(overlapping(172, 17, 5), "inside docker0's /16");
+        assert!(overlapping(192, 0, 2), "the host's own /24");
+        assert!(
+            !overlapping(172, 31, 5),
+            "the default route overlaps nothing"
+        );
+    }
+
+    #[test]
+    fn finds_the_cgroup2_mount() {
+        let hybrid = "35 25 0:30 / /sys/fs/cgroup/cpu rw,relatime shared:12 - cgroup cgroup rw,cpu\n\
+                      36 25 0:31 / /sys/fs/cgroup/unified rw,relatime shared:13 - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            parse_cgroup2_mount(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        let unified =
+            "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(
+            parse_cgroup2_mount(unified),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
+        assert_eq!(
+            parse_cgroup2_mount("1 0 0:1 / / rw - ext4 /dev/sda rw\n"),
+            None
+        );
     }
 }
