@@ -155,7 +155,7 @@ pub async fn run(options: FleetOptions) -> anyhow::Result<()> {
     };
     println!(
         "fleet: {} managers + {} workers of {} (open files limit {nofile}, {} MiB available, \
-         agent options {:?})",
+         agent args {:?})",
         options.managers,
         options.workers,
         bin.display(),
