@@ -44,7 +44,7 @@ use tempfile::TempDir;
 
 use super::{Acknowledged, AgentOptions, HarnessError, log};
 use crate::lab::{
-    Addressing, BackendKind, Lab, Lifetime, NodeRecord, ProcessState, Subnet, UpOptions,
+    Addressing, BackendKind, Lab, LabError, Lifetime, NodeRecord, ProcessState, Subnet, UpOptions,
 };
 
 pub use form::expected_voters;
@@ -147,7 +147,7 @@ impl Cluster {
             LabDir::Given(dir) => dir.clone(),
         };
         let up = UpOptions {
-            dir: lab_dir,
+            dir: lab_dir.clone(),
             managers: count,
             workers: 0,
             backend: options.backend,
@@ -161,7 +161,22 @@ impl Cluster {
             start_timeout: options.agent.ready_timeout,
             form_timeout: options.timeout,
         };
-        let lab = Lab::create(up, &mut |_: &str| {}).await?;
+        let lab = match Lab::create(up, &mut |_: &str| {}).await {
+            Ok(lab) => lab,
+            // Another testnet's dir: not ours to stop.
+            Err(error @ LabError::AlreadyUp { .. }) => return Err(error.into()),
+            Err(error) => {
+                // `testnet up` leaves the nodes that started for inspection; an owned
+                // cluster that failed to start takes them down (their logs are in the error).
+                if let Ok(lab) = Lab::open(&lab_dir) {
+                    let _ = lab.halt();
+                    if let LabDir::Given(_) = &dir {
+                        let _ = std::fs::remove_file(lab.state().path());
+                    }
+                }
+                return Err(error.into());
+            }
+        };
         let nodes = vec![
             Membership {
                 running: true,
@@ -418,5 +433,38 @@ impl Drop for Cluster {
 fn not_answered(node: &NodeRecord) -> HarnessError {
     HarnessError::NotAnswered {
         node: node.name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// Whether any process of this machine runs with `word` in its command line.
+    fn runs_with(word: &str) -> bool {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            std::fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(word))
+        })
+    }
+
+    #[tokio::test]
+    async fn a_cluster_that_does_not_come_up_leaves_no_node_running() {
+        // An "agent" that starts and never answers on a control socket.
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("mute-agent");
+        let marker = "4242.4242";
+        std::fs::write(&fake, format!("#!/bin/sh\nexec sleep {marker}\n")).unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut options = ClusterOptions::default();
+        options.agent.bin = Some(fake);
+        options.agent.ready_timeout = Duration::from_millis(300);
+        let error = Cluster::start_with(2, options).await.unwrap_err();
+        assert!(error.to_string().contains("manager-1"), "{error}");
+        assert!(!runs_with(marker), "a node was left running");
     }
 }
