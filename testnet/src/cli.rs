@@ -1,8 +1,20 @@
-//! The `testnet` command line.
+//! The `testnet` command line: it parses, and converts what it parsed into the options each
+//! library module owns ([`KvOptions`], [`UpOptions`], [`ChaosCommand`], ...). Nothing outside
+//! this file sees a clap type.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+use crate::bench::failover::FailoverOptions;
+use crate::bench::fleet::FleetOptions;
+use crate::bench::gossip::{GossipOptions, ProfileKind};
+use crate::bench::kv::{KvOptions, Target};
+use crate::chaos::ChaosOptions;
+use crate::chaos::command::ChaosCommand;
+use crate::lab::command::{Action, NodeOp};
+use crate::lab::{Addressing, LabError, Lifetime, UpOptions};
 
 /// Local Symphony clusters, end-to-end checks and benchmarks.
 #[derive(Debug, Parser)]
@@ -228,24 +240,6 @@ pub enum BenchCommand {
     Fleet(FleetBenchArgs),
 }
 
-/// Which managers the benchmark clients talk to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BenchTarget {
-    /// Only the leader: no forwarding.
-    Leader,
-    /// All managers round-robin: writes to followers are forwarded to the leader.
-    All,
-}
-
-impl BenchTarget {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BenchTarget::Leader => "leader",
-            BenchTarget::All => "all",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct KvBenchArgs {
     /// How many managers the cluster has; more than one are formed with a static bootstrap
@@ -256,8 +250,12 @@ pub struct KvBenchArgs {
     /// Which managers the clients write through: `all` spreads them round-robin over every
     /// manager's control socket (followers forward to the leader), `leader` puts them all on
     /// the leader.
-    #[arg(long, value_enum, default_value_t = BenchTarget::All)]
-    pub target: BenchTarget,
+    #[arg(long, value_enum, default_value_t = Target::All)]
+    pub target: Target,
+
+    /// How nodes run: `local` processes on 127.0.0.1, or `docker` containers.
+    #[arg(long, value_enum, default_value_t = crate::lab::BackendKind::Local)]
+    pub backend: crate::lab::BackendKind,
 
     /// Concurrent clients, each with its own control connection.
     #[arg(long, default_value_t = 64)]
@@ -290,6 +288,10 @@ pub struct FailoverBenchArgs {
     #[arg(long, default_value_t = 5)]
     pub trials: usize,
 
+    /// How nodes run: `local` processes on 127.0.0.1, or `docker` containers.
+    #[arg(long, value_enum, default_value_t = crate::lab::BackendKind::Local)]
+    pub backend: crate::lab::BackendKind,
+
     /// Concurrent writers, spread over the two followers; after a kill each retries through the
     /// surviving managers.
     #[arg(long, default_value_t = 8)]
@@ -317,13 +319,6 @@ pub struct FailoverBenchArgs {
     pub snapshot_interval: u64,
 }
 
-/// The gossip timing profile a gossip benchmark simulates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GossipProfile {
-    Lan,
-    Wan,
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct GossipBenchArgs {
     /// Members of the simulated cluster (also the profile's expected cluster size).
@@ -343,8 +338,8 @@ pub struct GossipBenchArgs {
     pub minutes: f64,
 
     /// The timing profile under test.
-    #[arg(long, value_enum, default_value_t = GossipProfile::Lan)]
-    pub profile: GossipProfile,
+    #[arg(long, value_enum, default_value_t = ProfileKind::Lan)]
+    pub profile: ProfileKind,
 
     /// How many joins and crashes are timed (one after the other, before the steady state);
     /// each is one sample of a random process, so the worst of a few is reported too.
@@ -421,6 +416,165 @@ pub struct FleetBenchArgs {
     pub work_dir: Option<PathBuf>,
 }
 
+// ----- into the library's options ---------------------------------------------------------
+
+impl From<KvBenchArgs> for KvOptions {
+    fn from(args: KvBenchArgs) -> KvOptions {
+        KvOptions {
+            managers: args.managers,
+            backend: args.backend,
+            target: args.target,
+            clients: args.clients,
+            ops: args.ops,
+            value_size: args.value_size,
+            warmup: args.warmup,
+            agent_bin: args.agent_bin,
+            snapshot_interval: args.snapshot_interval,
+        }
+    }
+}
+
+impl From<FailoverBenchArgs> for FailoverOptions {
+    fn from(args: FailoverBenchArgs) -> FailoverOptions {
+        FailoverOptions {
+            trials: args.trials,
+            backend: args.backend,
+            clients: args.clients,
+            value_size: args.value_size,
+            writes_before_kill: args.writes_before_kill,
+            recovery_timeout_s: args.recovery_timeout_s,
+            agent_bin: args.agent_bin,
+            snapshot_interval: args.snapshot_interval,
+        }
+    }
+}
+
+impl From<GossipBenchArgs> for GossipOptions {
+    fn from(args: GossipBenchArgs) -> GossipOptions {
+        GossipOptions {
+            members: args.members,
+            loss: args.loss,
+            seed: args.seed,
+            minutes: args.minutes,
+            profile: args.profile,
+            trials: args.trials,
+            threads: args.threads,
+        }
+    }
+}
+
+impl From<FleetBenchArgs> for FleetOptions {
+    fn from(args: FleetBenchArgs) -> FleetOptions {
+        FleetOptions {
+            workers: args.workers,
+            managers: args.managers,
+            join_concurrency: args.join_concurrency,
+            trials: args.trials,
+            poll_ms: args.poll_ms,
+            settle_s: args.settle_s,
+            idle_window_s: args.idle_window_s,
+            timeout_s: args.timeout_s,
+            converge_timeout_s: args.converge_timeout_s,
+            min_available_mib: args.min_available_mib,
+            agent_bin: args.agent_bin,
+            agent_args: args.agent_arg,
+            log_level: args.log_level,
+            work_dir: args.work_dir,
+        }
+    }
+}
+
+impl TryFrom<UpArgs> for UpOptions {
+    type Error = LabError;
+
+    fn try_from(args: UpArgs) -> Result<UpOptions, LabError> {
+        Ok(UpOptions {
+            dir: args.dir.dir,
+            managers: args.managers,
+            workers: args.workers,
+            backend: args.backend,
+            agent_bin: args.agent_bin,
+            subnet: args.subnet.parse()?,
+            // Nodes on addresses of their own (partitions need that) that outlive `up`.
+            addressing: Addressing::Subnet,
+            lifetime: Lifetime::Detached,
+            log_level: args.log_level,
+            agent_args: args.agent_arg,
+            start_timeout: Duration::from_secs(args.timeout_s),
+            form_timeout: Duration::from_secs(args.timeout_s),
+        })
+    }
+}
+
+impl LabNodeArgs {
+    fn into_action(self, op: NodeOp) -> Action {
+        Action::Node {
+            dir: self.dir.dir,
+            node: self.node,
+            op,
+        }
+    }
+}
+
+impl TryFrom<LabCommand> for Action {
+    type Error = LabError;
+
+    fn try_from(command: LabCommand) -> Result<Action, LabError> {
+        Ok(match command {
+            LabCommand::Up(args) => Action::Up {
+                json: args.json,
+                options: args.try_into()?,
+            },
+            LabCommand::Status(args) => Action::Status {
+                dir: args.dir.dir,
+                json: args.json,
+            },
+            LabCommand::Kill(args) => args.into_action(NodeOp::Kill),
+            LabCommand::Pause(args) => args.into_action(NodeOp::Pause),
+            LabCommand::Resume(args) => args.into_action(NodeOp::Resume),
+            LabCommand::Restart(args) => args.into_action(NodeOp::Restart),
+            LabCommand::Partition(args) => Action::Partition {
+                dir: args.dir.dir,
+                sides: args.sides,
+            },
+            LabCommand::Heal(args) => Action::Heal { dir: args.dir },
+            LabCommand::Down(args) => Action::Down { dir: args.dir },
+        })
+    }
+}
+
+impl TryFrom<ChaosArgs> for ChaosCommand {
+    type Error = LabError;
+
+    fn try_from(args: ChaosArgs) -> Result<ChaosCommand, LabError> {
+        let run = ChaosOptions {
+            duration: args.duration,
+            faults: args.faults,
+            backend: args.backend,
+            managers: args.managers,
+            workers: args.workers,
+            clients: args.clients,
+            keys: args.keys,
+            agent_bin: args.agent_bin,
+            subnet: args.subnet.parse()?,
+            agent_args: crate::chaos::options::agent_args(&args.agent_arg),
+            log_level: args.log_level,
+            op_timeout: Duration::from_millis(args.op_timeout_ms),
+            worker_down_timeout: Duration::from_secs(args.worker_down_timeout_s),
+            recovery_timeout: Duration::from_secs(args.recovery_timeout_s),
+            // The seed and the lab dir are the command's to settle (see ChaosCommand); the
+            // rest has no flag.
+            ..ChaosOptions::new(args.seed.unwrap_or_default(), PathBuf::new())
+        };
+        Ok(ChaosCommand {
+            seed: args.seed,
+            dir: args.dir,
+            out: args.out,
+            run,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
@@ -431,6 +585,73 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Without flags, each benchmark gets its library defaults: the two lists agree.
+    #[test]
+    fn bench_flags_default_to_the_library_defaults() {
+        let bench = |name: &str| match Cli::try_parse_from(["testnet", "bench", name])
+            .unwrap()
+            .command
+        {
+            Command::Bench(bench) => bench,
+            other => panic!("parsed as {other:?}"),
+        };
+        match bench("kv") {
+            BenchCommand::Kv(args) => assert_eq!(KvOptions::from(args), KvOptions::default()),
+            other => panic!("parsed as {other:?}"),
+        }
+        match bench("failover") {
+            BenchCommand::Failover(args) => {
+                assert_eq!(FailoverOptions::from(args), FailoverOptions::default());
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match bench("gossip") {
+            BenchCommand::Gossip(args) => {
+                assert_eq!(GossipOptions::from(args), GossipOptions::default());
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match bench("fleet") {
+            BenchCommand::Fleet(args) => {
+                assert_eq!(FleetOptions::from(args), FleetOptions::default());
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lab_and_chaos_commands_convert() {
+        let cli = Cli::try_parse_from(["testnet", "up", "--subnet", "127.77.9"]).unwrap();
+        let Command::Lab(command) = cli.command else {
+            panic!("not a lab command");
+        };
+        match Action::try_from(command).unwrap() {
+            Action::Up { options, json } => {
+                assert_eq!(options.subnet.to_string(), "127.77.9");
+                assert_eq!(options.addressing, Addressing::Subnet);
+                assert_eq!(options.lifetime, Lifetime::Detached);
+                assert!(!json);
+            }
+            other => panic!("converted to {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["testnet", "up", "--subnet", "10.0.0"]).unwrap();
+        let Command::Lab(command) = cli.command else {
+            panic!("not a lab command");
+        };
+        assert!(Action::try_from(command).is_err(), "a subnet off loopback");
+        let cli =
+            Cli::try_parse_from(["testnet", "chaos", "--seed", "7", "--clients", "2"]).unwrap();
+        let Command::Chaos(args) = cli.command else {
+            panic!("not chaos");
+        };
+        let command = ChaosCommand::try_from(args).unwrap();
+        assert_eq!((command.seed, command.run.clients), (Some(7), 2));
+        let defaults = ChaosOptions::new(7, PathBuf::new());
+        assert_eq!(command.run.agent_args, defaults.agent_args);
+        assert_eq!(command.run.subnet, defaults.subnet);
+        assert_eq!(command.run.duration, defaults.duration);
     }
 
     #[test]
@@ -476,7 +697,7 @@ mod tests {
         match cli.command {
             Command::Bench(BenchCommand::Kv(args)) => {
                 assert_eq!(args.managers, 3);
-                assert_eq!(args.target, BenchTarget::All);
+                assert_eq!(args.target, Target::All);
             }
             other => panic!("parsed as {other:?}"),
         }
@@ -484,7 +705,7 @@ mod tests {
         assert!(matches!(
             cli.command,
             Command::Bench(BenchCommand::Kv(KvBenchArgs {
-                target: BenchTarget::Leader,
+                target: Target::Leader,
                 ..
             }))
         ));
@@ -516,7 +737,7 @@ mod tests {
                 assert_eq!((args.members, args.seed, args.threads), (10_000, 9, None));
                 assert_eq!(args.trials, 3);
                 assert_eq!((args.loss, args.minutes), (0.05, 2.5));
-                assert_eq!(args.profile, GossipProfile::Wan);
+                assert_eq!(args.profile, ProfileKind::Wan);
             }
             other => panic!("parsed as {other:?}"),
         }
@@ -525,7 +746,7 @@ mod tests {
             cli.command,
             Command::Bench(BenchCommand::Gossip(GossipBenchArgs {
                 members: 1_000,
-                profile: GossipProfile::Lan,
+                profile: ProfileKind::Lan,
                 ..
             }))
         ));

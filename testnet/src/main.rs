@@ -8,15 +8,7 @@ use symphony_testnet::{bench, chaos, lab};
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let outcome = match cli.command {
-        Command::Bench(BenchCommand::Kv(args)) => bench::kv::run(args).await,
-        Command::Bench(BenchCommand::Failover(args)) => bench::failover::run(args).await,
-        Command::Bench(BenchCommand::Gossip(args)) => bench::gossip::run(args).await,
-        Command::Bench(BenchCommand::Fleet(args)) => bench::fleet::run(args).await,
-        Command::Lab(command) => lab::command::run(command).await.map_err(Into::into),
-        Command::Chaos(args) => chaos::command::run(args).await.map_err(Into::into),
-    };
+    let outcome = run(Cli::parse().command).await;
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -24,5 +16,17 @@ async fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Converts what the command line parsed into the library's options, and runs the command.
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Bench(BenchCommand::Kv(args)) => bench::kv::run(args.into()).await,
+        Command::Bench(BenchCommand::Failover(args)) => bench::failover::run(args.into()).await,
+        Command::Bench(BenchCommand::Gossip(args)) => bench::gossip::run(args.into()).await,
+        Command::Bench(BenchCommand::Fleet(args)) => bench::fleet::run(args.into()).await,
+        Command::Lab(command) => Ok(lab::command::run(command.try_into()?).await?),
+        Command::Chaos(args) => Ok(chaos::command::run(args.try_into()?).await?),
     }
 }

@@ -15,6 +15,7 @@ use symphony_ctl::proto::{
     Ctl, ErrorCode, KvEntry, ReadConsistency, Request, RequestFrame, ResponseBody, ResponseFrame,
 };
 use symphony_testnet::harness::AgentProcess;
+use symphony_testnet::splitmix::SplitMix64;
 use symphony_wire::{Hello, LocalHello, Protocol, RefusalReason};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
@@ -127,19 +128,9 @@ fn error_of(body: &[u8]) -> (u64, ErrorCode) {
     }
 }
 
-/// Deterministic noise (splitmix64), so a failure reproduces.
+/// Deterministic noise, so a failure reproduces.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        bytes.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
+    SplitMix64::new(seed).bytes(len)
 }
 
 #[tokio::test]

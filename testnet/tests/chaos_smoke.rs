@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use symphony_testnet::chaos::{ChaosOptions, FaultKind, SaveLogs, runner};
+use symphony_testnet::lab::Nft;
 use symphony_testnet::lab::Subnet;
-use symphony_testnet::lab::local::Nft;
 use tokio::sync::watch;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

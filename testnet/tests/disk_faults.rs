@@ -91,7 +91,7 @@ fn free_bytes(path: &Path) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_on_a_follower_costs_it_a_while_and_loses_nothing() {
     let base = tempfile::tempdir().unwrap();
-    let Some(disk) = Tmpfs::mount(&base.path().join("manager-2").join("config"), 64) else {
+    let Some(disk) = Tmpfs::mount(&base.path().join("nodes").join("manager-2").join("config"), 64) else {
         return;
     };
     let mut options = ClusterOptions::with_agent_args(&[
@@ -104,7 +104,6 @@ async fn a_full_disk_on_a_follower_costs_it_a_while_and_loses_nothing() {
     ]);
     options.agent.work_dir = Some(base.path().to_path_buf());
     let mut cluster = Cluster::start_with(3, options).await.unwrap();
-    let _ = &mut cluster;
     cluster.bootstrap_static().await.unwrap();
     let full = 1;
     let full_id = cluster.node_id(full).unwrap();

@@ -18,9 +18,8 @@ use symphony_ctl::Client;
 use symphony_ctl::proto::{ReadConsistency, Role};
 use symphony_testnet::harness::poll_until;
 use symphony_testnet::lab::docker::DockerBackend;
-use symphony_testnet::lab::local::Nft;
 use symphony_testnet::lab::rpc::call;
-use symphony_testnet::lab::{BackendKind, Lab, LabError, LabStatus, UpOptions};
+use symphony_testnet::lab::{BackendKind, Lab, LabError, LabStatus, Nft, UpOptions};
 
 const WAIT: Duration = Duration::from_secs(60);
 const CALL: Duration = Duration::from_secs(3);

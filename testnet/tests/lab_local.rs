@@ -15,9 +15,11 @@ use std::time::Duration;
 use symphony_ctl::Client;
 use symphony_ctl::proto::{ReadConsistency, Role};
 use symphony_testnet::harness::poll_until;
-use symphony_testnet::lab::local::{LocalBackend, Nft};
+use symphony_testnet::lab::local::LocalBackend;
+use symphony_testnet::lab::nft::{Family, Nft};
 use symphony_testnet::lab::rpc::call;
 use symphony_testnet::lab::{Lab, LabError, LabStatus, Subnet, UpOptions};
+use symphony_testnet::procfs;
 
 const WAIT: Duration = Duration::from_secs(60);
 const CALL: Duration = Duration::from_secs(3);
@@ -111,12 +113,7 @@ fn pids(lab: &Lab) -> Vec<u32> {
 
 fn process_exists(pid: u32) -> bool {
     // A zombie is gone for our purposes.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z')
-        })
-        .unwrap_or(false)
+    procfs::stat(pid).is_ok_and(|stat| stat.state != 'Z')
 }
 
 async fn put(lab: &Lab, name: &str, key: &str, value: &str) -> Result<u64, String> {
@@ -252,7 +249,10 @@ async fn a_partitioned_leader_is_replaced_and_catches_up_after_heal() {
 
     // Heal: the old leader follows the new one and has the write.
     assert!(lab.heal().unwrap());
-    assert!(!Nft::detect().unwrap().exists(&table), "heal left {table}");
+    assert!(
+        !Nft::detect().unwrap().exists(Family::Inet, &table),
+        "heal left {table}"
+    );
     wait_status(&lab, "one leader again after heal", settled).await;
     let socket = lab.node(&old_leader).unwrap().socket_path();
     poll_until(WAIT, "the old leader to catch up", async || {
@@ -271,9 +271,12 @@ async fn a_partitioned_leader_is_replaced_and_catches_up_after_heal() {
 
     // Down with a partition in place removes the table too.
     lab.partition(std::slice::from_ref(&new_leader)).unwrap();
-    assert!(Nft::detect().unwrap().exists(&table));
+    assert!(Nft::detect().unwrap().exists(Family::Inet, &table));
     lab.down().unwrap();
-    assert!(!Nft::detect().unwrap().exists(&table), "down left {table}");
+    assert!(
+        !Nft::detect().unwrap().exists(Family::Inet, &table),
+        "down left {table}"
+    );
 }
 
 #[tokio::test]

@@ -368,12 +368,12 @@ async fn a_lagging_manager_catches_up_through_a_snapshot() {
     eprintln!("caught up {:?} after its restart", started.elapsed());
     // The leader compacted its log long ago: the only way to catch up is a snapshot, which the
     // state machine logs when it installs one.
-    let run_log = cluster.agent(lagging).unwrap().run_log();
+    let run_log = cluster.run_log(lagging);
     assert!(
         run_log.contains("installed a snapshot"),
         "{} caught up without installing a snapshot; its log:\n{}",
         cluster.name(lagging),
-        cluster.agent(lagging).unwrap().log_tail()
+        cluster.log_tail(lagging)
     );
     cluster.wait_caught_up().await.unwrap();
     cluster

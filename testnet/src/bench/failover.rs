@@ -1,7 +1,8 @@
 //! `testnet bench failover`: how long writes are unavailable when the leader of three managers
 //! is killed with SIGKILL.
 //!
-//! Three managers are formed with a static bootstrap. Each trial:
+//! Three managers (processes, or containers with `--backend docker`) are formed with a static
+//! bootstrap. Each trial:
 //! 1. waits until all three vote and have applied the leader's commit index;
 //! 2. starts `--clients` writers, spread over the two followers' control sockets (so every
 //!    write is forwarded to the leader); a writer whose call fails (or takes longer than the
@@ -14,7 +15,8 @@
 //! The unavailability window of a trial is the time between the last write acknowledged before
 //! the kill and the first acknowledged write sent after it (writes in flight at the kill whose
 //! answers arrive afterwards do not end the window: they say nothing about the new leader).
-//! The benchmark prints each window and the median, then checks that no acknowledged write was
+//! The benchmark prints each window and their median (nearest-rank, as every benchmark's; see
+//! [`super::latency`]), then checks that no acknowledged write was
 //! lost and, as its last line, prints one JSON object.
 
 use std::path::PathBuf;
@@ -28,9 +30,12 @@ use symphony_ctl::Client;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::kv::{ValueSource, bench_options, count_lost, round2, start_cluster, stop_cluster};
-use crate::cli::FailoverBenchArgs;
+use super::figures::{millis, round2};
+use super::kv::{bench_options, count_lost, start_cluster, stop_cluster};
+use super::latency::Latencies;
 use crate::harness::{Cluster, poll_until};
+use crate::lab::BackendKind;
+use crate::splitmix::SplitMix64;
 
 const MANAGERS: usize = 3;
 /// One write may take this long before the writer gives up on that manager and moves on.
@@ -38,6 +43,43 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A writer's pause after a failed call, so that a dead manager's refused connections do not
 /// turn into a busy loop. It bounds how precisely the window is measured.
 const RETRY_PAUSE: Duration = Duration::from_millis(5);
+
+/// What `testnet bench failover` measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverOptions {
+    /// How many times the leader is killed (and restarted).
+    pub trials: usize,
+    /// Which backend runs the managers.
+    pub backend: BackendKind,
+    /// Concurrent writers, spread over the two followers.
+    pub clients: usize,
+    /// Bytes per value.
+    pub value_size: usize,
+    /// Acknowledged writes of the load in each trial before the leader is killed.
+    pub writes_before_kill: u64,
+    /// How long, in seconds, writes may stay unavailable after a kill before the benchmark
+    /// gives up.
+    pub recovery_timeout_s: u64,
+    /// The agent binary; `None`: `$SYMPHONY_AGENT_BIN` or next to this executable.
+    pub agent_bin: Option<PathBuf>,
+    /// Passed to the agents: take a snapshot every this many entries.
+    pub snapshot_interval: u64,
+}
+
+impl Default for FailoverOptions {
+    fn default() -> Self {
+        FailoverOptions {
+            trials: 5,
+            backend: BackendKind::Local,
+            clients: 8,
+            value_size: 64,
+            writes_before_kill: 200,
+            recovery_timeout_s: 30,
+            agent_bin: None,
+            snapshot_interval: 10_000,
+        }
+    }
+}
 
 /// One acknowledged write, as a writer saw it.
 #[derive(Debug)]
@@ -83,16 +125,20 @@ struct Trial {
     errors: u64,
 }
 
-pub async fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
-    if args.trials == 0 || args.clients == 0 {
+pub async fn run(options: FailoverOptions) -> anyhow::Result<()> {
+    if options.trials == 0 || options.clients == 0 {
         bail!("--trials and --clients must both be at least 1");
     }
-    let options = bench_options(args.agent_bin.clone(), args.snapshot_interval);
-    let mut cluster = start_cluster(MANAGERS, options).await?;
+    let cluster_options = bench_options(
+        options.backend,
+        options.agent_bin.clone(),
+        options.snapshot_interval,
+    );
+    let mut cluster = start_cluster(MANAGERS, cluster_options).await?;
 
-    let mut trials = Vec::with_capacity(args.trials);
-    for number in 1..=args.trials {
-        let trial = run_trial(&mut cluster, &args, number)
+    let mut trials = Vec::with_capacity(options.trials);
+    for number in 1..=options.trials {
+        let trial = run_trial(&mut cluster, &options, number)
             .await
             .with_context(|| format!("trial {number} failed"))?;
         println!(
@@ -110,8 +156,9 @@ pub async fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
         .iter()
         .map(|trial| round2(millis(trial.window)))
         .collect();
-    let median_ms = round2(median(&windows_ms));
-    let max_ms = windows_ms.iter().copied().fold(0.0, f64::max);
+    let windows = Latencies::new(trials.iter().map(|trial| trial.window));
+    let median_ms = round2(millis(windows.median().unwrap_or_default()));
+    let max_ms = round2(millis(windows.max().unwrap_or_default()));
     println!(
         "failover: median unavailability {median_ms:.1} ms, max {max_ms:.1} ms over {} trials",
         trials.len()
@@ -127,8 +174,9 @@ pub async fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
         "{}",
         json!({
             "bench": "failover",
+            "backend": options.backend.as_str(),
             "trials": trials.len(),
-            "clients": args.clients,
+            "clients": options.clients,
             "median_ms": median_ms,
             "max_ms": max_ms,
             "windows_ms": windows_ms,
@@ -144,7 +192,7 @@ pub async fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
 
 async fn run_trial(
     cluster: &mut Cluster,
-    args: &FailoverBenchArgs,
+    options: &FailoverOptions,
     number: usize,
 ) -> anyhow::Result<Trial> {
     cluster
@@ -172,7 +220,7 @@ async fn run_trial(
         latest_acked_send_ns: AtomicU64::new(0),
         base: Instant::now(),
     });
-    let writers: Vec<JoinHandle<WriterResult>> = (0..args.clients)
+    let writers: Vec<JoinHandle<WriterResult>> = (0..options.clients)
         .map(|client| {
             let writer = Writer {
                 trial: number,
@@ -180,14 +228,14 @@ async fn run_trial(
                 sockets: order.clone(),
                 // Round-robin over the two followers.
                 position: client % followers.len().max(1),
-                value_size: args.value_size,
+                value_size: options.value_size,
                 shared: Arc::clone(&shared),
             };
             tokio::spawn(writer.run())
         })
         .collect();
 
-    let outcome = measure_kill(cluster, args, &shared, leader).await;
+    let outcome = measure_kill(cluster, options, &shared, leader).await;
     shared.stop.store(true, Ordering::Relaxed);
     let mut results = Vec::with_capacity(writers.len());
     for writer in writers {
@@ -242,16 +290,16 @@ async fn run_trial(
 /// kill to be acknowledged. Returns the moment of the kill.
 async fn measure_kill(
     cluster: &mut Cluster,
-    args: &FailoverBenchArgs,
+    options: &FailoverOptions,
     shared: &Shared,
     leader: usize,
 ) -> anyhow::Result<Instant> {
     poll_until(
-        Duration::from_secs(args.recovery_timeout_s),
+        Duration::from_secs(options.recovery_timeout_s),
         "the write load to get going",
         async || {
             let acked = shared.acked.load(Ordering::Relaxed);
-            if acked >= args.writes_before_kill {
+            if acked >= options.writes_before_kill {
                 Ok(())
             } else {
                 Err(format!("{acked} writes acknowledged"))
@@ -263,7 +311,7 @@ async fn measure_kill(
     let killed_at = Instant::now();
     let killed_ns = shared.nanos_since_base(killed_at);
     poll_until(
-        Duration::from_secs(args.recovery_timeout_s),
+        Duration::from_secs(options.recovery_timeout_s),
         "a write sent after the kill to be acknowledged",
         async || {
             if shared.latest_acked_send_ns.load(Ordering::Relaxed) >= killed_ns {
@@ -291,12 +339,12 @@ struct Writer {
 impl Writer {
     async fn run(mut self) -> WriterResult {
         let mut result = WriterResult::default();
-        let mut values = ValueSource::new((self.trial as u64) << 32 | self.client as u64);
+        let mut values = SplitMix64::new((self.trial as u64) << 32 | self.client as u64);
         let mut connection: Option<Client> = None;
         let mut n = 0u64;
         while !self.shared.stop.load(Ordering::Relaxed) {
             let key = format!("bench/failover/{}/{}/{n}", self.trial, self.client);
-            let value = values.next_value(self.value_size);
+            let value = values.bytes(self.value_size);
             let sent = Instant::now();
             let socket = &self.sockets[self.position % self.sockets.len()];
             let call = async {
@@ -341,32 +389,5 @@ impl Writer {
             }
         }
         result
-    }
-}
-
-fn millis(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
-
-/// The median of some numbers (the mean of the middle two for an even count); 0 when empty.
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => 0.0,
-        len if len % 2 == 1 => sorted[len / 2],
-        len => (sorted[len / 2 - 1] + sorted[len / 2]) / 2.0,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(&[5.0, 1.0, 3.0]), 3.0);
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert_eq!(median(&[]), 0.0);
     }
 }

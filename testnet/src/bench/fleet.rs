@@ -3,8 +3,8 @@
 //!
 //! What is measured, in order:
 //! 1. **Forming.** The managers are formed with a static bootstrap (not timed). Then every
-//!    worker process is spawned at once (each on its own temp dir, remote/gossip port and Raft
-//!    port), and each worker, as soon as its control socket answers, joins with the worker token
+//!    worker process is spawned at once (each a node of the same [`Cluster`], so with its own
+//!    dir and its own remote/gossip and Raft ports), and each worker, as soon as its control socket answers, joins with the worker token
 //!    through one of the managers (round-robin), at most `--join-concurrency` joins in flight.
 //!    Timed from the first spawn: all processes spawned, all control sockets answering, all
 //!    joins acknowledged, all workers `ready` in the leader's `node ls`, and every agent's gossip
@@ -34,6 +34,9 @@
 //! open-files limit to the hard limit (one control connection per agent stays open); each
 //! agent is one process with a few threads, well within the usual process limits.
 //!
+//! The fleet runs on the local backend only: its CPU and memory figures come from the agents'
+//! processes.
+//!
 //! Agents run with production defaults (the `lan` gossip profile, the default liveness grace),
 //! plus whatever `--agent-arg` adds, and `--log-level` (default `warn`).
 
@@ -49,11 +52,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::kv::round2;
-use crate::cli::FleetBenchArgs;
-use crate::harness::{
-    AgentOptions, AgentProcess, Cluster, ClusterOptions, find_agent_binary, is_retryable,
-};
+use super::figures::{millis, round2, round3};
+use super::latency::Latencies;
+use crate::harness::{AgentOptions, Cluster, ClusterOptions, find_agent_binary, is_retryable};
+use crate::procfs;
 
 /// Status calls in flight at once during a polling round.
 const POLL_CONCURRENCY: usize = 128;
@@ -63,51 +65,114 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const JOIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between two tries of a worker's control socket while it starts, or of a join.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Workers started between two looks at the available memory.
+const SPAWN_BATCH: usize = 16;
 /// How often a long wait reports progress on stderr.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
+/// What `testnet bench fleet` starts and measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetOptions {
+    /// Worker agents of the fleet.
+    pub workers: usize,
+    /// Managers, formed with a static bootstrap before the workers start.
+    pub managers: usize,
+    /// Joins in flight at once while the fleet forms.
+    pub join_concurrency: usize,
+    /// Join-then-kill trials after the idle measurement; each kills one original worker.
+    pub trials: usize,
+    /// Pause between two rounds of `status` calls to every agent, in milliseconds.
+    pub poll_ms: u64,
+    /// Seconds the formed fleet is left alone before the idle measurement.
+    pub settle_s: u64,
+    /// Seconds over which the fleet's idle CPU is measured (nothing polls meanwhile).
+    pub idle_window_s: u64,
+    /// Seconds any one phase (forming, a join, a kill) may take before the benchmark gives up.
+    pub timeout_s: u64,
+    /// Seconds the formed fleet's gossip may take to converge; agents still short of the full
+    /// view afterwards are left out of the join and kill measurements.
+    pub converge_timeout_s: u64,
+    /// Stop the fleet (and fail) below this much available memory, in MiB.
+    pub min_available_mib: u64,
+    /// The agent binary; `None`: `$SYMPHONY_AGENT_BIN` or next to this executable.
+    pub agent_bin: Option<PathBuf>,
+    /// More flags for every agent (production defaults otherwise).
+    pub agent_args: Vec<String>,
+    /// Passed to every agent as `--log-level`.
+    pub log_level: String,
+    /// Keep every agent's dir (and log) under this dir instead of a temp dir removed at the
+    /// end.
+    pub work_dir: Option<PathBuf>,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        FleetOptions {
+            workers: 150,
+            managers: 3,
+            join_concurrency: 32,
+            trials: 3,
+            poll_ms: 100,
+            settle_s: 10,
+            idle_window_s: 20,
+            timeout_s: 300,
+            converge_timeout_s: 300,
+            min_available_mib: 2048,
+            agent_bin: None,
+            agent_args: Vec::new(),
+            log_level: "warn".to_string(),
+            work_dir: None,
+        }
+    }
+}
+
 /// One worker agent of the fleet.
 struct Worker {
+    /// Its index in the cluster.
+    index: usize,
     name: String,
-    agent: AgentProcess,
     node_id: u64,
 }
 
-pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
-    if args.workers == 0 || args.managers == 0 || args.join_concurrency == 0 || args.trials == 0 {
+pub async fn run(options: FleetOptions) -> anyhow::Result<()> {
+    if options.workers == 0
+        || options.managers == 0
+        || options.join_concurrency == 0
+        || options.trials == 0
+    {
         bail!("--workers, --managers, --join-concurrency and --trials must all be at least 1");
     }
-    if args.trials > args.workers {
+    if options.trials > options.workers {
         bail!("--trials kills one original worker each, so it cannot exceed --workers");
     }
     let nofile = raise_nofile_limit();
-    let clk_tck = clock_ticks_per_second();
-    let timeout = Duration::from_secs(args.timeout_s);
-    let min_available = args.min_available_mib * 1024;
-    let bin = match &args.agent_bin {
+    let clk_tck = procfs::clock_ticks_per_second();
+    let timeout = Duration::from_secs(options.timeout_s);
+    let min_available = options.min_available_mib * 1024;
+    let bin = match &options.agent_bin {
         Some(bin) => bin.clone(),
         None => find_agent_binary()?,
     };
     println!(
         "fleet: {} managers + {} workers of {} (open files limit {nofile}, {} MiB available, \
          agent args {:?})",
-        args.managers,
-        args.workers,
+        options.managers,
+        options.workers,
         bin.display(),
-        mem_available_kib().unwrap_or_default() / 1024,
-        args.agent_arg
+        procfs::mem_available_kib().unwrap_or_default() / 1024,
+        options.agent_args
     );
     let agent_options = AgentOptions {
         bin: Some(bin),
-        work_dir: args.work_dir.clone(),
-        log_level: args.log_level.clone(),
+        work_dir: options.work_dir.clone(),
+        log_level: options.log_level.clone(),
         ready_timeout: timeout,
-        extra_args: args.agent_arg.clone(),
+        extra_args: options.agent_args.clone(),
     };
 
     // ----- the managers (not timed) -------------------------------------------------------
     let mut cluster = Cluster::start_with(
-        args.managers,
+        options.managers,
         ClusterOptions {
             agent: agent_options.clone(),
             timeout,
@@ -116,7 +181,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
     )
     .await
     .context("cannot start the managers")?;
-    if args.managers == 1 {
+    if options.managers == 1 {
         cluster.bootstrap_dynamic().await
     } else {
         cluster.bootstrap_static().await
@@ -130,87 +195,100 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
         .await
         .context("cannot read the worker token")?
         .token;
-    let manager_addrs: Vec<String> = (0..cluster.len())
+    let manager_addrs: Vec<String> = (0..options.managers)
         .map(|index| cluster.remote_addr(index).map(|addr| addr.to_string()))
         .collect::<Result<_, _>>()?;
     println!(
         "{} managers formed; {} leads",
-        args.managers,
+        options.managers,
         cluster.name(leader)
     );
 
     // ----- forming the fleet --------------------------------------------------------------
     let started = Instant::now();
-    let mut workers = Vec::with_capacity(args.workers);
-    for index in 0..args.workers {
-        if index % 16 == 0 {
-            check_memory(min_available)
-                .with_context(|| format!("{index} of {} workers were started", args.workers))?;
+    let mut workers = Vec::with_capacity(options.workers);
+    while workers.len() < options.workers {
+        // In batches, so that the memory is watched while the fleet grows.
+        check_memory(min_available).with_context(|| {
+            format!(
+                "{} of {} workers were started",
+                workers.len(),
+                options.workers
+            )
+        })?;
+        let batch = SPAWN_BATCH.min(options.workers - workers.len());
+        for index in cluster
+            .spawn_nodes(Role::Worker, batch)
+            .context("cannot start the workers")?
+        {
+            workers.push(Worker {
+                index,
+                name: cluster.name(index),
+                node_id: 0,
+            });
         }
-        let (name, agent) = spawn_worker(&agent_options, index)?;
-        workers.push(Worker {
-            name,
-            agent,
-            node_id: 0,
-        });
     }
     let spawned = started.elapsed();
     println!(
         "  {} worker processes spawned in {:.2} s",
-        args.workers,
+        options.workers,
         spawned.as_secs_f64()
     );
     let joins = join_all(
+        &cluster,
         &mut workers,
         &token,
         &manager_addrs,
-        args.join_concurrency,
+        options.join_concurrency,
         timeout,
         min_available,
     )
     .await?;
     let answering = joins.iter().map(|join| join.answering).max();
     let joined = joins.iter().map(|join| join.joined).max();
-    let mut join_latencies: Vec<Duration> = joins.iter().map(|join| join.latency).collect();
-    join_latencies.sort();
+    let join_latencies = Latencies::new(joins.iter().map(|join| join.latency));
     let answering = answering.unwrap_or_default();
     let joined = joined.unwrap_or_default();
     let worker_pids: Vec<u32> = workers
         .iter()
-        .filter_map(|worker| worker.agent.pid())
+        .filter_map(|worker| cluster.pid(worker.index))
         .collect();
     let startup_cpu_ms =
-        cpu_ticks_of(&worker_pids)? as f64 * 1000.0 / clk_tck / args.workers as f64;
+        cpu_ticks_of(&worker_pids)? as f64 * 1000.0 / clk_tck / options.workers as f64;
     println!(
         "  all control sockets answering after {:.2} s; all joins acknowledged after {:.2} s \
          (join call p50 {:.0} ms, max {:.0} ms); {startup_cpu_ms:.0} ms CPU per worker so far",
         answering.as_secs_f64(),
         joined.as_secs_f64(),
-        millis(percentile(&join_latencies, 0.5)),
-        millis(percentile(&join_latencies, 1.0))
+        millis(join_latencies.median().unwrap_or_default()),
+        millis(join_latencies.max().unwrap_or_default())
     );
     let worker_ids: Vec<u64> = workers.iter().map(|worker| worker.node_id).collect();
     let all_ready = wait_all_ready(&cluster, leader, &worker_ids, started, timeout).await?;
     println!(
         "  all {} workers ready in the leader's node ls after {:.2} s",
-        args.workers,
+        options.workers,
         all_ready.as_secs_f64()
     );
     let mut poller = Poller::new();
-    for index in 0..cluster.len() {
+    for index in 0..options.managers {
         poller.add(cluster.name(index), cluster.socket_path(index)?, true);
     }
     for worker in &workers {
-        poller.add(worker.name.clone(), worker.agent.socket_path(), true);
+        poller.add(
+            worker.name.clone(),
+            cluster.socket_path(worker.index)?,
+            true,
+        );
     }
-    let mut pool = args.managers + args.workers;
+    let mut pool = options.managers + options.workers;
     let converged = poller
         .watch(
             pool,
             started,
             None,
-            Duration::from_secs(args.converge_timeout_s),
-            args.poll_ms,
+            Duration::from_secs(options.converge_timeout_s),
+            options.poll_ms,
             min_available,
         )
         .await?;
@@ -226,7 +304,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
             println!(
                 "  gossip did NOT converge within {} s: {} agents see fewer than {pool} members \
                  (lowest count {}); they are left out of the join and kill measurements",
-                args.converge_timeout_s,
+                options.converge_timeout_s,
                 lagging.len(),
                 counts.iter().min().copied().unwrap_or_default()
             );
@@ -234,25 +312,25 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
     }
 
     // ----- idle: CPU and memory ------------------------------------------------------------
-    tokio::time::sleep(Duration::from_secs(args.settle_s)).await;
-    let manager_pids: Vec<u32> = (0..cluster.len())
-        .filter_map(|index| cluster.agent(index).ok().and_then(AgentProcess::pid))
+    tokio::time::sleep(Duration::from_secs(options.settle_s)).await;
+    let manager_pids: Vec<u32> = (0..options.managers)
+        .filter_map(|index| cluster.pid(index))
         .collect();
     let idle = measure_idle(
         &manager_pids,
         &worker_pids,
-        Duration::from_secs(args.idle_window_s),
+        Duration::from_secs(options.idle_window_s),
         clk_tck,
     )
     .await?;
     println!(
         "  idle CPU over {} s: {:.3} cores for the fleet ({:.3} managers, {:.3} workers, \
          {:.2} millicores per worker); the whole machine was busy {:.2} cores",
-        args.idle_window_s,
+        options.idle_window_s,
         idle.fleet_cores(),
         idle.manager_cores,
         idle.worker_cores,
-        idle.worker_cores * 1000.0 / args.workers as f64,
+        idle.worker_cores * 1000.0 / options.workers as f64,
         idle.machine_cores
     );
     let memory = measure_memory(&manager_pids, &worker_pids)?;
@@ -267,19 +345,25 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
     );
 
     // ----- trials: a join and a kill ------------------------------------------------------
-    let mut trials = Vec::with_capacity(args.trials);
-    let mut extra = Vec::with_capacity(args.trials);
-    for trial in 0..args.trials {
+    let mut trials = Vec::with_capacity(options.trials);
+    // Per trial: seen by all after the join, seen down by all after the kill, down in node ls.
+    let mut join_seen = Vec::with_capacity(options.trials);
+    let mut kill_seen = Vec::with_capacity(options.trials);
+    let mut kill_down = Vec::with_capacity(options.trials);
+    for trial in 0..options.trials {
         // The join: a new worker, started and answering before the clock starts. Its own view
         // fills later (see the module docs), so the watch does not wait for it.
-        let index = args.workers + trial;
-        let (name, mut agent) = spawn_worker(&agent_options, index)?;
-        agent
-            .wait_ready()
+        let index = cluster
+            .spawn_nodes(Role::Worker, 1)
+            .context("cannot start a new worker")?
+            .start;
+        let name = cluster.name(index);
+        cluster
+            .wait_answers(index)
             .await
             .with_context(|| format!("{name} did not start"))?;
-        let client = agent.client().await?;
-        let via = &manager_addrs[index % manager_addrs.len()];
+        let client = cluster.client(index).await?;
+        let via = &manager_addrs[(options.workers + trial) % manager_addrs.len()];
         let sent = Instant::now();
         let node_id = client
             .join(token.clone(), via.clone())
@@ -287,13 +371,8 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{name} cannot join"))?
             .node_id;
         let join_call = sent.elapsed();
-        let newcomer = poller.add(name.clone(), agent.socket_path(), false);
+        let newcomer = poller.add(name.clone(), cluster.socket_path(index)?, false);
         pool += 1;
-        extra.push(Worker {
-            name: name.clone(),
-            agent,
-            node_id,
-        });
         let seen = poller
             .watch(
                 pool,
@@ -304,7 +383,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
                     status: "ready",
                 }),
                 timeout,
-                args.poll_ms,
+                options.poll_ms,
                 min_available,
             )
             .await?;
@@ -321,7 +400,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
 
         // The kill: a worker of the original fleet, from its middle.
         let alive: Vec<usize> = (0..workers.len())
-            .filter(|index| workers[*index].agent.pid().is_some())
+            .filter(|index| cluster.is_running(workers[*index].index))
             .collect();
         let victim = alive[alive.len() / 2];
         let victim_name = workers[victim].name.clone();
@@ -329,9 +408,8 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
         poller.remove(&victim_name);
         pool -= 1;
         let killed = Instant::now();
-        workers[victim]
-            .agent
-            .kill9()
+        cluster
+            .kill9(workers[victim].index)
             .with_context(|| format!("cannot kill {victim_name}"))?;
         let down = poller
             .watch(
@@ -343,7 +421,7 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
                     status: "down",
                 }),
                 timeout,
-                args.poll_ms,
+                options.poll_ms,
                 min_available,
             )
             .await?;
@@ -373,6 +451,9 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
             millis(seen.mean_round),
             millis(down.mean_round),
         );
+        join_seen.push(join_seen_all);
+        kill_seen.push(kill_seen_all);
+        kill_down.push(kill_down_state);
         trials.push(json!({
             "join_call_ms": round2(millis(join_call)),
             "join_seen_by_all_s": round2(join_seen_all.as_secs_f64()),
@@ -386,36 +467,29 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
             "kill_poll_round_ms": round2(millis(down.mean_round)),
         }));
     }
-    let worst = |field: &str| {
-        trials
-            .iter()
-            .filter_map(|trial| trial[field].as_f64())
-            .fold(0.0_f64, f64::max)
+    // In seconds, as the per-trial figures.
+    let median = |times: &[Duration]| {
+        let times = Latencies::new(times.iter().copied());
+        round2(times.median().unwrap_or_default().as_secs_f64())
     };
-    let median = |field: &str| {
-        let mut values: Vec<f64> = trials
-            .iter()
-            .filter_map(|trial| trial[field].as_f64())
-            .collect();
-        values.sort_by(f64::total_cmp);
-        values.get(values.len() / 2).copied().unwrap_or_default()
+    let worst = |times: &[Duration]| {
+        let times = Latencies::new(times.iter().copied());
+        round2(times.max().unwrap_or_default().as_secs_f64())
     };
     println!(
         "  over {} trials: join seen by all median {:.2} s, max {:.2} s; kill seen down by all \
          median {:.2} s, max {:.2} s; down in node ls median {:.2} s, max {:.2} s",
         trials.len(),
-        median("join_seen_by_all_s"),
-        worst("join_seen_by_all_s"),
-        median("kill_seen_by_all_s"),
-        worst("kill_seen_by_all_s"),
-        median("kill_down_in_state_s"),
-        worst("kill_down_in_state_s"),
+        median(&join_seen),
+        worst(&join_seen),
+        median(&kill_seen),
+        worst(&kill_seen),
+        median(&kill_down),
+        worst(&kill_down),
     );
 
-    // SIGKILL on drop: workers first, then the managers.
+    // Before the last line: the poller's connections, then every agent (SIGKILL, on drop).
     drop(poller);
-    drop(extra);
-    drop(workers);
     drop(cluster);
 
     // The last line is for scripts.
@@ -423,23 +497,23 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
         "{}",
         json!({
             "bench": "fleet",
-            "managers": args.managers,
-            "workers": args.workers,
-            "agent_args": args.agent_arg,
+            "managers": options.managers,
+            "workers": options.workers,
+            "agent_args": options.agent_args,
             "spawned_s": round2(spawned.as_secs_f64()),
             "all_answering_s": round2(answering.as_secs_f64()),
             "all_joined_s": round2(joined.as_secs_f64()),
             "all_ready_s": round2(all_ready.as_secs_f64()),
             "gossip_converged_s": converged_at.map(|at| round2(at.as_secs_f64())),
             "startup_cpu_ms_per_worker": round2(startup_cpu_ms),
-            "join_call_p50_ms": round2(millis(percentile(&join_latencies, 0.5))),
-            "join_call_max_ms": round2(millis(percentile(&join_latencies, 1.0))),
-            "join_seen_by_all_s": median("join_seen_by_all_s"),
-            "join_seen_by_all_max_s": worst("join_seen_by_all_s"),
-            "kill_seen_by_all_s": median("kill_seen_by_all_s"),
-            "kill_seen_by_all_max_s": worst("kill_seen_by_all_s"),
-            "kill_down_in_state_s": median("kill_down_in_state_s"),
-            "kill_down_in_state_max_s": worst("kill_down_in_state_s"),
+            "join_call_p50_ms": round2(millis(join_latencies.median().unwrap_or_default())),
+            "join_call_max_ms": round2(millis(join_latencies.max().unwrap_or_default())),
+            "join_seen_by_all_s": median(&join_seen),
+            "join_seen_by_all_max_s": worst(&join_seen),
+            "kill_seen_by_all_s": median(&kill_seen),
+            "kill_seen_by_all_max_s": worst(&kill_seen),
+            "kill_down_in_state_s": median(&kill_down),
+            "kill_down_in_state_max_s": worst(&kill_down),
             "worker_rss_median_mib": round2(memory.worker_rss_median),
             "worker_rss_max_mib": round2(memory.worker_rss_max),
             "worker_private_median_mib": round2(memory.worker_anon_median),
@@ -447,20 +521,12 @@ pub async fn run(args: FleetBenchArgs) -> anyhow::Result<()> {
             "idle_cpu_cores": round3(idle.fleet_cores()),
             "idle_cpu_managers_cores": round3(idle.manager_cores),
             "idle_cpu_workers_cores": round3(idle.worker_cores),
-            "idle_window_s": args.idle_window_s,
+            "idle_window_s": options.idle_window_s,
             "machine_busy_cores": round2(idle.machine_cores),
             "trials": trials,
         })
     );
     Ok(())
-}
-
-fn spawn_worker(options: &AgentOptions, index: usize) -> anyhow::Result<(String, AgentProcess)> {
-    let name = format!("worker-{:03}", index + 1);
-    let mut options = options.clone();
-    options.work_dir = options.work_dir.map(|base| base.join(&name));
-    let agent = AgentProcess::spawn(options).with_context(|| format!("cannot start {name}"))?;
-    Ok((name, agent))
 }
 
 // ----- forming -----------------------------------------------------------------------------
@@ -476,6 +542,7 @@ struct Joined {
 /// Waits for every worker's control socket and joins it, at most `concurrency` at a time.
 /// Records each worker's node id.
 async fn join_all(
+    cluster: &Cluster,
     workers: &mut [Worker],
     token: &str,
     manager_addrs: &[String],
@@ -487,7 +554,7 @@ async fn join_all(
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
     for (index, worker) in workers.iter().enumerate() {
-        let socket = worker.agent.socket_path();
+        let socket = cluster.socket_path(worker.index)?;
         let token = token.to_string();
         let via = manager_addrs[index % manager_addrs.len()].clone();
         let slots = Arc::clone(&slots);
@@ -508,13 +575,12 @@ async fn join_all(
                 results[index] = Some(joined);
             }
             Err(error) => {
-                let worker = &mut workers[index];
-                let exited = worker.agent.try_exit_status().ok().flatten();
+                let worker = &workers[index];
                 bail!(
-                    "{} did not join: {error} (process {}); the end of its log:\n{}",
+                    "{} did not join: {error} (process {:?}); the end of its log:\n{}",
                     worker.name,
-                    exited.map_or_else(|| "running".to_string(), |status| status.to_string()),
-                    worker.agent.log_tail()
+                    cluster.process_state(worker.index),
+                    cluster.log_tail(worker.index)
                 );
             }
         }
@@ -692,25 +758,23 @@ struct Watched {
 impl Watched {
     /// When the last required agent got there.
     fn all(&self) -> Option<Duration> {
-        self.required_times().last().copied()
+        self.required_times().max()
     }
 
     /// When the median required agent got there.
     fn median(&self) -> Option<Duration> {
-        let times = self.required_times();
-        times.get(times.len() / 2).copied()
+        self.required_times().median()
     }
 
-    fn required_times(&self) -> Vec<Duration> {
-        let mut times: Vec<Duration> = self
-            .first
-            .iter()
-            .zip(&self.required)
-            .filter(|(_, required)| **required)
-            .filter_map(|(time, _)| *time)
-            .collect();
-        times.sort();
-        times
+    /// The times of the required agents that got there.
+    fn required_times(&self) -> Latencies {
+        Latencies::new(
+            self.first
+                .iter()
+                .zip(&self.required)
+                .filter(|(_, required)| **required)
+                .filter_map(|(time, _)| *time),
+        )
     }
 }
 
@@ -984,13 +1048,13 @@ async fn measure_idle(
     let ticks = cpu_ticks_of;
     let manager_before = ticks(managers)?;
     let worker_before = ticks(workers)?;
-    let machine_before = machine_busy_ticks()?;
+    let machine_before = procfs::machine_busy_ticks()?;
     let started = Instant::now();
     tokio::time::sleep(window).await;
     let elapsed = started.elapsed().as_secs_f64();
     let manager_after = ticks(managers)?;
     let worker_after = ticks(workers)?;
-    let machine_after = machine_busy_ticks()?;
+    let machine_after = procfs::machine_busy_ticks()?;
     let cores = |before: u64, after: u64| after.saturating_sub(before) as f64 / clk_tck / elapsed;
     Ok(Idle {
         manager_cores: cores(manager_before, manager_after),
@@ -1002,60 +1066,8 @@ async fn measure_idle(
 /// utime + stime of the processes, summed, in clock ticks.
 fn cpu_ticks_of(pids: &[u32]) -> anyhow::Result<u64> {
     pids.iter()
-        .map(|pid| cpu_ticks(*pid))
+        .map(|pid| procfs::stat(*pid).map(|stat| stat.cpu_ticks()))
         .try_fold(0u64, |sum, ticks| Ok(sum + ticks?))
-}
-
-/// utime + stime of a process (all its threads), in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    parse_cpu_ticks(&stat).with_context(|| format!("cannot parse {path}"))
-}
-
-/// utime (field 14) + stime (field 15) of a `/proc/<pid>/stat` line. The command name (field
-/// 2) may hold spaces and parentheses, so fields are counted after its last `)`.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// Non-idle ticks of all CPUs, from the first line of `/proc/stat`.
-fn machine_busy_ticks() -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
-    parse_machine_busy(&stat).context("cannot parse /proc/stat")
-}
-
-/// user nice system idle iowait irq softirq steal (guest time is already in user): all but
-/// idle and iowait are busy.
-fn parse_machine_busy(stat: &str) -> Option<u64> {
-    let line = stat.lines().next()?;
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .map(|field| field.parse().ok())
-        .collect::<Option<_>>()?;
-    if fields.len() < 8 {
-        return None;
-    }
-    Some(fields.iter().sum::<u64>() - fields[3] - fields[4])
-}
-
-/// The kernel's clock ticks per second (USER_HZ), for `/proc` CPU times: `getconf CLK_TCK`,
-/// else the 100 every Linux architecture uses in practice.
-fn clock_ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .filter(|output| output.status.success())
-        .and_then(|output| String::from_utf8_lossy(&output.stdout).trim().parse().ok())
-        .filter(|ticks: &f64| *ticks > 0.0)
-        .unwrap_or(100.0)
 }
 
 struct Memory {
@@ -1071,14 +1083,14 @@ fn measure_memory(managers: &[u32], workers: &[u32]) -> anyhow::Result<Memory> {
     let mut anon = Vec::with_capacity(workers.len());
     let mut threads = Vec::with_capacity(workers.len());
     for pid in workers {
-        let status = proc_status(*pid)?;
+        let status = procfs::status(*pid)?;
         rss.push(status.rss_kib);
         anon.push(status.anon_kib);
         threads.push(status.threads);
     }
     let mut manager_rss = Vec::with_capacity(managers.len());
     for pid in managers {
-        manager_rss.push(proc_status(*pid)?.rss_kib);
+        manager_rss.push(procfs::status(*pid)?.rss_kib);
     }
     rss.sort_unstable();
     anon.sort_unstable();
@@ -1093,56 +1105,11 @@ fn measure_memory(managers: &[u32], workers: &[u32]) -> anyhow::Result<Memory> {
     })
 }
 
-#[derive(Debug, PartialEq, Eq)]
-struct ProcStatus {
-    rss_kib: u64,
-    anon_kib: u64,
-    threads: u64,
-}
-
-fn proc_status(pid: u32) -> anyhow::Result<ProcStatus> {
-    let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    parse_proc_status(&text).with_context(|| format!("cannot parse {path}"))
-}
-
-/// VmRSS, RssAnon (both in kB) and Threads of a `/proc/<pid>/status`.
-fn parse_proc_status(text: &str) -> Option<ProcStatus> {
-    let field = |name: &str| -> Option<u64> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name))?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
-    Some(ProcStatus {
-        rss_kib: field("VmRSS:")?,
-        anon_kib: field("RssAnon:").unwrap_or_default(),
-        threads: field("Threads:").unwrap_or_default(),
-    })
-}
-
-/// MemAvailable of `/proc/meminfo`, in KiB.
-fn mem_available_kib() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    parse_mem_available(&text)
-}
-
-fn parse_mem_available(text: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix("MemAvailable:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// Fails (and so stops the fleet, whose processes die with their handles) once the machine has
 /// less than `min_available` KiB of memory left: hundreds of agents on a shared machine without
 /// swap would otherwise bring in the OOM killer, which may pick someone else's process.
 fn check_memory(min_available: u64) -> anyhow::Result<()> {
-    match mem_available_kib() {
+    match procfs::mem_available_kib() {
         Some(available) if available < min_available => bail!(
             "the machine is down to {} MiB of available memory (--min-available-mib {}); \
              stopping the fleet before the OOM killer does",
@@ -1170,73 +1137,4 @@ fn raise_nofile_limit() -> u64 {
         let _ = setrlimit(Resource::Nofile, limit);
     }
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
-}
-
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((sorted.len() - 1) as f64 * fraction).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn millis(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
-
-fn round3(value: f64) -> f64 {
-    (value * 1000.0).round() / 1000.0
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    #[test]
-    fn reads_cpu_ticks_after_the_command_name() {
-        let stat = "4242 (symphony (x) y) S 1 4242 4242 0 -1 4194560 900 0 0 0 \
-                    123 45 0 0 20 0 9 0 5000 1276440576 16305 18446744073709551615";
-        assert_eq!(parse_cpu_ticks(stat), Some(168));
-        assert_eq!(parse_cpu_ticks("garbage"), None);
-    }
-
-    #[test]
-    fn reads_machine_busy_ticks() {
-        let stat = "cpu  100 5 50 1000 20 1 2 3 0 0\ncpu0 50 2 25 500 10 0 1 1 0 0\n";
-        assert_eq!(parse_machine_busy(stat), Some(161));
-        assert_eq!(parse_machine_busy("cpu 1 2"), None);
-    }
-
-    #[test]
-    fn reads_resident_memory_and_threads() {
-        let status = "Name:\tsymphony-agent\nVmRSS:\t   12345 kB\nRssAnon:\t    8000 kB\n\
-                      RssFile:\t    4345 kB\nThreads:\t3\n";
-        assert_eq!(
-            parse_proc_status(status),
-            Some(ProcStatus {
-                rss_kib: 12345,
-                anon_kib: 8000,
-                threads: 3,
-            })
-        );
-        assert_eq!(parse_proc_status("Name:\tx\n"), None);
-    }
-
-    #[test]
-    fn reads_available_memory() {
-        let meminfo =
-            "MemTotal:       24684000 kB\nMemFree:  100 kB\nMemAvailable:   19330000 kB\n";
-        assert_eq!(parse_mem_available(meminfo), Some(19_330_000));
-        assert_eq!(parse_mem_available("MemTotal: 1 kB\n"), None);
-    }
-
-    #[test]
-    fn percentiles_of_sorted_samples() {
-        let samples: Vec<Duration> = (1..=5).map(Duration::from_secs).collect();
-        assert_eq!(percentile(&samples, 0.5), Duration::from_secs(3));
-        assert_eq!(percentile(&samples, 1.0), Duration::from_secs(5));
-        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
-    }
 }

@@ -24,7 +24,8 @@ use symphony_gossip::sim::{
     Propagation, SimConfig, Simulation, measure_crash, measure_join, measure_steady,
 };
 
-use crate::cli::{GossipBenchArgs, GossipProfile};
+use super::figures::millis;
+use super::latency::Latencies;
 
 /// Simulated time before the first measurement, for the staggered starts to settle.
 const WARMUP: Duration = Duration::from_secs(10);
@@ -34,14 +35,54 @@ const CRASH_TIMEOUT: Duration = Duration::from_secs(120);
 /// Progress is printed (to stderr) after each slice of steady state.
 const PROGRESS_SLICE: Duration = Duration::from_secs(30);
 
-pub async fn run(args: GossipBenchArgs) -> anyhow::Result<()> {
-    tokio::task::spawn_blocking(move || simulate(&args))
+/// What `testnet bench gossip` simulates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GossipOptions {
+    /// Members of the simulated cluster (also the profile's expected cluster size).
+    pub members: usize,
+    /// Probability that the virtual network drops a packet, in [0, 1).
+    pub loss: f64,
+    /// Seed of everything random in the run; the same seed gives the same figures.
+    pub seed: u64,
+    /// Simulated minutes of steady state over which traffic and false downs are measured.
+    pub minutes: f64,
+    /// The timing profile under test.
+    pub profile: ProfileKind,
+    /// How many joins and crashes are timed, one after the other, before the steady state.
+    pub trials: usize,
+    /// Threads that fill the members' views before the run (`None`: every core).
+    pub threads: Option<usize>,
+}
+
+impl Default for GossipOptions {
+    fn default() -> Self {
+        GossipOptions {
+            members: 1_000,
+            loss: 0.05,
+            seed: 1,
+            minutes: 10.0,
+            profile: ProfileKind::Lan,
+            trials: 3,
+            threads: None,
+        }
+    }
+}
+
+/// The gossip timing profile a gossip benchmark simulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProfileKind {
+    Lan,
+    Wan,
+}
+
+pub async fn run(options: GossipOptions) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || simulate(&options))
         .await
         .context("the simulation thread failed")?
 }
 
 fn ms(duration: Option<Duration>) -> Value {
-    duration.map_or(Value::Null, |duration| json!(duration.as_secs_f64() * 1e3))
+    duration.map_or(Value::Null, |duration| json!(millis(duration)))
 }
 
 fn describe(duration: Option<Duration>) -> String {
@@ -64,7 +105,9 @@ fn print_spread(what: &str, spread: &Propagation, wall: Duration) {
     );
 }
 
-/// The 99.9% times of several trials. A trial that never reached 99.9% counts as worst.
+/// The 99.9% times of several trials, summarised as every benchmark does (nearest-rank, see
+/// [`super::latency`]). A trial that never reached 99.9% (or everyone) ranks as the worst, and
+/// a figure that falls on it is "not reached".
 struct Summary {
     median_999: Option<Duration>,
     worst_999: Option<Duration>,
@@ -75,49 +118,35 @@ struct Summary {
 impl Summary {
     fn of(spreads: &[Propagation]) -> Summary {
         let all_999: Vec<_> = spreads.iter().map(|spread| spread.to_999).collect();
-        // `None` (not reached) sorts after every time.
-        let mut sorted: Vec<_> = all_999.iter().map(|time| time.ok_or(())).collect();
-        sorted.sort_by(|a, b| match (a, b) {
-            (Ok(a), Ok(b)) => a.cmp(b),
-            (Ok(_), Err(())) => std::cmp::Ordering::Less,
-            (Err(()), Ok(_)) => std::cmp::Ordering::Greater,
-            (Err(()), Err(())) => std::cmp::Ordering::Equal,
-        });
-        let pick = |index: usize| sorted.get(index).and_then(|time| time.ok());
-        let worst_all = spreads
-            .iter()
-            .map(|spread| spread.to_all.ok_or(()))
-            .try_fold(Duration::ZERO, |worst, time| {
-                time.map(|time| worst.max(time))
-            })
-            .ok();
+        let to_999 = Latencies::with_unreached(all_999.iter().copied());
+        let to_all = Latencies::with_unreached(spreads.iter().map(|spread| spread.to_all));
         Summary {
-            median_999: pick(sorted.len() / 2),
-            worst_999: pick(sorted.len().saturating_sub(1)),
+            median_999: to_999.median(),
+            worst_999: to_999.max(),
             all_999,
-            worst_all,
+            worst_all: to_all.max(),
         }
     }
 }
 
-fn simulate(args: &GossipBenchArgs) -> anyhow::Result<()> {
-    if args.members < 2 {
+fn simulate(options: &GossipOptions) -> anyhow::Result<()> {
+    if options.members < 2 {
         bail!("--members must be at least 2");
     }
-    if !(0.0..1.0).contains(&args.loss) {
+    if !(0.0..1.0).contains(&options.loss) {
         bail!("--loss must be in [0, 1)");
     }
-    if !(args.minutes.is_finite() && args.minutes >= 0.0) {
+    if !(options.minutes.is_finite() && options.minutes >= 0.0) {
         bail!("--minutes must be a non-negative number");
     }
-    let cluster_size = NonZeroU32::new(u32::try_from(args.members).unwrap_or(u32::MAX))
+    let cluster_size = NonZeroU32::new(u32::try_from(options.members).unwrap_or(u32::MAX))
         .context("--members must be at least 1")?;
-    let (profile, profile_name) = match args.profile {
-        GossipProfile::Lan => (Profile::Lan { cluster_size }, "lan"),
-        GossipProfile::Wan => (Profile::Wan { cluster_size }, "wan"),
+    let (profile, profile_name) = match options.profile {
+        ProfileKind::Lan => (Profile::Lan { cluster_size }, "lan"),
+        ProfileKind::Wan => (Profile::Wan { cluster_size }, "wan"),
     };
-    let mut config = SimConfig::new(args.members, args.loss, &profile, args.seed);
-    if let Some(threads) = args.threads {
+    let mut config = SimConfig::new(options.members, options.loss, &profile, options.seed);
+    if let Some(threads) = options.threads {
         config.threads = threads.max(1);
     }
     let foca = config.foca.clone();
@@ -126,9 +155,9 @@ fn simulate(args: &GossipBenchArgs) -> anyhow::Result<()> {
         "gossip simulation: {} members, {:.1}% loss, seed {}, profile {profile_name}: probe every \
          {} ms (rtt {} ms, {} indirect), suspect to down after {} ms, gossip every {} ms to {}, \
          {} transmissions",
-        args.members,
-        args.loss * 100.0,
-        args.seed,
+        options.members,
+        options.loss * 100.0,
+        options.seed,
         foca.probe_period.as_millis(),
         foca.probe_rtt.as_millis(),
         foca.num_indirect_probes,
@@ -154,7 +183,7 @@ fn simulate(args: &GossipBenchArgs) -> anyhow::Result<()> {
     let mut joins = Vec::new();
     let mut crashes = Vec::new();
     let phase = Instant::now();
-    for trial in 1..=args.trials.max(1) {
+    for trial in 1..=options.trials.max(1) {
         let started = Instant::now();
         let join = measure_join(&mut sim, JOIN_TIMEOUT).context("cannot add a member")?;
         print_spread(&format!("join {trial}"), &join, started.elapsed());
@@ -178,13 +207,13 @@ fn simulate(args: &GossipBenchArgs) -> anyhow::Result<()> {
     );
 
     let phase = Instant::now();
-    let total = Duration::from_secs_f64(args.minutes * 60.0);
+    let total = Duration::from_secs_f64(options.minutes * 60.0);
     let steady_start = sim.now();
     let steady = measure_steady(&mut sim, total, PROGRESS_SLICE, |sim| {
         eprintln!(
             "  steady state: {:.1} of {:.1} simulated min, {} false downs so far [{:.0} s wall]",
             (sim.now().saturating_sub(steady_start)).as_secs_f64() / 60.0,
-            args.minutes,
+            options.minutes,
             sim.false_downs().incidents,
             started.elapsed().as_secs_f64()
         );
@@ -214,9 +243,9 @@ fn simulate(args: &GossipBenchArgs) -> anyhow::Result<()> {
 
     let report = json!({
         "bench": "gossip",
-        "members": args.members,
-        "loss": args.loss,
-        "seed": args.seed,
+        "members": options.members,
+        "loss": options.loss,
+        "seed": options.seed,
         "profile": profile_name,
         "probe_period_ms": foca.probe_period.as_millis(),
         "probe_rtt_ms": foca.probe_rtt.as_millis(),

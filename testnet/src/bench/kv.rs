@@ -1,6 +1,8 @@
 //! `testnet bench kv`: write throughput and latency of the replicated KV store.
 //!
-//! `--managers` agents in temp dirs are formed into one cluster (one manager: `init`; more: a
+//! `--managers` agents of a [`Cluster`] in a temp dir — processes on 127.0.0.1 with `--backend
+//! local` (the default), containers with `--backend docker` — are formed into one cluster
+//! (one manager: `init`; more: a
 //! static bootstrap, `init --peers` on the first and `init --join-addr` on the others) and
 //! waited on until every manager votes under one leader. After a short unmeasured warm-up,
 //! `--clients` tasks, each on its own control connection, take write numbers from one shared
@@ -24,12 +26,71 @@ use symphony_ctl::proto::ReadConsistency;
 use tokio::sync::Barrier;
 use tokio::time::Instant;
 
-use super::latency::LatencySummary;
-use crate::cli::{BenchTarget, KvBenchArgs};
+use super::figures::round2;
+use super::latency::Latencies;
 use crate::harness::{AgentOptions, Cluster, ClusterOptions};
+use crate::lab::BackendKind;
+use crate::splitmix::SplitMix64;
 
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 const KEY_PREFIX: &str = "bench/";
+
+/// What `testnet bench kv` measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvOptions {
+    /// How many managers the cluster has; more than one are formed with a static bootstrap.
+    pub managers: usize,
+    /// Which backend runs them.
+    pub backend: BackendKind,
+    /// Which managers the clients write through.
+    pub target: Target,
+    /// Concurrent clients, each with its own control connection.
+    pub clients: usize,
+    /// Measured writes, in total over all clients.
+    pub ops: u64,
+    /// Bytes per value.
+    pub value_size: usize,
+    /// Unmeasured writes before the measurement, to warm up the agent and its store.
+    pub warmup: u64,
+    /// The agent binary; `None`: `$SYMPHONY_AGENT_BIN` or next to this executable.
+    pub agent_bin: Option<PathBuf>,
+    /// Passed to the agents: take a snapshot every this many entries.
+    pub snapshot_interval: u64,
+}
+
+impl Default for KvOptions {
+    fn default() -> Self {
+        KvOptions {
+            managers: 1,
+            backend: BackendKind::Local,
+            target: Target::All,
+            clients: 64,
+            ops: 10_000,
+            value_size: 256,
+            warmup: 200,
+            agent_bin: None,
+            snapshot_interval: 10_000,
+        }
+    }
+}
+
+/// Which managers the benchmark clients talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// Only the leader: no forwarding.
+    Leader,
+    /// All managers round-robin: writes to followers are forwarded to the leader.
+    All,
+}
+
+impl Target {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Leader => "leader",
+            Target::All => "all",
+        }
+    }
+}
 
 /// What one client task measured.
 #[derive(Debug, Default)]
@@ -41,10 +102,15 @@ struct ClientResult {
     first_error: Option<String>,
 }
 
-/// Agent options for benchmarks: quiet logs (the agents' logging would otherwise compete with
-/// the benchmark for the disk) and the asked snapshot interval.
-pub(crate) fn bench_options(agent_bin: Option<PathBuf>, snapshot_interval: u64) -> ClusterOptions {
+/// Cluster options for benchmarks: quiet logs (the agents' logging would otherwise compete
+/// with the benchmark for the disk) and the asked snapshot interval.
+pub(crate) fn bench_options(
+    backend: BackendKind,
+    agent_bin: Option<PathBuf>,
+    snapshot_interval: u64,
+) -> ClusterOptions {
     ClusterOptions {
+        backend,
         agent: AgentOptions {
             bin: agent_bin,
             log_level: "warn".to_string(),
@@ -67,12 +133,15 @@ pub(crate) async fn start_cluster(
         .await
         .context("cannot start the managers")?;
     for index in 0..cluster.len() {
-        let agent = cluster.agent(index)?;
+        let node = cluster.record(index)?;
         println!(
-            "{} started: pid {}, config dir {}",
-            cluster.name(index),
-            agent.pid().unwrap_or_default(),
-            agent.config_dir().display()
+            "{} started: {}, config dir {}",
+            node.name,
+            node.handle
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            node.config_dir.display()
         );
     }
     cluster
@@ -89,41 +158,43 @@ pub(crate) async fn stop_cluster(cluster: &mut Cluster) {
             continue;
         }
         let name = cluster.name(index);
-        match cluster.terminate(index, SHUTDOWN_TIMEOUT).await {
-            Ok(true) => {}
-            Ok(false) => eprintln!("warning: {name} exited with an error after SIGTERM"),
-            Err(error) => eprintln!("warning: {name} did not shut down cleanly: {error}"),
+        if let Err(error) = cluster.terminate(index, SHUTDOWN_TIMEOUT).await {
+            eprintln!("warning: {name} did not shut down cleanly: {error}");
         }
     }
 }
 
-pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
-    if args.managers == 0 || args.clients == 0 || args.ops == 0 {
+pub async fn run(options: KvOptions) -> anyhow::Result<()> {
+    if options.managers == 0 || options.clients == 0 || options.ops == 0 {
         bail!("--managers, --clients and --ops must all be at least 1");
     }
 
-    let options = bench_options(args.agent_bin.clone(), args.snapshot_interval);
-    let mut cluster = start_cluster(args.managers, options).await?;
+    let cluster_options = bench_options(
+        options.backend,
+        options.agent_bin.clone(),
+        options.snapshot_interval,
+    );
+    let mut cluster = start_cluster(options.managers, cluster_options).await?;
     let leader = cluster
         .leader()
         .await
         .context("the cluster did not elect a leader")?;
     println!(
         "{} managers formed; {} leads",
-        args.managers,
+        options.managers,
         cluster.name(leader)
     );
-    let targets: Vec<PathBuf> = match args.target {
-        BenchTarget::Leader => vec![cluster.socket_path(leader)?],
-        BenchTarget::All => (0..cluster.len())
+    let targets: Vec<PathBuf> = match options.target {
+        Target::Leader => vec![cluster.socket_path(leader)?],
+        Target::All => (0..cluster.len())
             .map(|index| cluster.socket_path(index))
             .collect::<Result<_, _>>()?,
     };
 
     let mut admin = cluster.client(leader).await?;
-    warm_up(&mut admin, args.warmup, args.value_size).await?;
+    warm_up(&mut admin, options.warmup, options.value_size).await?;
     let started = Instant::now();
-    let mut results = measure(&targets, &args).await?;
+    let mut results = measure(&targets, &options).await?;
     let elapsed = started.elapsed();
 
     let errors: u64 = results.iter().map(|result| result.errors).sum();
@@ -133,24 +204,27 @@ pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
             cluster.acknowledged().record(&key, &value, revision);
         }
     }
-    let mut latencies: Vec<Duration> = results
-        .iter_mut()
-        .flat_map(|result| std::mem::take(&mut result.latencies))
-        .collect();
+    let latencies = Latencies::new(
+        results
+            .iter_mut()
+            .flat_map(|result| std::mem::take(&mut result.latencies)),
+    );
     let written = latencies.len();
-    let summary = LatencySummary::from_samples(&mut latencies);
+    let summary = latencies.summary();
     let writes_per_sec = written as f64 / elapsed.as_secs_f64().max(f64::EPSILON);
     let lost = count_lost(&cluster).await?;
 
     println!(
-        "kv put: {written} writes of {} bytes by {} clients through {} ({} managers) in {:.2} s",
-        args.value_size,
-        args.clients,
-        match args.target {
-            BenchTarget::Leader => "the leader",
-            BenchTarget::All => "all managers",
+        "kv put: {written} writes of {} bytes by {} clients through {} ({} managers, {} backend) \
+         in {:.2} s",
+        options.value_size,
+        options.clients,
+        match options.target {
+            Target::Leader => "the leader",
+            Target::All => "all managers",
         },
-        args.managers,
+        options.managers,
+        options.backend,
         elapsed.as_secs_f64()
     );
     println!("  throughput: {writes_per_sec:.1} writes/s");
@@ -171,11 +245,12 @@ pub async fn run(args: KvBenchArgs) -> anyhow::Result<()> {
         "{}",
         json!({
             "bench": "kv",
-            "managers": args.managers,
-            "target": args.target.as_str(),
-            "clients": args.clients,
-            "ops": args.ops,
-            "value_size": args.value_size,
+            "managers": options.managers,
+            "backend": options.backend.as_str(),
+            "target": options.target.as_str(),
+            "clients": options.clients,
+            "ops": options.ops,
+            "value_size": options.value_size,
             "writes_per_sec": round2(writes_per_sec),
             "p50_ms": round2(summary.p50_ms),
             "p99_ms": round2(summary.p99_ms),
@@ -222,10 +297,10 @@ pub(crate) async fn count_lost(cluster: &Cluster) -> anyhow::Result<usize> {
 /// Unmeasured sequential writes, so that the measurement does not include the store's first
 /// allocations and the first Raft round trips.
 async fn warm_up(client: &mut Client, writes: u64, value_size: usize) -> anyhow::Result<()> {
-    let mut values = ValueSource::new(u64::MAX);
+    let mut values = SplitMix64::new(u64::MAX);
     for n in 0..writes {
         client
-            .kv_put(format!("warmup/{n}"), values.next_value(value_size), None)
+            .kv_put(format!("warmup/{n}"), values.bytes(value_size), None)
             .await
             .context("a warm-up write failed")?;
     }
@@ -234,9 +309,9 @@ async fn warm_up(client: &mut Client, writes: u64, value_size: usize) -> anyhow:
 
 /// Runs the client tasks and returns what each measured. Client `i` talks to
 /// `targets[i mod len]`. All clients connect before any writes, and start together.
-async fn measure(targets: &[PathBuf], args: &KvBenchArgs) -> anyhow::Result<Vec<ClientResult>> {
-    let mut clients = Vec::with_capacity(args.clients);
-    for index in 0..args.clients {
+async fn measure(targets: &[PathBuf], options: &KvOptions) -> anyhow::Result<Vec<ClientResult>> {
+    let mut clients = Vec::with_capacity(options.clients);
+    for index in 0..options.clients {
         let socket = targets[index % targets.len()].clone();
         let client = Client::connect(&socket)
             .await
@@ -244,16 +319,16 @@ async fn measure(targets: &[PathBuf], args: &KvBenchArgs) -> anyhow::Result<Vec<
         clients.push((socket, client));
     }
     let next_op = Arc::new(AtomicU64::new(0));
-    let start = Arc::new(Barrier::new(args.clients));
-    let mut tasks = Vec::with_capacity(args.clients);
+    let start = Arc::new(Barrier::new(options.clients));
+    let mut tasks = Vec::with_capacity(options.clients);
     for (index, (socket, client)) in clients.into_iter().enumerate() {
         let worker = ClientWorker {
             index,
             client,
             socket,
             next_op: Arc::clone(&next_op),
-            total_ops: args.ops,
-            value_size: args.value_size,
+            total_ops: options.ops,
+            value_size: options.value_size,
         };
         let start = Arc::clone(&start);
         tasks.push(tokio::spawn(async move {
@@ -281,14 +356,16 @@ struct ClientWorker {
 impl ClientWorker {
     async fn run(mut self) -> ClientResult {
         let mut result = ClientResult::default();
-        let mut values = ValueSource::new(self.index as u64);
+        // Seeded per client, so that clients write different bytes (no store can profit from
+        // repetition).
+        let mut values = SplitMix64::new(self.index as u64);
         loop {
             let op = self.next_op.fetch_add(1, Ordering::Relaxed);
             if op >= self.total_ops {
                 return result;
             }
             let key = format!("{KEY_PREFIX}{}/{op}", self.index);
-            let value = values.next_value(self.value_size);
+            let value = values.bytes(self.value_size);
             let sent = Instant::now();
             match self.client.kv_put(key.clone(), value.clone(), None).await {
                 Ok(written) => {
@@ -320,59 +397,5 @@ impl ClientWorker {
                 false
             }
         }
-    }
-}
-
-/// Random-looking values without a random number generator crate: splitmix64, seeded per
-/// client so that clients write different bytes (no store can profit from repetition).
-pub(crate) struct ValueSource {
-    state: u64,
-}
-
-impl ValueSource {
-    pub(crate) fn new(seed: u64) -> ValueSource {
-        ValueSource {
-            state: seed ^ 0x9E37_79B9_7F4A_7C15,
-        }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub(crate) fn next_value(&mut self, len: usize) -> Vec<u8> {
-        let mut value = Vec::with_capacity(len + 8);
-        while value.len() < len {
-            value.extend_from_slice(&self.next_u64().to_le_bytes());
-        }
-        value.truncate(len);
-        value
-    }
-}
-
-pub(crate) fn round2(value: f64) -> f64 {
-    (value * 100.0).round() / 100.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_have_the_asked_length_and_differ() {
-        let mut values = ValueSource::new(1);
-        let first = values.next_value(256);
-        let second = values.next_value(256);
-        assert_eq!(first.len(), 256);
-        assert_eq!(values.next_value(3).len(), 3);
-        assert_ne!(first, second);
-        assert_ne!(
-            ValueSource::new(2).next_value(16),
-            ValueSource::new(3).next_value(16)
-        );
     }
 }

@@ -6,9 +6,11 @@
 //! - [`fleet`]: a real fleet of agent processes on loopback: forming, join and failure
 //!   detection times, idle CPU and memory;
 //! - [`gossip`]: gossip at scale, in the in-process simulator of `symphony_gossip::sim`;
-//! - [`latency`]: percentiles over the measured per-operation latencies.
+//! - [`latency`]: the one summary of measured times (nearest-rank percentiles) they all report
+//!   with, and [`figures`]: milliseconds and rounding.
 
 pub mod failover;
+pub mod figures;
 pub mod fleet;
 pub mod gossip;
 pub mod kv;

@@ -2,27 +2,44 @@
 //! artifacts go, Ctrl-C, printing the summary and the final JSON line, and the exit status.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::error::ChaosError;
-use super::options::{ChaosOptions, agent_args};
+use super::options::ChaosOptions;
 use super::runner::{self, SaveLogs};
-use crate::cli::ChaosArgs;
+
+/// What `testnet chaos` was asked for: the run, and where it and its artifacts go.
+#[derive(Debug, Clone)]
+pub struct ChaosCommand {
+    /// The seed of every random choice; `None`: one from the clock (printed, so that the run
+    /// can be repeated).
+    pub seed: Option<u64>,
+    /// Keep the artifacts here — the report (report.json) and the agents' logs (logs/) — and
+    /// run the testnet in `dir/lab`; `None`: a temp dir.
+    pub dir: Option<PathBuf>,
+    /// Where the report goes when the run fails (default: `dir/report.json` with a dir, else
+    /// `./chaos-seed<SEED>.json`, with the agents' logs in `./chaos-seed<SEED>.logs/`).
+    pub out: Option<PathBuf>,
+    /// The run; its `seed` and `lab_dir` are the ones this command settles on.
+    pub run: ChaosOptions,
+}
 
 /// Runs `testnet chaos`. Fails (so the process exits non-zero) when the run failed: a
 /// violation, a worker check violation, or a cluster that did not recover.
-pub async fn run(args: ChaosArgs) -> Result<(), ChaosError> {
-    let seed = args.seed.unwrap_or_else(seed_from_clock);
-    // Without --dir everything lives in a temp dir that goes at the end; the report of a failed
+pub async fn run(command: ChaosCommand) -> Result<(), ChaosError> {
+    let seed = command.seed.unwrap_or_else(seed_from_clock);
+    // Without a dir everything lives in a temp dir that goes at the end; the report of a failed
     // run (and the agents' logs) are written next to where the command ran.
     let temp;
-    let (base, report_path, save_logs) = match &args.dir {
+    let (base, report_path, save_logs) = match &command.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .map_err(ChaosError::io(format!("cannot create {}", dir.display())))?;
-            let report = args.out.clone().unwrap_or_else(|| dir.join("report.json"));
+            let report = command
+                .out
+                .clone()
+                .unwrap_or_else(|| dir.join("report.json"));
             (dir.clone(), report, SaveLogs::Always(dir.join("logs")))
         }
         None => {
@@ -30,7 +47,7 @@ pub async fn run(args: ChaosArgs) -> Result<(), ChaosError> {
                 .prefix("symphony-chaos-")
                 .tempdir()
                 .map_err(ChaosError::io("cannot create a temp dir for the testnet"))?;
-            let report = args
+            let report = command
                 .out
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(format!("chaos-seed{seed}.json")));
@@ -38,21 +55,11 @@ pub async fn run(args: ChaosArgs) -> Result<(), ChaosError> {
             (temp.path().to_path_buf(), report, SaveLogs::OnFailure(logs))
         }
     };
-    let mut options = ChaosOptions::new(seed, base.join("lab"));
-    options.duration = args.duration;
-    options.faults = args.faults.clone();
-    options.backend = args.backend;
-    options.managers = args.managers;
-    options.workers = args.workers;
-    options.clients = args.clients;
-    options.keys = args.keys;
-    options.agent_bin = args.agent_bin.clone();
-    options.subnet = args.subnet.parse()?;
-    options.agent_args = agent_args(&args.agent_arg);
-    options.log_level = args.log_level.clone();
-    options.op_timeout = Duration::from_millis(args.op_timeout_ms);
-    options.worker_down_timeout = Duration::from_secs(args.worker_down_timeout_s);
-    options.recovery_timeout = Duration::from_secs(args.recovery_timeout_s);
+    let options = ChaosOptions {
+        seed,
+        lab_dir: base.join("lab"),
+        ..command.run
+    };
 
     let (tell, interrupt) = watch::channel(false);
     let ctrl_c = tokio::spawn(async move {
@@ -67,7 +74,7 @@ pub async fn run(args: ChaosArgs) -> Result<(), ChaosError> {
 
     println!("{}", run.summary());
     let failures = run.failures();
-    let report = if args.dir.is_some() || !failures.is_empty() {
+    let report = if command.dir.is_some() || !failures.is_empty() {
         run.write_json(&report_path)?;
         Some(report_path)
     } else {

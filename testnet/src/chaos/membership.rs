@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use symphony_ctl::Client;
 use symphony_ctl::proto::Role;
+use symphony_ctl::{Client, ClientError};
 
 use super::board::Board;
 use crate::lab::Lab;
@@ -88,35 +88,42 @@ pub async fn join_again(lab: &Lab, board: &Board, name: &str) -> Result<(), Stri
 
 /// `node demote` of manager `name`, asked of another manager.
 pub async fn demote(lab: &Lab, board: &Board, name: &str) -> Result<(), String> {
-    let node_id = node_id(lab, name)?;
-    let (via_name, via_socket, _) = other_manager(lab, board, name)?;
-    call_retrying(
-        &via_name,
-        &via_socket,
-        &format!("node demote {name}"),
-        ADMIN_TOTAL,
-        ADMIN_ATTEMPT,
-        async |client: &mut Client| client.node_demote(node_id).await,
-    )
+    ask_another_manager(lab, board, name, "demote", async |client, node_id| {
+        client.node_demote(node_id).await.map(|_| ())
+    })
     .await
-    .map(|_| ())
-    .map_err(|error| error.to_string())
 }
 
 /// `node promote` of manager `name`, asked of another manager.
 pub async fn promote(lab: &Lab, board: &Board, name: &str) -> Result<(), String> {
+    ask_another_manager(lab, board, name, "promote", async |client, node_id| {
+        client.node_promote(node_id).await.map(|_| ())
+    })
+    .await
+}
+
+/// `node VERB` of manager `name` (by its node id), asked of another manager, with retries.
+async fn ask_another_manager<F>(
+    lab: &Lab,
+    board: &Board,
+    name: &str,
+    verb: &str,
+    mut op: F,
+) -> Result<(), String>
+where
+    F: AsyncFnMut(&mut Client, u64) -> Result<(), ClientError>,
+{
     let node_id = node_id(lab, name)?;
     let (via_name, via_socket, _) = other_manager(lab, board, name)?;
     call_retrying(
         &via_name,
         &via_socket,
-        &format!("node promote {name}"),
+        &format!("node {verb} {name}"),
         ADMIN_TOTAL,
         ADMIN_ATTEMPT,
-        async |client: &mut Client| client.node_promote(node_id).await,
+        async |client: &mut Client| op(client, node_id).await,
     )
     .await
-    .map(|_| ())
     .map_err(|error| error.to_string())
 }
 

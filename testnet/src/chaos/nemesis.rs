@@ -543,42 +543,9 @@ impl Nemesis {
 
     /// SIGTERM to `target` and wait until it exited; SIGKILL if it does not in time.
     async fn terminate(&mut self, target: &str) -> Result<(), String> {
-        let node = self
-            .lab
-            .node(target)
-            .map_err(|error| error.to_string())?
-            .clone();
-        let sent = match &node.handle {
-            Some(crate::lab::NodeHandle::Process { pid, .. }) => send_term(*pid),
-            Some(crate::lab::NodeHandle::Container { id }) => {
-                let id = id.clone();
-                blocking(move || {
-                    crate::lab::docker::Docker::detect()
-                        .and_then(|docker| {
-                            docker
-                                .run(&["kill", "--signal", "TERM", &id])
-                                .map_err(|error| error.to_string())
-                        })
-                        .map(|_| ())
-                })
-            }
-            None => Err(format!("{target} was never started")),
-        };
-        sent?;
-        let deadline = Instant::now() + TERMINATE_TIMEOUT;
-        loop {
-            let state = blocking(|| self.lab.backend.probe(&node));
-            if state == crate::lab::ProcessState::Gone {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                blocking(|| self.lab.kill(target)).map_err(|error| error.to_string())?;
-                return Err(format!(
-                    "{target} did not stop within {TERMINATE_TIMEOUT:?} of SIGTERM; killed"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        off_runtime(self.lab.terminate(target, TERMINATE_TIMEOUT))
+            .await
+            .map_err(|error| error.to_string())
     }
 
     fn draw_ms(&mut self, (low, high): (u64, u64)) -> Duration {
@@ -676,15 +643,6 @@ fn pick_sides(
 }
 
 /// SIGTERM to a local agent process.
-fn send_term(pid: u32) -> Result<(), String> {
-    let pid = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-        .ok_or_else(|| format!("{pid} is not a process id"))?;
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM)
-        .map_err(|error| format!("cannot send SIGTERM to {}: {error}", pid.as_raw_pid()))
-}
-
 /// `manager-2 (leader)` or `worker-1`.
 fn describe(name: &str, leader: Option<&str>) -> String {
     if leader == Some(name) {
@@ -701,38 +659,32 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::lab::Subnet;
     use crate::lab::plan::plan;
+    use crate::lab::{Addressing, Subnet};
 
     fn nodes() -> Vec<NodeRecord> {
-        plan(Path::new("/x"), Subnet::DEFAULT, 3, 2).unwrap()
+        plan(Path::new("/x"), Addressing::Subnet, Subnet::DEFAULT, 3, 2).unwrap()
     }
 
     #[test]
     fn targets_are_the_leader_a_manager_or_a_worker() {
         let nodes = nodes();
         let leader = Some("manager-2");
-        assert_eq!(
-            pick_target(&nodes, 10, 0, leader, FaultKind::Kill),
-            "manager-2"
-        );
-        assert_eq!(
-            pick_target(&nodes, 50, 2, leader, FaultKind::Kill),
-            "manager-3"
-        );
-        assert_eq!(
-            pick_target(&nodes, 80, 1, leader, FaultKind::Pause),
-            "worker-2"
-        );
-        // Membership faults only ever hit managers; without a leader a manager is picked.
-        assert_eq!(
-            pick_target(&nodes, 80, 1, leader, FaultKind::Membership),
-            "manager-2"
-        );
-        assert_eq!(
-            pick_target(&nodes, 10, 0, None, FaultKind::Kill),
-            "manager-1"
-        );
+        let cases = [
+            (10, 0, leader, FaultKind::Kill, "manager-2"),
+            (50, 2, leader, FaultKind::Kill, "manager-3"),
+            (80, 1, leader, FaultKind::Pause, "worker-2"),
+            // Membership faults only ever hit managers; without a leader a manager is picked.
+            (80, 1, leader, FaultKind::Membership, "manager-2"),
+            (10, 0, None, FaultKind::Kill, "manager-1"),
+        ];
+        for (roll, index_roll, leader, kind, expected) in cases {
+            assert_eq!(
+                pick_target(&nodes, roll, index_roll, leader, kind),
+                expected,
+                "roll {roll}, index roll {index_roll}, leader {leader:?}, {kind}"
+            );
+        }
     }
 
     #[test]

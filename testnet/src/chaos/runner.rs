@@ -25,7 +25,7 @@ use super::report::{ChaosRun, RunSetup, unavailability};
 use super::tasks::{blocking, stopped};
 use super::workload::{self, Workload};
 use super::{sampler, settle};
-use crate::lab::{Lab, LabError, UpOptions};
+use crate::lab::{Addressing, Lab, LabError, Lifetime, UpOptions};
 
 /// How long the final reads may keep trying.
 const FINAL_READS_TIMEOUT: Duration = Duration::from_secs(60);
@@ -57,6 +57,10 @@ pub async fn run(
         backend: options.backend,
         agent_bin: options.agent_bin.clone(),
         subnet: options.subnet,
+        // Partitions need nodes on addresses of their own.
+        addressing: Addressing::Subnet,
+        // Taken down by the run itself, from its state file, also after a Ctrl-C.
+        lifetime: Lifetime::Detached,
         log_level: options.log_level.clone(),
         agent_args: options.agent_args.clone(),
         start_timeout: options.start_timeout,

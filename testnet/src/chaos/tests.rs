@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::*;
+use crate::splitmix::SplitMix64;
 
 const KEY: &str = "k";
 
@@ -537,27 +538,6 @@ fn a_violation_report_round_trips() {
 
 // Random histories from a real execution.
 
-/// splitmix64: small, deterministic, good enough to pick operations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
 struct Workload {
     clients: u32,
     ops_per_client: u32,
@@ -625,7 +605,7 @@ enum Phase {
 /// instant between its invoke and its completion (a lost write: at any instant after its
 /// invoke, or never), so the history is linearizable by construction.
 fn generate(seed: u64, workload: &Workload) -> History {
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut store = Store::default();
     let mut ops: Vec<OpRecord> = Vec::new();
     let mut phases: Vec<Phase> = (0..workload.clients).map(|_| Phase::Idle).collect();
@@ -767,7 +747,7 @@ fn a_read_of_a_value_never_written_is_found_in_generated_histories() {
     for seed in 0..50 {
         let mut history = generate(seed, &small_workload());
         let reads = successful_reads(&history);
-        let mut rng = Rng(seed ^ 0xabcdef);
+        let mut rng = SplitMix64::new(seed ^ 0xabcdef);
         let index = reads[rng.below(reads.len() as u64) as usize];
         history.ops[index].outcome = Outcome::Ok(OpResult::Read {
             found: Some(ReadValue {
@@ -939,7 +919,7 @@ fn brute_force(records: &[OpRecord]) -> bool {
 }
 
 /// A small single-key history with arbitrary results: mostly not linearizable.
-fn random_small_history(rng: &mut Rng) -> History {
+fn random_small_history(rng: &mut SplitMix64) -> History {
     let n = 2 + rng.below(6);
     let mut ops = Vec::new();
     let mut values: Vec<String> = Vec::new();
@@ -1007,7 +987,7 @@ fn random_small_history(rng: &mut Rng) -> History {
 
 #[test]
 fn the_search_agrees_with_brute_force() {
-    let mut rng = Rng(42);
+    let mut rng = SplitMix64::new(42);
     let (mut good, mut bad) = (0, 0);
     for case in 0..6_000 {
         let history = if case % 3 == 0 {
@@ -1021,7 +1001,7 @@ fn the_search_agrees_with_brute_force() {
                 lost_percent: 40,
                 failed_percent: 5,
             };
-            let mut history = generate(rng.next(), &workload);
+            let mut history = generate(rng.next_u64(), &workload);
             scramble(&mut history, &mut rng);
             history
         };
@@ -1049,7 +1029,7 @@ fn the_search_agrees_with_brute_force() {
 }
 
 /// Maybe changes one result: a read's revision, or a compare-and-set's outcome.
-fn scramble(history: &mut History, rng: &mut Rng) {
+fn scramble(history: &mut History, rng: &mut SplitMix64) {
     let reads = successful_reads(history);
     if !reads.is_empty() && rng.chance(50) {
         let read = reads[rng.below(reads.len() as u64) as usize];

@@ -6,7 +6,6 @@
 //!   that the first start really is a first start;
 //! - `agent.log`: the agent's stdout and stderr, appended across restarts.
 
-use std::fs::OpenOptions;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -17,7 +16,7 @@ use symphony_ctl::proto::StatusInfo;
 use tempfile::TempDir;
 use tokio::time::Instant;
 
-use super::{HarnessError, find_agent_binary, free_addr, poll_until};
+use super::{AgentCommandLine, HarnessError, find_agent_binary, free_addr, log, poll_until};
 
 const POLL_PAUSE: Duration = Duration::from_millis(20);
 const LOG_TAIL_LINES: usize = 40;
@@ -155,33 +154,29 @@ impl AgentProcess {
     }
 
     fn launch(&mut self) -> Result<(), HarnessError> {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .map_err(HarnessError::io(format!(
-                "cannot open the agent log {}",
-                self.log_path.display()
-            )))?;
-        self.run_log_offset = log
+        let log_file = log::append(&self.log_path).map_err(HarnessError::io(format!(
+            "cannot open the agent log {}",
+            self.log_path.display()
+        )))?;
+        self.run_log_offset = log_file
             .metadata()
             .map_err(HarnessError::io("cannot read the agent log's length"))?
             .len();
-        let stderr = log.try_clone().map_err(HarnessError::io(
+        let stderr = log_file.try_clone().map_err(HarnessError::io(
             "cannot share the agent log between stdout and stderr",
         ))?;
+        let command_line = AgentCommandLine {
+            config_dir: self.config_dir.clone(),
+            raft_addr: self.raft_addr,
+            remote_addr: self.remote_addr,
+            advertise_ip: None,
+            log_level: self.log_level.clone(),
+            extra: self.extra_args.clone(),
+        };
         let child = Command::new(&self.bin)
-            .arg("--config-dir")
-            .arg(&self.config_dir)
-            .arg("--listen-raft-addr")
-            .arg(self.raft_addr.to_string())
-            .arg("--listen-remote-addr")
-            .arg(self.remote_addr.to_string())
-            .arg("--log-level")
-            .arg(&self.log_level)
-            .args(&self.extra_args)
+            .args(command_line.args())
             .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
+            .stdout(Stdio::from(log_file))
             .stderr(Stdio::from(stderr))
             .spawn()
             .map_err(HarnessError::io(format!(
@@ -364,29 +359,17 @@ impl AgentProcess {
 
     /// Everything the agent wrote to stdout and stderr, across restarts.
     pub fn log(&self) -> String {
-        self.read_log(0)
+        log::read_from(&self.log_path, 0)
     }
 
     /// What the current (or last) run wrote, without earlier runs.
     pub fn run_log(&self) -> String {
-        self.read_log(self.run_log_offset)
-    }
-
-    fn read_log(&self, from: u64) -> String {
-        match std::fs::read(&self.log_path) {
-            Ok(bytes) => {
-                let from = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
-                String::from_utf8_lossy(&bytes[from..]).into_owned()
-            }
-            Err(error) => format!("(cannot read {}: {error})", self.log_path.display()),
-        }
+        log::read_from(&self.log_path, self.run_log_offset)
     }
 
     /// The last lines of the current run's log, for error messages.
     pub fn log_tail(&self) -> String {
-        let log = self.run_log();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+        log::tail(&self.run_log(), LOG_TAIL_LINES)
     }
 }
 

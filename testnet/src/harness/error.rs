@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use symphony_ctl::ClientError;
 
+use crate::lab::LabError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
     #[error(
@@ -65,6 +67,9 @@ pub enum HarnessError {
     #[error("no running member of the cluster is left to ask")]
     NoLiveMember,
 
+    #[error("{node} has not answered on its control socket yet (wait for it first)")]
+    NotAnswered { node: String },
+
     #[error("{command} failed ({status}): {output}")]
     CommandFailed {
         command: String,
@@ -84,6 +89,20 @@ pub enum HarnessError {
 
     #[error(transparent)]
     Client(#[from] ClientError),
+
+    /// What the lab underneath a [`super::Cluster`] could not do.
+    #[error(transparent)]
+    Lab(Box<LabError>),
+}
+
+impl From<LabError> for HarnessError {
+    fn from(error: LabError) -> HarnessError {
+        match error {
+            // The lab's own waits fail with harness errors: no need to wrap them twice.
+            LabError::Harness(inner) => inner,
+            other => HarnessError::Lab(Box::new(other)),
+        }
+    }
 }
 
 impl HarnessError {

@@ -77,6 +77,16 @@ impl NodeHandle {
     }
 }
 
+impl fmt::Display for NodeHandle {
+    /// `pid 4242` or `container 0123456789ab`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeHandle::Process { pid, .. } => write!(f, "pid {pid}"),
+            NodeHandle::Container { id } => write!(f, "container {id}"),
+        }
+    }
+}
+
 /// What the backend sees of a node right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -100,8 +110,20 @@ pub trait Backend: fmt::Debug + Send + Sync {
         Ok(())
     }
 
-    /// Starts `node` on its config dir, detached: it outlives the calling process and a Ctrl-C
-    /// in its terminal. Does not wait for the node to answer.
+    /// Gives a node added after `prepare` (see [`crate::lab::Lab::add_nodes`]) its place, as
+    /// `prepare` did for the first ones; `index` is where it goes in `lab.nodes`.
+    fn place(
+        &self,
+        _lab: &LabState,
+        _index: usize,
+        _node: &mut NodeRecord,
+    ) -> Result<(), LabError> {
+        Ok(())
+    }
+
+    /// Starts `node` on its config dir. Does not wait for the node to answer. A detached
+    /// testnet's node outlives the calling process and a Ctrl-C in its terminal (see
+    /// [`crate::lab::Lifetime`]).
     fn start(&self, lab: &LabState, node: &NodeRecord) -> Result<NodeHandle, LabError>;
 
     /// Whether the node runs, is paused, or is gone.
@@ -109,6 +131,9 @@ pub trait Backend: fmt::Debug + Send + Sync {
 
     /// SIGKILL: the node dies at once, without flushing or leaving. Returns when it is gone.
     fn kill(&self, node: &NodeRecord) -> Result<(), LabError>;
+
+    /// SIGTERM: the agent leaves gracefully and exits. Does not wait for it.
+    fn terminate(&self, node: &NodeRecord) -> Result<(), LabError>;
 
     /// SIGSTOP: the node stops answering anything, as a hung machine would.
     fn pause(&self, node: &NodeRecord) -> Result<(), LabError>;

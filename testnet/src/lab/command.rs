@@ -1,51 +1,83 @@
 //! The `testnet up|status|kill|pause|resume|restart|partition|heal|down` commands: parse
-//! nothing (clap did), call the [`Lab`], print. Progress goes to stderr, results to stdout.
+//! nothing (the command line did, into an [`Action`]), call the [`Lab`], print. Progress goes
+//! to stderr, results to stdout.
 
-use std::time::Duration;
+use std::path::PathBuf;
 
 use super::partition::describe;
 use super::table;
 use super::up::UpOptions;
 use super::{Lab, LabError, LabStatus};
-use crate::cli::{LabCommand, UpArgs};
+
+/// One lab command. Every one but `Up` names the testnet by its state dir.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Up {
+        options: UpOptions,
+        json: bool,
+    },
+    Status {
+        dir: PathBuf,
+        json: bool,
+    },
+    /// A fault (or its undoing) on one node.
+    Node {
+        dir: PathBuf,
+        node: String,
+        op: NodeOp,
+    },
+    /// Sides as the user wrote them (see [`super::partition::resolve`]).
+    Partition {
+        dir: PathBuf,
+        sides: Vec<String>,
+    },
+    Heal {
+        dir: PathBuf,
+    },
+    Down {
+        dir: PathBuf,
+    },
+}
+
+/// What `testnet kill|pause|resume|restart NODE` does to the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeOp {
+    Kill,
+    Pause,
+    Resume,
+    Restart,
+}
 
 /// Runs one lab command.
-pub async fn run(command: LabCommand) -> Result<(), LabError> {
-    match command {
-        LabCommand::Up(args) => up(args).await,
-        LabCommand::Status(args) => {
-            let lab = Lab::open(&args.dir.dir)?;
-            print_status(&lab.status().await, args.json, false)
+pub async fn run(action: Action) -> Result<(), LabError> {
+    match action {
+        Action::Up { options, json } => up(options, json).await,
+        Action::Status { dir, json } => {
+            let lab = Lab::open(&dir)?;
+            print_status(&lab.status().await, json, false)
         }
-        LabCommand::Kill(args) => {
-            let mut lab = Lab::open(&args.dir.dir)?;
-            println!("{}", lab.kill(&args.node)?);
+        Action::Node { dir, node, op } => {
+            let mut lab = Lab::open(&dir)?;
+            let said = match op {
+                NodeOp::Kill => lab.kill(&node)?,
+                NodeOp::Pause => lab.pause(&node)?,
+                NodeOp::Resume => lab.resume(&node)?,
+                NodeOp::Restart => {
+                    lab.restart(&node).await?;
+                    let pid = lab
+                        .node(&node)?
+                        .pid()
+                        .map(|pid| format!(" (pid {pid})"))
+                        .unwrap_or_default();
+                    format!("{node} restarted{pid} and answering")
+                }
+            };
+            println!("{said}");
             Ok(())
         }
-        LabCommand::Pause(args) => {
-            let mut lab = Lab::open(&args.dir.dir)?;
-            println!("{}", lab.pause(&args.node)?);
-            Ok(())
-        }
-        LabCommand::Resume(args) => {
-            let mut lab = Lab::open(&args.dir.dir)?;
-            println!("{}", lab.resume(&args.node)?);
-            Ok(())
-        }
-        LabCommand::Restart(args) => {
-            let mut lab = Lab::open(&args.dir.dir)?;
-            lab.restart(&args.node).await?;
-            let pid = lab
-                .node(&args.node)?
-                .pid()
-                .map(|pid| format!(" (pid {pid})"))
-                .unwrap_or_default();
-            println!("{} restarted{pid} and answering", args.node);
-            Ok(())
-        }
-        LabCommand::Partition(args) => {
-            let mut lab = Lab::open(&args.dir.dir)?;
-            let partition = lab.partition(&args.sides)?;
+        Action::Partition { dir, sides } => {
+            let mut lab = Lab::open(&dir)?;
+            let partition = lab.partition(&sides)?;
             println!(
                 "partitioned: {} ({} one-way links cut); `testnet heal` undoes it",
                 describe(&partition.sides),
@@ -53,8 +85,8 @@ pub async fn run(command: LabCommand) -> Result<(), LabError> {
             );
             Ok(())
         }
-        LabCommand::Heal(args) => {
-            let mut lab = Lab::open(&args.dir)?;
+        Action::Heal { dir } => {
+            let mut lab = Lab::open(&dir)?;
             if lab.heal()? {
                 println!("healed: every link works again");
             } else {
@@ -62,8 +94,8 @@ pub async fn run(command: LabCommand) -> Result<(), LabError> {
             }
             Ok(())
         }
-        LabCommand::Down(args) => {
-            let lab = Lab::open(&args.dir)?;
+        Action::Down { dir } => {
+            let lab = Lab::open(&dir)?;
             let dir = lab.dir().to_path_buf();
             let count = lab.state().nodes.len();
             lab.down()?;
@@ -73,19 +105,7 @@ pub async fn run(command: LabCommand) -> Result<(), LabError> {
     }
 }
 
-async fn up(args: UpArgs) -> Result<(), LabError> {
-    let options = UpOptions {
-        dir: args.dir.dir,
-        managers: args.managers,
-        workers: args.workers,
-        backend: args.backend,
-        agent_bin: args.agent_bin,
-        subnet: args.subnet.parse()?,
-        log_level: args.log_level,
-        agent_args: args.agent_arg,
-        start_timeout: Duration::from_secs(args.timeout_s),
-        form_timeout: Duration::from_secs(args.timeout_s),
-    };
+async fn up(options: UpOptions, json: bool) -> Result<(), LabError> {
     let mut progress = |message: &str| eprintln!("{message}");
     let lab = match Lab::up(options.clone(), &mut progress).await {
         Ok(lab) => lab,
@@ -100,7 +120,7 @@ async fn up(args: UpArgs) -> Result<(), LabError> {
             return Err(error);
         }
     };
-    print_status(&lab.status().await, args.json, true)
+    print_status(&lab.status().await, json, true)
 }
 
 fn print_status(status: &LabStatus, json: bool, reach: bool) -> Result<(), LabError> {

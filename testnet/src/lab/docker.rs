@@ -39,7 +39,9 @@ mod network;
 mod scope;
 mod tar;
 
-use std::net::SocketAddr;
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -48,9 +50,10 @@ pub use scope::Scope;
 
 use super::LabError;
 use super::backend::{Backend, BackendKind, NodeHandle, ProcessState};
-use super::local::Nft;
+use super::nft::{Family, Nft};
 use super::partition::Cut;
 use super::state::{LabState, NodeRecord};
+use crate::harness::log;
 use image::NODE_MOUNT;
 
 /// How long a killed container may take to be reported as stopped.
@@ -94,7 +97,7 @@ impl DockerBackend {
             left.push(format!("network {}", scope.network()));
         }
         if let Ok(nft) = Nft::detect()
-            && firewall::exists(&nft, &scope.table())
+            && nft.exists(Family::Bridge, &scope.table())
         {
             left.push(format!("nft table bridge {}", scope.table()));
         }
@@ -150,7 +153,7 @@ impl DockerBackend {
         let scope = Scope::of(&lab.dir);
         let uid = rustix::process::geteuid().as_raw();
         let gid = rustix::process::getegid().as_raw();
-        let mut args: Vec<String> = vec![
+        let mut args: Vec<OsString> = vec![
             "run".into(),
             "--detach".into(),
             "--pull".into(),
@@ -158,27 +161,30 @@ impl DockerBackend {
             "--restart".into(),
             "no".into(),
             "--name".into(),
-            scope.container(&node.name),
+            scope.container(&node.name).into(),
             "--hostname".into(),
-            node.name.clone(),
+            node.name.clone().into(),
             "--label".into(),
-            scope.label(),
+            scope.label().into(),
             "--label".into(),
-            format!("{}={}", scope::NODE_LABEL, node.name),
+            format!("{}={}", scope::NODE_LABEL, node.name).into(),
             "--network".into(),
-            scope.network(),
+            scope.network().into(),
             "--ip".into(),
-            node.ip.to_string(),
+            node.ip.to_string().into(),
             "--user".into(),
-            format!("{uid}:{gid}"),
+            format!("{uid}:{gid}").into(),
             "--mount".into(),
             format!(
                 "type=bind,{},target={NODE_MOUNT}",
                 csv_field(&format!("source={}", node.node_dir.display()))
-            ),
-            image.to_string(),
+            )
+            .into(),
+            image.into(),
         ];
-        args.extend(agent_args(lab, node));
+        // The agent's config dir is under the mount.
+        let config_dir = Path::new(NODE_MOUNT).join("config");
+        args.extend(lab.command_line(node, config_dir).args());
         let output = self.docker.output(&args)?;
         if output.success {
             let id = output.stdout.trim();
@@ -215,38 +221,18 @@ impl DockerBackend {
         output.success.then(|| output.stdout.trim().to_string())
     }
 
-    /// `docker verb id`, treating "not running" and "no such container" as done when
-    /// `gone_is_done`.
-    fn act(&self, verb: &str, id: &str, gone_is_done: bool) -> Result<(), LabError> {
-        let args = [verb, id];
-        let output = self.docker.output(&args)?;
+    /// `docker args...` on one container, treating "not running" and "no such container" as
+    /// done when `gone_is_done`.
+    fn act(&self, args: &[&str], gone_is_done: bool) -> Result<(), LabError> {
+        let output = self.docker.output(args)?;
         let gone =
             output.stderr.contains("is not running") || output.stderr.contains("No such container");
         if output.success || (gone_is_done && gone) {
             Ok(())
         } else {
-            Err(self.docker.failed(&args, &output))
+            Err(self.docker.failed(args, &output))
         }
     }
-}
-
-/// The agent's flags inside its container: its own address, the default ports, the config
-/// dir under the mount.
-fn agent_args(lab: &LabState, node: &NodeRecord) -> Vec<String> {
-    let mut args = vec![
-        "--config-dir".to_string(),
-        format!("{NODE_MOUNT}/config"),
-        "--listen-raft-addr".to_string(),
-        node.raft_addr.to_string(),
-        "--listen-remote-addr".to_string(),
-        node.remote_addr.to_string(),
-        "--advertise-addr".to_string(),
-        node.ip.to_string(),
-        "--log-level".to_string(),
-        lab.log_level.clone(),
-    ];
-    args.extend(lab.agent_args.iter().cloned());
-    args
 }
 
 /// One field of `--mount`'s comma-separated list, quoted (CSV style) if it holds a comma or a
@@ -268,6 +254,15 @@ enum Run {
     ImageGone,
 }
 
+/// Puts node `index` (from 0) at host `index + 1` of `base`'s /24, on the ports of its plan.
+fn place_on(base: Ipv4Addr, index: usize, node: &mut NodeRecord) -> Result<(), LabError> {
+    let ip = network::host(base, index + 1)?;
+    node.ip = ip;
+    node.raft_addr = SocketAddr::from((ip, node.raft_addr.port()));
+    node.remote_addr = SocketAddr::from((ip, node.remote_addr.port()));
+    Ok(())
+}
+
 fn container_of(node: &NodeRecord) -> Option<&str> {
     node.handle.as_ref().and_then(NodeHandle::container)
 }
@@ -287,12 +282,19 @@ impl Backend for DockerBackend {
         self.image(lab)?;
         let base = network::create(&self.docker, &scope)?;
         for (index, node) in lab.nodes.iter_mut().enumerate() {
-            let ip = network::host(base, index + 1)?;
-            node.ip = ip;
-            node.raft_addr = SocketAddr::from((ip, node.raft_addr.port()));
-            node.remote_addr = SocketAddr::from((ip, node.remote_addr.port()));
+            place_on(base, index, node)?;
         }
         Ok(())
+    }
+
+    /// The next address on the testnet's network (the first node's /24).
+    fn place(&self, lab: &LabState, index: usize, node: &mut NodeRecord) -> Result<(), LabError> {
+        let Some(first) = lab.nodes.first() else {
+            return Err(LabError::InvalidArgument(
+                "a docker testnet gets its network with its first nodes".to_string(),
+            ));
+        };
+        place_on(first.ip, index, node)
     }
 
     fn start(&self, lab: &LabState, node: &NodeRecord) -> Result<NodeHandle, LabError> {
@@ -302,14 +304,10 @@ impl Backend for DockerBackend {
         )))?;
         // Created here, by the user running testnet, so that the container (running as that
         // user) can always append to it, and its output is never lost.
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log_path)
-            .map_err(LabError::io(format!(
-                "cannot create {}",
-                node.log_path.display()
-            )))?;
+        log::append(&node.log_path).map_err(LabError::io(format!(
+            "cannot create {}",
+            node.log_path.display()
+        )))?;
         let image = self.image(lab)?;
         let id = match self.run(lab, node, &image)? {
             Run::Started(id) => id,
@@ -348,7 +346,7 @@ impl Backend for DockerBackend {
             return Ok(());
         };
         // `docker kill` sends SIGKILL, to a paused container too.
-        self.act("kill", id, true)?;
+        self.act(&["kill", id], true)?;
         let deadline = Instant::now() + KILL_TIMEOUT;
         while self.probe(node) != ProcessState::Gone {
             if Instant::now() >= deadline {
@@ -363,16 +361,24 @@ impl Backend for DockerBackend {
         Ok(())
     }
 
+    fn terminate(&self, node: &NodeRecord) -> Result<(), LabError> {
+        match container_of(node) {
+            // Not `docker stop`, which kills after its own timeout: the caller decides.
+            Some(id) => self.act(&["kill", "--signal", "TERM", id], true),
+            None => Ok(()),
+        }
+    }
+
     fn pause(&self, node: &NodeRecord) -> Result<(), LabError> {
         match container_of(node) {
-            Some(id) => self.act("pause", id, false),
+            Some(id) => self.act(&["pause", id], false),
             None => Ok(()),
         }
     }
 
     fn resume(&self, node: &NodeRecord) -> Result<(), LabError> {
         match container_of(node) {
-            Some(id) => self.act("unpause", id, false),
+            Some(id) => self.act(&["unpause", id], false),
             None => Ok(()),
         }
     }
@@ -387,7 +393,7 @@ impl Backend for DockerBackend {
             return self.start(lab, node);
         }
         self.kill(node)?;
-        self.act("start", id, false)
+        self.act(&["start", id], false)
             .map_err(|error| LabError::NodeFailed {
                 node: node.name.clone(),
                 reason: error.to_string(),
@@ -409,12 +415,13 @@ impl Backend for DockerBackend {
                 })
             })
             .collect();
-        firewall::apply(&nft, &Scope::of(&lab.dir).table(), &drops)
+        let rules = firewall::rules(&drops)?;
+        nft.replace(Family::Bridge, &Scope::of(&lab.dir).table(), &rules)
     }
 
     fn heal(&self, lab: &LabState) -> Result<(), LabError> {
         match Nft::detect() {
-            Ok(nft) => firewall::delete(&nft, &Scope::of(&lab.dir).table()),
+            Ok(nft) => nft.delete(Family::Bridge, &Scope::of(&lab.dir).table()),
             // Without nft there can be no table of ours; with a partition recorded, say why it
             // cannot be removed.
             Err(_) if lab.partition.is_none() => Ok(()),

@@ -2,21 +2,23 @@
 //! `up` — status, kill, pause, resume, restart, partition, heal, down. Every change is written
 //! to the state file before the call returns, so the next command (from any shell) sees it.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use symphony_ctl::Client;
-use symphony_ctl::proto::StatusInfo;
+use symphony_ctl::proto::{Role, StatusInfo};
 
 use super::LabError;
 use super::backend::{Backend, BackendKind, ProcessState};
 use super::docker::DockerBackend;
 use super::local::LocalBackend;
 use super::partition::{self, Partition};
+use super::plan;
 use super::rpc::call;
 use super::state::{Intent, LabState, NodeRecord};
 use super::status::{self, LabStatus};
-use crate::harness::{HarnessError, poll_until};
+use crate::harness::{HarnessError, log, poll_until};
 
 /// How long one `status` call may take while waiting for a node to answer.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -67,6 +69,11 @@ impl Lab {
     /// The node called `name`.
     pub fn node(&self, name: &str) -> Result<&NodeRecord, LabError> {
         Ok(&self.state.nodes[self.state.index_of(name)?])
+    }
+
+    /// What the backend sees of `node` right now.
+    pub fn probe(&self, node: &NodeRecord) -> ProcessState {
+        self.backend.probe(node)
     }
 
     /// Every node as the backend and the cluster see it now.
@@ -123,6 +130,74 @@ impl Lab {
         Ok(message)
     }
 
+    /// SIGTERM (the agent leaves gracefully), then waits up to `timeout` for the node to be
+    /// gone; one still there by then is killed, and that is an error.
+    pub async fn terminate(&mut self, name: &str, timeout: Duration) -> Result<(), LabError> {
+        let index = self.state.index_of(name)?;
+        let node = &self.state.nodes[index];
+        let backend = self.backend.as_ref();
+        backend.terminate(node)?;
+        let stopped = poll_until(timeout, &format!("{name} to stop"), async || match backend
+            .probe(node)
+        {
+            ProcessState::Gone => Ok(()),
+            _ => Err("still running"),
+        })
+        .await;
+        let outcome = match stopped {
+            Ok(()) => {
+                self.state.nodes[index].intent = Intent::Stopped;
+                Ok(())
+            }
+            Err(_) => {
+                backend.kill(node)?;
+                self.state.nodes[index].intent = Intent::Killed;
+                Err(LabError::WrongNodeState {
+                    node: name.to_string(),
+                    state: format!("still running {timeout:?} after SIGTERM"),
+                    hint: "it was killed (SIGKILL); its log may say why it did not stop"
+                        .to_string(),
+                })
+            }
+        };
+        self.state.save()?;
+        outcome
+    }
+
+    /// Adds `count` nodes of `role` (the next numbers of the role, on the next addresses) and
+    /// starts them without waiting (see [`Lab::wait_answers`]). They join no cluster by
+    /// themselves. Returns their indexes in [`LabState::nodes`].
+    pub fn add_nodes(&mut self, role: Role, count: usize) -> Result<Range<usize>, LabError> {
+        let first = self.state.nodes.len();
+        for index in first..first + count {
+            let mut node = plan::next_node(&self.state, role)?;
+            self.backend.place(&self.state, index, &mut node)?;
+            self.state.nodes.push(node);
+        }
+        self.state.save()?;
+        // One save for them all (a fleet adds hundreds): on a failure, the ones started so far.
+        let mut started = Ok(());
+        for index in first..first + count {
+            match self.backend.start(&self.state, &self.state.nodes[index]) {
+                Ok(handle) => self.state.nodes[index].handle = Some(handle),
+                Err(error) => {
+                    started = Err(error);
+                    break;
+                }
+            }
+        }
+        self.state.save()?;
+        started.map(|()| first..first + count)
+    }
+
+    /// Starts node `index` (not started yet) without waiting; records how to find it.
+    pub(crate) fn start(&mut self, index: usize) -> Result<&NodeRecord, LabError> {
+        let handle = self.backend.start(&self.state, &self.state.nodes[index])?;
+        self.state.nodes[index].handle = Some(handle);
+        self.state.save()?;
+        Ok(&self.state.nodes[index])
+    }
+
     /// Kills the node if it runs (or is paused), starts it again on the same config dir and
     /// waits until it answers on its control socket.
     pub async fn restart(&mut self, name: &str) -> Result<StatusInfo, LabError> {
@@ -152,6 +227,13 @@ impl Lab {
         let had = self.state.partition.take().is_some();
         self.state.save()?;
         Ok(had)
+    }
+
+    /// Stops every node and removes what the backend created outside the state dir (cgroups,
+    /// containers, firewall tables), but keeps the dir, logs and all: for a testnet whose dir
+    /// its owner removes (a temp dir) or keeps for inspection.
+    pub fn halt(&self) -> Result<(), LabError> {
+        self.backend.down(&self.state)
     }
 
     /// Stops every node, heals, and removes everything `up` created: the backend's resources,
@@ -191,7 +273,7 @@ impl Lab {
 
     /// Waits until node `index` answers `status` on its control socket, failing early (with
     /// its log) if it exits; records its ids.
-    pub(crate) async fn wait_answers(&mut self, index: usize) -> Result<StatusInfo, LabError> {
+    pub async fn wait_answers(&mut self, index: usize) -> Result<StatusInfo, LabError> {
         let timeout = Duration::from_millis(self.state.start_timeout_ms);
         let node = &self.state.nodes[index];
         let socket = node.socket_path();
@@ -253,7 +335,5 @@ pub fn log_tail(path: &Path) -> String {
     let Ok(bytes) = std::fs::read(path) else {
         return String::new();
     };
-    let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    log::tail(&String::from_utf8_lossy(&bytes), LOG_TAIL_LINES)
 }

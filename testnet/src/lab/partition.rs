@@ -107,19 +107,21 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::lab::Subnet;
     use crate::lab::backend::BackendKind;
     use crate::lab::plan::plan;
     use crate::lab::state::STATE_VERSION;
+    use crate::lab::{Addressing, Lifetime, Subnet};
 
     fn lab(managers: usize, workers: usize) -> LabState {
         let dir = PathBuf::from("/x");
         LabState {
             version: STATE_VERSION,
             backend: BackendKind::Local,
-            nodes: plan(&dir, Subnet::DEFAULT, managers, workers).unwrap(),
+            nodes: plan(&dir, Addressing::Subnet, Subnet::DEFAULT, managers, workers).unwrap(),
             dir,
             subnet: Subnet::DEFAULT,
+            addressing: Addressing::Subnet,
+            lifetime: Lifetime::Detached,
             agent_bin: PathBuf::from("/bin/true"),
             log_level: "info".to_string(),
             agent_args: Vec::new(),

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use symphony_ctl::proto::Role;
 
 use super::backend::{BackendKind, NodeHandle};
+use super::plan::Addressing;
 use super::{LabError, Subnet};
+use crate::harness::AgentCommandLine;
 
 /// The state file's name inside the state dir.
 pub const STATE_FILE: &str = "state.json";
@@ -29,6 +31,21 @@ pub enum Intent {
     Running,
     Paused,
     Killed,
+    /// Stopped cleanly (SIGTERM).
+    Stopped,
+}
+
+/// Whether a testnet's nodes outlive the process that started them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifetime {
+    /// `testnet up`: the nodes go on running after the command, in process groups of their
+    /// own, until `testnet down`.
+    #[default]
+    Detached,
+    /// A test or a benchmark: the nodes stay in its process group, so that a Ctrl-C in its
+    /// terminal stops them with it; it takes them down itself when it ends.
+    Owned,
 }
 
 /// One node of the testnet.
@@ -77,6 +94,13 @@ pub struct LabState {
     /// The local backend's loopback range. A docker testnet's network picks its own private
     /// /24; its nodes' `ip`s are their container addresses there.
     pub subnet: Subnet,
+    /// How the nodes got their addresses (absent in older state files: by subnet).
+    #[serde(default)]
+    pub addressing: Addressing,
+    /// Whether the nodes outlive the process that started them (absent in older state
+    /// files: they do).
+    #[serde(default)]
+    pub lifetime: Lifetime,
     /// The agent binary every node runs, absolute.
     pub agent_bin: PathBuf,
     /// Passed to every agent as `--log-level`.
@@ -151,6 +175,19 @@ impl LabState {
             .map_err(LabError::io(format!("cannot write {}", temp.display())))?;
         std::fs::rename(&temp, &path)
             .map_err(LabError::io(format!("cannot replace {}", path.display())))
+    }
+
+    /// How the agent of `node` is started, with `config_dir` its config dir as the agent sees
+    /// it (inside a container: under the node's mount).
+    pub fn command_line(&self, node: &NodeRecord, config_dir: PathBuf) -> AgentCommandLine {
+        AgentCommandLine {
+            config_dir,
+            raft_addr: node.raft_addr,
+            remote_addr: node.remote_addr,
+            advertise_ip: Some(node.ip.into()),
+            log_level: self.log_level.clone(),
+            extra: self.agent_args.clone(),
+        }
     }
 
     /// The node called `name`.

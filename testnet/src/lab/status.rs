@@ -16,6 +16,7 @@ use symphony_ctl::proto::{NodeInfo, ReadConsistency, Role, StatusInfo};
 use tokio::task::JoinSet;
 
 use super::backend::{Backend, BackendKind, ProcessState};
+use super::plan::Addressing;
 use super::rpc::call;
 use super::state::{Intent, LabState, NodeRecord};
 
@@ -46,7 +47,8 @@ pub struct LabStatus {
 pub struct NodeRow {
     pub name: String,
     pub role: Role,
-    /// `running`, `paused`, `killed` (by testnet), `exited` (by itself) or `not started`.
+    /// `running`, `paused`, `killed` or `stopped` (by testnet), `exited` (by itself) or `not
+    /// started`.
     pub process: String,
     pub pid: Option<u32>,
     pub container: Option<String>,
@@ -92,6 +94,7 @@ fn process_word(backend: &dyn Backend, node: &NodeRecord) -> (ProcessState, &'st
         (ProcessState::Running, _) => "running",
         (ProcessState::Paused, _) => "paused",
         (ProcessState::Gone, Intent::Killed) => "killed",
+        (ProcessState::Gone, Intent::Stopped) => "stopped",
         (ProcessState::Gone, _) => "exited",
     };
     (state, word)
@@ -210,7 +213,10 @@ pub async fn gather(lab: &LabState, backend: &dyn Backend) -> LabStatus {
     LabStatus {
         dir: lab.dir.clone(),
         backend: lab.backend,
-        subnet: lab.subnet.to_string(),
+        subnet: match lab.addressing {
+            Addressing::Subnet => lab.subnet.to_string(),
+            Addressing::OsPorts => "127.0.0.1 (ports from the OS)".to_string(),
+        },
         cluster_id: lab.cluster_id.clone(),
         leader: leader.and_then(|(index, _)| lab.nodes.get(index).map(|n| n.name.clone())),
         term: leader.map(|(_, term)| term),

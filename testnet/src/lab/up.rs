@@ -13,9 +13,9 @@ use symphony_ctl::proto::{ErrorCode, JoinInfo, Role};
 use symphony_ctl::{Client, ClientError};
 
 use super::handle::{Lab, absolute_dir, backend_for};
-use super::plan::{check_addresses_free, plan};
+use super::plan::{Addressing, check_addresses_free, plan};
 use super::rpc::call_retrying;
-use super::state::{LabState, STATE_VERSION};
+use super::state::{LabState, Lifetime, STATE_VERSION};
 use super::status::LabStatus;
 use super::{BackendKind, LabError, Subnet};
 use crate::harness::{expected_voters, find_agent_binary, poll_until};
@@ -34,6 +34,11 @@ pub struct UpOptions {
     /// The agent binary; `None` means `$SYMPHONY_AGENT_BIN` or next to this executable.
     pub agent_bin: Option<PathBuf>,
     pub subnet: Subnet,
+    /// How the local backend's nodes get their addresses (the docker backend's are on its
+    /// network).
+    pub addressing: Addressing,
+    /// Whether the nodes outlive the process that starts them.
+    pub lifetime: Lifetime,
     /// Passed to every agent as `--log-level`.
     pub log_level: String,
     /// More flags for every agent.
@@ -53,6 +58,8 @@ impl Default for UpOptions {
             backend: BackendKind::Local,
             agent_bin: None,
             subnet: Subnet::DEFAULT,
+            addressing: Addressing::Subnet,
+            lifetime: Lifetime::Detached,
             log_level: "info".to_string(),
             agent_args: Vec::new(),
             // Generous: debug builds on a loaded two-core machine start slowly.
@@ -70,6 +77,22 @@ impl Lab {
     /// started so far keep running for inspection and the state file lists them, so that
     /// `testnet down` (or [`Lab::open`] + [`Lab::down`]) removes them.
     pub async fn up(options: UpOptions, progress: Progress<'_>) -> Result<Lab, LabError> {
+        let (managers, form_timeout) = (options.managers, options.form_timeout);
+        let mut lab = Lab::create(options, progress).await?;
+        lab.form(form_timeout, progress).await?;
+        let status = lab.settled(managers, form_timeout).await?;
+        progress(&format!(
+            "ready: {} node(s), leader {}",
+            status.nodes.len(),
+            status.leader.as_deref().unwrap_or("-")
+        ));
+        Ok(lab)
+    }
+
+    /// Starts the nodes of a new testnet and waits until each answers on its control socket,
+    /// without forming a cluster: for whoever forms it another way (a static bootstrap, a
+    /// benchmark that times the joins). Failures leave what [`Lab::up`]'s do.
+    pub async fn create(options: UpOptions, progress: Progress<'_>) -> Result<Lab, LabError> {
         let backend = backend_for(options.backend)?;
         let dir = absolute_dir(&options.dir)?;
         if LabState::exists_in(&dir) {
@@ -86,10 +109,16 @@ impl Lab {
             None => find_agent_binary()?,
         };
         let agent_bin = absolute_dir(&agent_bin)?;
-        let nodes = plan(&dir, options.subnet, options.managers, options.workers)?;
-        // Only local nodes bind the planned loopback addresses; containers get theirs in
-        // `prepare`.
-        if options.backend == BackendKind::Local {
+        let nodes = plan(
+            &dir,
+            options.addressing,
+            options.subnet,
+            options.managers,
+            options.workers,
+        )?;
+        // Only local nodes bind the planned subnet's addresses (containers get theirs in
+        // `prepare`, OS ports are free by construction).
+        if options.backend == BackendKind::Local && options.addressing == Addressing::Subnet {
             check_addresses_free(&nodes)?;
         }
         std::fs::create_dir_all(&dir)
@@ -99,6 +128,8 @@ impl Lab {
             backend: options.backend,
             dir,
             subnet: options.subnet,
+            addressing: options.addressing,
+            lifetime: options.lifetime,
             agent_bin,
             log_level: options.log_level.clone(),
             agent_args: options.agent_args.clone(),
@@ -114,9 +145,15 @@ impl Lab {
         // A table left by a testnet on the same subnet that was never taken down would match
         // the new nodes' cgroups (same paths) and partition them from the start.
         lab.backend.heal(&lab.state)?;
-        let [a, b, c, _] = lab.state.nodes[0].ip.octets();
+        let on = match (options.backend, options.addressing) {
+            (BackendKind::Local, Addressing::OsPorts) => "127.0.0.1".to_string(),
+            _ => {
+                let [a, b, c, _] = lab.state.nodes[0].ip.octets();
+                format!("{a}.{b}.{c}.0/24")
+            }
+        };
         progress(&format!(
-            "starting {} manager(s) and {} worker(s) on {a}.{b}.{c}.0/24 ({} backend), state in {}",
+            "starting {} manager(s) and {} worker(s) on {on} ({} backend), state in {}",
             options.managers,
             options.workers,
             options.backend,
@@ -127,25 +164,17 @@ impl Lab {
             lab.wait_answers(index).await?;
             progress(&format!("{}: answers", lab.state.nodes[index].name));
         }
-        lab.form(options.form_timeout, progress).await?;
-        let status = lab.settled(options.managers, options.form_timeout).await?;
-        progress(&format!(
-            "ready: {} node(s), leader {}",
-            status.nodes.len(),
-            status.leader.as_deref().unwrap_or("-")
-        ));
         Ok(lab)
     }
 
     /// Starts every node without waiting: they come up in parallel.
     fn start_all(&mut self, progress: Progress<'_>) -> Result<(), LabError> {
         for index in 0..self.state.nodes.len() {
-            let handle = self.backend.start(&self.state, &self.state.nodes[index])?;
-            let node = &mut self.state.nodes[index];
-            let at = handle
-                .pid()
-                .map(|pid| format!("pid {pid}"))
-                .or_else(|| handle.container().map(|id| format!("container {id}")))
+            let node = self.start(index)?;
+            let at = node
+                .handle
+                .as_ref()
+                .map(ToString::to_string)
                 .unwrap_or_default();
             progress(&format!(
                 "{}: started ({at}) on {}, log {}",
@@ -153,8 +182,6 @@ impl Lab {
                 node.ip,
                 node.log_path.display()
             ));
-            node.handle = Some(handle);
-            self.state.save()?;
         }
         Ok(())
     }

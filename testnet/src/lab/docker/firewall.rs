@@ -13,8 +13,8 @@
 //! - The `bridge` family's forward hook sees every frame the kernel switches from one port of a
 //!   bridge to another, without `br_netfilter` and whatever Docker does with iptables; a table
 //!   of our own (`bridge symphony_testnet_<key>`) is replaced atomically (a partition is never
-//!   half-made, see [`crate::lab::local::Nft`] for the same pattern on the local backend) and
-//!   deleting it is a complete heal. Rules follow addresses, which are fixed per node, so a
+//!   half-made, see [`crate::lab::nft`], as on the local backend) and deleting it is a
+//!   complete heal. Rules follow addresses, which are fixed per node, so a
 //!   partition holds across `testnet restart`.
 //!
 //! Each cut "A sends nothing to B" is `ip saddr A ip daddr B drop`. On a container's network a
@@ -24,14 +24,8 @@
 //! overlaps (see [`super::network`]): the rules cannot touch any other traffic.
 
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
-use super::cli::{self, os_args};
 use crate::lab::LabError;
-use crate::lab::local::Nft;
-
-/// How long one nft command may take.
-const NFT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One dropped direction: what `from` sends to `to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,48 +34,9 @@ pub struct DropRule {
     pub to: Ipv4Addr,
 }
 
-/// Replaces the table `table` with one holding exactly `drops`, atomically.
-pub fn apply(nft: &Nft, table: &str, drops: &[DropRule]) -> Result<(), LabError> {
-    let script = script(table, drops)?;
-    let feed: cli::Feeder<'_> =
-        Box::new(move |pipe| std::io::Write::write_all(pipe, script.as_bytes()));
-    cli::check(nft.bin(), &os_args(&["-f", "-"]), Some(feed), NFT_TIMEOUT)?;
-    Ok(())
-}
-
-/// Deletes the table `table`, if it exists.
-pub fn delete(nft: &Nft, table: &str) -> Result<(), LabError> {
-    if !exists(nft, table) {
-        return Ok(());
-    }
-    cli::check(
-        nft.bin(),
-        &os_args(&["delete", "table", "bridge", table]),
-        None,
-        NFT_TIMEOUT,
-    )?;
-    Ok(())
-}
-
-/// Whether the table `table` exists.
-pub fn exists(nft: &Nft, table: &str) -> bool {
-    cli::execute(
-        nft.bin(),
-        &os_args(&["list", "table", "bridge", table]),
-        None,
-        NFT_TIMEOUT,
-    )
-    .is_ok_and(|output| output.success)
-}
-
-/// The nft script that makes `table` hold exactly `drops`: the leading `table` + `delete table`
-/// pair replaces a table that exists and creates one that does not, in one transaction.
-pub fn script(table: &str, drops: &[DropRule]) -> Result<String, LabError> {
-    let mut text = format!("table bridge {table}\ndelete table bridge {table}\n");
-    text.push_str(&format!("table bridge {table} {{\n"));
-    text.push_str(
-        "  chain forward {\n    type filter hook forward priority filter; policy accept;\n",
-    );
+/// The nft rules of `drops`, one for each, refusing any address off a private network.
+pub fn rules(drops: &[DropRule]) -> Result<Vec<String>, LabError> {
+    let mut rules = Vec::with_capacity(drops.len());
     for drop in drops {
         for ip in [drop.from, drop.to] {
             if !ip.is_private() {
@@ -90,13 +45,9 @@ pub fn script(table: &str, drops: &[DropRule]) -> Result<String, LabError> {
                 )));
             }
         }
-        text.push_str(&format!(
-            "    ip saddr {} ip daddr {} drop\n",
-            drop.from, drop.to
-        ));
+        rules.push(format!("ip saddr {} ip daddr {} drop", drop.from, drop.to));
     }
-    text.push_str("  }\n}\n");
-    Ok(text)
+    Ok(rules)
 }
 
 #[cfg(test)]
@@ -106,21 +57,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_script_replaces_the_table_with_one_drop_per_cut() {
+    fn one_drop_per_cut_on_private_addresses_only() {
         let drops = [DropRule {
             from: Ipv4Addr::new(172, 31, 9, 2),
             to: Ipv4Addr::new(172, 31, 9, 3),
         }];
-        let text = script("symphony_testnet_0123456789", &drops).unwrap();
-        assert!(text.starts_with(
-            "table bridge symphony_testnet_0123456789\ndelete table bridge symphony_testnet_0123456789\n"
-        ));
-        assert!(text.contains("type filter hook forward priority filter"));
-        assert!(text.contains("ip saddr 172.31.9.2 ip daddr 172.31.9.3 drop"));
+        assert_eq!(
+            rules(&drops).unwrap(),
+            ["ip saddr 172.31.9.2 ip daddr 172.31.9.3 drop"]
+        );
         let public = [DropRule {
             from: Ipv4Addr::new(172, 31, 9, 2),
             to: Ipv4Addr::new(8, 8, 8, 8),
         }];
-        assert!(script("t", &public).is_err());
+        assert!(rules(&public).is_err());
     }
 }

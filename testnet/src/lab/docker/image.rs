@@ -23,9 +23,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use super::cli::{self, Docker, Feeder, os_args};
+use super::cli::Docker;
 use super::tar::TarWriter;
 use crate::lab::LabError;
+use crate::lab::exec::{self, Feeder, os_args};
 
 /// The repository part of every image's tag.
 pub const REPOSITORY: &str = "symphony-testnet";
@@ -117,16 +118,16 @@ fn contents(agent_bin: &Path) -> Result<Vec<Entry>, LabError> {
 
 /// The shared libraries `binary` loads, as `ldd` lists them (none for a static binary).
 fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, LabError> {
-    let Some(ldd) = cli::find_on_path("ldd") else {
+    let Some(ldd) = exec::find_on_path("ldd") else {
         return Err(LabError::BackendUnavailable {
             backend: "docker",
             reason: "ldd is not installed here, and the nodes' image is assembled from the agent's shared libraries; install it (Debian: libc-bin)".to_string(),
         });
     };
     let args = vec![binary.as_os_str().to_os_string()];
-    let output = cli::execute(&ldd, &args, None, LDD_TIMEOUT).map_err(LabError::io(format!(
+    let output = exec::execute(&ldd, &args, None, LDD_TIMEOUT).map_err(LabError::io(format!(
         "cannot run {}",
-        cli::show(&ldd, &args)
+        exec::show(&ldd, &args)
     )))?;
     let text = format!("{}{}", output.stdout, output.stderr);
     if text.contains("not a dynamic executable") || text.contains("statically linked") {
@@ -134,13 +135,13 @@ fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, LabError> {
     }
     if !output.success {
         return Err(LabError::CommandFailed {
-            command: cli::show(&ldd, &args),
+            command: exec::show(&ldd, &args),
             status: output.status.clone(),
             output: output.first_line(),
         });
     }
     parse_ldd(&output.stdout).map_err(|library| LabError::CommandFailed {
-        command: cli::show(&ldd, &args),
+        command: exec::show(&ldd, &args),
         status: output.status,
         output: format!("{} needs {library}, which is not found", binary.display()),
     })

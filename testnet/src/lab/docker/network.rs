@@ -20,6 +20,7 @@ use std::net::Ipv4Addr;
 use super::cli::Docker;
 use super::scope::Scope;
 use crate::lab::LabError;
+use crate::procfs;
 
 /// Candidate /16s, tried in order; within each, [`TRIES_PER_RANGE`] /24s.
 const RANGES: [[u8; 2]; 5] = [[172, 31], [172, 30], [172, 29], [172, 28], [10, 213]];
@@ -30,7 +31,7 @@ pub const MAX_NODES: usize = 253;
 
 /// Creates the testnet's network and returns its base address (`a.b.c.0`).
 pub fn create(docker: &Docker, scope: &Scope) -> Result<Ipv4Addr, LabError> {
-    let routes = host_routes();
+    let routes = procfs::ipv4_routes();
     let mut refused = Vec::new();
     for base in candidates(scope) {
         if routes.iter().any(|route| route.overlaps(base, 24)) {
@@ -132,50 +133,6 @@ fn candidates(scope: &Scope) -> impl Iterator<Item = Ipv4Addr> {
     })
 }
 
-/// One IPv4 route of the host: destination and prefix mask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Route {
-    destination: u32,
-    mask: u32,
-}
-
-impl Route {
-    /// Whether the route's network and `base/prefix` share any address. The default route
-    /// (mask 0) overlaps nothing: it is where everything not otherwise routed goes.
-    fn overlaps(self, base: Ipv4Addr, prefix: u32) -> bool {
-        if self.mask == 0 {
-            return false;
-        }
-        let other_mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
-        let common = self.mask & other_mask;
-        (self.destination & common) == (u32::from(base) & common)
-    }
-}
-
-/// The host's IPv4 routes, from `/proc/net/route` (none if it cannot be read).
-fn host_routes() -> Vec<Route> {
-    std::fs::read_to_string("/proc/net/route")
-        .map(|text| parse_routes(&text))
-        .unwrap_or_default()
-}
-
-/// Parses `/proc/net/route`: destination in column 2 and mask in column 8, each the hex of the
-/// address's network-order bytes read as a native-endian number.
-fn parse_routes(text: &str) -> Vec<Route> {
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let destination = u32::from_str_radix(fields.get(1)?, 16).ok()?;
-            let mask = u32::from_str_radix(fields.get(7)?, 16).ok()?;
-            Some(Route {
-                destination: u32::from_be_bytes(destination.to_ne_bytes()),
-                mask: u32::from_be_bytes(mask.to_ne_bytes()),
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -183,35 +140,6 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-
-    #[test]
-    fn reads_routes_and_finds_overlaps() {
-        let text = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
-                    eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
-                    docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n\
-                    eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
-        let routes = parse_routes(text);
-        assert_eq!(routes.len(), 3);
-        assert_eq!(
-            Ipv4Addr::from(routes[1].destination),
-            Ipv4Addr::new(172, 17, 0, 0)
-        );
-        assert_eq!(
-            Ipv4Addr::from(routes[1].mask),
-            Ipv4Addr::new(255, 255, 0, 0)
-        );
-        let overlapping = |a, b, c| {
-            routes
-                .iter()
-                .any(|route| route.overlaps(Ipv4Addr::new(a, b, c, 0), 24))
-        };
-        assert!(overlapping(172, 17, 5), "inside docker0's /16");
-        assert!(overlapping(192, 0, 2), "the host's own /24");
-        assert!(
-            !overlapping(172, 31, 5),
-            "the default route overlaps nothing"
-        );
-    }
 
     #[test]
     fn nodes_start_after_the_gateway() {

@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::procfs;
+
 /// How long removing a cgroup whose last process just died may keep failing with EBUSY.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(5);
 const REMOVE_PAUSE: Duration = Duration::from_millis(10);
@@ -98,9 +100,8 @@ impl Cgroups {
         if !rustix::process::geteuid().is_root() {
             return Err("testnet is not running as root".to_string());
         }
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-            .map_err(|error| format!("cannot read /proc/self/mountinfo: {error}"))?;
-        let mount = cgroup2_mount(&mountinfo)
+        let mount = procfs::cgroup2_mount()
+            .map_err(|error| error.to_string())?
             .ok_or_else(|| "no cgroup2 hierarchy is mounted".to_string())?;
         let nft_prefix = mount
             .strip_prefix(NFT_CGROUP_BASE)
@@ -130,40 +131,11 @@ impl Cgroups {
     }
 }
 
-/// The mount point of the cgroup2 hierarchy in a `/proc/self/mountinfo` text.
-fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (mount_fields, fs_fields) = line.split_once(" - ")?;
-        if fs_fields.split_whitespace().next()? != "cgroup2" {
-            return None;
-        }
-        // Field 5 is the mount point (octal escapes such as \040 only for unusual paths).
-        mount_fields.split_whitespace().nth(4).map(PathBuf::from)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    #[test]
-    fn finds_the_cgroup2_mount() {
-        let hybrid = "35 25 0:30 / /sys/fs/cgroup/cpu rw,relatime shared:12 - cgroup cgroup rw,cpu\n\
-                      36 25 0:31 / /sys/fs/cgroup/unified rw,relatime shared:13 - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            cgroup2_mount(hybrid),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
-        let unified =
-            "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
-        assert_eq!(
-            cgroup2_mount(unified),
-            Some(PathBuf::from("/sys/fs/cgroup"))
-        );
-        assert_eq!(cgroup2_mount("1 0 0:1 / / rw - ext4 /dev/sda rw\n"), None);
-    }
 
     #[test]
     fn node_cgroups_are_named_for_nft() {

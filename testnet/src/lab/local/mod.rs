@@ -4,22 +4,22 @@
 //!
 //! - [`process`]: detached processes, found again by pid and start time;
 //! - [`cgroup`]: one cgroup v2 per node, the identity partition rules match on;
-//! - [`nft`]: the partition rules.
+//! - [`firewall`]: the partition rules.
 
 mod cgroup;
-mod nft;
+mod firewall;
 mod process;
-
-use std::ffi::OsString;
 
 use rustix::process::Signal;
 
 pub use cgroup::NodeCgroup;
-pub use nft::{DropRule, Nft};
+pub use firewall::DropRule;
 
 use super::LabError;
 use super::backend::{Backend, BackendKind, NodeHandle, ProcessState};
+use super::nft::{Family, Nft};
 use super::partition::Cut;
+use super::plan::Addressing;
 use super::state::{LabState, NodeRecord};
 use cgroup::Cgroups;
 
@@ -62,25 +62,6 @@ impl LocalBackend {
             cause,
         })
     }
-
-    fn agent_args(lab: &LabState, node: &NodeRecord) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec![
-            "--config-dir".into(),
-            node.config_dir.clone().into(),
-            // A worker binds no Raft port, but naming one on its own address keeps a node that
-            // does (an older agent, or before it knows its role) off 127.0.0.1's default port.
-            "--listen-raft-addr".into(),
-            node.raft_addr.to_string().into(),
-            "--listen-remote-addr".into(),
-            node.remote_addr.to_string().into(),
-            "--advertise-addr".into(),
-            node.ip.to_string().into(),
-            "--log-level".into(),
-            lab.log_level.clone().into(),
-        ];
-        args.extend(lab.agent_args.iter().map(OsString::from));
-        args
-    }
 }
 
 impl Default for LocalBackend {
@@ -100,8 +81,9 @@ impl Backend for LocalBackend {
             node.node_dir.display()
         )))?;
         // A node keeps its cgroup across restarts (same path, so a partition still holds).
+        // Nodes that share 127.0.0.1 cannot be partitioned, so they need none.
         let cgroup = match &self.cgroups {
-            Ok(cgroups) => {
+            Ok(cgroups) if lab.addressing == Addressing::Subnet => {
                 let cgroup = cgroups.node(&lab.subnet.key(), &node.name);
                 cgroup.create().map_err(LabError::io(format!(
                     "cannot create the cgroup {}",
@@ -109,13 +91,14 @@ impl Backend for LocalBackend {
                 )))?;
                 Some(cgroup)
             }
-            Err(_) => None,
+            _ => None,
         };
-        let started = process::spawn_detached(
+        let started = process::spawn(
             &lab.agent_bin,
-            &LocalBackend::agent_args(lab, node),
+            &lab.command_line(node, node.config_dir.clone()).args(),
             cgroup.as_ref().map(NodeCgroup::procs_file).as_deref(),
             &node.log_path,
+            lab.lifetime,
         )
         .map_err(|source| LabError::NodeFailed {
             node: node.name.clone(),
@@ -149,6 +132,10 @@ impl Backend for LocalBackend {
         })
     }
 
+    fn terminate(&self, node: &NodeRecord) -> Result<(), LabError> {
+        self.send(node, Signal::TERM, "SIGTERM")
+    }
+
     fn pause(&self, node: &NodeRecord) -> Result<(), LabError> {
         self.send(node, Signal::STOP, "SIGSTOP")
     }
@@ -158,6 +145,13 @@ impl Backend for LocalBackend {
     }
 
     fn partition(&self, lab: &LabState, cuts: &[Cut]) -> Result<(), LabError> {
+        if lab.addressing != Addressing::Subnet {
+            return Err(LabError::PartitionUnavailable {
+                reason: "the nodes of this testnet share 127.0.0.1, and partitions tell nodes \
+                         apart by address; start it with a subnet of its own"
+                    .to_string(),
+            });
+        }
         let nft = Nft::detect().map_err(|reason| LabError::PartitionUnavailable { reason })?;
         if let Err(reason) = &self.cgroups {
             return Err(LabError::PartitionUnavailable {
@@ -189,12 +183,21 @@ impl Backend for LocalBackend {
                 to_ip: to.ip,
             });
         }
-        nft.apply(&LocalBackend::table(lab), &rules)
+        nft.replace(
+            Family::Inet,
+            &LocalBackend::table(lab),
+            &firewall::rules(&rules)?,
+        )
     }
 
     fn heal(&self, lab: &LabState) -> Result<(), LabError> {
+        // No partition without a subnet, and the table named after the (unused) subnet may be
+        // another testnet's.
+        if lab.addressing != Addressing::Subnet {
+            return Ok(());
+        }
         match Nft::detect() {
-            Ok(nft) => nft.delete(&LocalBackend::table(lab)),
+            Ok(nft) => nft.delete(Family::Inet, &LocalBackend::table(lab)),
             // Without nft there can be no table of ours; with a partition recorded, say why
             // it cannot be removed.
             Err(_) if lab.partition.is_none() => Ok(()),
@@ -211,6 +214,9 @@ impl Backend for LocalBackend {
             if let Err(error) = self.kill(node) {
                 problems.push(error.to_string());
             }
+            // Tasks outlive their agent by design (a restarted agent adopts them), but not
+            // the testnet: stop what the node ran, or its cgroup cannot go either.
+            crate::harness::kill_tasks(&node.config_dir);
             if let Some(NodeHandle::Process {
                 cgroup: Some(cgroup),
                 ..

@@ -1,19 +1,20 @@
-//! Detached agent processes, found again by pid from any later `testnet` command.
+//! Agent processes found again by pid from any later `testnet` command, detached from the one
+//! that started them.
 //!
 //! `testnet up` exits while its agents go on running, so an agent must not be tied to it:
 //! - it runs in a process group of its own, so a Ctrl-C in the terminal of `testnet up` (which
-//!   signals the terminal's foreground group) does not reach it;
+//!   signals the terminal's foreground group) does not reach it (a test's or a benchmark's
+//!   agents, [`Lifetime::Owned`], stay in its group instead, to stop with it);
 //! - its stdin is `/dev/null` and its stdout and stderr go to its log file, so it holds no
 //!   terminal and no pipe to a process that has gone;
 //! - no `Child` handle is kept: a later command knows it only by pid. Since pids are recycled,
-//!   the process's start time (`/proc/PID/stat`, field 22) is recorded with the pid and
+//!   the process's start time (see [`crate::procfs`]) is recorded with the pid and
 //!   compared before any signal, so a recycled pid is never mistaken for a node.
 //!
 //! A process that started an agent and is still alive when the agent dies (a test, or
 //! `testnet restart`) reaps it with a non-blocking `waitpid`, so that it does not stay a zombie.
 
 use std::ffi::OsString;
-use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -22,6 +23,8 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, WaitOptions};
 
 use crate::lab::backend::ProcessState;
+use crate::lab::state::Lifetime;
+use crate::procfs;
 
 /// How long a SIGKILLed process may take to disappear.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,17 +37,19 @@ pub struct Started {
     pub start_ticks: u64,
 }
 
-/// Starts `program args...` detached (see the module docs), its output appended to `log`.
-/// With `cgroup_procs`, the process first moves itself into that cgroup (by writing its pid to
-/// the `cgroup.procs` file, through `sh`) and only then becomes the agent, so that every socket
-/// the agent opens belongs to the cgroup from the start.
-pub fn spawn_detached(
+/// Starts `program args...` (see the module docs), its output appended to `log`; in a process
+/// group of its own if its `lifetime` is [`Lifetime::Detached`]. With `cgroup_procs`, the
+/// process first moves itself into that cgroup (by writing its pid to the `cgroup.procs` file,
+/// through `sh`) and only then becomes the agent, so that every socket the agent opens belongs
+/// to the cgroup from the start.
+pub fn spawn(
     program: &Path,
     args: &[OsString],
     cgroup_procs: Option<&Path>,
     log: &Path,
+    lifetime: Lifetime,
 ) -> std::io::Result<Started> {
-    let out = OpenOptions::new().create(true).append(true).open(log)?;
+    let out = crate::harness::log::append(log)?;
     let err = out.try_clone()?;
     let mut command = match cgroup_procs {
         Some(procs) => {
@@ -59,55 +64,43 @@ pub fn spawn_detached(
         }
         None => Command::new(program),
     };
-    let child = command
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .process_group(0)
-        .spawn()?;
+        .stderr(Stdio::from(err));
+    if lifetime == Lifetime::Detached {
+        command.process_group(0);
+    }
+    let child = command.spawn()?;
     let pid = child.id();
-    // Dropping a std Child neither kills nor waits for the process: it stays detached.
+    // Dropping a std Child neither kills nor waits for the process: later commands find it by
+    // pid.
     drop(child);
-    let start_ticks = start_ticks(pid).ok_or_else(|| {
-        std::io::Error::other(format!("process {pid} exited at once (see its log)"))
-    })?;
+    let start_ticks = procfs::stat(pid)
+        .map_err(|_| std::io::Error::other(format!("process {pid} exited at once (see its log)")))?
+        .start_ticks;
     Ok(Started { pid, start_ticks })
-}
-
-/// The state letter and start time of `pid`, from `/proc/PID/stat`.
-fn stat(pid: u32) -> Option<(char, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces or parentheses itself.
-    let after_name = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Field 3 (the state) is the first after the name; field 22 (starttime) is 19 further.
-    let state = fields.first()?.chars().next()?;
-    let start = fields.get(19)?.parse().ok()?;
-    Some((state, start))
-}
-
-/// The start time of a running `pid`, in clock ticks since boot.
-pub fn start_ticks(pid: u32) -> Option<u64> {
-    stat(pid).map(|(_, start)| start)
 }
 
 /// Whether the process `pid` started at `start_ticks` runs, is stopped, or is gone (a zombie
 /// counts as gone, and is reaped if it is our child).
 pub fn probe(pid: u32, expected_start: u64) -> ProcessState {
-    match stat(pid) {
-        Some((_, start)) if start != expected_start => ProcessState::Gone,
+    match procfs::stat(pid) {
+        Ok(stat) if stat.start_ticks != expected_start => ProcessState::Gone,
         // A multi-threaded process shows its main thread as a zombie while the other threads
         // are still exiting (and still hold its sockets and its cgroup): only once they are
         // gone is the process.
-        Some(('Z' | 'X' | 'x', _)) if other_threads_alive(pid) => ProcessState::Running,
-        Some(('Z' | 'X' | 'x', _)) => {
+        Ok(stat) if stat.is_dead() && procfs::thread_count(pid).is_some_and(|n| n > 1) => {
+            ProcessState::Running
+        }
+        Ok(stat) if stat.is_dead() => {
             reap(pid);
             ProcessState::Gone
         }
-        Some(('T' | 't', _)) => ProcessState::Paused,
-        Some(_) => ProcessState::Running,
-        None => ProcessState::Gone,
+        Ok(stat) if stat.is_stopped() => ProcessState::Paused,
+        Ok(_) => ProcessState::Running,
+        Err(_) => ProcessState::Gone,
     }
 }
 
@@ -143,11 +136,6 @@ pub fn kill(pid: u32, expected_start: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Whether threads other than the main one of `pid` still exist.
-fn other_threads_alive(pid: u32) -> bool {
-    std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| tasks.count() > 1)
-}
-
 /// Reaps `pid` if it is an exited child of this process; does nothing otherwise.
 fn reap(pid: u32) {
     if let Some(target) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
@@ -165,7 +153,14 @@ mod tests {
     fn detached_processes_are_probed_paused_resumed_and_killed() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("sleep.log");
-        let started = spawn_detached(Path::new("/bin/sleep"), &["30".into()], None, &log).unwrap();
+        let started = spawn(
+            Path::new("/bin/sleep"),
+            &["30".into()],
+            None,
+            &log,
+            Lifetime::Detached,
+        )
+        .unwrap();
         let (pid, start) = (started.pid, started.start_ticks);
         assert_eq!(probe(pid, start), ProcessState::Running);
         assert_eq!(
