@@ -64,7 +64,10 @@ pub fn connection_cap(open_files: u64) -> usize {
 pub fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
     let stat = rustix::fs::statvfs(path).ok()?;
     let unit = stat.f_frsize.max(1);
-    Some((stat.f_bavail.saturating_mul(unit), stat.f_blocks.saturating_mul(unit)))
+    Some((
+        stat.f_bavail.saturating_mul(unit),
+        stat.f_blocks.saturating_mul(unit),
+    ))
 }
 
 /// The free space a file system of `total` bytes keeps for the Raft store's own writes (votes,

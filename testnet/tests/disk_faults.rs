@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use symphony_ctl::proto::{ErrorCode, ReadConsistency};
 use symphony_ctl::ClientError;
+use symphony_ctl::proto::{ErrorCode, ReadConsistency};
 use symphony_testnet::harness::{AgentOptions, AgentProcess, Cluster, ClusterOptions, poll_until};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,7 +34,10 @@ impl Tmpfs {
                 path: path.to_path_buf(),
             }),
             _ => {
-                eprintln!("skipped: cannot mount a tmpfs (needs root) at {}", path.display());
+                eprintln!(
+                    "skipped: cannot mount a tmpfs (needs root) at {}",
+                    path.display()
+                );
                 None
             }
         }
@@ -91,7 +94,10 @@ fn free_bytes(path: &Path) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_on_a_follower_costs_it_a_while_and_loses_nothing() {
     let base = tempfile::tempdir().unwrap();
-    let Some(disk) = Tmpfs::mount(&base.path().join("nodes").join("manager-2").join("config"), 64) else {
+    let Some(disk) = Tmpfs::mount(
+        &base.path().join("nodes").join("manager-2").join("config"),
+        64,
+    ) else {
         return;
     };
     let mut options = ClusterOptions::with_agent_args(&[
@@ -114,14 +120,23 @@ async fn a_full_disk_on_a_follower_costs_it_a_while_and_loses_nothing() {
     disk.fill(0);
     let value = "v".repeat(64 * 1024);
     for n in 0..200 {
-        cluster.put_any(&format!("during-{n}"), value.as_bytes()).await.unwrap();
+        cluster
+            .put_any(&format!("during-{n}"), value.as_bytes())
+            .await
+            .unwrap();
     }
     let full_client = cluster.client(full).await.unwrap();
-    let stopped = poll_until(TIMEOUT, "the full manager says its store stopped", async || {
-        let status = full_client.status().await.map_err(|e| e.to_string())?;
-        let cluster = status.cluster.ok_or("no cluster")?;
-        cluster.store_error.ok_or(format!("raft state {}", cluster.raft_state))
-    })
+    let stopped = poll_until(
+        TIMEOUT,
+        "the full manager says its store stopped",
+        async || {
+            let status = full_client.status().await.map_err(|e| e.to_string())?;
+            let cluster = status.cluster.ok_or("no cluster")?;
+            cluster
+                .store_error
+                .ok_or(format!("raft state {}", cluster.raft_state))
+        },
+    )
     .await
     .unwrap();
     assert!(stopped.contains("space"), "{stopped}");
@@ -131,7 +146,10 @@ async fn a_full_disk_on_a_follower_costs_it_a_while_and_loses_nothing() {
         .await
         .unwrap()
         .unwrap();
-    full_client.kv_put("through-it", b"yes".to_vec(), None).await.unwrap();
+    full_client
+        .kv_put("through-it", b"yes".to_vec(), None)
+        .await
+        .unwrap();
     // It is not shown ready meanwhile.
     poll_until(TIMEOUT, "the full manager marked down", async || {
         let leader = cluster.leader().await.map_err(|e| e.to_string())?;
@@ -142,8 +160,15 @@ async fn a_full_disk_on_a_follower_costs_it_a_while_and_loses_nothing() {
             .node_list(ReadConsistency::Linearizable)
             .await
             .map_err(|e| e.to_string())?;
-        let node = nodes.iter().find(|node| node.node_id == full_id).ok_or("missing")?;
-        if node.status == "down" { Ok(()) } else { Err(node.status.clone()) }
+        let node = nodes
+            .iter()
+            .find(|node| node.node_id == full_id)
+            .ok_or("missing")?;
+        if node.status == "down" {
+            Ok(())
+        } else {
+            Err(node.status.clone())
+        }
     })
     .await
     .unwrap();
@@ -202,11 +227,23 @@ async fn a_leader_below_its_disk_floor_refuses_writes_with_no_space_and_resumes(
     let status = client.status().await.unwrap().cluster.unwrap();
     assert_eq!(status.raft_state, "leader");
     assert!(status.store_error.is_none());
-    assert!(client.kv_get("kept", ReadConsistency::Linearizable).await.unwrap().is_some());
+    assert!(
+        client
+            .kv_get("kept", ReadConsistency::Linearizable)
+            .await
+            .unwrap()
+            .is_some()
+    );
     client.kv_delete("kept", None).await.unwrap();
     disk.empty();
     client.kv_put("resumed", b"3".to_vec(), None).await.unwrap();
-    assert!(client.kv_get("refused", ReadConsistency::Linearizable).await.unwrap().is_none());
+    assert!(
+        client
+            .kv_get("refused", ReadConsistency::Linearizable)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -227,12 +264,18 @@ async fn a_failing_fsync_stops_the_raft_node_until_it_clears_and_loses_nothing()
     client.init().await.unwrap();
     agent.wait_leader(TIMEOUT).await.unwrap();
     for n in 0..20 {
-        client.kv_put(format!("k{n}"), b"v".to_vec(), None).await.unwrap();
+        client
+            .kv_put(format!("k{n}"), b"v".to_vec(), None)
+            .await
+            .unwrap();
     }
     std::fs::write(&failpoints, "store.fsync=error").unwrap();
     // A write that cannot be made durable is not acknowledged.
     let failed = client.kv_put("lost", b"?".to_vec(), None).await;
-    assert!(failed.is_err(), "a write was acknowledged though its fsync failed");
+    assert!(
+        failed.is_err(),
+        "a write was acknowledged though its fsync failed"
+    );
     let status = client.status().await.unwrap().cluster.unwrap();
     assert!(status.store_error.is_some(), "{status:?}");
     std::fs::write(&failpoints, "").unwrap();

@@ -198,9 +198,7 @@ impl Owner {
         if self.heal_after.is_some_and(|at| Instant::now() < at) {
             return;
         }
-        if fault.no_space
-            && crate::manager::propose::check_room(consensus.data_dir()).is_err()
-        {
+        if fault.no_space && crate::manager::propose::check_room(consensus.data_dir()).is_err() {
             return;
         }
         self.heal_after = Some(Instant::now() + self.heal_delay);

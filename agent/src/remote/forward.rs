@@ -23,7 +23,10 @@ pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 /// another manager does, `Err` with what is known when no leader is.
 pub fn leader_now(state: &NodeState) -> Result<Option<String>, Option<LeaderHint>> {
     // A node without a Raft node, or whose Raft node has stopped, knows no leader.
-    let Some(consensus) = state.consensus.as_ref().filter(|consensus| !consensus.has_stopped())
+    let Some(consensus) = state
+        .consensus
+        .as_ref()
+        .filter(|consensus| !consensus.has_stopped())
     else {
         return Err(None);
     };
@@ -57,7 +60,8 @@ pub async fn leader_elsewhere(
         // A manager whose Raft node stopped (its store failed) still forwards: the other
         // managers know who leads.
         if let Some(consensus) = state.consensus.as_ref().filter(|c| c.has_stopped())
-            && let Some(leader) = leader_from_peers(consensus, remote, &node.config().advertised.remote_addr).await
+            && let Some(leader) =
+                leader_from_peers(consensus, remote, &node.config().advertised.remote_addr).await
         {
             return Ok(Some(leader));
         }

@@ -166,7 +166,9 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
         RemoteRequest::WhoLeads => Ok(RemoteReply::Leader(
             super::forward::leader_now(&ctx.node.state())
                 .ok()
-                .map(|leader| leader.unwrap_or_else(|| ctx.node.config().advertised.remote_addr.clone())),
+                .map(|leader| {
+                    leader.unwrap_or_else(|| ctx.node.config().advertised.remote_addr.clone())
+                }),
         )),
         RemoteRequest::Assignments { .. } | RemoteRequest::TaskLogs { .. } => Err(CtlError::new(
             ErrorCode::BadRequest,

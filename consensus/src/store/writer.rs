@@ -217,7 +217,8 @@ fn write_loop(db: &Database, receiver: &mpsc::Receiver<(Write, Done)>, health: &
         flush_state |= pending.len() >= MAX_PENDING_ROWS
             || pending_since.is_some_and(|since| since.elapsed() >= STATE_FLUSH_INTERVAL);
         let state = (flush_state && pending_since.is_some()).then_some(&pending);
-        let result = crate::failpoint::check("store.commit").and_then(|()| commit(db, &writes, state));
+        let result =
+            crate::failpoint::check("store.commit").and_then(|()| commit(db, &writes, state));
         if let Err(error) = &result {
             // openraft stops the node on a storage error it is told about: nothing after this
             // write is acknowledged, so nothing acknowledged is lost. The node's owner starts
