@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::GossipProfile;
+use crate::incarnation::IncarnationFile;
 use crate::node::{NodeHandle, NodeState};
 
 /// How often the keeper checks gossip.
@@ -120,6 +121,9 @@ struct Running {
     role: Role,
     started: Instant,
     last_reannounce: Instant,
+    /// Where its incarnation is kept, and the last one saved there.
+    incarnations: IncarnationFile,
+    saved_incarnation: u64,
 }
 
 /// What gossip should be doing: in which cluster, as what.
@@ -189,6 +193,12 @@ impl Keeper {
             return;
         }
         if let Some(current) = self.running.as_mut() {
+            // A rejoin during the run raised the incarnation: the next life must start above.
+            let incarnation = current.gossip.incarnation();
+            if incarnation > current.saved_incarnation {
+                current.incarnations.save(incarnation);
+                current.saved_incarnation = incarnation;
+            }
             reconnect(node, &state, current).await;
         }
     }
@@ -261,13 +271,16 @@ async fn start_gossip(node: &NodeHandle, state: &NodeState, target: Target) -> O
     let config = node.config();
     let settings = &config.settings.gossip;
     let raft_addr = (target.role == Role::Manager).then(|| config.advertised.raft_addr.clone());
+    let incarnations = IncarnationFile::new(&config.settings.config_dir);
+    let incarnation = incarnations.next(crate::now_ms());
     let identity = GossipIdentity::new(
         state.identity.node_id,
         target.role,
         settings.advertised_addr,
         config.advertised.remote_addr.clone(),
         raft_addr,
-    );
+    )
+    .with_incarnation(incarnation);
     // How many members the pool has, roughly, to scale foca's timings.
     let pool_size = state.read_stale(|replica| replica.nodes.len()).max(32);
     let gossip_config = GossipConfig {
@@ -297,6 +310,8 @@ async fn start_gossip(node: &NodeHandle, state: &NodeState, target: Target) -> O
         role: target.role,
         started: now,
         last_reannounce: now,
+        incarnations,
+        saved_incarnation: incarnation,
     })
 }
 

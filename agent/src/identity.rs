@@ -4,7 +4,6 @@
 //! by construction order. A damaged file stops the agent with a clear error and is left as it
 //! is: overwriting it would silently turn this machine into a different node.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rand::Rng;
@@ -105,21 +104,8 @@ impl Identity {
         let mut text = serde_json::to_vec_pretty(&identity)
             .map_err(|error| create_error(std::io::Error::other(error)))?;
         text.push(b'\n');
-        // Written to a temp file and renamed, so a crash never leaves a half-written key.json;
-        // `create_new` on the final name would race with nothing, since one agent owns the dir.
-        let tmp = path.with_extension("json.tmp");
-        {
-            let mut file = std::fs::File::create(&tmp).map_err(create_error)?;
-            file.write_all(&text).map_err(create_error)?;
-            file.sync_all().map_err(create_error)?;
-        }
-        std::fs::rename(&tmp, path).map_err(create_error)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|dir| dir.sync_all())
-                .map_err(create_error)?;
-        }
-        Ok(())
+        // Never half written: a crash leaves the old key.json or the new one.
+        crate::durable::write_atomically(path, &text).map_err(create_error)
     }
 }
 

@@ -3,6 +3,8 @@
 //! Module map:
 //! - [`config`]: the command line;
 //! - [`identity`]: `key.json`, who this node is across restarts;
+//! - [`incarnation`]: which life of the node gossip runs under, strictly rising across restarts;
+//! - [`durable`]: small files replaced atomically and durably;
 //! - [`logging`]: filters, text or JSON lines, the node id on every line;
 //! - [`run`]: start-up and shutdown: which tasks run, and in what order they stop;
 //! - [`node`]: who this node is — the role supervisor (fresh, manager or worker), the one task
@@ -27,10 +29,12 @@ pub mod api;
 pub mod config;
 pub mod context;
 pub mod control;
+pub mod durable;
 pub mod errors;
 pub mod exec;
 pub mod gossip;
 pub mod identity;
+pub mod incarnation;
 pub mod logging;
 pub mod manager;
 pub mod node;

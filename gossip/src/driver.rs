@@ -11,7 +11,7 @@
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -91,6 +91,8 @@ pub struct Gossip {
     events: broadcast::Sender<MemberEvent>,
     counters: Arc<Counters>,
     member_count: Arc<AtomicUsize>,
+    /// This node's current incarnation, published after every step.
+    incarnation: Arc<AtomicU64>,
     cancel: CancellationToken,
     local_addr: SocketAddr,
 }
@@ -128,6 +130,7 @@ impl Gossip {
         let socket = Arc::new(socket);
         let counters = Arc::new(Counters::default());
         let member_count = Arc::new(AtomicUsize::new(0));
+        let incarnation = Arc::new(AtomicU64::new(identity.incarnation));
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (send_tx, send_rx) = mpsc::channel(SEND_QUEUE);
@@ -146,6 +149,7 @@ impl Gossip {
             foca,
             idle_gossip: IdleGossip::default(),
             member_count: Arc::clone(&member_count),
+            incarnation: Arc::clone(&incarnation),
             io: Io {
                 tag: packet::cluster_tag(&cluster_id),
                 socket: Arc::clone(&socket),
@@ -153,6 +157,7 @@ impl Gossip {
                 timers: TimerQueue::default(),
                 events: events.clone(),
                 counters: Arc::clone(&counters),
+                rejoined: false,
             },
             socket,
             commands: command_rx,
@@ -165,6 +170,7 @@ impl Gossip {
             events,
             counters,
             member_count,
+            incarnation,
             cancel,
             local_addr,
         })
@@ -173,6 +179,12 @@ impl Gossip {
     /// The address the gossip socket is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The incarnation this node gossips under now: higher than at start after each rejoin.
+    /// The agent persists it, so that its next life starts above it.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation.load(Ordering::Relaxed)
     }
 
     /// Asks each seed to let this node join its cluster. Returns once the announces are
@@ -255,6 +267,8 @@ struct Driver {
     idle_gossip: IdleGossip,
     /// Published after every step for [`Gossip::member_count`].
     member_count: Arc<AtomicUsize>,
+    /// Published after every step for [`Gossip::incarnation`].
+    incarnation: Arc<AtomicU64>,
     io: Io,
     socket: Arc<UdpSocket>,
     commands: mpsc::Receiver<Command>,
@@ -403,8 +417,41 @@ impl Driver {
         if let Some(timer) = self.idle_gossip.release(&self.foca) {
             self.deliver_timer(timer);
         }
+        if std::mem::take(&mut self.io.rejoined) {
+            self.outbid_older_lives();
+        }
         self.member_count
             .store(self.foca.num_members(), Ordering::Relaxed);
+        self.incarnation
+            .store(self.foca.identity().incarnation, Ordering::Relaxed);
+    }
+
+    /// After a rejoin: if the pool still talks of an older life of this node under an
+    /// incarnation as high as ours (a restart whose record of its last incarnation was lost),
+    /// take the next one above it at once. foca renews by one step per rejoin, and every step
+    /// loses to the old life again until the pool forgets it: thousands of rejoins a second,
+    /// and the node shown down meanwhile.
+    fn outbid_older_lives(&mut self) {
+        let own = self.foca.identity().clone();
+        let highest = self
+            .foca
+            .iter_membership_state()
+            .map(foca::Member::id)
+            .filter(|id| id.gossip_addr == own.gossip_addr && id.node_id == own.node_id)
+            .map(|id| id.incarnation)
+            .max();
+        let Some(highest) = highest.filter(|highest| *highest >= own.incarnation) else {
+            return;
+        };
+        let next = own.with_incarnation(highest.saturating_add(1));
+        info!(
+            old = highest,
+            new = next.incarnation,
+            "the pool knew an older life of this node under a higher incarnation; taking the next one"
+        );
+        if let Err(error) = self.foca.change_identity(next, &mut self.io) {
+            warn!(%error, "cannot take a higher gossip incarnation");
+        }
     }
 
     fn handle_packet(&mut self, data: &[u8], from: SocketAddr) {
@@ -436,10 +483,15 @@ struct Io {
     timers: TimerQueue,
     events: broadcast::Sender<MemberEvent>,
     counters: Arc<Counters>,
+    /// foca rejoined under a new identity since the driver last looked.
+    rejoined: bool,
 }
 
 impl Runtime<GossipIdentity> for Io {
     fn notify(&mut self, notification: Notification<'_, GossipIdentity>) {
+        if matches!(notification, Notification::Rejoin(_)) {
+            self.rejoined = true;
+        }
         match MemberEvent::from_notification(&notification) {
             Some(event) => {
                 debug!(?event, "gossip member event");

@@ -63,6 +63,15 @@ impl GossipIdentity {
         }
     }
 
+    /// The same identity as another life: `incarnation` should come from
+    /// [`next_incarnation`], which never goes back whatever the wall clock says.
+    pub fn with_incarnation(self, incarnation: u64) -> GossipIdentity {
+        GossipIdentity {
+            incarnation,
+            ..self
+        }
+    }
+
     /// A placeholder for a seed known only by address: foca accepts an announce addressed to
     /// any identity with the receiver's address, and the reply carries the seed's real one.
     pub(crate) fn seed(gossip_addr: SocketAddr) -> GossipIdentity {
@@ -74,6 +83,17 @@ impl GossipIdentity {
             raft_addr: None,
             incarnation: 0,
         }
+    }
+}
+
+/// The incarnation of a node's next life, given the last one it used (`None` for its first) and
+/// the wall clock in milliseconds: strictly above the last, so a restart supersedes the
+/// previous life at once even with the clock an hour or a day behind; and at least the clock,
+/// so that a node whose record of its last life was lost (or predates it) still usually wins.
+pub fn next_incarnation(last: Option<u64>, now_ms: u64) -> u64 {
+    match last {
+        Some(last) => last.saturating_add(1).max(now_ms),
+        None => now_ms.max(1),
     }
 }
 
@@ -104,6 +124,19 @@ impl Identity for GossipIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_incarnation_never_goes_back() {
+        let hour = 3_600_000;
+        let now = 1_800_000_000_000;
+        // The last life ran with the clock right; this one starts an hour behind.
+        assert_eq!(next_incarnation(Some(now), now - hour), now + 1);
+        // The clock moved on as usual.
+        assert_eq!(next_incarnation(Some(now), now + 5), now + 5);
+        assert_eq!(next_incarnation(None, now), now);
+        assert_eq!(next_incarnation(None, 0), 1);
+        assert_eq!(next_incarnation(Some(u64::MAX), 0), u64::MAX);
+    }
 
     fn identity(node_id: u64, incarnation: u64) -> GossipIdentity {
         GossipIdentity {

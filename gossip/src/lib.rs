@@ -33,7 +33,7 @@ pub use config::{GossipConfig, Profile};
 pub use driver::{Gossip, MemberState};
 pub use error::GossipError;
 pub use event::MemberEvent;
-pub use identity::{GossipIdentity, Role};
+pub use identity::{GossipIdentity, Role, next_incarnation};
 pub use packet::PacketError;
 pub use stats::GossipStats;
 

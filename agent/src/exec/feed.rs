@@ -66,9 +66,33 @@ pub async fn run(
                     }
                 });
             }
+            // A manager that just joined runs its Raft node before its replica holds its own
+            // record: that arrives with the log, not with a change of the node's state, so
+            // the replica's node table is watched as well.
+            let mut own_record = state.consensus.as_ref().map(|consensus| {
+                consensus.watch_tables(&[symphony_consensus::state::nodes::TABLE])
+            });
+            // It may have arrived since the check above, before the watch was made.
+            let own = state.identity.node_id;
+            if state.consensus.as_ref().is_some_and(|consensus| {
+                consensus.read_stale(|replica| replica.nodes.contains_key(&own))
+            }) {
+                continue;
+            }
+            let record_changed = async {
+                match own_record.as_mut() {
+                    Some(watch) => {
+                        if !watch.changed().await {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = node.changed() => continue,
+                () = record_changed => continue,
             }
         };
         let mut follow = Follower {

@@ -9,7 +9,6 @@
 //! A restarted agent reads these to adopt what still runs and to report what ended while it
 //! was away.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -126,17 +125,10 @@ impl Store {
     }
 }
 
-/// Writes `value` as JSON to a temporary file, syncs it and renames it over `path`: a crash
-/// leaves the old file or the new one.
+/// Writes `value` as JSON over `path`, atomically and durably.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-    let temporary = path.with_extension("json.tmp");
-    {
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&temporary, path)
+    crate::durable::write_atomically(path, &bytes)
 }
 
 /// Reads `path` as JSON; `None` when there is no such file.

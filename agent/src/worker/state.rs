@@ -6,7 +6,6 @@
 //! to find the cluster again without a token. It is written whole to a temporary file, synced
 //! and renamed over the old one, so a crash leaves either the old or the new version.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -71,21 +70,13 @@ impl WorkerState {
     /// Writes the state to `dir` atomically and durably.
     pub fn save(&self, dir: &Path) -> Result<(), WorkerStateError> {
         let path = dir.join(WORKER_FILE);
-        let temporary = dir.join(format!("{WORKER_FILE}.tmp"));
         let error = |source| WorkerStateError::Write {
             path: path.clone(),
             source,
         };
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|json| error(std::io::Error::other(json.to_string())))?;
-        let mut file = std::fs::File::create(&temporary).map_err(error)?;
-        file.write_all(&bytes).map_err(error)?;
-        file.sync_all().map_err(error)?;
-        std::fs::rename(&temporary, &path).map_err(error)?;
-        // The rename is durable only once the directory entry is.
-        std::fs::File::open(dir)
-            .and_then(|directory| directory.sync_all())
-            .map_err(error)
+        crate::durable::write_atomically(&path, &bytes).map_err(error)
     }
 
     /// Forgets the membership: the node is no longer a worker.

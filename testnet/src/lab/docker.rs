@@ -180,8 +180,12 @@ impl DockerBackend {
                 csv_field(&format!("source={}", node.node_dir.display()))
             )
             .into(),
-            image.into(),
         ];
+        for (name, value) in &node.env {
+            args.push("--env".into());
+            args.push(format!("{name}={value}").into());
+        }
+        args.push(image.into());
         // The agent's config dir is under the mount.
         let config_dir = Path::new(NODE_MOUNT).join("config");
         args.extend(lab.command_line(node, config_dir).args());

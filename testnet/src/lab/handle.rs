@@ -212,6 +212,18 @@ impl Lab {
         self.wait_answers(index).await
     }
 
+    /// Sets the extra environment node `name` gets from its next start on (an empty map
+    /// clears it): how a clock offset or failpoints reach an agent.
+    pub fn set_env(
+        &mut self,
+        name: &str,
+        env: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), LabError> {
+        let index = self.state.index_of(name)?;
+        self.state.nodes[index].env = env;
+        self.state.save()
+    }
+
     /// Installs a partition (see [`partition::resolve`] for the syntax), replacing any other.
     pub fn partition(&mut self, words: &[String]) -> Result<Partition, LabError> {
         let partition = partition::resolve(&self.state, words)?;

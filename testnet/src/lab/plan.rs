@@ -108,6 +108,7 @@ fn record(
         intent: Intent::Running,
         node_id: None,
         raft_node_id: None,
+        env: std::collections::BTreeMap::new(),
     })
 }
 

@@ -7,6 +7,7 @@
 //! change, so a crash or a Ctrl-C never leaves half a file. Commands are not locked against each
 //! other: running two commands on one testnet at the same moment may lose one's update.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -72,6 +73,10 @@ pub struct NodeRecord {
     pub node_id: Option<u64>,
     /// From the node's `status`: what Raft and `status` name leaders by.
     pub raft_node_id: Option<u64>,
+    /// Extra environment the agent gets from its next start on: how faults that live in the
+    /// process reach it (a clock offset through libfaketime, failpoints).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
 }
 
 impl NodeRecord {

@@ -397,6 +397,16 @@ impl Cluster {
         Ok(self.lab.terminate(&name, timeout).await?)
     }
 
+    /// Sets the extra environment node `index` gets from its next (re)start on.
+    pub fn set_env(
+        &mut self,
+        index: usize,
+        env: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), HarnessError> {
+        let name = self.record(index)?.name.clone();
+        Ok(self.lab.set_env(&name, env)?)
+    }
+
     /// Starts the stopped node `index` again on its dir and addresses; waits until it answers.
     pub async fn restart(&mut self, index: usize) -> Result<StatusInfo, HarnessError> {
         let node = self.record(index)?;

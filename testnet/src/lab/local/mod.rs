@@ -96,6 +96,7 @@ impl Backend for LocalBackend {
         let started = process::spawn(
             &lab.agent_bin,
             &lab.command_line(node, node.config_dir.clone()).args(),
+            &node.env,
             cgroup.as_ref().map(NodeCgroup::procs_file).as_deref(),
             &node.log_path,
             lab.lifetime,

@@ -45,6 +45,7 @@ pub struct Started {
 pub fn spawn(
     program: &Path,
     args: &[OsString],
+    env: &std::collections::BTreeMap<String, String>,
     cgroup_procs: Option<&Path>,
     log: &Path,
     lifetime: Lifetime,
@@ -66,6 +67,7 @@ pub fn spawn(
     };
     command
         .args(args)
+        .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err));
@@ -156,6 +158,7 @@ mod tests {
         let started = spawn(
             Path::new("/bin/sleep"),
             &["30".into()],
+            &std::collections::BTreeMap::new(),
             None,
             &log,
             Lifetime::Detached,

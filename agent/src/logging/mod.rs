@@ -1,5 +1,8 @@
 //! Logging: a `RUST_LOG`-style filter, text or JSON lines, and the node id on every line (also
-//! on lines from openraft's own tasks, which no span of ours covers).
+//! on lines from openraft's own tasks, which no span of ours covers); repeated lines limited
+//! per call site ([`rate_limit`]).
+
+pub mod rate_limit;
 
 use std::fmt;
 
@@ -8,7 +11,9 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormattedFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
@@ -32,8 +37,14 @@ pub fn init(filter: Option<&str>, format: LogFormat, node_id: u64) -> Result<(),
                 inner: format::Format::default()
                     .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
             })
+            .finish()
+            .with(rate_limit::RateLimit::new())
             .try_init(),
-        LogFormat::Json => builder.event_format(JsonWithNode { node_id }).try_init(),
+        LogFormat::Json => builder
+            .event_format(JsonWithNode { node_id })
+            .finish()
+            .with(rate_limit::RateLimit::new())
+            .try_init(),
     };
     result.map_err(|error| format!("cannot install the logger: {error}"))
 }
@@ -56,6 +67,10 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         write!(writer, "node={} ", self.node_id)?;
+        let suppressed = rate_limit::take_suppressed_before();
+        if suppressed > 0 {
+            write!(writer, "[{suppressed} similar lines suppressed] ")?;
+        }
         self.inner.format_event(ctx, writer, event)
     }
 }
@@ -85,6 +100,10 @@ where
         object.insert("level".into(), metadata.level().as_str().into());
         object.insert("target".into(), metadata.target().into());
         object.insert("node_id".into(), self.node_id.into());
+        let suppressed = rate_limit::take_suppressed_before();
+        if suppressed > 0 {
+            object.insert("suppressed_before".into(), suppressed.into());
+        }
         if let Some(scope) = ctx.event_scope() {
             let spans: Vec<serde_json::Value> = scope
                 .from_root()
