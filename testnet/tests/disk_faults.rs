@@ -199,6 +199,82 @@ async fn a_full_disk_on_a_follower_costs_it_a_while_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_on_the_leader_moves_leadership_and_heals() {
+    let base = tempfile::tempdir().unwrap();
+    // Every manager on a small disk of its own: which one leads is only known later.
+    let mut disks = Vec::new();
+    for name in ["manager-1", "manager-2", "manager-3"] {
+        let Some(disk) = Tmpfs::mount(&base.path().join("nodes").join(name).join("config"), 64)
+        else {
+            return;
+        };
+        disks.push(disk);
+    }
+    let mut options = ClusterOptions::with_agent_args(&[
+        "--gossip-probe-period-ms",
+        "200",
+        "--gossip-suspect-ms",
+        "2000",
+        "--liveness-grace-ms",
+        "1000",
+    ]);
+    options.agent.work_dir = Some(base.path().to_path_buf());
+    let mut cluster = Cluster::start_with(3, options).await.unwrap();
+    cluster.bootstrap_static().await.unwrap();
+    for n in 0..50 {
+        cluster.put_any(&format!("before-{n}"), b"x").await.unwrap();
+    }
+    let full = cluster.leader().await.unwrap();
+    disks[full].fill(0);
+    // Writes are refused (no_space) for a moment, then a manager with room leads and takes
+    // them again.
+    let value = "v".repeat(64 * 1024);
+    let mut written = 0;
+    poll_until(
+        TIMEOUT,
+        "another manager leads and takes writes",
+        async || {
+            let leader = cluster.leader().await.map_err(|e| e.to_string())?;
+            cluster
+                .put_any(&format!("during-{written}"), value.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            written += 1;
+            if leader != full && written >= 100 {
+                Ok(())
+            } else {
+                Err(format!("leader {leader}, {written} written"))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    disks[full].empty();
+    let full_client = cluster.client(full).await.unwrap();
+    poll_until(TIMEOUT, "the old leader heals by itself", async || {
+        let status = full_client.status().await.map_err(|e| e.to_string())?;
+        let state = status.cluster.ok_or("no cluster")?;
+        if state.store_error.is_none() && state.raft_state == "follower" {
+            Ok(())
+        } else {
+            Err(format!("{} {:?}", state.raft_state, state.store_error))
+        }
+    })
+    .await
+    .unwrap();
+    cluster.put_any("after", b"1").await.unwrap();
+    cluster.wait_replicated_on(full).await.unwrap();
+    let acknowledged = cluster.acknowledged().writes();
+    for key in acknowledged.keys() {
+        let entry = full_client
+            .kv_get(key.clone(), ReadConsistency::Stale)
+            .await
+            .unwrap();
+        assert!(entry.is_some(), "{key} is missing after the disk was full");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_leader_below_its_disk_floor_refuses_writes_with_no_space_and_resumes() {
     let base = tempfile::tempdir().unwrap();
     let config = base.path().join("config");

@@ -90,5 +90,9 @@ fn start(handles: &LeaderHandles, stop: CancellationToken) -> CancellationToken 
     tokio::spawn(super::liveness::run(handles.clone(), stop.clone()));
     tokio::spawn(super::orchestrator::run(handles.clone(), stop.clone()));
     tokio::spawn(super::scheduler::run(handles.clone(), stop.clone()));
+    tokio::spawn(super::handover::run(
+        handles.consensus.clone(),
+        stop.clone(),
+    ));
     stop
 }

@@ -12,10 +12,12 @@
 //!   - [`promoter`]: learners that caught up become voters, keeping the count odd;
 //!   - [`liveness`]: what gossip says about nodes, turned into node status;
 //!   - [`orchestrator`]: every service kept at its tasks;
-//!   - [`scheduler`]: pending tasks placed on nodes.
+//!   - [`scheduler`]: pending tasks placed on nodes;
+//!   - [`handover`]: short of disk space, leadership handed to another voter.
 
 pub mod admission;
 pub mod dispatcher;
+pub mod handover;
 pub mod leader;
 pub mod liveness;
 pub mod membership;

@@ -35,12 +35,9 @@ pub async fn leave(owner: &mut Owner) -> Result<DoneInfo, CtlError> {
         ));
     };
     if view.leader == Some(me) {
-        let progress = consensus.progress();
-        let successor = others
-            .iter()
-            .copied()
-            .max_by_key(|id| progress.get(id).and_then(|p| p.matched_index))
-            .unwrap_or(first_other);
+        let successor =
+            crate::manager::handover::successor(me, &view.voters, &consensus.progress())
+                .unwrap_or(first_other);
         consensus
             .transfer_leadership(successor)
             .await
