@@ -86,10 +86,73 @@ pub fn open_with_health(
         source,
     })?;
     let path = options.dir.join(DB_FILE);
-    let db = Database::create(&path).map_err(|source| OpenError::Database {
+    let database_error = |source| OpenError::Database {
         path: path.clone(),
         source: Box::new(source),
+    };
+    if !path.exists() {
+        create_atomically(&path).map_err(|source| OpenError::Load {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let db = Database::create(&path).map_err(database_error)?;
+    load(db, path, health)
+}
+
+/// Creates an empty store at `path` all at once: made and synced under another name, then
+/// renamed. A crash while redb lays out a new file leaves something that is not a database
+/// yet, and a node that found that at `path` would never start again; under the other name it
+/// is simply made again.
+fn create_atomically(path: &Path) -> io::Result<()> {
+    let mut creating = path.as_os_str().to_owned();
+    creating.push(".new");
+    let creating = PathBuf::from(creating);
+    match std::fs::remove_file(&creating) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    {
+        let db = Database::create(&creating).map_err(io_error)?;
+        create_tables(&db)?;
+    }
+    std::fs::File::open(&creating)?.sync_all()?;
+    std::fs::rename(&creating, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// [`open_with_health`] on a storage backend given by the caller instead of the file in
+/// `options.dir` (snapshots still go to `options.dir`): how the crash tests cut the power
+/// under the store (see `power_cut`).
+pub fn open_on_backend(
+    options: &StoreOptions,
+    health: StoreHealth,
+    backend: impl redb::StorageBackend,
+) -> Result<(LogStore, StateMachineStore), OpenError> {
+    std::fs::create_dir_all(&options.dir).map_err(|source| OpenError::CreateDir {
+        path: options.dir.clone(),
+        source,
     })?;
+    let path = options.dir.join(DB_FILE);
+    let db = Database::builder()
+        .create_with_backend(backend)
+        .map_err(|source| OpenError::Database {
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
+    load(db, path, health)
+}
+
+/// Makes the tables, starts the writer and loads the log and the state.
+fn load(
+    db: Database,
+    path: PathBuf,
+    health: StoreHealth,
+) -> Result<(LogStore, StateMachineStore), OpenError> {
     let db = Arc::new(db);
     let load_error = |source| OpenError::Load {
         path: path.clone(),
@@ -141,5 +204,7 @@ pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()>
     std::fs::File::open(dir)?.sync_all()
 }
 
+#[cfg(test)]
+mod power_cut;
 #[cfg(test)]
 mod tests;
