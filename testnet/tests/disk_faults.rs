@@ -375,3 +375,83 @@ async fn a_failing_fsync_stops_the_raft_node_until_it_clears_and_loses_nothing()
     }
     client.kv_put("after", b"v".to_vec(), None).await.unwrap();
 }
+
+/// `count` writes through any member; their latencies, sorted.
+async fn timed_writes(cluster: &Cluster, prefix: &str, count: usize) -> Vec<Duration> {
+    let mut latencies = Vec::with_capacity(count);
+    for n in 0..count {
+        let started = std::time::Instant::now();
+        cluster
+            .put_any(&format!("{prefix}-{n}"), b"x")
+            .await
+            .unwrap();
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    latencies
+}
+
+async fn term_and_leader(cluster: &Cluster) -> (u64, usize) {
+    let leader = cluster.leader().await.unwrap();
+    let term = cluster.status(leader).await.unwrap().cluster.unwrap().term;
+    (term, leader)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_disk_costs_latency_only() {
+    let mut cluster = Cluster::start(3).await.unwrap();
+    cluster.bootstrap_static().await.unwrap();
+    let (term, leader) = term_and_leader(&cluster).await;
+    let fast = timed_writes(&cluster, "fast", 60).await;
+    // Every fsync of one follower takes 50 ms more: the other follower makes the quorum.
+    let follower = (leader + 1) % 3;
+    cluster
+        .set_failpoints(follower, "store.fsync=sleep(50)")
+        .unwrap();
+    let slow_follower = timed_writes(&cluster, "slow-follower", 60).await;
+    assert_eq!(
+        term_and_leader(&cluster).await,
+        (term, leader),
+        "a slow follower caused an election"
+    );
+    // On the leader: writes wait for its own fsync, but nothing times out and leadership stays
+    // (a slow disk is not a failed one; see the README).
+    cluster.set_failpoints(follower, "").unwrap();
+    cluster
+        .set_failpoints(leader, "store.fsync=sleep(50)")
+        .unwrap();
+    let slow_leader = timed_writes(&cluster, "slow-leader", 60).await;
+    assert_eq!(
+        term_and_leader(&cluster).await,
+        (term, leader),
+        "a slow leader caused an election"
+    );
+    // Every disk slow: no quorum can commit faster than 50 ms, and still no election.
+    for n in 0..3 {
+        cluster.set_failpoints(n, "store.fsync=sleep(50)").unwrap();
+    }
+    let all_slow = timed_writes(&cluster, "all-slow", 20).await;
+    assert_eq!(
+        term_and_leader(&cluster).await,
+        (term, leader),
+        "slow disks caused an election"
+    );
+    for n in 0..3 {
+        cluster.set_failpoints(n, "").unwrap();
+    }
+    let median = |latencies: &[Duration]| latencies[latencies.len() / 2];
+    eprintln!(
+        "median write latency: {:?} healthy, {:?} with a slow follower, {:?} with a slow leader, {:?} with every disk slow",
+        median(&fast),
+        median(&slow_follower),
+        median(&slow_leader),
+        median(&all_slow)
+    );
+    assert!(
+        median(&all_slow) >= Duration::from_millis(50),
+        "the failpoint did not slow the disks"
+    );
+    for n in 0..3 {
+        cluster.wait_replicated_on(n).await.unwrap();
+    }
+}

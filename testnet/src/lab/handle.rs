@@ -224,6 +224,17 @@ impl Lab {
         self.state.save()
     }
 
+    /// Sets the failpoints of node `name` (`name=action;...`, see `symphony_consensus::failpoint`;
+    /// empty turns them all off). The running agent reads them at its next check.
+    pub fn set_failpoints(&self, name: &str, spec: &str) -> Result<(), LabError> {
+        let index = self.state.index_of(name)?;
+        let node = &self.state.nodes[index];
+        let path = node.config_dir.join(super::state::FAILPOINTS_FILE);
+        std::fs::create_dir_all(&node.config_dir)
+            .and_then(|()| std::fs::write(&path, spec))
+            .map_err(LabError::io(format!("cannot write {}", path.display())))
+    }
+
     /// Installs a partition (see [`partition::resolve`] for the syntax), replacing any other.
     pub fn partition(&mut self, words: &[String]) -> Result<Partition, LabError> {
         let partition = partition::resolve(&self.state, words)?;

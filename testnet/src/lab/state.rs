@@ -79,6 +79,9 @@ pub struct NodeRecord {
     pub env: BTreeMap<String, String>,
 }
 
+/// The file in a node's config dir its agent reads failpoints from.
+pub const FAILPOINTS_FILE: &str = "failpoints";
+
 impl NodeRecord {
     pub fn socket_path(&self) -> PathBuf {
         self.config_dir.join("control.sock")
@@ -185,13 +188,19 @@ impl LabState {
     /// How the agent of `node` is started, with `config_dir` its config dir as the agent sees
     /// it (inside a container: under the node's mount).
     pub fn command_line(&self, node: &NodeRecord, config_dir: PathBuf) -> AgentCommandLine {
+        // Every node reads its failpoints from a file in its config dir (absent: none), so
+        // that a test or the nemesis can turn them on and off in a running agent (see
+        // [`crate::lab::Lab::set_failpoints`]); release builds ignore it.
+        let mut extra = self.agent_args.clone();
+        extra.push("--failpoints-file".to_string());
+        extra.push(config_dir.join(FAILPOINTS_FILE).display().to_string());
         AgentCommandLine {
             config_dir,
             raft_addr: node.raft_addr,
             remote_addr: node.remote_addr,
             advertise_ip: Some(node.ip.into()),
             log_level: self.log_level.clone(),
-            extra: self.agent_args.clone(),
+            extra,
         }
     }
 

@@ -407,6 +407,12 @@ impl Cluster {
         Ok(self.lab.set_env(&name, env)?)
     }
 
+    /// Sets the failpoints of node `index` (see [`Lab::set_failpoints`]).
+    pub fn set_failpoints(&self, index: usize, spec: &str) -> Result<(), HarnessError> {
+        let name = self.record(index)?.name.clone();
+        Ok(self.lab.set_failpoints(&name, spec)?)
+    }
+
     /// Starts the stopped node `index` again on its dir and addresses; waits until it answers.
     pub async fn restart(&mut self, index: usize) -> Result<StatusInfo, HarnessError> {
         let node = self.record(index)?;
