@@ -50,12 +50,14 @@ pub struct ChaosArgs {
     #[arg(long)]
     pub seed: Option<u64>,
 
-    /// The faults to inject, comma-separated.
+    /// The faults to inject, comma-separated. Every kind by default; those this machine
+    /// cannot make (disk-full without root, clock without libfaketime or on docker) are
+    /// skipped with a note.
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "kill,pause,partition,restart,membership"
+        default_value = "kill,pause,partition,restart,membership,disk-full,clock,slow-disk,failpoint"
     )]
     pub faults: Vec<crate::chaos::FaultKind>,
 
@@ -502,6 +504,7 @@ impl TryFrom<UpArgs> for UpOptions {
             agent_args: args.agent_arg,
             start_timeout: Duration::from_secs(args.timeout_s),
             form_timeout: Duration::from_secs(args.timeout_s),
+            disk_mb: None,
         })
     }
 }
@@ -770,7 +773,7 @@ mod chaos_tests {
             "--seed",
             "1",
             "--faults",
-            "kill,pause,partition,restart,membership",
+            "kill,pause,partition,restart,membership,disk-full,clock,slow-disk,failpoint",
         ])
         .unwrap();
         match cli.command {

@@ -183,7 +183,6 @@ fn local_state(raft: &Raft) -> guard::Local {
             .voter_ids()
             .chain(membership.learner_ids())
             .collect(),
-        voters: membership.voter_ids().collect(),
         vote: Some(metrics.vote),
     }
 }

@@ -117,6 +117,22 @@ impl Nemesis {
         if kinds.len() < options.kinds.len() {
             notes.push("membership faults need at least 3 managers; skipped".to_string());
         }
+        let local = lab.state().backend == crate::lab::BackendKind::Local;
+        let mut kinds = kinds;
+        if kinds.contains(&FaultKind::DiskFull) && lab.state().disk_mb.is_none() {
+            kinds.retain(|kind| *kind != FaultKind::DiskFull);
+            notes.push(
+                "disk-full faults need small disks (the local backend, as root); skipped"
+                    .to_string(),
+            );
+        }
+        if kinds.contains(&FaultKind::Clock) && (!local || libfaketime().is_none()) {
+            kinds.retain(|kind| *kind != FaultKind::Clock);
+            notes.push(
+                "clock faults need the local backend and libfaketime (apt-get install faketime); skipped"
+                    .to_string(),
+            );
+        }
         Nemesis {
             lab,
             board,
@@ -234,6 +250,46 @@ impl Nemesis {
                     Some(touched) => touched,
                     None => return None,
                 }
+            }
+            FaultKind::DiskFull => {
+                current.action =
+                    format!("fill the disk of {}", describe(&target, leader.as_deref()));
+                self.disk_full(&target, hold, &mut current, stop).await;
+                vec![target.clone()]
+            }
+            FaultKind::Clock => {
+                let offset = if mode { "-1h" } else { "+1d" };
+                current.action = format!(
+                    "restart {} with its clock {}",
+                    describe(&target, leader.as_deref()),
+                    if mode {
+                        "an hour behind"
+                    } else {
+                        "a day ahead"
+                    }
+                );
+                self.clock(&target, offset, hold, &mut current, stop).await;
+                vec![target.clone()]
+            }
+            FaultKind::SlowDisk => {
+                current.action = format!(
+                    "slow the disk of {} (50 ms more per fsync)",
+                    describe(&target, leader.as_deref())
+                );
+                self.failpoint(&target, "store.fsync=sleep(50)", hold, &mut current, stop)
+                    .await;
+                vec![target.clone()]
+            }
+            FaultKind::Failpoint => {
+                let point =
+                    FAILPOINTS[usize::try_from(second_roll % FAILPOINTS.len() as u64).unwrap_or(0)];
+                current.action = format!(
+                    "failpoint {point} on {}",
+                    describe(&target, leader.as_deref())
+                );
+                self.failpoint(&target, point, hold, &mut current, stop)
+                    .await;
+                vec![target.clone()]
             }
             FaultKind::Membership => {
                 if mode {
@@ -402,6 +458,84 @@ impl Nemesis {
         Some(cut_off)
     }
 
+    /// Fills `target`'s small disk, holds, frees it. The node must heal by itself.
+    async fn disk_full(
+        &mut self,
+        target: &str,
+        hold: Duration,
+        current: &mut Current,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        if let Err(error) = blocking(|| self.lab.fill_disk(target)) {
+            current.problems.push(error.to_string());
+        }
+        pause(stop, hold).await;
+        if let Err(error) = blocking(|| self.lab.free_disk(target)) {
+            current.problems.push(error.to_string());
+        }
+    }
+
+    /// Restarts `target` with its wall clock shifted by `offset`, holds, and restarts it with
+    /// the clock right.
+    async fn clock(
+        &mut self,
+        target: &str,
+        offset: &str,
+        hold: Duration,
+        current: &mut Current,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let Some(library) = libfaketime() else {
+            current
+                .problems
+                .push("libfaketime is not installed".to_string());
+            return;
+        };
+        let shifted = std::collections::BTreeMap::from([
+            ("LD_PRELOAD".to_string(), library),
+            ("FAKETIME".to_string(), offset.to_string()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC".to_string(), "1".to_string()),
+        ]);
+        if let Err(error) = self.lab.set_env(target, shifted) {
+            current.problems.push(error.to_string());
+            return;
+        }
+        self.restart(target, current).await;
+        pause(stop, hold).await;
+        if let Err(error) = self.lab.set_env(target, std::collections::BTreeMap::new()) {
+            current.problems.push(error.to_string());
+        }
+        self.restart(target, current).await;
+    }
+
+    /// Sets a failpoint on `target`, holds, clears it. A failpoint that panics takes the agent
+    /// down: it is started again, as after a kill.
+    async fn failpoint(
+        &mut self,
+        target: &str,
+        spec: &str,
+        hold: Duration,
+        current: &mut Current,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        if let Err(error) = self.lab.set_failpoints(target, spec) {
+            current.problems.push(error.to_string());
+            return;
+        }
+        pause(stop, hold).await;
+        if let Err(error) = self.lab.set_failpoints(target, "") {
+            current.problems.push(error.to_string());
+        }
+        let gone = self
+            .lab
+            .node(target)
+            .is_ok_and(|node| self.lab.probe(node) == crate::lab::ProcessState::Gone);
+        if gone {
+            self.board.set_serving(target, false);
+            self.start_again(target, current).await;
+        }
+    }
+
     async fn leave_and_join(
         &mut self,
         target: &str,
@@ -553,6 +687,30 @@ impl Nemesis {
     }
 }
 
+/// The failpoints a failpoint fault picks from: each place that can fail, and a panic in the
+/// store's writer (the agent dies and is started again).
+const FAILPOINTS: [&str; 7] = [
+    "store.fsync=error",
+    "store.commit=error",
+    "store.commit=enospc",
+    "snapshot.build=error",
+    "snapshot.send=error",
+    "snapshot.install=error",
+    "store.fsync=panic",
+];
+
+/// Where libfaketime is, if it is installed.
+fn libfaketime() -> Option<String> {
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+    ]
+    .into_iter()
+    .find(|path| std::path::Path::new(path).exists())
+    .map(str::to_string)
+}
+
 /// The node a fault of `kind` hits: the leader (about a third of the time), a random
 /// manager, or a random worker (never for membership faults).
 fn pick_target(
@@ -576,7 +734,11 @@ fn pick_target(
         from.get(usize::try_from(index_roll % from.len().max(1) as u64).unwrap_or(0))
             .map(|name| name.to_string())
     };
-    let worker_allowed = kind != FaultKind::Membership && !workers.is_empty();
+    // Faults of the Raft store and of membership concern managers only.
+    let worker_allowed = !matches!(
+        kind,
+        FaultKind::Membership | FaultKind::DiskFull | FaultKind::SlowDisk | FaultKind::Failpoint
+    ) && !workers.is_empty();
     let chosen = match (roll, leader) {
         (0..35, Some(leader)) => Some(leader.to_string()),
         (70.., _) if worker_allowed => pick(&workers),

@@ -26,7 +26,7 @@ use crate::lab::{BackendKind, Subnet};
     Deserialize,
     clap::ValueEnum,
 )]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
     /// SIGKILL a node, start it again later on the same config dir.
     Kill,
@@ -38,15 +38,30 @@ pub enum FaultKind {
     Restart,
     /// A manager leaves and joins again with the manager token, or is demoted and promoted.
     Membership,
+    /// A manager's disk fills up (its config dir is a small tmpfs; local backend, as root);
+    /// freed later.
+    DiskFull,
+    /// A node restarts with its wall clock an hour behind or a day ahead (libfaketime; local
+    /// backend), and later restarts with it right again.
+    Clock,
+    /// Every fsync of a manager takes 50 ms longer (a failpoint), for a while.
+    SlowDisk,
+    /// A failpoint of a manager's store, snapshots or membership changes fails (an I/O error,
+    /// or a panic of the agent), for a while.
+    Failpoint,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 5] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Partition,
         FaultKind::Restart,
         FaultKind::Membership,
+        FaultKind::DiskFull,
+        FaultKind::Clock,
+        FaultKind::SlowDisk,
+        FaultKind::Failpoint,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +71,10 @@ impl FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::Restart => "restart",
             FaultKind::Membership => "membership",
+            FaultKind::DiskFull => "disk-full",
+            FaultKind::Clock => "clock",
+            FaultKind::SlowDisk => "slow-disk",
+            FaultKind::Failpoint => "failpoint",
         }
     }
 }

@@ -65,6 +65,7 @@ pub async fn run(
         agent_args: options.agent_args.clone(),
         start_timeout: options.start_timeout,
         form_timeout: options.recovery_timeout.max(MIN_FORM_TIMEOUT),
+        disk_mb: small_disks(options),
     };
     let mut progress = |message: &str| eprintln!("up: {message}");
     let lab = tokio::select! {
@@ -272,6 +273,14 @@ async fn final_reads(
         FINAL_READS_TIMEOUT,
     )
     .await
+}
+
+/// The size of each node's disk when disk-full faults are on and can be made here (the local
+/// backend, as root: each config dir becomes a tmpfs of this size); `None` otherwise.
+fn small_disks(options: &ChaosOptions) -> Option<u64> {
+    let possible =
+        options.backend == crate::lab::BackendKind::Local && rustix::process::geteuid().is_root();
+    (options.enabled(super::options::FaultKind::DiskFull) && possible).then_some(64)
 }
 
 fn validate(options: &ChaosOptions) -> Result<(), ChaosError> {

@@ -235,6 +235,30 @@ impl Lab {
             .map_err(LabError::io(format!("cannot write {}", path.display())))
     }
 
+    /// Fills the small disk of node `name` (see [`super::UpOptions::disk_mb`]) until a write
+    /// fails for lack of space.
+    pub fn fill_disk(&self, name: &str) -> Result<(), LabError> {
+        let node = self.small_disk(name)?;
+        super::local::disk::fill(&node.config_dir)
+            .map_err(LabError::io(format!("cannot fill the disk of {name}")))
+    }
+
+    /// Frees what [`Lab::fill_disk`] took.
+    pub fn free_disk(&self, name: &str) -> Result<(), LabError> {
+        let node = self.small_disk(name)?;
+        super::local::disk::free(&node.config_dir)
+            .map_err(LabError::io(format!("cannot free the disk of {name}")))
+    }
+
+    fn small_disk(&self, name: &str) -> Result<&NodeRecord, LabError> {
+        if self.state.disk_mb.is_none() || self.state.backend != BackendKind::Local {
+            return Err(LabError::InvalidArgument(format!(
+                "{name} has no small disk of its own to fill (a local testnet started with small disks, as root, has)"
+            )));
+        }
+        self.node(name)
+    }
+
     /// Installs a partition (see [`partition::resolve`] for the syntax), replacing any other.
     pub fn partition(&mut self, words: &[String]) -> Result<Partition, LabError> {
         let partition = partition::resolve(&self.state, words)?;

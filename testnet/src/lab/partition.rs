@@ -128,6 +128,7 @@ mod tests {
             start_timeout_ms: 1,
             cluster_id: None,
             partition: None,
+            disk_mb: None,
         }
     }
 

@@ -117,6 +117,10 @@ pub struct LabState {
     pub agent_args: Vec<String>,
     /// How long a node may take to answer on its control socket after a start, in ms.
     pub start_timeout_ms: u64,
+    /// Each node's config dir is a tmpfs of this many MiB (local backend, as root): a disk
+    /// small enough to fill, for disk-full faults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_mb: Option<u64>,
     /// Set once `init` succeeded.
     pub cluster_id: Option<String>,
     pub nodes: Vec<NodeRecord>,

@@ -47,6 +47,9 @@ pub struct UpOptions {
     pub start_timeout: Duration,
     /// How long forming the cluster (elections, joins, promotions) may take.
     pub form_timeout: Duration,
+    /// Each node's config dir on a tmpfs of this many MiB (local backend, as root), for
+    /// disk-full faults.
+    pub disk_mb: Option<u64>,
 }
 
 impl Default for UpOptions {
@@ -65,6 +68,7 @@ impl Default for UpOptions {
             // Generous: debug builds on a loaded two-core machine start slowly.
             start_timeout: Duration::from_secs(30),
             form_timeout: Duration::from_secs(60),
+            disk_mb: None,
         }
     }
 }
@@ -137,6 +141,7 @@ impl Lab {
             cluster_id: None,
             nodes,
             partition: None,
+            disk_mb: options.disk_mb,
         };
         state.save()?;
         let mut lab = Lab { state, backend };

@@ -160,6 +160,7 @@ impl Cluster {
             agent_args: options.agent.extra_args.clone(),
             start_timeout: options.agent.ready_timeout,
             form_timeout: options.timeout,
+            disk_mb: None,
         };
         let lab = match Lab::create(up, &mut |_: &str| {}).await {
             Ok(lab) => lab,

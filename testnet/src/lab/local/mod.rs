@@ -7,6 +7,7 @@
 //! - [`firewall`]: the partition rules.
 
 mod cgroup;
+pub mod disk;
 mod firewall;
 mod process;
 
@@ -80,6 +81,12 @@ impl Backend for LocalBackend {
             "cannot create {}",
             node.node_dir.display()
         )))?;
+        if let Some(megabytes) = lab.disk_mb {
+            disk::ensure(&node.config_dir, megabytes).map_err(LabError::io(format!(
+                "cannot give {} a small disk",
+                node.name
+            )))?;
+        }
         // A node keeps its cgroup across restarts (same path, so a partition still holds).
         // Nodes that share 127.0.0.1 cannot be partitioned, so they need none.
         let cgroup = match &self.cgroups {
@@ -218,6 +225,11 @@ impl Backend for LocalBackend {
             // Tasks outlive their agent by design (a restarted agent adopts them), but not
             // the testnet: stop what the node ran, or its cgroup cannot go either.
             crate::harness::kill_tasks(&node.config_dir);
+            if lab.disk_mb.is_some()
+                && let Err(error) = disk::release(&node.config_dir)
+            {
+                problems.push(error.to_string());
+            }
             if let Some(NodeHandle::Process {
                 cgroup: Some(cgroup),
                 ..
