@@ -130,6 +130,9 @@ pub enum AgentCommand {
         dir: PathBuf,
         #[arg(long, default_value_t = 4 << 20)]
         log_max_bytes: u64,
+        /// How long the task has between SIGTERM and SIGKILL when its lease runs out.
+        #[arg(long, default_value_t = 10_000)]
+        stop_grace_ms: u64,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },

@@ -14,10 +14,12 @@ fn main() -> std::process::ExitCode {
     if let Some(AgentCommand::TaskShim {
         dir,
         log_max_bytes,
+        stop_grace_ms,
         command,
     }) = &args.command
     {
-        let code = symphony_agent::exec::shim::run(dir, *log_max_bytes, command);
+        let grace = std::time::Duration::from_millis(*stop_grace_ms);
+        let code = symphony_agent::exec::shim::run(dir, *log_max_bytes, grace, command);
         return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

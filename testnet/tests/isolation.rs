@@ -87,20 +87,26 @@ fn solo(lock: &Path, marks: &Path) -> ServiceSpecView {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_isolated_worker_stops_its_slot_before_the_replacement_starts() {
-    if let Err(reason) = Nft::detect() {
-        println!("skipped: partitions are not available here: {reason}");
-        return;
-    }
+/// A running testnet with the `solo` service's slot running on one of its two workers.
+struct Setup {
+    lab: Lab,
+    dir: tempfile::TempDir,
+    _down: DownOnDrop,
+    first: TaskInfo,
+    /// The worker that runs the slot, and the other one.
+    runs: &'static str,
+    other: &'static str,
+}
+
+async fn setup(third_octet: u8) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("lab");
-    let _down = DownOnDrop(state_dir.clone());
+    let down = DownOnDrop(state_dir.clone());
     let options = UpOptions {
         dir: state_dir.clone(),
         managers: 3,
         workers: 2,
-        subnet: Subnet::new(77, 121).unwrap(),
+        subnet: Subnet::new(77, third_octet).unwrap(),
         agent_args: [
             "--gossip-probe-period-ms=200",
             "--gossip-probe-rtt-ms=100",
@@ -114,7 +120,7 @@ async fn an_isolated_worker_stops_its_slot_before_the_replacement_starts() {
         ..UpOptions::default()
     };
     let mut progress = |message: &str| println!("up: {message}");
-    let mut lab = Lab::up(options, &mut progress).await.unwrap();
+    let lab = Lab::up(options, &mut progress).await.unwrap();
     let lock = dir.path().join("slot-0.lock");
     let marks = dir.path().join("ran-twice");
     leader_client(&lab)
@@ -123,13 +129,6 @@ async fn an_isolated_worker_stops_its_slot_before_the_replacement_starts() {
         .service_create("solo", solo(&lock, &marks))
         .await
         .unwrap();
-    let running = |tasks: &[TaskInfo]| -> Vec<TaskInfo> {
-        tasks
-            .iter()
-            .filter(|task| task.desired == "running" && task.state == "running")
-            .cloned()
-            .collect()
-    };
     let first = poll_until(WAIT, "the slot running", async || {
         let tasks = tasks(&lab).await?;
         match running(&tasks).as_slice() {
@@ -154,6 +153,39 @@ async fn an_isolated_worker_stops_its_slot_before_the_replacement_starts() {
     })
     .await
     .unwrap();
+    Setup {
+        lab,
+        dir,
+        _down: down,
+        first,
+        runs: isolated,
+        other,
+    }
+}
+
+fn running(tasks: &[TaskInfo]) -> Vec<TaskInfo> {
+    tasks
+        .iter()
+        .filter(|task| task.desired == "running" && task.state == "running")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_isolated_worker_stops_its_slot_before_the_replacement_starts() {
+    if let Err(reason) = Nft::detect() {
+        println!("skipped: partitions are not available here: {reason}");
+        return;
+    }
+    let Setup {
+        mut lab,
+        dir,
+        _down,
+        first,
+        runs: isolated,
+        other,
+    } = setup(121).await;
+    let marks = dir.path().join("ran-twice");
 
     match lab.partition(&[isolated.to_string()]) {
         Ok(_) => {}
@@ -205,6 +237,60 @@ async fn an_isolated_worker_stops_its_slot_before_the_replacement_starts() {
     let tasks = tasks(&lab).await.unwrap();
     assert_eq!(running(&tasks).len(), 1, "{tasks:?}");
     assert_eq!(running_on(&lab, isolated), 0);
+    let twice = std::fs::read_to_string(&marks).unwrap_or_default();
+    assert!(twice.is_empty(), "{twice}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_workers_slot_stops_by_its_lease_before_the_replacement_starts() {
+    let Setup {
+        mut lab,
+        dir,
+        _down,
+        first,
+        runs,
+        other,
+    } = setup(122).await;
+    let marks = dir.path().join("ran-twice");
+    // The agent dies; its task does not (tasks outlive their agent), so only the shim's hold
+    // on the lease can stop it before the leader starts the replacement.
+    lab.kill(runs).unwrap();
+    let second = poll_until(WAIT, "the slot replaced on the other worker", async || {
+        let tasks = tasks(&lab).await?;
+        match running(&tasks).as_slice() {
+            [task] if task.node_id == Some(node_id(&lab, other)) => Ok(task.clone()),
+            _ => Err(format!("{tasks:?}")),
+        }
+    })
+    .await
+    .unwrap();
+    assert_ne!(first.task_id, second.task_id);
+    assert_eq!(
+        running_on(&lab, runs),
+        0,
+        "the killed worker's task still runs"
+    );
+    lab.restart(runs).await.unwrap();
+    poll_until(WAIT, "the restarted worker ready", async || {
+        let client = leader_client(&lab).await?;
+        let nodes = client
+            .node_list(ReadConsistency::Linearizable)
+            .await
+            .map_err(|e| e.to_string())?;
+        let node = nodes
+            .iter()
+            .find(|node| node.node_id == node_id(&lab, runs))
+            .ok_or("missing")?;
+        if node.status == "ready" {
+            Ok(())
+        } else {
+            Err(node.status.clone())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(running(&tasks(&lab).await.unwrap()).len(), 1);
+    assert_eq!(running_on(&lab, runs), 0);
     let twice = std::fs::read_to_string(&marks).unwrap_or_default();
     assert!(twice.is_empty(), "{twice}");
 }

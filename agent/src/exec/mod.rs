@@ -12,9 +12,12 @@
 //! - [`report`]: sending what happened to the leader, in order, until it is recorded;
 //! - [`store`]: the tasks' directories, which make a restarted agent adopt what still runs;
 //! - [`process`] and [`shim`]: the process driver;
+//! - [`lease`]: the isolation lease, which the shim holds too, so that a task of a killed or
+//!   frozen agent stops on time;
 //! - [`logs`]: reading a task's output for `service logs`.
 
 pub mod feed;
+pub mod lease;
 pub mod logs;
 pub mod process;
 pub mod report;
@@ -74,6 +77,7 @@ pub async fn run(
         reports,
         exited,
         started: Instant::now(),
+        lease_deadline: None,
     };
     executor.adopt();
     let mut ticks = tokio::time::interval(TICK);
@@ -104,6 +108,8 @@ struct Executor {
     /// Told the id of a task whose shim this agent started has exited.
     exited: mpsc::UnboundedSender<u64>,
     started: Instant,
+    /// The isolation lease's deadline as of the last contact (`CLOCK_BOOTTIME` ms).
+    lease_deadline: Option<u64>,
 }
 
 impl Executor {
@@ -154,6 +160,7 @@ impl Executor {
             self.watch_one(*id);
         }
         let isolated = self.isolated(last_contact);
+        self.hold_leases(last_contact);
         let Some(wanted) = &assigned.tasks else {
             // No full set yet (just started, or no manager answered): change nothing but what
             // isolation demands.
@@ -219,7 +226,10 @@ impl Executor {
                 continue;
             };
             let assignment = local.file.assignment.clone();
-            if isolated && assignment.spec.on_isolation == OnIsolation::Stop {
+            // Never started without a lease to run under.
+            if assignment.spec.on_isolation == OnIsolation::Stop
+                && (isolated || self.lease_deadline.is_none())
+            {
                 continue;
             }
             if !busy.insert(slot_of(&assignment)) {
@@ -228,6 +238,29 @@ impl Executor {
             self.start(id);
         }
         self.prune();
+    }
+
+    /// Moves the lease of every `--on-isolation stop` task forward to the last contact plus the
+    /// lease. Only real contact moves it: an agent that has just started (and has heard no
+    /// manager yet) leaves its tasks' deadlines where its previous life left them.
+    fn hold_leases(&mut self, last_contact: Option<Instant>) {
+        let Some(contact) = last_contact else {
+            return;
+        };
+        let deadline = lease::deadline(self.settings.isolation_lease, contact.elapsed());
+        self.lease_deadline = Some(deadline);
+        for local in self.tasks.values() {
+            if local.file.assignment.spec.on_isolation != OnIsolation::Stop
+                || local.file.state < TaskState::Starting
+                || local.file.state.is_terminal()
+            {
+                continue;
+            }
+            let dir = self.store.task_dir(local.file.assignment.task_id);
+            if let Err(error) = lease::write(&dir, deadline) {
+                tracing::warn!(task = local.file.assignment.task_id, %error, "cannot renew a task's isolation lease");
+            }
+        }
     }
 
     /// Whether this node has heard no manager for longer than the isolation lease.
@@ -258,9 +291,21 @@ impl Executor {
         };
         self.advance(&mut local, TaskState::Starting);
         let dir = self.store.task_dir(id);
+        let on_lease = local.file.assignment.spec.on_isolation == OnIsolation::Stop;
+        let deadline = self.lease_deadline;
         let started = std::fs::create_dir_all(&dir).and_then(|()| {
             // A previous attempt's exit must not be read as this one's.
             let _ = std::fs::remove_file(dir.join(store::EXIT_FILE));
+            // The shim holds the lease from its first moment.
+            match (on_lease, deadline) {
+                (true, Some(deadline)) => lease::write(&dir, deadline)?,
+                (true, None) => {
+                    return Err(std::io::Error::other(
+                        "no contact with the cluster to start an --on-isolation stop task under",
+                    ));
+                }
+                (false, _) => {}
+            }
             process::spawn(&dir, &local.file.assignment, self.settings.max_log_bytes)
         });
         match started {

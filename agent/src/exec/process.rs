@@ -27,6 +27,8 @@ pub fn spawn(
         .arg(dir)
         .arg("--log-max-bytes")
         .arg(max_log_bytes.to_string())
+        .arg("--stop-grace-ms")
+        .arg(spec.stop_grace_ms.to_string())
         .arg("--")
         .args(&spec.command)
         .envs(&spec.env)

@@ -25,8 +25,12 @@ pub const OLD_LOG_FILE: &str = "output.log.1";
 /// left behind may hold the pipes open for ever).
 const DRAIN_WAIT: Duration = Duration::from_secs(1);
 
-/// Runs the shim; returns its process exit code.
-pub fn run(dir: &Path, max_log_bytes: u64, command: &[String]) -> i32 {
+/// How often the shim looks at the task's isolation lease.
+const LEASE_CHECK: Duration = Duration::from_millis(200);
+
+/// Runs the shim; returns its process exit code. `stop_grace` is the task's time between
+/// SIGTERM and SIGKILL when its isolation lease runs out.
+pub fn run(dir: &Path, max_log_bytes: u64, stop_grace: Duration, command: &[String]) -> i32 {
     let Some((program, args)) = command.split_first() else {
         return record_spawn_error(dir, "no program to run".to_string());
     };
@@ -50,6 +54,8 @@ pub fn run(dir: &Path, max_log_bytes: u64, command: &[String]) -> i32 {
         let _ = child.wait();
         return record_spawn_error(dir, format!("cannot record the task's pid: {error}"));
     }
+    let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    hold_lease(dir.to_path_buf(), pid, stop_grace, ended.clone());
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let mut readers = Vec::new();
     if let Some(stdout) = child.stdout.take() {
@@ -60,6 +66,7 @@ pub fn run(dir: &Path, max_log_bytes: u64, command: &[String]) -> i32 {
     }
     drop(done_tx);
     let status = child.wait();
+    ended.store(true, std::sync::atomic::Ordering::Relaxed);
     // Let the output that is already there reach the log, but do not wait on a pipe a
     // left-behind process holds open.
     let deadline = std::time::Instant::now() + DRAIN_WAIT;
@@ -88,6 +95,29 @@ pub fn run(dir: &Path, max_log_bytes: u64, command: &[String]) -> i32 {
         Ok(()) => 0,
         Err(_) => 1,
     }
+}
+
+/// Stops the task (SIGTERM to its group, SIGKILL after `grace`) if its isolation lease (see
+/// [`super::lease`]) runs out before it ends: the agent that should renew it is gone or cut
+/// off. A task without a lease file has nothing to hold.
+fn hold_lease(dir: PathBuf, pgid: u32, grace: Duration, ended: Arc<std::sync::atomic::AtomicBool>) {
+    std::thread::spawn(move || {
+        let ended = || ended.load(std::sync::atomic::Ordering::Relaxed);
+        while !ended() {
+            if super::lease::expired(&dir) {
+                super::process::terminate(pgid);
+                let deadline = std::time::Instant::now() + grace;
+                while !ended() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(LEASE_CHECK);
+                }
+                if !ended() {
+                    super::process::kill(pgid);
+                }
+                return;
+            }
+            std::thread::sleep(LEASE_CHECK);
+        }
+    });
 }
 
 fn record_spawn_error(dir: &Path, error: String) -> i32 {
@@ -223,7 +253,10 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        assert_eq!(run(dir.path(), 1 << 20, &command), 0);
+        assert_eq!(
+            run(dir.path(), 1 << 20, Duration::from_secs(1), &command),
+            0
+        );
         let exit: ExitInfo =
             super::super::store::read_json(&dir.path().join(super::super::store::EXIT_FILE))
                 .unwrap()
@@ -234,11 +267,31 @@ mod tests {
         assert!(text.contains(" stderr err"), "{text}");
 
         let missing = vec!["/no/such/program".to_string()];
-        run(dir.path(), 1 << 20, &missing);
+        run(dir.path(), 1 << 20, Duration::from_secs(1), &missing);
         let exit: ExitInfo =
             super::super::store::read_json(&dir.path().join(super::super::store::EXIT_FILE))
                 .unwrap()
                 .unwrap();
         assert!(exit.error.unwrap().contains("cannot start"));
+    }
+
+    #[test]
+    fn a_lease_that_runs_out_stops_the_task_without_the_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        // A lease with a second left, which nobody renews.
+        super::super::lease::write(
+            dir.path(),
+            super::super::lease::deadline(Duration::from_secs(1), Duration::ZERO),
+        )
+        .unwrap();
+        let command: Vec<String> = ["sleep", "60"].iter().map(|s| s.to_string()).collect();
+        let started = std::time::Instant::now();
+        run(dir.path(), 1 << 20, Duration::from_secs(1), &command);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let exit: ExitInfo =
+            super::super::store::read_json(&dir.path().join(super::super::store::EXIT_FILE))
+                .unwrap()
+                .unwrap();
+        assert_eq!(exit.signal, Some(15), "{exit:?}");
     }
 }
