@@ -25,6 +25,8 @@
 //!   end of the run;
 //! - [`workers`] and [`sampler`]: the worker check (killed workers go down, recovered ones come
 //!   back, healthy ones are never marked down), fed by `node ls` samples;
+//! - [`services`]: two services that run through the run; at the end each is back at its
+//!   count and no slot of the `--on-isolation stop` one ran twice at once;
 //! - [`board`]: what those tasks share while the run goes on; [`tasks`]: stop signals and
 //!   blocking calls;
 //! - [`report`]: the summary, the final JSON line and the report file; [`error`]: what can go
@@ -44,6 +46,7 @@ pub mod recovery;
 pub mod report;
 pub mod runner;
 pub mod sampler;
+pub mod services;
 pub mod settle;
 pub mod tasks;
 pub mod workers;

@@ -88,11 +88,14 @@ impl fmt::Display for FaultKind {
 /// Gossip and liveness timings much faster than the LAN profile, so that a worker fault of a
 /// few seconds is seen (`down`) and undone (`ready`) within the fault's hold. Each is added to
 /// the agents' flags unless the user passed that flag.
-pub const FAST_LIVENESS_FLAGS: [(&str, &str); 4] = [
+pub const FAST_LIVENESS_FLAGS: [(&str, &str); 6] = [
     ("--gossip-probe-period-ms", "200"),
     ("--gossip-probe-rtt-ms", "100"),
     ("--gossip-suspect-ms", "1000"),
     ("--liveness-grace-ms", "500"),
+    // Tasks of a lost node move within the run's faults, and `--on-isolation stop` ones too.
+    ("--node-loss-grace-ms", "2000"),
+    ("--isolation-lease-ms", "3000"),
 ];
 
 /// The subnet a chaos run's local testnet uses unless told otherwise: not the lab's default,

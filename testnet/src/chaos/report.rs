@@ -17,6 +17,7 @@ use super::history::{ClientId, History, Outcome};
 use super::nemesis::FaultRecord;
 use super::options::FaultKind;
 use super::recovery::Recovery;
+use super::services::ServicesReport;
 use super::workers::WorkerReport;
 
 /// The setup of a run, as reported.
@@ -48,6 +49,7 @@ pub struct ChaosRun {
     pub faults: Vec<FaultRecord>,
     pub notes: Vec<String>,
     pub workers: WorkerReport,
+    pub services: ServicesReport,
     pub recovery: Recovery,
     /// Keys read at the end, after the recovery.
     pub final_reads: usize,
@@ -84,6 +86,9 @@ impl ChaosRun {
         }
         if let Some(missing) = &self.recovery.missing {
             failures.push(format!("the cluster did not recover: {missing}"));
+        }
+        if !self.services.ok() {
+            failures.push(self.services.line());
         }
         if self.final_reads < self.setup.keys.len() {
             failures.push(format!(
@@ -187,6 +192,7 @@ impl ChaosRun {
         for note in &workers.inconclusive {
             let _ = writeln!(out, "  worker check inconclusive: {note}");
         }
+        let _ = writeln!(out, "{}", self.services.line());
         match (&self.recovery.whole_after_ms, &self.recovery.missing) {
             (Some(ms), _) => {
                 let _ = writeln!(
@@ -239,6 +245,11 @@ impl ChaosRun {
             "longest_unavailability_ms": self.unavailability.longest_ms,
             "verdict": verdict,
             "workers": if self.workers.ok() { "ok" } else { "violated" },
+            "services": match (self.services.checked, self.services.ok()) {
+                (false, _) => "not_run",
+                (true, true) => "ok",
+                (true, false) => "violated",
+            },
             "worker_violations": self.workers.violations.len(),
             "recovered": self.recovery.recovered(),
             "passed": self.passed(),

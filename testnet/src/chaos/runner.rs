@@ -24,7 +24,7 @@ use super::recovery::{self, Recovery};
 use super::report::{ChaosRun, RunSetup, unavailability};
 use super::tasks::{blocking, stopped};
 use super::workload::{self, Workload};
-use super::{sampler, settle};
+use super::{sampler, services, settle};
 use crate::lab::{Addressing, Lab, LabError, Lifetime, UpOptions};
 
 /// How long the final reads may keep trying.
@@ -99,6 +99,7 @@ pub async fn run(
         }
     };
 
+    let services = services::create(&lab).await;
     let recorder = HistoryRecorder::new();
     let board = Arc::new(Board::new(recorder.clone(), &lab.state().nodes));
     let keys = workload::keys(options.seed, options.keys);
@@ -181,6 +182,13 @@ pub async fn run(
         }
     };
     let final_reads = final_reads(options, &board, &recorder, &keys, &recovery).await;
+    let services = services::check(
+        &lab,
+        services,
+        options.recovery_timeout,
+        &mut recovery_interrupt,
+    )
+    .await;
     // Reads that failed after a recovery that looked complete: say what broke since.
     let broke_after = if final_reads < keys.len() && recovery.recovered() {
         settle::agreement(&lab, options.managers).await.err()
@@ -213,6 +221,7 @@ pub async fn run(
         faults: outcome.faults,
         notes: outcome.notes,
         workers: board.worker_report(),
+        services,
         recovery,
         final_reads,
         unavailability: unavailability(
