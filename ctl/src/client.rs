@@ -11,7 +11,7 @@ use symphony_wire::{CallError, Dialer, Hello, HelloError, LocalHello, Mux, Proto
 use crate::proto::{
     Ctl, CtlError, DoneInfo, ExplainInfo, InitInfo, JoinInfo, KvDeleteResult, KvEntry, KvListing,
     KvWriteResult, NodeInfo, ReadConsistency, Request, Response, Role, ServiceInfo,
-    ServiceSpecView, SnapshotInfo, StatusInfo, TaskInfo, TokenInfo,
+    ServicePatchView, ServiceSpecView, SnapshotInfo, StatusInfo, TaskInfo, TokenInfo,
 };
 
 /// How long connecting and the hello may take.
@@ -350,7 +350,7 @@ impl Client {
     ) -> Result<ServiceInfo, ClientError> {
         let request = Request::ServiceCreate {
             name: name.into(),
-            spec,
+            spec: Box::new(spec),
         };
         self.service(request).await
     }
@@ -420,6 +420,28 @@ impl Client {
             replicas,
         };
         self.service(request).await
+    }
+
+    /// Changes what `patch` names; a change of what tasks run starts a rolling update.
+    pub async fn service_update(
+        &self,
+        name: impl Into<String>,
+        patch: ServicePatchView,
+    ) -> Result<ServiceInfo, ClientError> {
+        let request = Request::ServiceUpdate {
+            name: name.into(),
+            patch: Box::new(patch),
+        };
+        self.service(request).await
+    }
+
+    /// Back to the spec the last update replaced, rolling.
+    pub async fn service_rollback(
+        &self,
+        name: impl Into<String>,
+    ) -> Result<ServiceInfo, ClientError> {
+        self.service(Request::ServiceRollback { name: name.into() })
+            .await
     }
 
     pub async fn service_remove(&self, name: impl Into<String>) -> Result<DoneInfo, ClientError> {

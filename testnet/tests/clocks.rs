@@ -159,6 +159,7 @@ fn sleeper(replicas: u32) -> ServiceSpecView {
         restart_window_ms: None,
         on_isolation: "keep".into(),
         stop_grace_ms: 2_000,
+        ..ServiceSpecView::default()
     }
 }
 

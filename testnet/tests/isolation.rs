@@ -84,6 +84,7 @@ fn solo(lock: &Path, marks: &Path) -> ServiceSpecView {
         restart_window_ms: None,
         on_isolation: "stop".into(),
         stop_grace_ms: 1_000,
+        ..ServiceSpecView::default()
     }
 }
 

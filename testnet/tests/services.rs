@@ -195,6 +195,7 @@ fn on_workers(command: &[&str]) -> ServiceSpecView {
         restart_window_ms: None,
         on_isolation: "keep".into(),
         stop_grace_ms: 2_000,
+        ..ServiceSpecView::default()
     }
 }
 
@@ -466,14 +467,26 @@ async fn a_killed_worker_s_tasks_move_after_the_grace_and_its_stale_ones_stop_wh
     )
     .await
     .unwrap();
-    let tasks = fleet.ps("web").await;
-    for id in &stale {
-        let task = tasks.iter().find(|task| task.task_id == *id).unwrap();
-        assert_eq!(
-            (task.desired.as_str(), task.state.as_str()),
-            ("shutdown", "shutdown")
-        );
-    }
+    // The processes are gone; their reports reach the leader a moment later.
+    poll_until(
+        TIMEOUT,
+        "the stale tasks recorded as shut down",
+        async || {
+            let tasks = fleet.ps("web").await;
+            for id in &stale {
+                let task = tasks
+                    .iter()
+                    .find(|task| task.task_id == *id)
+                    .ok_or(format!("task {id} is gone"))?;
+                if (task.desired.as_str(), task.state.as_str()) != ("shutdown", "shutdown") {
+                    return Err(format!("task {id}: {} {}", task.desired, task.state));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

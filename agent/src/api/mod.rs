@@ -108,7 +108,7 @@ pub async fn handle(
             nodes::remove(&consensus(ctx)?, node_id, force).await
         }
         Request::ServiceCreate { name, spec } => {
-            services::create(&consensus(ctx)?, name, spec).await
+            services::create(&consensus(ctx)?, name, *spec).await
         }
         Request::ServiceList { consistency } => services::list(&consensus(ctx)?, consistency).await,
         Request::ServiceInspect { name, consistency } => {
@@ -124,6 +124,10 @@ pub async fn handle(
             services::scale(&consensus(ctx)?, name, replicas).await
         }
         Request::ServiceRemove { name } => services::remove(&consensus(ctx)?, name).await,
+        Request::ServiceUpdate { name, patch } => {
+            services::update(&consensus(ctx)?, name, *patch).await
+        }
+        Request::ServiceRollback { name } => services::rollback(&consensus(ctx)?, name).await,
         Request::ServiceLogs { .. } => Err(CtlError::new(
             ErrorCode::BadRequest,
             "`service logs` is a stream; send it as one",

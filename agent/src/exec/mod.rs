@@ -12,11 +12,13 @@
 //! - [`report`]: sending what happened to the leader, in order, until it is recorded;
 //! - [`store`]: the tasks' directories, which make a restarted agent adopt what still runs;
 //! - [`process`] and [`shim`]: the process driver;
+//! - [`health`]: health checks, whose failure fails the task;
 //! - [`lease`]: the isolation lease, which the shim holds too, so that a task of a killed or
 //!   frozen agent stops on time;
 //! - [`logs`]: reading a task's output for `service logs`.
 
 pub mod feed;
+pub mod health;
 pub mod lease;
 pub mod logs;
 pub mod process;
@@ -70,6 +72,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let (exited, mut exits) = mpsc::unbounded_channel();
+    let (health_results, mut checked) = mpsc::unbounded_channel();
     let mut executor = Executor {
         store: Store::new(&settings.config_dir),
         settings,
@@ -78,6 +81,8 @@ pub async fn run(
         exited,
         started: Instant::now(),
         lease_deadline: None,
+        checks: health::Checks::default(),
+        health_results,
     };
     executor.adopt();
     let mut ticks = tokio::time::interval(TICK);
@@ -88,6 +93,9 @@ pub async fn run(
             () = shutdown.cancelled() => return,
             changed = assigned.changed() => if changed.is_err() { return },
             Some(_) = exits.recv() => {}
+            Some(outcome) = checked.recv() => {
+                executor.health_checked(&outcome);
+            }
             _ = ticks.tick() => {}
         }
         let current = assigned.borrow().clone();
@@ -110,6 +118,9 @@ struct Executor {
     started: Instant,
     /// The isolation lease's deadline as of the last contact (`CLOCK_BOOTTIME` ms).
     lease_deadline: Option<u64>,
+    /// The health checks of running tasks, and where their runs report.
+    checks: health::Checks,
+    health_results: mpsc::UnboundedSender<health::Outcome>,
 }
 
 impl Executor {
@@ -179,6 +190,8 @@ impl Executor {
                         exit_code: None,
                         error: None,
                         ended_at_ms: None,
+                        health: None,
+                        unhealthy: false,
                     },
                     stopping: None,
                     killed: false,
@@ -200,6 +213,7 @@ impl Executor {
             }
         }
         self.stop_isolated(isolated);
+        self.run_checks();
         // Start what may start, oldest first.
         let busy: BTreeSet<(String, Option<u32>)> = self
             .tasks
@@ -238,6 +252,56 @@ impl Executor {
             self.start(id);
         }
         self.prune();
+    }
+
+    /// Starts the health checks that are due.
+    fn run_checks(&mut self) {
+        let now = Instant::now();
+        let tasks = &self.tasks;
+        self.checks.retain(|id| {
+            tasks
+                .get(&id)
+                .is_some_and(|local| local.file.state == TaskState::Running)
+        });
+        for local in self.tasks.values() {
+            if local.file.state != TaskState::Running || local.file.stop_requested {
+                continue;
+            }
+            let dir = self.store.task_dir(local.file.assignment.task_id);
+            self.checks
+                .run_if_due(&local.file.assignment, &dir, &self.health_results, now);
+        }
+    }
+
+    /// A health check finished: a new verdict is reported; an unhealthy task is stopped and
+    /// will end `failed`.
+    fn health_checked(&mut self, outcome: &health::Outcome) {
+        let id = outcome.task_id;
+        let Some(check) = self
+            .tasks
+            .get(&id)
+            .and_then(|local| local.file.assignment.spec.health.clone())
+        else {
+            return;
+        };
+        let Some(verdict) = self.checks.record(&check, outcome, Instant::now()) else {
+            return;
+        };
+        let Some(mut local) = self.tasks.remove(&id) else {
+            return;
+        };
+        local.file.health = Some(verdict);
+        let state = local.file.state;
+        self.advance(&mut local, state);
+        let unhealthy = verdict == symphony_consensus::Health::Unhealthy;
+        if unhealthy {
+            local.file.unhealthy = true;
+        }
+        self.tasks.insert(id, local);
+        if unhealthy {
+            let why = format!("unhealthy: {}", outcome.detail);
+            self.stop(id, Some(&why));
+        }
     }
 
     /// Moves the lease of every `--on-isolation stop` task forward to the last contact plus the
@@ -311,6 +375,9 @@ impl Executor {
         match started {
             Ok((mut child, shim)) => {
                 local.file.shim = Some(shim);
+                if local.file.assignment.spec.health.is_some() {
+                    local.file.health = Some(symphony_consensus::Health::Starting);
+                }
                 self.advance(&mut local, TaskState::Running);
                 let exited = self.exited.clone();
                 tokio::spawn(async move {
@@ -398,7 +465,9 @@ impl Executor {
 
     /// The shim recorded how the task ended.
     fn finish(&mut self, local: &mut Local, exit: &ExitInfo) {
-        let (state, error) = if local.file.stop_requested {
+        let (state, error) = if local.file.unhealthy {
+            (TaskState::Failed, local.file.error.clone())
+        } else if local.file.stop_requested {
             (TaskState::Shutdown, local.file.error.clone())
         } else if let Some(error) = &exit.error {
             (TaskState::Rejected, Some(error.clone()))
@@ -447,6 +516,7 @@ impl Executor {
             state,
             exit_code: local.file.exit_code,
             error: local.file.error.clone(),
+            health: local.file.health,
         });
     }
 
@@ -490,6 +560,7 @@ impl Executor {
                 state: local.file.state,
                 exit_code: local.file.exit_code,
                 error: local.file.error.clone(),
+                health: local.file.health,
             });
         }
     }

@@ -53,6 +53,33 @@ pub fn spawn(
     Ok((child, ShimInfo { pid, start_ticks }))
 }
 
+/// The health check `command` of `assignment`, in the task's environment and working dir. It
+/// does not carry the task-dir variable: it is not the task (tools that find a node's tasks
+/// by that variable must not count it).
+pub fn health_command(
+    dir: &Path,
+    assignment: &Assignment,
+    command: &[String],
+) -> tokio::process::Command {
+    let spec = &assignment.spec;
+    let (program, args) = command
+        .split_first()
+        .map_or(("true", &[][..]), |(program, args)| {
+            (program.as_str(), args)
+        });
+    let mut check = tokio::process::Command::new(program);
+    check
+        .args(args)
+        .envs(&spec.env)
+        .env("SYMPHONY_TASK_ID", assignment.task_id.to_string())
+        .env("SYMPHONY_SERVICE", &assignment.service)
+        .current_dir(spec.workdir.as_deref().map_or(dir, Path::new));
+    if let Some(slot) = assignment.slot {
+        check.env("SYMPHONY_SLOT", slot.to_string());
+    }
+    check
+}
+
 /// When the process `pid` started, in clock ticks since boot (`/proc/PID/stat`, field 22).
 pub fn start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -138,6 +138,7 @@ mod tests {
             state,
             exit_code: None,
             error: None,
+            health: None,
         };
         let mut pending = vec![
             report(1, TaskState::Accepted),

@@ -58,6 +58,12 @@ pub struct TaskFile {
     /// When it ended, for pruning old task directories.
     #[serde(default)]
     pub ended_at_ms: Option<u64>,
+    /// What its health check last said.
+    #[serde(default)]
+    pub health: Option<symphony_consensus::Health>,
+    /// Stopped because its health check failed: it ends `failed`.
+    #[serde(default)]
+    pub unhealthy: bool,
 }
 
 /// The tasks directory of one node.

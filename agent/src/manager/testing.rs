@@ -112,6 +112,8 @@ pub fn spec(mode: ServiceMode) -> ServiceSpec {
             reservations: Reservations::default(),
             on_isolation: OnIsolation::Keep,
             stop_grace_ms: 1_000,
+            health: None,
+            image: None,
         },
         mode,
         constraints: Vec::new(),
@@ -119,6 +121,8 @@ pub fn spec(mode: ServiceMode) -> ServiceSpec {
             delay_ms: 0,
             ..RestartPolicy::default()
         },
+        update: symphony_consensus::UpdateConfig::default(),
+        rollback: None,
     }
 }
 
@@ -162,6 +166,7 @@ pub fn report(state: &mut ClusterState, task_id: u64, observed: TaskState, exit_
                 state: observed,
                 exit_code,
                 error: None,
+                health: None,
             }],
             at_ms: 7,
         },

@@ -34,14 +34,15 @@ pub use nodes::{
     Availability, NodeCommand, NodeJoin, NodeRecord, NodeRole, NodeStatus, NodeTable, Resources,
 };
 pub use services::{
-    Constraint, ConstraintField, ConstraintOp, Driver, OnIsolation, Reservations, RestartCondition,
-    RestartPolicy, ServiceCommand, ServiceMode, ServiceRecord, ServiceSpec, ServiceTable,
-    SpecError, TaskSpec,
+    Constraint, ConstraintField, ConstraintOp, Driver, FailureAction, HealthCheck, OnIsolation,
+    Reservations, RestartCondition, RestartPolicy, ServiceCommand, ServiceMode, ServicePatch,
+    ServiceRecord, ServiceSpec, ServiceTable, SpecError, TaskSpec, UpdateConfig, UpdateKind,
+    UpdateOrder, UpdatePatch, UpdateState, UpdateStatus,
 };
 pub use table::{Changes, Table};
 pub use tasks::{
-    DesiredState, NewTask, TaskCommand, TaskOutcome, TaskRecord, TaskReport, TaskState, TaskTable,
-    Transition,
+    DesiredState, Health, NewTask, TaskCommand, TaskOutcome, TaskRecord, TaskReport, TaskState,
+    TaskTable, Transition,
 };
 
 /// Everything the managers agree on.
@@ -101,6 +102,11 @@ impl fmt::Display for Command {
                 ServiceCommand::Create { name, .. } => write!(f, "service-create({name})"),
                 ServiceCommand::Scale { name, replicas, .. } => {
                     write!(f, "service-scale({name}, {replicas})")
+                }
+                ServiceCommand::Update { name, .. } => write!(f, "service-update({name})"),
+                ServiceCommand::Rollback { name, .. } => write!(f, "service-rollback({name})"),
+                ServiceCommand::SetUpdateState { name, state, .. } => {
+                    write!(f, "service-update-state({name}, {state:?})")
                 }
                 ServiceCommand::Remove { name } => write!(f, "service-remove({name})"),
             },
@@ -260,10 +266,14 @@ pub(crate) mod tests {
                 reservations: Reservations::default(),
                 on_isolation: OnIsolation::Keep,
                 stop_grace_ms: 1_000,
+                health: None,
+                image: None,
             },
             mode: ServiceMode::Replicated { replicas },
             constraints: Vec::new(),
             restart: RestartPolicy::default(),
+            update: UpdateConfig::default(),
+            rollback: None,
         }
     }
 

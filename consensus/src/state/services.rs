@@ -4,6 +4,11 @@
 //! and how they are restarted. Every change bumps the service's `version`; a change of what a
 //! task runs also bumps its `template_version`, which tasks carry (scaling changes neither the
 //! template nor the tasks that run it).
+//!
+//! A change of the template starts a rolling update: the record keeps the spec it replaced
+//! (for `service rollback`) and the update's [`UpdateStatus`], which is cluster state so that a
+//! new leader resumes an update where it stood. The orchestrator moves the update along
+//! ([`ServiceCommand::SetUpdateState`]); operators start, resume and roll back.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -23,18 +28,22 @@ pub const MAX_REPLICAS: u32 = 1_000_000;
 pub enum Driver {
     /// A child process of the worker, in its own process group.
     Process,
+    /// A container of the node's Docker engine, from an image already on the node.
+    Docker,
 }
 
 impl Driver {
     pub fn as_str(self) -> &'static str {
         match self {
             Driver::Process => "process",
+            Driver::Docker => "docker",
         }
     }
 
     pub fn parse(text: &str) -> Option<Driver> {
         match text {
             "process" => Some(Driver::Process),
+            "docker" => Some(Driver::Docker),
             _ => None,
         }
     }
@@ -54,6 +63,134 @@ pub struct TaskSpec {
     /// How long a task asked to stop has between SIGTERM and SIGKILL.
     #[serde(default = "default_stop_grace_ms")]
     pub stop_grace_ms: u64,
+    /// A command that says whether the task is healthy.
+    #[serde(default)]
+    pub health: Option<HealthCheck>,
+    /// The image a `docker` task runs.
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+/// A health check: `command` run in the task's environment every `interval_ms`; healthy when
+/// it exits 0 within `timeout_ms`, unhealthy after `retries` failures in a row (failures in the
+/// first `start_period_ms` do not count).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub command: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub start_period_ms: u64,
+}
+
+/// How tasks are replaced when the template changes (and, as `rollback`, when it goes back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateConfig {
+    /// Slots replaced at once; 0: all at once.
+    pub parallelism: u32,
+    /// The pause after a group is done before the next starts.
+    pub delay_ms: u64,
+    /// How long a new task must run (and be healthy, with a health check) to count as done.
+    pub monitor_ms: u64,
+    pub order: UpdateOrder,
+    pub failure_action: FailureAction,
+    /// Failed new tasks tolerated, per thousand updated, before the failure action.
+    pub max_failure_permille: u32,
+}
+
+/// Swarm's defaults: one at a time, no delay, 5 s of monitoring, stop first, pause on failure.
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        UpdateConfig {
+            parallelism: 1,
+            delay_ms: 0,
+            monitor_ms: 5_000,
+            order: UpdateOrder::StopFirst,
+            failure_action: FailureAction::Pause,
+            max_failure_permille: 0,
+        }
+    }
+}
+
+/// Whether a slot's old task stops before or after its new one starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateOrder {
+    StopFirst,
+    StartFirst,
+}
+
+impl UpdateOrder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateOrder::StopFirst => "stop-first",
+            UpdateOrder::StartFirst => "start-first",
+        }
+    }
+}
+
+/// What an update that fails too often does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureAction {
+    Pause,
+    Continue,
+    Rollback,
+}
+
+impl FailureAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureAction::Pause => "pause",
+            FailureAction::Continue => "continue",
+            FailureAction::Rollback => "rollback",
+        }
+    }
+}
+
+/// An update or a rollback, and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateStatus {
+    pub kind: UpdateKind,
+    pub state: UpdateState,
+    /// The template version it moves the tasks to.
+    pub template_version: u64,
+    pub started_at_ms: u64,
+    pub changed_at_ms: u64,
+    /// Why it paused or rolled back.
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdateKind {
+    Update,
+    Rollback,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdateState {
+    /// Replacing tasks, group by group.
+    Updating,
+    /// Stopped by a failure (or asked); `service update` with no change resumes it.
+    Paused,
+    /// Every slot runs the target template.
+    Completed,
+}
+
+impl UpdateStatus {
+    /// `updating`, `paused`, `completed`, `rolling back`, `rollback paused`, `rolled back`.
+    pub fn describe(&self) -> &'static str {
+        match (self.kind, self.state) {
+            (UpdateKind::Update, UpdateState::Updating) => "updating",
+            (UpdateKind::Update, UpdateState::Paused) => "paused",
+            (UpdateKind::Update, UpdateState::Completed) => "completed",
+            (UpdateKind::Rollback, UpdateState::Updating) => "rolling back",
+            (UpdateKind::Rollback, UpdateState::Paused) => "rollback paused",
+            (UpdateKind::Rollback, UpdateState::Completed) => "rolled back",
+        }
+    }
 }
 
 /// Ten seconds, as Docker's and Swarm's default.
@@ -237,6 +374,24 @@ pub struct ServiceSpec {
     pub mode: ServiceMode,
     pub constraints: Vec<Constraint>,
     pub restart: RestartPolicy,
+    #[serde(default)]
+    pub update: UpdateConfig,
+    /// How a rollback replaces tasks; `None`: as an update does.
+    #[serde(default)]
+    pub rollback: Option<UpdateConfig>,
+}
+
+impl ServiceSpec {
+    /// Whether going from `self` to `other` changes what tasks run or where they may run: a
+    /// change that needs new tasks (scaling, restart and update settings do not).
+    pub fn template_differs(&self, other: &ServiceSpec) -> bool {
+        self.task != other.task || self.constraints != other.constraints
+    }
+
+    /// The settings a rollback runs with.
+    pub fn rollback_config(&self) -> UpdateConfig {
+        self.rollback.unwrap_or(self.update)
+    }
 }
 
 /// Why a spec is refused: the field, and one sentence.
@@ -313,6 +468,42 @@ impl ServiceSpec {
                 format!("{workdir:?} is not an absolute path"),
             ));
         }
+        if self.task.driver == Driver::Docker
+            && self.task.image.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(spec_error("image", "a docker task needs an --image"));
+        }
+        if self.task.driver == Driver::Process && self.task.image.is_some() {
+            return Err(spec_error(
+                "image",
+                "an image is for the docker driver; a process task runs a program of the node",
+            ));
+        }
+        if let Some(health) = &self.task.health {
+            if health.command.first().is_none_or(String::is_empty) {
+                return Err(spec_error("health-cmd", "a health check needs a command"));
+            }
+            if health.interval_ms == 0 || health.timeout_ms == 0 {
+                return Err(spec_error(
+                    "health-interval",
+                    "a health check needs an interval and a timeout above zero",
+                ));
+            }
+        }
+        for (name, config) in [("update", Some(self.update)), ("rollback", self.rollback)] {
+            if let Some(config) = config
+                && config.max_failure_permille > 1000
+            {
+                return Err(spec_error(
+                    if name == "update" {
+                        "update-max-failure-ratio"
+                    } else {
+                        "rollback-max-failure-ratio"
+                    },
+                    "a failure ratio is between 0 and 1",
+                ));
+            }
+        }
         if self.restart.max_attempts == Some(0) && self.restart.condition != RestartCondition::None
         {
             return Err(spec_error(
@@ -321,6 +512,147 @@ impl ServiceSpec {
             ));
         }
         Ok(())
+    }
+}
+
+/// The fields of a spec a `service update` changes; every field left `None` (or empty) stays as
+/// the spec has it when the update is applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePatch {
+    pub command: Option<Vec<String>>,
+    pub env_set: BTreeMap<String, String>,
+    pub env_unset: Vec<String>,
+    /// `Some(None)` clears it.
+    pub workdir: Option<Option<String>>,
+    pub image: Option<String>,
+    pub replicas: Option<u32>,
+    pub constraints_add: Vec<Constraint>,
+    pub constraints_remove: Vec<Constraint>,
+    pub reserve_cpus_milli: Option<u64>,
+    pub reserve_memory_bytes: Option<u64>,
+    pub restart_condition: Option<RestartCondition>,
+    pub restart_delay_ms: Option<u64>,
+    pub restart_max_attempts: Option<Option<u32>>,
+    pub restart_window_ms: Option<Option<u64>>,
+    pub on_isolation: Option<OnIsolation>,
+    pub stop_grace_ms: Option<u64>,
+    /// `Some(None)` removes the health check.
+    pub health: Option<Option<HealthCheck>>,
+    pub update: UpdatePatch,
+    pub rollback: UpdatePatch,
+    /// Replace every task even if nothing they run changed.
+    pub force: bool,
+}
+
+/// The fields of an [`UpdateConfig`] a patch changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdatePatch {
+    pub parallelism: Option<u32>,
+    pub delay_ms: Option<u64>,
+    pub monitor_ms: Option<u64>,
+    pub order: Option<UpdateOrder>,
+    pub failure_action: Option<FailureAction>,
+    pub max_failure_permille: Option<u32>,
+}
+
+impl UpdatePatch {
+    pub fn is_empty(&self) -> bool {
+        *self == UpdatePatch::default()
+    }
+
+    fn apply_to(&self, config: &mut UpdateConfig) {
+        if let Some(value) = self.parallelism {
+            config.parallelism = value;
+        }
+        if let Some(value) = self.delay_ms {
+            config.delay_ms = value;
+        }
+        if let Some(value) = self.monitor_ms {
+            config.monitor_ms = value;
+        }
+        if let Some(value) = self.order {
+            config.order = value;
+        }
+        if let Some(value) = self.failure_action {
+            config.failure_action = value;
+        }
+        if let Some(value) = self.max_failure_permille {
+            config.max_failure_permille = value;
+        }
+    }
+}
+
+impl ServicePatch {
+    /// `spec` with the patch's fields put over it.
+    pub fn apply_to(&self, spec: &ServiceSpec) -> Result<ServiceSpec, SpecError> {
+        let mut spec = spec.clone();
+        let task = &mut spec.task;
+        if let Some(command) = &self.command {
+            task.command.clone_from(command);
+        }
+        for key in &self.env_unset {
+            task.env.remove(key);
+        }
+        task.env
+            .extend(self.env_set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(workdir) = &self.workdir {
+            task.workdir.clone_from(workdir);
+        }
+        if let Some(image) = &self.image {
+            task.image = Some(image.clone());
+        }
+        if let Some(cpus) = self.reserve_cpus_milli {
+            task.reservations.cpus_milli = cpus;
+        }
+        if let Some(memory) = self.reserve_memory_bytes {
+            task.reservations.memory_bytes = memory;
+        }
+        if let Some(on_isolation) = self.on_isolation {
+            task.on_isolation = on_isolation;
+        }
+        if let Some(grace) = self.stop_grace_ms {
+            task.stop_grace_ms = grace;
+        }
+        if let Some(health) = &self.health {
+            task.health.clone_from(health);
+        }
+        if let Some(replicas) = self.replicas {
+            match &mut spec.mode {
+                ServiceMode::Replicated { replicas: current } => *current = replicas,
+                ServiceMode::Global => {
+                    return Err(spec_error(
+                        "replicas",
+                        "a global service runs one task on every eligible node; it takes no --replicas",
+                    ));
+                }
+            }
+        }
+        spec.constraints
+            .retain(|constraint| !self.constraints_remove.contains(constraint));
+        for constraint in &self.constraints_add {
+            if !spec.constraints.contains(constraint) {
+                spec.constraints.push(constraint.clone());
+            }
+        }
+        if let Some(condition) = self.restart_condition {
+            spec.restart.condition = condition;
+        }
+        if let Some(delay) = self.restart_delay_ms {
+            spec.restart.delay_ms = delay;
+        }
+        if let Some(max) = self.restart_max_attempts {
+            spec.restart.max_attempts = max;
+        }
+        if let Some(window) = self.restart_window_ms {
+            spec.restart.window_ms = window;
+        }
+        self.update.apply_to(&mut spec.update);
+        if !self.rollback.is_empty() {
+            let mut rollback = spec.rollback_config();
+            self.rollback.apply_to(&mut rollback);
+            spec.rollback = Some(rollback);
+        }
+        Ok(spec)
     }
 }
 
@@ -335,6 +667,12 @@ pub struct ServiceRecord {
     pub template_version: u64,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+    /// The spec the last template change replaced: what `service rollback` goes back to.
+    #[serde(default)]
+    pub previous: Option<ServiceSpec>,
+    /// The last update or rollback.
+    #[serde(default)]
+    pub update: Option<UpdateStatus>,
 }
 
 /// Changes to the services table.
@@ -350,6 +688,30 @@ pub enum ServiceCommand {
     Scale {
         name: String,
         replicas: u32,
+        at_ms: u64,
+    },
+    /// Changes the fields the patch names, merged into the spec as it is when the command is
+    /// applied. A change of what tasks run (or `force`) starts a rolling update (the old spec is
+    /// kept for a rollback); a patch that changes nothing resumes a paused update.
+    Update {
+        name: String,
+        patch: ServicePatch,
+        at_ms: u64,
+    },
+    /// Goes back to the spec the last update replaced, rolling, with the rollback settings.
+    Rollback {
+        name: String,
+        /// Why (an automatic rollback says which tasks failed).
+        reason: Option<String>,
+        at_ms: u64,
+    },
+    /// The orchestrator moves the update of `template_version` to `state`; ignored when the
+    /// service has moved on to another template since (a stale decision).
+    SetUpdateState {
+        name: String,
+        template_version: u64,
+        state: UpdateState,
+        message: Option<String>,
         at_ms: u64,
     },
     /// Removes the service; its tasks are told to shut down (see the state's apply).
@@ -394,6 +756,8 @@ impl ServiceTable {
                         template_version: 1,
                         created_at_ms: *at_ms,
                         updated_at_ms: *at_ms,
+                        previous: None,
+                        update: None,
                     },
                 );
                 changes.touch(TABLE, name.as_bytes().to_vec());
@@ -427,6 +791,102 @@ impl ServiceTable {
                 }
                 service.version += 1;
                 service.updated_at_ms = *at_ms;
+                changes.touch(TABLE, name.as_bytes().to_vec());
+                CommandResult::Done
+            }
+            ServiceCommand::Update { name, patch, at_ms } => {
+                let Some(service) = self.0.get_mut(name) else {
+                    return no_such_service(name);
+                };
+                let spec = match patch.apply_to(&service.spec) {
+                    Ok(spec) => spec,
+                    Err(error) => return rejected(error.to_string()),
+                };
+                if let Err(error) = spec.validate() {
+                    return rejected(error.to_string());
+                }
+                if service.spec == spec && !patch.force {
+                    // The same spec again: resumes a paused update, else changes nothing.
+                    let Some(update) = service.update.as_mut().filter(|update| {
+                        update.state == UpdateState::Paused
+                            && update.template_version == service.template_version
+                    }) else {
+                        return CommandResult::Done;
+                    };
+                    update.state = UpdateState::Updating;
+                    update.message = None;
+                    update.changed_at_ms = *at_ms;
+                } else {
+                    if patch.force || service.spec.template_differs(&spec) {
+                        service.previous = Some(service.spec.clone());
+                        service.template_version += 1;
+                        service.update = Some(UpdateStatus {
+                            kind: UpdateKind::Update,
+                            state: UpdateState::Updating,
+                            template_version: service.template_version,
+                            started_at_ms: *at_ms,
+                            changed_at_ms: *at_ms,
+                            message: None,
+                        });
+                    }
+                    service.spec = spec;
+                    service.version += 1;
+                }
+                service.updated_at_ms = *at_ms;
+                changes.touch(TABLE, name.as_bytes().to_vec());
+                CommandResult::Done
+            }
+            ServiceCommand::Rollback {
+                name,
+                reason,
+                at_ms,
+            } => {
+                let Some(service) = self.0.get_mut(name) else {
+                    return no_such_service(name);
+                };
+                let Some(previous) = service.previous.take() else {
+                    return rejected(format!(
+                        "{name} has no earlier spec to roll back to (it was never updated)"
+                    ));
+                };
+                // Going back is itself undoable: the spec left becomes the previous one.
+                service.previous = Some(std::mem::replace(&mut service.spec, previous));
+                service.template_version += 1;
+                service.version += 1;
+                service.update = Some(UpdateStatus {
+                    kind: UpdateKind::Rollback,
+                    state: UpdateState::Updating,
+                    template_version: service.template_version,
+                    started_at_ms: *at_ms,
+                    changed_at_ms: *at_ms,
+                    message: reason.clone(),
+                });
+                service.updated_at_ms = *at_ms;
+                changes.touch(TABLE, name.as_bytes().to_vec());
+                CommandResult::Done
+            }
+            ServiceCommand::SetUpdateState {
+                name,
+                template_version,
+                state,
+                message,
+                at_ms,
+            } => {
+                let Some(service) = self.0.get_mut(name) else {
+                    return no_such_service(name);
+                };
+                let Some(update) = service.update.as_mut().filter(|update| {
+                    update.template_version == *template_version
+                        && service.template_version == *template_version
+                        && update.state == UpdateState::Updating
+                }) else {
+                    return CommandResult::Done;
+                };
+                update.state = *state;
+                if message.is_some() {
+                    update.message.clone_from(message);
+                }
+                update.changed_at_ms = *at_ms;
                 changes.touch(TABLE, name.as_bytes().to_vec());
                 CommandResult::Done
             }
@@ -530,6 +990,134 @@ mod tests {
             "replicas"
         );
         assert!(spec(3).validate().is_ok());
+    }
+
+    #[test]
+    fn an_update_of_the_template_starts_a_rolling_update_and_a_rollback_goes_back() {
+        let mut table = ServiceTable::default();
+        let mut changes = Changes::default();
+        let create = ServiceCommand::Create {
+            name: "web".into(),
+            spec: spec(3),
+            at_ms: 1,
+        };
+        assert_eq!(table.apply(&create, &mut changes), CommandResult::Done);
+        let update = |patch: ServicePatch, at_ms| ServiceCommand::Update {
+            name: "web".into(),
+            patch,
+            at_ms,
+        };
+        // Settings only: a new version, no new template, no update.
+        let mut settings = spec(3);
+        settings.update.parallelism = 2;
+        let parallelism = ServicePatch {
+            update: UpdatePatch {
+                parallelism: Some(2),
+                ..UpdatePatch::default()
+            },
+            ..ServicePatch::default()
+        };
+        assert_eq!(
+            table.apply(&update(parallelism, 2), &mut changes),
+            CommandResult::Done
+        );
+        assert_eq!(table["web"].spec, settings);
+        assert_eq!(
+            (table["web"].version, table["web"].template_version),
+            (2, 1)
+        );
+        assert!(table["web"].update.is_none());
+        // What tasks run: a new template and an update under way.
+        let mut changed = settings.clone();
+        changed.task.env.insert("GREETING".into(), "hi".into());
+        let greeting = ServicePatch {
+            env_set: BTreeMap::from([("GREETING".into(), "hi".into())]),
+            ..ServicePatch::default()
+        };
+        assert_eq!(
+            table.apply(&update(greeting, 3), &mut changes),
+            CommandResult::Done
+        );
+        let web = &table["web"];
+        assert_eq!(web.spec, changed);
+        assert_eq!((web.version, web.template_version), (3, 2));
+        assert_eq!(web.previous.as_ref(), Some(&settings));
+        let status = web.update.clone().unwrap();
+        assert_eq!(
+            (status.kind, status.state, status.template_version),
+            (UpdateKind::Update, UpdateState::Updating, 2)
+        );
+        // A stale decision about another template changes nothing; a current one pauses.
+        let pause = |template_version| ServiceCommand::SetUpdateState {
+            name: "web".into(),
+            template_version,
+            state: UpdateState::Paused,
+            message: Some("task 7 failed".into()),
+            at_ms: 4,
+        };
+        table.apply(&pause(1), &mut changes);
+        assert_eq!(
+            table["web"].update.as_ref().unwrap().state,
+            UpdateState::Updating
+        );
+        table.apply(&pause(2), &mut changes);
+        assert_eq!(table["web"].update.as_ref().unwrap().describe(), "paused");
+        // A patch that changes nothing resumes it.
+        table.apply(&update(ServicePatch::default(), 5), &mut changes);
+        assert_eq!(
+            table["web"].update.as_ref().unwrap().state,
+            UpdateState::Updating
+        );
+        // A bad patch is refused whole.
+        let bad = ServicePatch {
+            command: Some(vec![]),
+            env_set: BTreeMap::from([("OTHER".into(), "x".into())]),
+            ..ServicePatch::default()
+        };
+        assert!(matches!(
+            table.apply(&update(bad, 6), &mut changes),
+            CommandResult::Rejected { .. }
+        ));
+        assert_eq!(table["web"].spec, changed);
+        // Rollback: back to the previous spec, as a new template, itself undoable.
+        let rollback = ServiceCommand::Rollback {
+            name: "web".into(),
+            reason: Some("update failed".into()),
+            at_ms: 7,
+        };
+        assert_eq!(table.apply(&rollback, &mut changes), CommandResult::Done);
+        let web = &table["web"];
+        assert_eq!(web.spec, settings);
+        assert_eq!(web.previous.as_ref(), Some(&changed));
+        assert_eq!(web.template_version, 3);
+        assert_eq!(web.update.as_ref().unwrap().describe(), "rolling back");
+        let mut fresh = ServiceTable::default();
+        fresh.apply(&create, &mut changes);
+        assert!(matches!(
+            fresh.apply(&rollback, &mut changes),
+            CommandResult::Rejected { .. }
+        ));
+    }
+
+    #[test]
+    fn docker_tasks_need_an_image_and_health_checks_a_command() {
+        let mut docker = spec(1);
+        docker.task.driver = Driver::Docker;
+        assert_eq!(docker.validate().unwrap_err().field, "image");
+        docker.task.image = Some("probe:1".into());
+        assert!(docker.validate().is_ok());
+        let mut process = spec(1);
+        process.task.image = Some("probe:1".into());
+        assert_eq!(process.validate().unwrap_err().field, "image");
+        let mut health = spec(1);
+        health.task.health = Some(HealthCheck {
+            command: vec![],
+            interval_ms: 1000,
+            timeout_ms: 1000,
+            retries: 3,
+            start_period_ms: 0,
+        });
+        assert_eq!(health.validate().unwrap_err().field, "health-cmd");
     }
 
     #[test]

@@ -91,6 +91,27 @@ impl DesiredState {
     }
 }
 
+/// What a task's health check last said (tasks without one have none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// No verdict yet (the start period, or no check has finished).
+    Starting,
+    Healthy,
+    /// Failed its retries: the worker stops the task, which then fails.
+    Unhealthy,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+}
+
 /// One observed transition, stamped by the proposer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
@@ -121,6 +142,9 @@ pub struct TaskRecord {
     /// How many times the slot was restarted before this task (after failures or exits).
     pub attempt: u32,
     pub created_at_ms: u64,
+    /// What its health check last said, while it runs.
+    #[serde(default)]
+    pub health: Option<Health>,
 }
 
 impl TaskRecord {
@@ -150,6 +174,9 @@ pub struct TaskReport {
     pub state: TaskState,
     pub exit_code: Option<i32>,
     pub error: Option<String>,
+    /// What its health check says now (a report may carry only that, in the same state).
+    #[serde(default)]
+    pub health: Option<Health>,
 }
 
 /// Changes to the tasks table; each carries many tasks, so one log entry carries a whole
@@ -387,6 +414,7 @@ impl TaskTable {
                         pending_reason: None,
                         attempt: new.attempt,
                         created_at_ms: *at_ms,
+                        health: None,
                     });
                     changes.touch(TABLE, u64_key(id));
                     outcome.changed.push(id);
@@ -451,11 +479,27 @@ impl TaskTable {
                 for report in reports {
                     let moved = self.update(report.task_id, |task| {
                         let theirs = task.node_id == Some(*node_id);
+                        if !theirs || !report.state.is_started() {
+                            return false;
+                        }
+                        // A new verdict of the health check of a task still running.
+                        if report.state == task.state {
+                            let fresh = report.health.is_some()
+                                && report.health != task.health
+                                && !task.state.is_terminal();
+                            if fresh {
+                                task.health = report.health;
+                            }
+                            return fresh;
+                        }
                         // Workers own the states after `assigned`, and only forward.
-                        if !theirs || !report.state.is_started() || report.state <= task.state {
+                        if report.state < task.state {
                             return false;
                         }
                         advance(task, report.state, *at_ms);
+                        if report.health.is_some() {
+                            task.health = report.health;
+                        }
                         if report.exit_code.is_some() {
                             task.exit_code = report.exit_code;
                         }

@@ -8,7 +8,10 @@ use serde_json::json;
 use super::parse;
 use super::{CliError, ReadArgs, Table, ago, done, emit, fields, now_ms};
 use crate::Client;
-use crate::proto::{ExplainInfo, Response, ServiceInfo, ServiceLogLine, ServiceSpecView, TaskInfo};
+use crate::proto::{
+    ExplainInfo, HealthView, Response, ServiceInfo, ServiceLogLine, ServicePatchView,
+    ServiceSpecView, TaskInfo, UpdatePatchView, UpdateView,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
@@ -53,6 +56,11 @@ pub enum ServiceCommand {
         #[arg(long, value_name = "N")]
         tail: Option<u64>,
     },
+    /// Change a service: the flags given, nothing else. A change of what tasks run replaces
+    /// them rolling (--update-* settings); with no flags, a paused update resumes.
+    Update(Box<UpdateArgs>),
+    /// Go back to the spec the last update replaced, rolling (--rollback-* settings).
+    Rollback { name: String },
     /// Remove services; their tasks stop.
     Rm {
         #[arg(required = true)]
@@ -108,13 +116,265 @@ pub struct CreateArgs {
     /// How long a task asked to stop has between SIGTERM and SIGKILL.
     #[arg(long, default_value = "10s", value_parser = parse::duration_ms)]
     stop_grace: u64,
+    /// The image a `docker` task runs (it must be on the node already).
+    #[arg(long)]
+    image: Option<String>,
+    #[command(flatten)]
+    health: HealthArgs,
+    #[command(flatten)]
+    update: UpdateFlags,
+    #[command(flatten)]
+    rollback: RollbackFlags,
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
 }
 
+/// A health check, run through `sh -c` in the task's environment.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The check: healthy when it exits 0, e.g. 'curl -fs localhost:8080/'.
+    #[arg(long, value_name = "COMMAND")]
+    health_cmd: Option<String>,
+    /// How often it runs.
+    #[arg(long, value_parser = parse::duration_ms, value_name = "DURATION")]
+    health_interval: Option<u64>,
+    /// How long one run may take.
+    #[arg(long, value_parser = parse::duration_ms, value_name = "DURATION")]
+    health_timeout: Option<u64>,
+    /// Failures in a row that make the task unhealthy.
+    #[arg(long, value_name = "N")]
+    health_retries: Option<u32>,
+    /// Failures in this first while do not count.
+    #[arg(long, value_parser = parse::duration_ms, value_name = "DURATION")]
+    health_start_period: Option<u64>,
+}
+
+impl HealthArgs {
+    fn given(&self) -> bool {
+        self.health_interval.is_some()
+            || self.health_timeout.is_some()
+            || self.health_retries.is_some()
+            || self.health_start_period.is_some()
+    }
+
+    /// The check, with defaults for what is not given: every 5 s, 5 s each, 3 retries.
+    fn view(&self) -> Result<Option<HealthView>, CliError> {
+        let Some(command) = &self.health_cmd else {
+            if self.given() {
+                return Err(CliError::Failed(
+                    "--health-interval, --health-timeout, --health-retries and --health-start-period need a --health-cmd".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        Ok(Some(HealthView {
+            command: vec!["sh".into(), "-c".into(), command.clone()],
+            interval_ms: self.health_interval.unwrap_or(5_000),
+            timeout_ms: self.health_timeout.unwrap_or(5_000),
+            retries: self.health_retries.unwrap_or(3),
+            start_period_ms: self.health_start_period.unwrap_or(0),
+        }))
+    }
+}
+
+/// How a rolling update replaces tasks.
+#[derive(Debug, Args)]
+pub struct UpdateFlags {
+    /// Tasks replaced at once (0: all at once; default 1).
+    #[arg(long, value_name = "N")]
+    update_parallelism: Option<u32>,
+    /// The pause between groups (default 0s).
+    #[arg(long, value_parser = parse::duration_ms, value_name = "DURATION")]
+    update_delay: Option<u64>,
+    /// How long a new task must run (and be healthy) to count as done (default 5s).
+    #[arg(long, value_parser = parse::duration_ms, value_name = "DURATION")]
+    update_monitor: Option<u64>,
+    /// stop-first (default) or start-first.
+    #[arg(long, value_name = "ORDER")]
+    update_order: Option<String>,
+    /// What too many failed new tasks do: pause (default), continue or rollback.
+    #[arg(long, value_name = "ACTION")]
+    update_failure_action: Option<String>,
+    /// Failed new tasks tolerated, as a share of those updated (0 to 1; default 0).
+    #[arg(long, value_parser = parse_ratio, value_name = "RATIO")]
+    update_max_failure_ratio: Option<u32>,
+}
+
+/// How a rollback replaces tasks (each defaults to the update's).
+#[derive(Debug, Args)]
+pub struct RollbackFlags {
+    #[arg(long, value_name = "N")]
+    rollback_parallelism: Option<u32>,
+    #[arg(long, value_parser = parse::duration_ms, value_name = "DURATION")]
+    rollback_delay: Option<u64>,
+    #[arg(long, value_parser = parse::duration_ms, value_name = "DURATION")]
+    rollback_monitor: Option<u64>,
+    #[arg(long, value_name = "ORDER")]
+    rollback_order: Option<String>,
+    /// pause or continue.
+    #[arg(long, value_name = "ACTION")]
+    rollback_failure_action: Option<String>,
+    #[arg(long, value_parser = parse_ratio, value_name = "RATIO")]
+    rollback_max_failure_ratio: Option<u32>,
+}
+
+impl UpdateFlags {
+    fn patch(&self) -> UpdatePatchView {
+        UpdatePatchView {
+            parallelism: self.update_parallelism,
+            delay_ms: self.update_delay,
+            monitor_ms: self.update_monitor,
+            order: self.update_order.clone(),
+            failure_action: self.update_failure_action.clone(),
+            max_failure_permille: self.update_max_failure_ratio,
+        }
+    }
+}
+
+impl RollbackFlags {
+    fn patch(&self) -> UpdatePatchView {
+        UpdatePatchView {
+            parallelism: self.rollback_parallelism,
+            delay_ms: self.rollback_delay,
+            monitor_ms: self.rollback_monitor,
+            order: self.rollback_order.clone(),
+            failure_action: self.rollback_failure_action.clone(),
+            max_failure_permille: self.rollback_max_failure_ratio,
+        }
+    }
+}
+
+/// `base` with the patch's fields put over it.
+fn with_patch(base: &UpdateView, patch: &UpdatePatchView) -> UpdateView {
+    UpdateView {
+        parallelism: patch.parallelism.unwrap_or(base.parallelism),
+        delay_ms: patch.delay_ms.unwrap_or(base.delay_ms),
+        monitor_ms: patch.monitor_ms.unwrap_or(base.monitor_ms),
+        order: patch.order.clone().unwrap_or_else(|| base.order.clone()),
+        failure_action: patch
+            .failure_action
+            .clone()
+            .unwrap_or_else(|| base.failure_action.clone()),
+        max_failure_permille: patch
+            .max_failure_permille
+            .unwrap_or(base.max_failure_permille),
+    }
+}
+
+/// A ratio between 0 and 1, in thousandths.
+fn parse_ratio(text: &str) -> Result<u32, String> {
+    let ratio: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a ratio; write e.g. 0.2"))?;
+    if !(0.0..=1.0).contains(&ratio) {
+        return Err(format!("{text} is not between 0 and 1"));
+    }
+    Ok((ratio * 1000.0).round() as u32)
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    name: String,
+    #[arg(long)]
+    replicas: Option<u32>,
+    /// Set an environment variable, KEY=VALUE; repeatable.
+    #[arg(long, alias = "env-add", value_name = "KEY=VALUE", value_parser = super::parse_label)]
+    env: Vec<(String, String)>,
+    /// Remove an environment variable; repeatable.
+    #[arg(long, value_name = "KEY")]
+    env_rm: Vec<String>,
+    #[arg(long)]
+    workdir: Option<String>,
+    /// Add a placement constraint; repeatable.
+    #[arg(long, value_name = "EXPR")]
+    constraint_add: Vec<String>,
+    /// Remove a placement constraint; repeatable.
+    #[arg(long, value_name = "EXPR")]
+    constraint_rm: Vec<String>,
+    #[arg(long, value_name = "CPUS", value_parser = parse::cpus_milli)]
+    reserve_cpu: Option<u64>,
+    #[arg(long, value_name = "SIZE", value_parser = parse::size)]
+    reserve_memory: Option<u64>,
+    #[arg(long)]
+    restart_condition: Option<String>,
+    #[arg(long, value_parser = parse::duration_ms)]
+    restart_delay: Option<u64>,
+    #[arg(long, value_name = "N")]
+    restart_max_attempts: Option<u32>,
+    #[arg(long, value_parser = parse::duration_ms)]
+    restart_window: Option<u64>,
+    #[arg(long)]
+    on_isolation: Option<String>,
+    #[arg(long, value_parser = parse::duration_ms)]
+    stop_grace: Option<u64>,
+    #[arg(long)]
+    image: Option<String>,
+    #[command(flatten)]
+    health: HealthArgs,
+    /// Remove the health check.
+    #[arg(long, conflicts_with = "health_cmd")]
+    no_healthcheck: bool,
+    #[command(flatten)]
+    update: UpdateFlags,
+    #[command(flatten)]
+    rollback: RollbackFlags,
+    /// Replace every task even if nothing they run changed.
+    #[arg(long)]
+    force: bool,
+    /// Replace the command with what follows `--` (also implied by a command after `--`).
+    #[arg(long)]
+    args: bool,
+    /// The new program and its arguments, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+impl UpdateArgs {
+    fn patch(self) -> Result<(String, ServicePatchView), CliError> {
+        if self.args && self.command.is_empty() {
+            return Err(CliError::Failed(
+                "--args needs the new command after --".into(),
+            ));
+        }
+        let health = if self.no_healthcheck {
+            Some(None)
+        } else {
+            self.health.view()?.map(Some)
+        };
+        let patch = ServicePatchView {
+            command: (!self.command.is_empty()).then_some(self.command),
+            env_set: self.env.into_iter().collect(),
+            env_unset: self.env_rm,
+            workdir: self.workdir.map(Some),
+            image: self.image,
+            replicas: self.replicas,
+            constraints_add: self.constraint_add,
+            constraints_remove: self.constraint_rm,
+            reserve_cpus_milli: self.reserve_cpu,
+            reserve_memory_bytes: self.reserve_memory,
+            restart_condition: self.restart_condition,
+            restart_delay_ms: self.restart_delay,
+            restart_max_attempts: self.restart_max_attempts.map(Some),
+            restart_window_ms: self.restart_window.map(Some),
+            on_isolation: self.on_isolation,
+            stop_grace_ms: self.stop_grace,
+            health,
+            update: self.update.patch(),
+            rollback: self.rollback.patch(),
+            force: self.force,
+        };
+        Ok((self.name, patch))
+    }
+}
+
 impl CreateArgs {
-    fn spec(self) -> (String, ServiceSpecView) {
+    fn spec(self) -> Result<(String, ServiceSpecView), CliError> {
+        let health = self.health.view()?;
+        let update = with_patch(&UpdateView::default(), &self.update.patch());
+        let rollback_patch = self.rollback.patch();
+        let rollback = (rollback_patch != UpdatePatchView::default())
+            .then(|| with_patch(&update, &rollback_patch));
         let spec = ServiceSpecView {
             driver: self.driver,
             command: self.command,
@@ -134,8 +394,12 @@ impl CreateArgs {
             restart_window_ms: self.restart_window,
             on_isolation: self.on_isolation,
             stop_grace_ms: self.stop_grace,
+            image: self.image,
+            health,
+            update,
+            rollback,
         };
-        (self.name, spec)
+        Ok((self.name, spec))
     }
 }
 
@@ -152,7 +416,7 @@ fn parse_scale(text: &str) -> Result<(String, u32), String> {
 pub async fn run(client: &Client, json: bool, command: ServiceCommand) -> Result<(), CliError> {
     match command {
         ServiceCommand::Create(args) => {
-            let (name, spec) = (*args).spec();
+            let (name, spec) = (*args).spec()?;
             let service = client.service_create(name, spec).await?;
             emit(json, json!(service), || {
                 format!(
@@ -187,6 +451,31 @@ pub async fn run(client: &Client, json: bool, command: ServiceCommand) -> Result
                     format!("{} scaled to {}\n", service.name, service.desired)
                 });
             }
+        }
+        ServiceCommand::Update(args) => {
+            let (name, patch) = (*args).patch()?;
+            let service = client.service_update(name, patch).await?;
+            emit(json, json!(service), || match &service.update {
+                Some(update)
+                    if update.template_version == service.template_version
+                        && update.state != "completed" =>
+                {
+                    format!(
+                        "{} updated: {} ({}/{} tasks); `symphony-ctl service inspect {}` follows it.\n",
+                        service.name, update.state, update.done, update.total, service.name
+                    )
+                }
+                _ => format!("{} updated (version {}).\n", service.name, service.version),
+            });
+        }
+        ServiceCommand::Rollback { name } => {
+            let service = client.service_rollback(name).await?;
+            emit(json, json!(service), || {
+                format!(
+                    "{} rolling back to its previous spec; `symphony-ctl service inspect {}` follows it.\n",
+                    service.name, service.name
+                )
+            });
         }
         ServiceCommand::Rm { names } => {
             for name in names {
@@ -247,7 +536,7 @@ fn services_text(services: &[ServiceInfo]) -> String {
 
 fn tasks_text(tasks: &[TaskInfo]) -> String {
     let mut table = Table::new([
-        "TASK", "SLOT", "NODE", "DESIRED", "STATE", "SINCE", "EXIT", "ERROR",
+        "TASK", "SLOT", "NODE", "DESIRED", "STATE", "HEALTH", "SINCE", "EXIT", "ERROR",
     ]);
     let now = now_ms();
     let show = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
@@ -263,6 +552,7 @@ fn tasks_text(tasks: &[TaskInfo]) -> String {
             ),
             task.desired.clone(),
             task.state.clone(),
+            show(task.health.clone()),
             ago(now, task.since_ms),
             show(task.exit_code.map(|code| code.to_string())),
             show(problem),
@@ -342,7 +632,56 @@ fn service_text(service: &ServiceInfo) -> String {
         ),
         ("On isolation", spec.on_isolation.clone()),
         ("Stop grace", format!("{} ms", spec.stop_grace_ms)),
+        ("Image", show(spec.image.clone())),
+        (
+            "Health check",
+            spec.health.as_ref().map_or("-".to_string(), |health| {
+                format!(
+                    "{} every {} ms, {} ms timeout, {} retries, {} ms start period",
+                    health.command.join(" "),
+                    health.interval_ms,
+                    health.timeout_ms,
+                    health.retries,
+                    health.start_period_ms
+                )
+            }),
+        ),
+        ("Update config", update_config_text(&spec.update)),
+        (
+            "Rollback config",
+            spec.rollback
+                .as_ref()
+                .map_or("as update".to_string(), update_config_text),
+        ),
+        (
+            "Update",
+            service.update.as_ref().map_or("-".to_string(), |update| {
+                format!(
+                    "{} {}/{} to template {}{}",
+                    update.state,
+                    update.done,
+                    update.total,
+                    update.template_version,
+                    update
+                        .message
+                        .as_ref()
+                        .map_or(String::new(), |why| format!(" ({why})"))
+                )
+            }),
+        ),
     ])
+}
+
+fn update_config_text(config: &UpdateView) -> String {
+    format!(
+        "{} at a time, {} ms apart, {} ms monitor, {}, on failure {} (tolerating {:.1}%)",
+        config.parallelism,
+        config.delay_ms,
+        config.monitor_ms,
+        config.order,
+        config.failure_action,
+        config.max_failure_permille as f64 / 10.0
+    )
 }
 
 fn explain_text(info: &ExplainInfo) -> String {

@@ -174,7 +174,7 @@ pub enum Request {
     /// invalid.
     ServiceCreate {
         name: String,
-        spec: ServiceSpecView,
+        spec: Box<ServiceSpecView>,
     },
     ServiceList {
         consistency: ReadConsistency,
@@ -196,6 +196,16 @@ pub enum Request {
     ServiceScale {
         name: String,
         replicas: u32,
+    },
+    /// Changes the fields the patch names (merged on the leader into the spec as it is then);
+    /// a change of what tasks run starts a rolling update; an empty patch resumes a paused one.
+    ServiceUpdate {
+        name: String,
+        patch: Box<ServicePatchView>,
+    },
+    /// Back to the spec the last update replaced, rolling.
+    ServiceRollback {
+        name: String,
     },
     ServiceRemove {
         name: String,
@@ -261,6 +271,8 @@ impl Request {
             Request::ServiceCreate { .. } => spec("service create", Leader),
             Request::ServiceScale { .. } => spec("service scale", Leader),
             Request::ServiceRemove { .. } => spec("service rm", Leader),
+            Request::ServiceUpdate { .. } => spec("service update", Leader),
+            Request::ServiceRollback { .. } => spec("service rollback", Leader),
             Request::ServiceList { consistency } => read("service ls", *consistency),
             Request::ServiceInspect { consistency, .. } => read("service inspect", *consistency),
             Request::ServicePs { consistency, .. } => read("service ps", *consistency),

@@ -109,6 +109,7 @@ fn spec(replicas: u32, stop: Option<&Path>) -> ServiceSpecView {
         restart_window_ms: None,
         on_isolation: if stop.is_some() { "stop" } else { "keep" }.into(),
         stop_grace_ms: 1_000,
+        ..ServiceSpecView::default()
     }
 }
 

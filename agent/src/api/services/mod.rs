@@ -1,4 +1,5 @@
-//! Services: create, list, inspect, ps, explain, scale, remove, and their logs.
+//! Services: create, list, inspect, ps, explain, scale, update, rollback, remove, and their
+//! logs.
 //!
 //! - this file: the handlers, and how services and tasks are shown;
 //! - [`spec`]: the spec as operators write it, to and from the cluster state's;
@@ -15,7 +16,8 @@ use symphony_consensus::{
 };
 use symphony_ctl::proto::{
     CtlError, DoneInfo, ErrorCode, ExplainInfo, FilterFailure, NodeVerdictInfo, PendingTask,
-    ReadConsistency, Response, ServiceInfo, ServiceSpecView, TaskInfo,
+    ReadConsistency, Response, ServiceInfo, ServicePatchView, ServiceSpecView, TaskInfo,
+    UpdateStatusView,
 };
 
 use crate::manager::propose::{propose, propose_client, read};
@@ -228,6 +230,66 @@ pub async fn scale(
     inspect(consensus, name, ReadConsistency::Stale).await
 }
 
+/// `service update`: the patch is merged into the spec where the command is applied; it is
+/// tried on this replica first so that a bad one is refused with its field named.
+pub async fn update(
+    consensus: &Consensus,
+    name: String,
+    view: ServicePatchView,
+) -> Result<Response, CtlError> {
+    let patch = spec::patch_from_view(&view)?;
+    let checked = consensus.read_stale(|state| {
+        let service = state.services.get(&name)?;
+        Some(
+            patch
+                .apply_to(&service.spec)
+                .and_then(|spec| spec.validate().map(|()| spec))
+                .map(|spec| beyond_every_node(state, &spec)),
+        )
+    });
+    match checked {
+        None => return Err(no_such_service(&name)),
+        Some(Err(error)) => return Err(spec::refused(error)),
+        Some(Ok(Some(error))) => return Err(spec::refused(error)),
+        Some(Ok(None)) => {}
+    }
+    let command = Command::Service(ServiceCommand::Update {
+        name: name.clone(),
+        patch,
+        at_ms: crate::now_ms(),
+    });
+    propose_client(consensus, command).await?;
+    inspect(consensus, name, ReadConsistency::Stale).await
+}
+
+/// `service rollback`: back to the spec the last update replaced.
+pub async fn rollback(consensus: &Consensus, name: String) -> Result<Response, CtlError> {
+    let previous = consensus.read_stale(|state| {
+        state
+            .services
+            .get(&name)
+            .map(|service| service.previous.is_some())
+    });
+    match previous {
+        None => return Err(no_such_service(&name)),
+        Some(false) => {
+            return Err(CtlError::new(
+                ErrorCode::BadRequest,
+                format!("{name} has no earlier spec to roll back to (it was never updated)"),
+            )
+            .not_applied());
+        }
+        Some(true) => {}
+    }
+    let command = Command::Service(ServiceCommand::Rollback {
+        name: name.clone(),
+        reason: Some("asked for with `service rollback`".to_string()),
+        at_ms: crate::now_ms(),
+    });
+    propose_client(consensus, command).await?;
+    inspect(consensus, name, ReadConsistency::Stale).await
+}
+
 pub async fn remove(consensus: &Consensus, name: String) -> Result<Response, CtlError> {
     if !consensus.read_stale(|state| state.services.contains_key(&name)) {
         return Err(no_such_service(&name));
@@ -286,6 +348,26 @@ fn service_info(state: &ClusterState, service: &ServiceRecord) -> ServiceInfo {
         desired,
         running,
         states,
+        update: service.update.as_ref().map(|update| {
+            let done = state
+                .tasks
+                .of_service(&service.name)
+                .filter(|task| {
+                    task.desired == DesiredState::Running
+                        && task.state == TaskState::Running
+                        && task.template_version >= update.template_version
+                })
+                .count();
+            UpdateStatusView {
+                state: update.describe().to_string(),
+                template_version: update.template_version,
+                done: u32::try_from(done).unwrap_or(u32::MAX).min(desired),
+                total: desired,
+                started_at_ms: update.started_at_ms,
+                changed_at_ms: update.changed_at_ms,
+                message: update.message.clone(),
+            }
+        }),
     }
 }
 
@@ -313,6 +395,7 @@ fn task_info(state: &ClusterState, task: &TaskRecord) -> TaskInfo {
             .iter()
             .map(|transition| (transition.state.as_str().to_string(), transition.at_ms))
             .collect(),
+        health: task.health.map(|health| health.as_str().to_string()),
     }
 }
 

@@ -2,10 +2,13 @@
 //! parsed numbers) and as the cluster state keeps it. A refusal names the field.
 
 use symphony_consensus::{
-    Constraint, Driver, OnIsolation, Reservations, RestartCondition, RestartPolicy, ServiceMode,
-    ServiceSpec, SpecError, TaskSpec,
+    Constraint, Driver, FailureAction, HealthCheck, OnIsolation, Reservations, RestartCondition,
+    RestartPolicy, ServiceMode, ServicePatch, ServiceSpec, SpecError, TaskSpec, UpdateConfig,
+    UpdateOrder, UpdatePatch,
 };
-use symphony_ctl::proto::{CtlError, ErrorCode, ServiceSpecView};
+use symphony_ctl::proto::{
+    CtlError, ErrorCode, HealthView, ServicePatchView, ServiceSpecView, UpdatePatchView, UpdateView,
+};
 
 /// The refusal of an invalid spec: one sentence naming the field.
 pub fn refused(error: SpecError) -> CtlError {
@@ -23,13 +26,182 @@ fn field(field: &'static str, reason: impl Into<String>) -> CtlError {
     })
 }
 
-pub fn from_view(view: &ServiceSpecView) -> Result<ServiceSpec, CtlError> {
-    let driver = Driver::parse(&view.driver).ok_or_else(|| {
+fn driver(text: &str) -> Result<Driver, CtlError> {
+    Driver::parse(text).ok_or_else(|| {
         field(
             "driver",
-            format!("unknown driver {:?}; the drivers are: process", view.driver),
+            format!("unknown driver {text:?}; the drivers are: process, docker"),
         )
-    })?;
+    })
+}
+
+fn restart_condition(text: &str) -> Result<RestartCondition, CtlError> {
+    match text {
+        "none" => Ok(RestartCondition::None),
+        "on-failure" => Ok(RestartCondition::OnFailure),
+        "any" => Ok(RestartCondition::Any),
+        other => Err(field(
+            "restart-condition",
+            format!("unknown restart condition {other:?}; it is none, on-failure or any"),
+        )),
+    }
+}
+
+fn on_isolation(text: &str) -> Result<OnIsolation, CtlError> {
+    match text {
+        "keep" => Ok(OnIsolation::Keep),
+        "stop" => Ok(OnIsolation::Stop),
+        other => Err(field(
+            "on-isolation",
+            format!("unknown isolation policy {other:?}; it is keep or stop"),
+        )),
+    }
+}
+
+fn order(prefix: &'static str, text: &str) -> Result<UpdateOrder, CtlError> {
+    match text {
+        "stop-first" => Ok(UpdateOrder::StopFirst),
+        "start-first" => Ok(UpdateOrder::StartFirst),
+        other => Err(field(
+            prefix,
+            format!("unknown order {other:?}; it is stop-first or start-first"),
+        )),
+    }
+}
+
+fn failure_action(prefix: &'static str, text: &str) -> Result<FailureAction, CtlError> {
+    match text {
+        "pause" => Ok(FailureAction::Pause),
+        "continue" => Ok(FailureAction::Continue),
+        "rollback" if prefix.starts_with("update") => Ok(FailureAction::Rollback),
+        other => Err(field(
+            prefix,
+            format!(
+                "unknown failure action {other:?}; it is pause, continue{}",
+                if prefix.starts_with("update") {
+                    " or rollback"
+                } else {
+                    ""
+                }
+            ),
+        )),
+    }
+}
+
+fn health(view: &HealthView) -> HealthCheck {
+    HealthCheck {
+        command: view.command.clone(),
+        interval_ms: view.interval_ms,
+        timeout_ms: view.timeout_ms,
+        retries: view.retries,
+        start_period_ms: view.start_period_ms,
+    }
+}
+
+fn health_view(check: &HealthCheck) -> HealthView {
+    HealthView {
+        command: check.command.clone(),
+        interval_ms: check.interval_ms,
+        timeout_ms: check.timeout_ms,
+        retries: check.retries,
+        start_period_ms: check.start_period_ms,
+    }
+}
+
+fn update_config(rollback: bool, view: &UpdateView) -> Result<UpdateConfig, CtlError> {
+    let (order_field, action_field) = if rollback {
+        ("rollback-order", "rollback-failure-action")
+    } else {
+        ("update-order", "update-failure-action")
+    };
+    Ok(UpdateConfig {
+        parallelism: view.parallelism,
+        delay_ms: view.delay_ms,
+        monitor_ms: view.monitor_ms,
+        order: order(order_field, &view.order)?,
+        failure_action: failure_action(action_field, &view.failure_action)?,
+        max_failure_permille: view.max_failure_permille,
+    })
+}
+
+fn update_view(config: &UpdateConfig) -> UpdateView {
+    UpdateView {
+        parallelism: config.parallelism,
+        delay_ms: config.delay_ms,
+        monitor_ms: config.monitor_ms,
+        order: config.order.as_str().to_string(),
+        failure_action: config.failure_action.as_str().to_string(),
+        max_failure_permille: config.max_failure_permille,
+    }
+}
+
+fn update_patch(rollback: bool, view: &UpdatePatchView) -> Result<UpdatePatch, CtlError> {
+    let (order_field, action_field) = if rollback {
+        ("rollback-order", "rollback-failure-action")
+    } else {
+        ("update-order", "update-failure-action")
+    };
+    Ok(UpdatePatch {
+        parallelism: view.parallelism,
+        delay_ms: view.delay_ms,
+        monitor_ms: view.monitor_ms,
+        order: view
+            .order
+            .as_deref()
+            .map(|text| order(order_field, text))
+            .transpose()?,
+        failure_action: view
+            .failure_action
+            .as_deref()
+            .map(|text| failure_action(action_field, text))
+            .transpose()?,
+        max_failure_permille: view.max_failure_permille,
+    })
+}
+
+fn constraints(texts: &[String]) -> Result<Vec<Constraint>, CtlError> {
+    texts
+        .iter()
+        .map(|text| Constraint::parse(text).map_err(|reason| field("constraint", reason)))
+        .collect()
+}
+
+/// A `service update` as the cluster state merges it; the merged spec is checked where it is
+/// applied.
+pub fn patch_from_view(view: &ServicePatchView) -> Result<ServicePatch, CtlError> {
+    Ok(ServicePatch {
+        command: view.command.clone(),
+        env_set: view.env_set.clone(),
+        env_unset: view.env_unset.clone(),
+        workdir: view.workdir.clone(),
+        image: view.image.clone(),
+        replicas: view.replicas,
+        constraints_add: constraints(&view.constraints_add)?,
+        constraints_remove: constraints(&view.constraints_remove)?,
+        reserve_cpus_milli: view.reserve_cpus_milli,
+        reserve_memory_bytes: view.reserve_memory_bytes,
+        restart_condition: view
+            .restart_condition
+            .as_deref()
+            .map(restart_condition)
+            .transpose()?,
+        restart_delay_ms: view.restart_delay_ms,
+        restart_max_attempts: view.restart_max_attempts,
+        restart_window_ms: view.restart_window_ms,
+        on_isolation: view.on_isolation.as_deref().map(on_isolation).transpose()?,
+        stop_grace_ms: view.stop_grace_ms,
+        health: view
+            .health
+            .as_ref()
+            .map(|health_check| health_check.as_ref().map(health)),
+        update: update_patch(false, &view.update)?,
+        rollback: update_patch(true, &view.rollback)?,
+        force: view.force,
+    })
+}
+
+pub fn from_view(view: &ServiceSpecView) -> Result<ServiceSpec, CtlError> {
+    let driver = driver(&view.driver)?;
     let mode = match (view.mode.as_str(), view.replicas) {
         ("replicated", replicas) => ServiceMode::Replicated {
             replicas: replicas.unwrap_or(1),
@@ -48,32 +220,9 @@ pub fn from_view(view: &ServiceSpecView) -> Result<ServiceSpec, CtlError> {
             ));
         }
     };
-    let constraints = view
-        .constraints
-        .iter()
-        .map(|text| Constraint::parse(text).map_err(|reason| field("constraint", reason)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let condition = match view.restart_condition.as_str() {
-        "none" => RestartCondition::None,
-        "on-failure" => RestartCondition::OnFailure,
-        "any" => RestartCondition::Any,
-        other => {
-            return Err(field(
-                "restart-condition",
-                format!("unknown restart condition {other:?}; it is none, on-failure or any"),
-            ));
-        }
-    };
-    let on_isolation = match view.on_isolation.as_str() {
-        "keep" => OnIsolation::Keep,
-        "stop" => OnIsolation::Stop,
-        other => {
-            return Err(field(
-                "on-isolation",
-                format!("unknown isolation policy {other:?}; it is keep or stop"),
-            ));
-        }
-    };
+    let constraints = constraints(&view.constraints)?;
+    let condition = restart_condition(&view.restart_condition)?;
+    let on_isolation = on_isolation(&view.on_isolation)?;
     let spec = ServiceSpec {
         task: TaskSpec {
             driver,
@@ -86,6 +235,8 @@ pub fn from_view(view: &ServiceSpecView) -> Result<ServiceSpec, CtlError> {
             },
             on_isolation,
             stop_grace_ms: view.stop_grace_ms,
+            health: view.health.as_ref().map(health),
+            image: view.image.clone(),
         },
         mode,
         constraints,
@@ -95,6 +246,12 @@ pub fn from_view(view: &ServiceSpecView) -> Result<ServiceSpec, CtlError> {
             max_attempts: view.restart_max_attempts,
             window_ms: view.restart_window_ms,
         },
+        update: update_config(false, &view.update)?,
+        rollback: view
+            .rollback
+            .as_ref()
+            .map(|rollback| update_config(true, rollback))
+            .transpose()?,
     };
     spec.validate().map_err(refused)?;
     Ok(spec)
@@ -121,6 +278,10 @@ pub fn to_view(spec: &ServiceSpec) -> ServiceSpecView {
         restart_window_ms: spec.restart.window_ms,
         on_isolation: spec.task.on_isolation.as_str().to_string(),
         stop_grace_ms: spec.task.stop_grace_ms,
+        image: spec.task.image.clone(),
+        health: spec.task.health.as_ref().map(health_view),
+        update: update_view(&spec.update),
+        rollback: spec.rollback.as_ref().map(update_view),
     }
 }
 
@@ -145,6 +306,7 @@ mod tests {
             restart_window_ms: None,
             on_isolation: "stop".into(),
             stop_grace_ms: 2000,
+            ..ServiceSpecView::default()
         }
     }
 

@@ -60,6 +60,7 @@ fn report(state: TaskState) -> TaskReport {
         state,
         exit_code: None,
         error: None,
+        health: None,
     }
 }
 
@@ -274,4 +275,61 @@ fn rows_and_snapshots_keep_tasks_and_rebuild_the_indexes() {
         &mut restored,
     );
     assert_eq!(created.changed, vec![3]);
+}
+
+#[test]
+fn health_verdicts_arrive_in_the_same_state_and_stop_at_the_end() {
+    let mut state = state_with_service();
+    task(
+        TaskCommand::Create {
+            tasks: vec![new_task("web", 0)],
+            at_ms: 10,
+        },
+        &mut state,
+    );
+    task(
+        TaskCommand::Schedule {
+            placements: vec![(1, 7)],
+            pending: vec![],
+            at_ms: 11,
+        },
+        &mut state,
+    );
+    let with = |state: TaskState, health: Option<Health>| TaskReport {
+        health,
+        ..report(state)
+    };
+    let reports = |reports| TaskCommand::Report {
+        node_id: 7,
+        reports,
+        at_ms: 12,
+    };
+    task(
+        reports(vec![with(TaskState::Running, Some(Health::Starting))]),
+        &mut state,
+    );
+    assert_eq!(state.tasks[&1].health, Some(Health::Starting));
+    let healthy = task(
+        reports(vec![with(TaskState::Running, Some(Health::Healthy))]),
+        &mut state,
+    );
+    assert_eq!(healthy.changed, vec![1]);
+    assert_eq!(state.tasks[&1].health, Some(Health::Healthy));
+    // The same verdict again changes nothing.
+    let again = task(
+        reports(vec![with(TaskState::Running, Some(Health::Healthy))]),
+        &mut state,
+    );
+    assert!(again.changed.is_empty());
+    task(
+        reports(vec![with(TaskState::Failed, Some(Health::Unhealthy))]),
+        &mut state,
+    );
+    assert_eq!(state.tasks[&1].state, TaskState::Failed);
+    // Nothing moves an ended task's health.
+    task(
+        reports(vec![with(TaskState::Failed, Some(Health::Healthy))]),
+        &mut state,
+    );
+    assert_eq!(state.tasks[&1].health, Some(Health::Unhealthy));
 }
