@@ -8,7 +8,8 @@
 //! gossip does with what it should do, once a second and whenever the node's supervisor
 //! publishes a change, and fixes the difference. The same pass reconnects: announcing to
 //! managers that gossip does not see (a restart, a healed partition) is what merges two halves
-//! of a pool again.
+//! of a pool again. The same pass keeps the driver's keys in line with the node's keyring
+//! ([`crate::keyring`]): on a manager it first takes the keyring from its replica.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::GossipProfile;
 use crate::incarnation::IncarnationFile;
+use crate::keyring::{self, KeyringStore};
 use crate::node::{NodeHandle, NodeState};
 
 /// How often the keeper checks gossip.
@@ -124,6 +126,8 @@ struct Running {
     /// Where its incarnation is kept, and the last one saved there.
     incarnations: IncarnationFile,
     saved_incarnation: u64,
+    /// The keyring version the driver was last given.
+    keyring_version: Option<u64>,
 }
 
 /// What gossip should be doing: in which cluster, as what.
@@ -143,12 +147,15 @@ pub fn channel() -> (watch::Sender<Option<GossipRunning>>, GossipWatch) {
 /// pool gracefully, so the others see this node go at once instead of after a probe timeout.
 pub async fn keep(
     mut node: NodeHandle,
+    keys: std::sync::Arc<KeyringStore>,
     publish: watch::Sender<Option<GossipRunning>>,
     shutdown: CancellationToken,
 ) {
+    let mut new_keys = keys.subscribe();
     let mut keeper = Keeper {
         running: None,
         publish,
+        keys,
     };
     let mut ticks = tokio::time::interval(KEEP_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -157,6 +164,7 @@ pub async fn keep(
             () = shutdown.cancelled() => break,
             _ = ticks.tick() => {}
             () = node.changed() => {}
+            _ = new_keys.changed() => {}
         }
         keeper.reconcile(&node).await;
     }
@@ -166,6 +174,7 @@ pub async fn keep(
 struct Keeper {
     running: Option<Running>,
     publish: watch::Sender<Option<GossipRunning>>,
+    keys: std::sync::Arc<KeyringStore>,
 }
 
 impl Keeper {
@@ -173,6 +182,9 @@ impl Keeper {
     async fn reconcile(&mut self, node: &NodeHandle) {
         let state = node.state();
         let target = gossip_target(&state);
+        if let Some(target) = &target {
+            take_replica_keyring(&self.keys, &state, target);
+        }
         let matches = match (self.running.as_ref(), target.as_ref()) {
             (Some(current), Some(target)) => {
                 current.cluster_id == target.cluster_id && current.role == target.role
@@ -183,7 +195,7 @@ impl Keeper {
         if !matches {
             self.stop().await;
             if let Some(target) = target {
-                self.running = start_gossip(node, &state, target).await;
+                self.running = start_gossip(node, &state, target, &self.keys).await;
                 self.publish
                     .send_replace(self.running.as_ref().map(|running| GossipRunning {
                         gossip: running.gossip.clone(),
@@ -199,6 +211,7 @@ impl Keeper {
                 current.incarnations.save(incarnation);
                 current.saved_incarnation = incarnation;
             }
+            apply_keyring(&self.keys, current).await;
             reconnect(node, &state, current).await;
         }
     }
@@ -207,6 +220,7 @@ impl Keeper {
     async fn stop(&mut self) {
         if let Some(running) = self.running.take() {
             self.publish.send_replace(None);
+            self.keys.set_applied(None);
             leave_pool(&running.gossip).await;
         }
     }
@@ -267,7 +281,12 @@ fn gossip_seeds(node: &NodeHandle, state: &NodeState) -> Vec<SocketAddr> {
     seeds
 }
 
-async fn start_gossip(node: &NodeHandle, state: &NodeState, target: Target) -> Option<Running> {
+async fn start_gossip(
+    node: &NodeHandle,
+    state: &NodeState,
+    target: Target,
+    keys: &KeyringStore,
+) -> Option<Running> {
     let config = node.config();
     let settings = &config.settings.gossip;
     let raft_addr = (target.role == Role::Manager).then(|| config.advertised.raft_addr.clone());
@@ -281,6 +300,7 @@ async fn start_gossip(node: &NodeHandle, state: &NodeState, target: Target) -> O
         raft_addr,
     )
     .with_incarnation(incarnation);
+    let held = keys.held(&target.cluster_id);
     // How many members the pool has, roughly, to scale foca's timings.
     let pool_size = state.read_stale(|replica| replica.nodes.len()).max(32);
     let gossip_config = GossipConfig {
@@ -288,6 +308,7 @@ async fn start_gossip(node: &NodeHandle, state: &NodeState, target: Target) -> O
         bind_addr: settings.bind_addr,
         cluster_id: target.cluster_id.clone(),
         profile: settings.profile(pool_size),
+        keyring: held.as_ref().and_then(keyring::HeldKeyring::sealing),
     };
     let gossip = match Gossip::start(gossip_config).await {
         Ok(gossip) => gossip,
@@ -303,6 +324,14 @@ async fn start_gossip(node: &NodeHandle, state: &NodeState, target: Target) -> O
     {
         tracing::debug!(%error, "announcing to the gossip seeds failed");
     }
+    if let Some(held) = &held {
+        let sealing = held.sealing();
+        keys.set_applied(Some(keyring::applied(
+            &held.cluster_id,
+            &held.keyring,
+            sealing.as_ref(),
+        )));
+    }
     let now = Instant::now();
     Some(Running {
         gossip,
@@ -312,7 +341,50 @@ async fn start_gossip(node: &NodeHandle, state: &NodeState, target: Target) -> O
         last_reannounce: now,
         incarnations,
         saved_incarnation: incarnation,
+        keyring_version: held.map(|held| held.keyring.version),
     })
+}
+
+/// On a manager, the keyring its replica holds is the node's keyring.
+fn take_replica_keyring(keys: &KeyringStore, state: &NodeState, target: &Target) {
+    if target.role != Role::Manager {
+        return;
+    }
+    let Some(keyring) = state.read_stale(|replica| {
+        replica
+            .cluster
+            .as_ref()
+            .filter(|cluster| cluster.cluster_id == target.cluster_id)
+            .map(|cluster| cluster.gossip_keys.clone())
+    }) else {
+        return;
+    };
+    if let Err(error) = keys.offer(&target.cluster_id, &keyring) {
+        tracing::warn!(%error, "cannot keep the gossip keyring on disk");
+    }
+}
+
+/// Gives the driver the node's keyring when it has changed since it was last given.
+async fn apply_keyring(keys: &KeyringStore, current: &mut Running) {
+    let Some(held) = keys.held(&current.cluster_id) else {
+        return;
+    };
+    if current.keyring_version == Some(held.keyring.version) {
+        return;
+    }
+    let sealing = held.sealing();
+    if let Some(sealing) = &sealing
+        && let Err(error) = current.gossip.set_keyring(sealing.clone()).await
+    {
+        tracing::debug!(%error, "cannot give gossip its new keyring");
+        return;
+    }
+    current.keyring_version = Some(held.keyring.version);
+    keys.set_applied(Some(keyring::applied(
+        &held.cluster_id,
+        &held.keyring,
+        sealing.as_ref(),
+    )));
 }
 
 /// Announces to the managers gossip does not see: alone, every pass (the driver also retries

@@ -20,6 +20,7 @@
 //! - [`exec`]: what runs tasks on this node (manager or worker): the executor, its feed of
 //!   assignments and its reports, the process driver and the task shim, task logs;
 //! - [`gossip`]: the keeper of the node's gossip driver;
+//! - [`keyring`]: the node's gossip keys, kept in `gossip-keys.json`;
 //! - [`errors`]: the errors many handlers share;
 //! - [`restore`]: `symphony-agent snapshot restore`, seeding a manager from a snapshot file;
 //! - [`tokens`]: cluster ids, join tokens and secrets from a CSPRNG;
@@ -35,6 +36,7 @@ pub mod exec;
 pub mod gossip;
 pub mod identity;
 pub mod incarnation;
+pub mod keyring;
 pub mod logging;
 pub mod manager;
 pub mod node;

@@ -172,6 +172,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         gossip: gossip.clone(),
         session,
         remote: Arc::new(RemotePool::new(identity.node_id)),
+        keys: Arc::new(crate::keyring::KeyringStore::load(&args.config_dir)),
     };
     let mut owner = Owner::new(state, RaftPort::new(raft_addr), ctx.clone());
     if let Some(listener) = raft_listener {
@@ -192,6 +193,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
     ));
     let gossip_keeper = tokio::spawn(crate::gossip::keep(
         node.clone(),
+        ctx.keys.clone(),
         gossip_publish,
         shutdown.clone(),
     ));
@@ -205,6 +207,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         node.clone(),
         gossip,
         ctx.remote.clone(),
+        ctx.keys.clone(),
         shutdown.clone(),
     ));
     let (assigned, assigned_rx) = tokio::sync::watch::channel(Default::default());

@@ -5,7 +5,8 @@
 //! operator see which cluster and role a token belongs to; the 256 random bits are the secret.
 
 use rand::RngCore;
-use symphony_consensus::NodeRole;
+use symphony_consensus::{KeySecret, NodeRole};
+use symphony_ctl::proto::CtlError;
 
 /// A new cluster id: 128 random bits as 32 hex digits.
 pub fn cluster_id() -> String {
@@ -30,6 +31,13 @@ pub fn manager_secret() -> String {
 /// A new secret of one node (a worker's): 256 random bits as 64 hex digits.
 pub fn secret() -> String {
     random_hex(32)
+}
+
+/// A new gossip key from the operating system's random number generator.
+pub fn gossip_key() -> Result<KeySecret, CtlError> {
+    symphony_gossip::GossipKey::generate()
+        .map(|key| KeySecret(*key.expose()))
+        .map_err(|error| crate::errors::internal(format!("cannot make a gossip key: {error}")))
 }
 
 /// Whether `token` reads as a worker token. Only the leader decides whether it is valid;

@@ -113,6 +113,7 @@ async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
             node_id,
             secret: "guess".into(),
             members_seen: Some(0),
+            keyring_version: None,
         };
         let refused = remote
             .call(session, Duration::from_secs(10))
@@ -171,6 +172,7 @@ async fn a_session_brings_the_managers_gossip_view_only_to_a_worker_that_sees_le
         node_id: joined.node_id,
         secret: secret.clone(),
         members_seen,
+        keyring_version: Some(u64::MAX),
     };
     // The manager's gossip meets the worker within moments of the join.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -207,4 +209,31 @@ async fn a_session_brings_the_managers_gossip_view_only_to_a_worker_that_sees_le
         };
         assert!(reply.members.is_empty(), "{members_seen:?}: {reply:?}");
     }
+    // The gossip keyring travels only to a worker that holds an older one than the cluster.
+    let keyring_session = |keyring_version| RemoteRequest::Session {
+        node_id: joined.node_id,
+        secret: secret.clone(),
+        members_seen: None,
+        keyring_version,
+    };
+    let RemoteReply::Session(fresh) = remote
+        .call(keyring_session(None), Duration::from_secs(10))
+        .await
+        .unwrap()
+    else {
+        panic!("not a session reply");
+    };
+    let keyring = fresh.gossip_keys.expect("a worker without keys gets them");
+    assert_eq!(keyring.primary, Some(1));
+    let RemoteReply::Session(current) = remote
+        .call(
+            keyring_session(Some(keyring.version)),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("not a session reply");
+    };
+    assert_eq!(current.gossip_keys, None, "a current worker gets no keys");
 }

@@ -9,13 +9,18 @@ use std::time::Duration;
 use symphony_wire::{CallError, Dialer, Hello, HelloError, LocalHello, Mux, Protocol, Refusal};
 
 use crate::proto::{
-    Ctl, CtlError, DoneInfo, ExplainInfo, InitInfo, JoinInfo, KvDeleteResult, KvEntry, KvListing,
-    KvWriteResult, NodeInfo, ReadConsistency, Request, Response, Role, ServiceInfo,
-    ServicePatchView, ServiceSpecView, SnapshotInfo, StatusInfo, TaskInfo, TokenInfo,
+    Ctl, CtlError, DoneInfo, ExplainInfo, GossipKeysInfo, InitInfo, JoinInfo, KvDeleteResult,
+    KvEntry, KvListing, KvWriteResult, NodeInfo, ReadConsistency, Request, Response, Role,
+    ServiceInfo, ServicePatchView, ServiceSpecView, SnapshotInfo, StatusInfo, TaskInfo, TokenInfo,
 };
 
 /// How long connecting and the hello may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A wait in whole milliseconds, as the protocol carries it.
+fn millis(wait: Duration) -> u64 {
+    u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// Why a call failed. `Remote` is the agent's own typed answer; the rest are about reaching it.
 #[derive(Debug, thiserror::Error)]
@@ -332,6 +337,58 @@ impl Client {
 
     pub async fn token_rotate(&self, role: Role) -> Result<TokenInfo, ClientError> {
         self.token(Request::TokenRotate { role }).await
+    }
+
+    /// Installs a new random gossip key; waits up to `wait` for every ready node to hold it.
+    pub async fn gossip_key_install(&self, wait: Duration) -> Result<GossipKeysInfo, ClientError> {
+        self.gossip_keys(Request::GossipKeyInstall {
+            wait_ms: millis(wait),
+        })
+        .await
+    }
+
+    /// Makes key `id` the primary, once every ready node holds it (within `wait`), or at once
+    /// with `force`.
+    pub async fn gossip_key_use(
+        &self,
+        id: u32,
+        wait: Duration,
+        force: bool,
+    ) -> Result<GossipKeysInfo, ClientError> {
+        self.gossip_keys(Request::GossipKeyUse {
+            id,
+            wait_ms: millis(wait),
+            force,
+        })
+        .await
+    }
+
+    /// Uninstalls key `id`, once every ready node seals with the primary (within `wait`), or
+    /// at once with `force`.
+    pub async fn gossip_key_remove(
+        &self,
+        id: u32,
+        wait: Duration,
+        force: bool,
+    ) -> Result<GossipKeysInfo, ClientError> {
+        self.gossip_keys(Request::GossipKeyRemove {
+            id,
+            wait_ms: millis(wait),
+            force,
+        })
+        .await
+    }
+
+    pub async fn gossip_key_list(&self) -> Result<GossipKeysInfo, ClientError> {
+        self.gossip_keys(Request::GossipKeyList).await
+    }
+
+    async fn gossip_keys(&self, request: Request) -> Result<GossipKeysInfo, ClientError> {
+        self.expect(request, |r| match r {
+            Response::GossipKeys(keys) => Ok(keys),
+            other => Err(other),
+        })
+        .await
     }
 
     async fn token(&self, request: Request) -> Result<TokenInfo, ClientError> {

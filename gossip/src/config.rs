@@ -5,6 +5,7 @@ use std::num::{NonZeroU8, NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 use crate::identity::GossipIdentity;
+use crate::seal::Keyring;
 
 /// foca's timing: Symphony's LAN timings, foca's WAN preset (memberlist's), or given in full.
 #[derive(Debug, Clone)]
@@ -112,6 +113,9 @@ pub struct GossipConfig {
     /// The cluster's id; packets from other clusters are dropped.
     pub cluster_id: String,
     pub profile: Profile,
+    /// The cluster's gossip keys: with them every packet is sealed and every plain, forged or
+    /// replayed one dropped ([`crate::seal`]); without, packets travel in the clear.
+    pub keyring: Option<Keyring>,
 }
 
 #[cfg(test)]

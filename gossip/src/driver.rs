@@ -6,7 +6,9 @@
 //! from handles, due timers, received packets — and `Io` carries out what it asks: packets
 //! go out on the socket, or to a writer task when it would block (a slow `send_to` must not
 //! stall probes and timers), timer events into the `TimerQueue`, notifications out as
-//! [`MemberEvent`]s.
+//! [`MemberEvent`]s. Every packet goes through the member's [`Framing`]: sealed under the
+//! cluster keyring when there is one, so a packet that fails authentication or repeats one
+//! already received is dropped and counted before foca sees a byte of it.
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
@@ -28,9 +30,11 @@ use tracing::{debug, info, trace, warn};
 use crate::config::GossipConfig;
 use crate::error::GossipError;
 use crate::event::MemberEvent;
+use crate::framing::Framing;
 use crate::identity::{GossipIdentity, Role};
 use crate::pacing::IdleGossip;
 use crate::packet;
+use crate::seal::Keyring;
 use crate::stats::{Counters, GossipStats};
 use crate::timers::TimerQueue;
 
@@ -80,6 +84,7 @@ enum Command {
     Managers(oneshot::Sender<Vec<GossipIdentity>>),
     State(oneshot::Sender<Vec<MemberState>>),
     Apply(Vec<MemberState>, oneshot::Sender<()>),
+    SetKeyring(Keyring, oneshot::Sender<()>),
     Leave(oneshot::Sender<()>),
 }
 
@@ -113,6 +118,7 @@ impl Gossip {
             bind_addr,
             cluster_id,
             profile,
+            keyring,
         } = config;
         let socket = UdpSocket::bind(bind_addr)
             .await
@@ -138,7 +144,15 @@ impl Gossip {
         // Seeded from std's per-process random keys: foca only needs its member choices to
         // differ between nodes, not cryptographic randomness.
         let rng = SmallRng::seed_from_u64(RandomState::new().hash_one(identity.node_id));
-        info!(node_id = identity.node_id, %local_addr, "gossip starting");
+        info!(node_id = identity.node_id, %local_addr, sealed = keyring.is_some(), "gossip starting");
+        let sender = identity.node_id;
+        // One life of this node: the incarnation it starts with, above every earlier life's.
+        let epoch = identity.incarnation;
+        let tag = packet::cluster_tag(&cluster_id);
+        let framing = match keyring {
+            Some(keyring) => Framing::sealed(tag, keyring, sender, epoch),
+            None => Framing::plain(tag),
+        };
         let foca = Foca::new(identity, profile.foca_config(), rng, PostcardCodec);
         let writer = tokio::spawn(write_packets(
             Arc::clone(&socket),
@@ -149,9 +163,12 @@ impl Gossip {
             foca,
             idle_gossip: IdleGossip::default(),
             member_count: Arc::clone(&member_count),
+            sender,
+            epoch,
+            started: Instant::now(),
             incarnation: Arc::clone(&incarnation),
             io: Io {
-                tag: packet::cluster_tag(&cluster_id),
+                framing,
                 socket: Arc::clone(&socket),
                 send: send_tx,
                 timers: TimerQueue::default(),
@@ -235,6 +252,12 @@ impl Gossip {
         self.events.subscribe()
     }
 
+    /// Seals with `keyring` from now on, and accepts what any of its keys sealed. Plain
+    /// framing becomes sealed.
+    pub async fn set_keyring(&self, keyring: Keyring) -> Result<(), GossipError> {
+        self.call(|reply| Command::SetKeyring(keyring, reply)).await
+    }
+
     /// Tells the cluster this node is leaving, flushes that to the socket, then stops.
     pub async fn leave(&self) -> Result<(), GossipError> {
         self.call(Command::Leave).await
@@ -265,6 +288,11 @@ impl Gossip {
 struct Driver {
     foca: Swim,
     idle_gossip: IdleGossip,
+    /// This node's id and this life's epoch, for the framing's stamps.
+    sender: u64,
+    epoch: u64,
+    /// The replay guard's clock starts here.
+    started: Instant,
     /// Published after every step for [`Gossip::member_count`].
     member_count: Arc<AtomicUsize>,
     /// Published after every step for [`Gossip::incarnation`].
@@ -367,6 +395,13 @@ impl Driver {
                 self.after_foca();
                 let _ = reply.send(());
             }
+            Command::SetKeyring(keyring, reply) => {
+                info!(primary = keyring.primary(), keys = ?keyring.ids(), "gossip keyring set");
+                self.io
+                    .framing
+                    .set_keyring(keyring, self.sender, self.epoch);
+                let _ = reply.send(());
+            }
             Command::Unseen(mut addrs, reply) => {
                 addrs.retain(|addr| {
                     !self
@@ -456,7 +491,8 @@ impl Driver {
 
     fn handle_packet(&mut self, data: &[u8], from: SocketAddr) {
         self.io.counters.received();
-        let body = match packet::decode(self.io.tag, data) {
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let body = match self.io.framing.unframe(data, now_ms) {
             Ok(body) => body,
             Err(reason) => {
                 trace!(%from, %reason, "dropped gossip packet");
@@ -464,7 +500,7 @@ impl Driver {
                 return;
             }
         };
-        if let Err(error) = self.foca.handle_data(body, &mut self.io) {
+        if let Err(error) = self.foca.handle_data(&body, &mut self.io) {
             trace!(%from, %error, "foca rejected a gossip packet");
             self.io.counters.dropped_by_foca();
         }
@@ -474,7 +510,7 @@ impl Driver {
 
 /// What foca asks of the outside world, carried out.
 struct Io {
-    tag: u64,
+    framing: Framing,
     /// Sends go straight out when the socket takes them (UDP on a healthy host almost always
     /// does); only when it would block do they queue for the writer task. A hop through the
     /// writer for every packet would cost a task wake-up each.
@@ -503,7 +539,10 @@ impl Runtime<GossipIdentity> for Io {
     }
 
     fn send_to(&mut self, to: GossipIdentity, data: &[u8]) {
-        let packet = packet::encode(self.tag, data);
+        let packet = match self.frame(data) {
+            Some(packet) => packet,
+            None => return,
+        };
         match self.socket.try_send_to(&packet, to.gossip_addr) {
             Ok(_) => self.counters.sent(),
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
@@ -520,6 +559,19 @@ impl Runtime<GossipIdentity> for Io {
 
     fn submit_after(&mut self, event: Timer<GossipIdentity>, after: Duration) {
         self.timers.schedule(Instant::now(), after, event);
+    }
+}
+
+impl Io {
+    fn frame(&mut self, data: &[u8]) -> Option<Bytes> {
+        match self.framing.frame(data) {
+            Ok(packet) => Some(packet),
+            Err(error) => {
+                warn!(%error, "cannot seal a gossip packet");
+                self.counters.send_failed();
+                None
+            }
+        }
     }
 }
 

@@ -4,7 +4,11 @@
 //! Module map:
 //! - [`identity`]: [`GossipIdentity`], what a member is known by, and foca's rules for two
 //!   lives of one node;
-//! - [`packet`]: the UDP framing (magic, version, cluster tag, checksum) around foca's payload;
+//! - [`packet`]: the plain UDP framing (magic, version, cluster tag, checksum) around foca's
+//!   payload;
+//! - [`seal`]: sealed packets (XChaCha20-Poly1305 under the cluster's [`Keyring`]);
+//! - [`replay`]: the replay guard, a window per sender life and sequence number;
+//! - [`framing`]: one member's framing, plain or sealed, for the driver and the simulator;
 //! - [`config`]: [`GossipConfig`] and the timing [`Profile`]s;
 //! - [`driver`]: the actor that owns foca, the socket and the timers, and its [`Gossip`] handle;
 //! - `timers`: the driver's single ordered timer queue;
@@ -13,6 +17,8 @@
 //! - [`event`]: [`MemberEvent`], membership changes derived from foca's notifications;
 //! - [`stats`]: packet counters, read as [`GossipStats`];
 //! - [`error`]: the handle's errors, [`GossipError`];
+//! - [`testing`]: real foca messages from any identity, for other crates' tests of hostile
+//!   packets;
 //! - [`sim`]: an in-process simulator of N members on virtual time, for scale measurements.
 //!
 //! This crate knows nothing of Raft or of the control protocol: the agent turns member events
@@ -22,11 +28,15 @@ pub mod config;
 pub mod driver;
 pub mod error;
 pub mod event;
+pub mod framing;
 pub mod identity;
 mod pacing;
 pub mod packet;
+pub mod replay;
+pub mod seal;
 pub mod sim;
 pub mod stats;
+pub mod testing;
 mod timers;
 
 pub use config::{GossipConfig, Profile};
@@ -35,6 +45,7 @@ pub use error::GossipError;
 pub use event::MemberEvent;
 pub use identity::{GossipIdentity, Role, next_incarnation};
 pub use packet::PacketError;
+pub use seal::{GossipKey, KeyId, Keyring, KeyringError};
 pub use stats::GossipStats;
 
 /// Re-exported so callers can build a [`Profile::Custom`] without depending on foca.

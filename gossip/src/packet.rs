@@ -7,7 +7,8 @@
 //! The header keeps foca from ever seeing bytes that are not meant for it: stray traffic on the
 //! port, a node of another Symphony cluster whose seed list points here by mistake, a future
 //! protocol version, or a datagram corrupted past UDP's weak checksum. None of this is
-//! authentication: anyone who knows the cluster id can forge packets.
+//! authentication: anyone who knows the cluster id can forge packets. A cluster with a gossip
+//! keyring seals every packet instead ([`crate::seal`], version 2), and drops plain ones.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
@@ -32,6 +33,17 @@ pub enum PacketError {
     ForeignCluster(u64),
     #[error("packet body does not match its checksum")]
     BadChecksum,
+    /// A plain packet where every packet must be sealed.
+    #[error("packet is not sealed, and this node accepts only sealed packets")]
+    Unsealed,
+    #[error("packet is sealed with key {0}, which this node does not hold")]
+    UnknownKey(u32),
+    /// Sealed under a key id this node holds, yet not by that key: forged or corrupted.
+    #[error("packet failed authentication")]
+    Unauthenticated,
+    /// Authentic, but this node has accepted it before (or it is older than what it has).
+    #[error("packet was already received (a replay)")]
+    Replayed,
 }
 
 /// The 64-bit tag of a cluster id: FNV-1a, chosen because it is stable across Rust releases

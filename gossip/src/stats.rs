@@ -15,6 +15,14 @@ pub struct GossipStats {
     pub dropped_wrong_version: u64,
     pub dropped_foreign_cluster: u64,
     pub dropped_bad_checksum: u64,
+    /// Plain packets reaching a node that accepts only sealed ones.
+    pub dropped_unsealed: u64,
+    /// Sealed with a key id this node does not hold (removed, or never installed here).
+    pub dropped_unknown_key: u64,
+    /// Failed authentication: forged, sealed with a foreign key, or corrupted.
+    pub dropped_unauthenticated: u64,
+    /// Authentic, but received before (a replay) or from an earlier life of its sender.
+    pub dropped_replayed: u64,
     /// Framed correctly but rejected by foca (undecodable, stale, not addressed to us).
     pub dropped_by_foca: u64,
     /// Outgoing packets lost because the writer's queue was full or the send failed.
@@ -29,6 +37,10 @@ impl GossipStats {
             + self.dropped_wrong_version
             + self.dropped_foreign_cluster
             + self.dropped_bad_checksum
+            + self.dropped_unsealed
+            + self.dropped_unknown_key
+            + self.dropped_unauthenticated
+            + self.dropped_replayed
             + self.dropped_by_foca
     }
 }
@@ -42,6 +54,10 @@ pub(crate) struct Counters {
     wrong_version: AtomicU64,
     foreign_cluster: AtomicU64,
     bad_checksum: AtomicU64,
+    unsealed: AtomicU64,
+    unknown_key: AtomicU64,
+    unauthenticated: AtomicU64,
+    replayed: AtomicU64,
     by_foca: AtomicU64,
     send_failures: AtomicU64,
 }
@@ -74,6 +90,10 @@ impl Counters {
             PacketError::WrongVersion(_) => &self.wrong_version,
             PacketError::ForeignCluster(_) => &self.foreign_cluster,
             PacketError::BadChecksum => &self.bad_checksum,
+            PacketError::Unsealed => &self.unsealed,
+            PacketError::UnknownKey(_) => &self.unknown_key,
+            PacketError::Unauthenticated => &self.unauthenticated,
+            PacketError::Replayed => &self.replayed,
         });
     }
 
@@ -87,6 +107,10 @@ impl Counters {
             dropped_wrong_version: read(&self.wrong_version),
             dropped_foreign_cluster: read(&self.foreign_cluster),
             dropped_bad_checksum: read(&self.bad_checksum),
+            dropped_unsealed: read(&self.unsealed),
+            dropped_unknown_key: read(&self.unknown_key),
+            dropped_unauthenticated: read(&self.unauthenticated),
+            dropped_replayed: read(&self.replayed),
             dropped_by_foca: read(&self.by_foca),
             send_failures: read(&self.send_failures),
         }

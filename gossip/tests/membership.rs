@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use symphony_gossip::packet::{self, cluster_tag};
 use symphony_gossip::{
-    FocaConfig, Gossip, GossipConfig, GossipIdentity, MemberEvent, PeriodicParams, Profile, Role,
+    FocaConfig, Gossip, GossipConfig, GossipIdentity, GossipKey, Keyring, MemberEvent,
+    PeriodicParams, Profile, Role,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast;
@@ -55,6 +56,36 @@ async fn start_node(node_id: u64, cluster_id: &str, suspect_to_down_after: Durat
         bind_addr: any_port,
         cluster_id: cluster_id.into(),
         profile: Profile::Custom(fast_timings(suspect_to_down_after)),
+        keyring: None,
+    })
+    .await
+    .unwrap()
+}
+
+fn keyring(primary: u32, keys: &[(u32, u8)]) -> Keyring {
+    Keyring::new(
+        primary,
+        keys.iter()
+            .map(|(id, byte)| (*id, GossipKey::from_bytes([*byte; 32]))),
+    )
+    .unwrap()
+}
+
+async fn start_sealed(node_id: u64, keyring: Keyring) -> Gossip {
+    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let identity = GossipIdentity::new(
+        node_id,
+        Role::Worker,
+        any_port,
+        format!("127.0.0.1:{}", 9000 + node_id),
+        None,
+    );
+    Gossip::start(GossipConfig {
+        identity,
+        bind_addr: any_port,
+        cluster_id: CLUSTER.into(),
+        profile: Profile::Custom(fast_timings(SLOW_SUSPICION)),
+        keyring: Some(keyring),
     })
     .await
     .unwrap()
@@ -232,6 +263,111 @@ async fn foreign_and_garbage_packets_are_dropped_and_counted() {
     ));
 }
 
+#[tokio::test]
+async fn sealed_nodes_meet_and_refuse_plain_foreign_and_replayed_packets() {
+    let a = start_sealed(1, keyring(1, &[(1, 0x11)])).await;
+    let b = start_sealed(2, keyring(1, &[(1, 0x11)])).await;
+    b.announce(vec![a.local_addr()]).await.unwrap();
+    wait_until("a and b to meet", || async {
+        node_ids(&a).await.len() == 2 && node_ids(&b).await.len() == 2
+    })
+    .await;
+
+    // Plain nodes, and sealed nodes with another key, cannot join.
+    let plain = start_node(8, CLUSTER, SLOW_SUSPICION).await;
+    plain.announce(vec![a.local_addr()]).await.unwrap();
+    let foreign = start_sealed(9, keyring(1, &[(1, 0x99)])).await;
+    foreign.announce(vec![a.local_addr()]).await.unwrap();
+    let unknown_id = start_sealed(10, keyring(7, &[(7, 0x11)])).await;
+    unknown_id.announce(vec![a.local_addr()]).await.unwrap();
+
+    // A packet sealed by `b`, captured on its way to a seed that does not exist, and sent to
+    // `a` twice: the second copy is a replay.
+    let spy = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    b.announce(vec![a.local_addr(), spy.local_addr().unwrap()])
+        .await
+        .unwrap();
+    let mut captured = vec![0_u8; 2048];
+    let (len, _) = timeout(DEADLINE, spy.recv_from(&mut captured))
+        .await
+        .unwrap()
+        .unwrap();
+    captured.truncate(len);
+    let raw = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for _ in 0..3 {
+        raw.send_to(&captured, a.local_addr()).await.unwrap();
+    }
+
+    wait_until("every refused packet to be counted by reason", || async {
+        let stats = a.stats();
+        stats.dropped_unsealed >= 1
+            && stats.dropped_unauthenticated >= 1
+            && stats.dropped_unknown_key >= 1
+            && stats.dropped_replayed >= 2
+    })
+    .await;
+    assert_eq!(node_ids(&a).await, BTreeSet::from([1, 2]));
+    assert_eq!(node_ids(&b).await, BTreeSet::from([1, 2]));
+    assert_eq!(node_ids(&foreign).await, BTreeSet::from([9]));
+}
+
+#[tokio::test]
+async fn a_key_rotation_keeps_sealed_nodes_together() {
+    let nodes = [
+        start_sealed(1, keyring(1, &[(1, 0x11)])).await,
+        start_sealed(2, keyring(1, &[(1, 0x11)])).await,
+        start_sealed(3, keyring(1, &[(1, 0x11)])).await,
+    ];
+    let seed = nodes[0].local_addr();
+    nodes[1].announce(vec![seed]).await.unwrap();
+    nodes[2].announce(vec![seed]).await.unwrap();
+    let all = BTreeSet::from([1, 2, 3]);
+    for node in &nodes {
+        wait_until("all three to meet", || async {
+            node_ids(node).await == all
+        })
+        .await;
+    }
+    let mut events: Vec<_> = nodes.iter().map(Gossip::subscribe).collect();
+    // Install, use, remove: each step reaches the nodes one at a time.
+    for step in [
+        keyring(1, &[(1, 0x11), (2, 0x22)]),
+        keyring(2, &[(1, 0x11), (2, 0x22)]),
+        keyring(2, &[(2, 0x22)]),
+    ] {
+        for node in &nodes {
+            node.set_keyring(step.clone()).await.unwrap();
+            // Some traffic in this mixed state before the next node moves on.
+            let before = node.stats().packets_received;
+            wait_until("traffic after a keyring change", || async {
+                node.stats().packets_received > before + 3
+            })
+            .await;
+        }
+    }
+    // New packets are sealed with key 2 only; the pool still holds together.
+    let before = nodes[0].stats().packets_received;
+    wait_until("traffic under the new key", || async {
+        nodes[0].stats().packets_received > before + 5
+    })
+    .await;
+    for node in &nodes {
+        assert_eq!(node_ids(node).await, all);
+        let stats = node.stats();
+        assert_eq!(
+            stats.dropped_unknown_key + stats.dropped_unauthenticated,
+            0,
+            "{stats:?}"
+        );
+    }
+    for node_events in &mut events {
+        assert!(matches!(
+            node_events.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty)
+        ));
+    }
+}
+
 /// A node started before its seed keeps announcing, and joins once the seed is up.
 #[tokio::test]
 async fn a_node_started_before_its_seed_joins_when_the_seed_comes_up() {
@@ -255,6 +391,7 @@ async fn a_node_started_before_its_seed_joins_when_the_seed_comes_up() {
         bind_addr: seed_addr,
         cluster_id: "late-seed".into(),
         profile: Profile::Custom(fast_timings(Duration::from_secs(5))),
+        keyring: None,
     })
     .await
     .unwrap();

@@ -352,6 +352,11 @@ pub struct GossipBenchArgs {
     /// itself is sequential and the figures do not depend on this.
     #[arg(long)]
     pub threads: Option<usize>,
+
+    /// Seal every packet as agents do (XChaCha20-Poly1305 and the replay guard): the bytes
+    /// include the sealed overhead, and the run costs the CPU sealing costs.
+    #[arg(long)]
+    pub sealed: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -461,6 +466,7 @@ impl From<GossipBenchArgs> for GossipOptions {
             profile: args.profile,
             trials: args.trials,
             threads: args.threads,
+            sealed: args.sealed,
         }
     }
 }

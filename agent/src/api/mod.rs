@@ -7,12 +7,14 @@
 //!   and `snapshot save`;
 //! - [`kv`]: the key-value store;
 //! - [`tokens`]: join tokens;
+//! - [`gossip_keys`]: the gossip keyring's rotation;
 //! - [`nodes`]: `node ls`, `inspect`, `update`, `promote`, `demote`, `rm`;
 //! - [`services`]: services and their tasks and logs.
 //!
 //! Adding a request: its type and route in the protocol, its handler in its resource's file and
 //! one line in [`handle`], and its call in the client and the CLI.
 
+pub mod gossip_keys;
 pub mod kv;
 pub mod membership;
 pub mod nodes;
@@ -91,6 +93,14 @@ pub async fn handle(
         }
         Request::TokenShow { role } => tokens::show(&consensus(ctx)?, role).await,
         Request::TokenRotate { role } => tokens::rotate(&consensus(ctx)?, role).await,
+        Request::GossipKeyInstall { wait_ms } => gossip_keys::install(ctx, wait_ms).await,
+        Request::GossipKeyUse { id, wait_ms, force } => {
+            gossip_keys::use_key(ctx, id, wait_ms, force).await
+        }
+        Request::GossipKeyRemove { id, wait_ms, force } => {
+            gossip_keys::remove(ctx, id, wait_ms, force).await
+        }
+        Request::GossipKeyList => gossip_keys::list(ctx).await,
         Request::NodeList { consistency } => nodes::list(&consensus(ctx)?, consistency).await,
         Request::NodeInspect {
             node_id,

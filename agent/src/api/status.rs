@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use symphony_consensus::{NodeRole, NodeStatus, ServerState};
-use symphony_ctl::proto::{ClusterStatus, ManagerStatus, Role, StatusInfo};
+use symphony_ctl::proto::{ClusterStatus, GossipDrops, ManagerStatus, Role, StatusInfo};
 
 use crate::context::Context;
 use crate::node::NodeState;
@@ -80,6 +80,7 @@ async fn manager_status(ctx: &Context, state: &NodeState) -> Option<ClusterStatu
         gossip_members: alive.as_ref().map(BTreeSet::len),
         session_age_ms: None,
         gossip_dropped: ctx.gossip.dropped(),
+        gossip_drops: gossip_drops(ctx),
         store_error: consensus.store_fault().map(|fault| fault.message),
     })
 }
@@ -130,10 +131,29 @@ async fn worker_status(ctx: &Context, worker: WorkerState) -> ClusterStatus {
         leader_node_id: leader,
         gossip_members: alive.map(|alive| alive.len()),
         gossip_dropped: ctx.gossip.dropped(),
+        gossip_drops: gossip_drops(ctx),
         session_age_ms: session
             .map(|view| u64::try_from(view.at.elapsed().as_millis()).unwrap_or(u64::MAX)),
         store_error: None,
     }
+}
+
+/// Gossip's drops by reason and the key it seals with, while it runs.
+fn gossip_drops(ctx: &Context) -> Option<GossipDrops> {
+    let stats = ctx.gossip.running()?.gossip.stats();
+    Some(GossipDrops {
+        sealing_key: ctx.keys.applied().and_then(|applied| applied.primary),
+        too_short: stats.dropped_too_short,
+        bad_magic: stats.dropped_bad_magic,
+        wrong_version: stats.dropped_wrong_version,
+        foreign_cluster: stats.dropped_foreign_cluster,
+        bad_checksum: stats.dropped_bad_checksum,
+        unsealed: stats.dropped_unsealed,
+        unknown_key: stats.dropped_unknown_key,
+        unauthenticated: stats.dropped_unauthenticated,
+        replayed: stats.dropped_replayed,
+        by_foca: stats.dropped_by_foca,
+    })
 }
 
 fn server_state_name(state: ServerState) -> &'static str {

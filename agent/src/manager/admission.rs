@@ -4,7 +4,8 @@
 //! [`NodeCommand::Join`], merged in the log into whatever record the node had.
 
 use symphony_consensus::{
-    Command, Consensus, ManagerNode, NodeCommand, NodeJoin, NodeRole, NodeStatus, Resources,
+    Command, Consensus, GossipKeyring, ManagerNode, NodeCommand, NodeJoin, NodeRole, NodeStatus,
+    Resources,
 };
 use symphony_ctl::proto::{CtlError, ErrorCode, Role};
 
@@ -79,6 +80,7 @@ pub async fn admit(consensus: &Consensus, join: JoinRequest) -> Result<JoinReply
                     leader_raft_id: Some(consensus.raft_node_id()),
                     node_secret: None,
                     managers: manager_contacts(consensus),
+                    gossip_keys: None,
                 });
             }
             Some(false) => {
@@ -127,6 +129,20 @@ pub async fn admit(consensus: &Consensus, join: JoinRequest) -> Result<JoinReply
         leader_raft_id: Some(consensus.raft_node_id()),
         node_secret,
         managers: manager_contacts(consensus),
+        // Read after the join is applied, so a rotation's check, which asks every node in
+        // the table, either counted this node or happened before this keyring was read.
+        gossip_keys: (role == Role::Worker).then(|| gossip_keyring(consensus)),
+    })
+}
+
+/// The cluster's gossip keyring, as this manager's replica holds it.
+pub fn gossip_keyring(consensus: &Consensus) -> GossipKeyring {
+    consensus.read_stale(|state| {
+        state
+            .cluster
+            .as_ref()
+            .map(|cluster| cluster.gossip_keys.clone())
+            .unwrap_or_default()
     })
 }
 

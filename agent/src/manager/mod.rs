@@ -5,6 +5,7 @@
 //! - [`membership`]: on the leader, changing the manager group (promote, demote, remove, a
 //!   manager that leaves);
 //! - [`sessions`]: workers' sessions (any manager) and leave notices (the leader);
+//! - [`gossip_keys`]: on the leader, whether every node is ready for a key rotation's step;
 //! - [`dispatcher`]: nodes' assignment streams (any manager) and their task reports (the
 //!   leader);
 //! - [`leader`]: the supervisor of the leader's loops, which start when this node becomes
@@ -17,6 +18,7 @@
 
 pub mod admission;
 pub mod dispatcher;
+pub mod gossip_keys;
 pub mod handover;
 pub mod leader;
 pub mod liveness;

@@ -3,11 +3,11 @@
 //!
 //! A worker proves who it is with the secret the leader handed it at join.
 
-use symphony_consensus::{Command, Consensus, NodeCommand, NodeRecord, NodeStatus};
+use symphony_consensus::{Command, Consensus, GossipKeyring, NodeCommand, NodeRecord, NodeStatus};
 use symphony_ctl::proto::{CtlError, ErrorCode};
 use symphony_gossip::MemberState;
 
-use super::admission::manager_contacts;
+use super::admission::{gossip_keyring, manager_contacts};
 use super::propose::{propose, require_cluster};
 use crate::gossip::GossipWatch;
 use crate::remote::proto::SessionReply;
@@ -53,6 +53,7 @@ pub async fn serve_session(
     node_id: u64,
     secret: &str,
     members_seen: Option<u64>,
+    keyring_version: Option<u64>,
 ) -> Result<SessionReply, CtlError> {
     let cluster = require_cluster(consensus)?;
     let record = authenticate_worker(consensus, node_id, secret)?;
@@ -77,7 +78,15 @@ pub async fn serve_session(
         leader_node_id,
         managers: manager_contacts(consensus),
         members: gossip_view_beyond(gossip, members_seen).await,
+        gossip_keys: newer_keyring(gossip_keyring(consensus), keyring_version),
     })
+}
+
+/// The keyring, if it is newer than the version a worker holds: a worker learns every
+/// rotation at its next session round (every few seconds), and keys travel only when they
+/// changed.
+fn newer_keyring(keyring: GossipKeyring, held: Option<u64>) -> Option<GossipKeyring> {
+    (held.is_none_or(|held| held < keyring.version) && keyring.version > 0).then_some(keyring)
 }
 
 /// This manager's whole gossip view, if a worker that sees `members_seen` members is clearly
@@ -116,6 +125,21 @@ pub async fn worker_leaving(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_keyring_goes_to_a_worker_only_when_it_is_newer() {
+        let mut keyring = GossipKeyring::default();
+        assert_eq!(
+            newer_keyring(keyring.clone(), None),
+            None,
+            "nothing to send"
+        );
+        keyring.version = 3;
+        assert!(newer_keyring(keyring.clone(), None).is_some());
+        assert!(newer_keyring(keyring.clone(), Some(2)).is_some());
+        assert_eq!(newer_keyring(keyring.clone(), Some(3)), None);
+        assert_eq!(newer_keyring(keyring, Some(4)), None);
+    }
 
     #[test]
     fn a_worker_is_clearly_behind_when_it_misses_more_than_gossip_soon_mends() {

@@ -44,6 +44,7 @@ pub fn cluster(workers: u64) -> ClusterState {
             manager_token: "m".into(),
             worker_token: "w".into(),
             manager_secret: "s".into(),
+            gossip_keys: Default::default(),
         },
         node: manager,
     };

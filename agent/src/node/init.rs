@@ -9,7 +9,8 @@ use std::time::Duration;
 use symphony_consensus::network::client::strip_scheme;
 use symphony_consensus::network::{PeerIdentity, identify};
 use symphony_consensus::{
-    Availability, ClusterInfo, Command, ManagerNode, NodeRecord, NodeRole, NodeStatus, Resources,
+    Availability, ClusterInfo, Command, GossipKeyring, ManagerNode, NodeRecord, NodeRole,
+    NodeStatus, Resources,
 };
 use symphony_ctl::proto::{CtlError, ErrorCode, InitInfo, JoinInfo};
 
@@ -83,6 +84,7 @@ pub async fn init(
         manager_token: tokens::join_token(&cluster_id, NodeRole::Manager),
         worker_token: tokens::join_token(&cluster_id, NodeRole::Worker),
         manager_secret: tokens::manager_secret(),
+        gossip_keys: GossipKeyring::first(tokens::gossip_key()?, now),
     };
     let node = own_record(owner, now);
     // Just after its election a leader may still refuse writes for a moment; the bootstrap

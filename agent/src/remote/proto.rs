@@ -3,11 +3,12 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use symphony_consensus::{DesiredState, TaskReport, TaskSpec};
+use symphony_consensus::{DesiredState, GossipKeyring, TaskReport, TaskSpec};
 use symphony_ctl::proto::{CtlError, Request, Response, Role};
 use symphony_gossip::MemberState;
 use symphony_wire::ProtocolId;
 
+pub use crate::keyring::AppliedKeys;
 pub use crate::worker::state::ManagerContact;
 
 /// The node-to-node API, as the wire crate knows it.
@@ -65,6 +66,10 @@ pub enum RemoteRequest {
         /// a partition learns the pool in one step.
         #[serde(default)]
         members_seen: Option<u64>,
+        /// The version of the gossip keyring the worker holds; a manager with a newer one
+        /// sends it back (`SessionReply::gossip_keys`).
+        #[serde(default)]
+        keyring_version: Option<u64>,
     },
     /// A worker that is leaving asks the leader to mark it `left`.
     WorkerLeaving { node_id: u64, secret: String },
@@ -81,6 +86,10 @@ pub enum RemoteRequest {
     /// Who leads, as this manager knows it: asked by a manager whose own Raft node has stopped
     /// (its store failed) and still forwards what it cannot answer.
     WhoLeads,
+    /// Which gossip keys this node's driver holds and seals with (ids and the keyring's
+    /// version, never keys): asked of every node by the leader before a key is used or
+    /// removed. Answered by any node, worker or manager.
+    GossipKeysHeld,
     /// A stream, to the node a task runs on: the task's output lines, the last `tail` first,
     /// then (with `follow`) new ones as they come. `secret` is that node's own secret, which
     /// only it and the managers hold.
@@ -105,6 +114,7 @@ impl RemoteRequest {
             RemoteRequest::TaskReports { .. } => ("task reports", RemoteRoute::Leader),
             RemoteRequest::TaskLogs { .. } => ("task logs", RemoteRoute::Local),
             RemoteRequest::WhoLeads => ("who leads", RemoteRoute::Local),
+            RemoteRequest::GossipKeysHeld => ("gossip keys held", RemoteRoute::Local),
         }
     }
 }
@@ -146,6 +156,8 @@ pub enum RemoteReply {
     LogLines(Vec<LogLine>),
     /// The leader's node-to-node address, when this manager knows one.
     Leader(Option<String>),
+    /// What this node's gossip seals with; `None` while it does not gossip.
+    GossipKeysHeld(Option<AppliedKeys>),
 }
 
 /// One message of a worker's assignments stream. `seq` counts the messages that change the
@@ -199,6 +211,10 @@ pub struct JoinReply {
     /// The managers, whose gossip addresses are the new node's gossip seeds.
     #[serde(default)]
     pub managers: Vec<ManagerContact>,
+    /// The cluster's gossip keyring, for a worker (a manager gets it from its replica). A
+    /// secret: the node-to-node API is where it may travel, and nowhere else.
+    #[serde(default)]
+    pub gossip_keys: Option<GossipKeyring>,
 }
 
 /// What a manager tells a worker in its session.
@@ -211,4 +227,7 @@ pub struct SessionReply {
     /// The manager's gossip view, when it sees more members than the worker said it does.
     #[serde(default)]
     pub members: Vec<MemberState>,
+    /// The gossip keyring, when it is newer than the one the worker said it holds.
+    #[serde(default)]
+    pub gossip_keys: Option<GossipKeyring>,
 }

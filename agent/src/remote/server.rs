@@ -107,6 +107,10 @@ fn stream_assignments(
 
 /// Answers one call from another node.
 pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlError> {
+    // Every node answers this one, from what its own gossip driver holds.
+    if let RemoteRequest::GossipKeysHeld = call.request {
+        return Ok(RemoteReply::GossipKeysHeld(ctx.keys.applied()));
+    }
     if ctx.node.is_worker() {
         return crate::worker::relay::handle(ctx, call.request).await;
     }
@@ -142,9 +146,17 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
             node_id,
             secret,
             members_seen,
-        } => sessions::serve_session(&consensus, &ctx.gossip, node_id, &secret, members_seen)
-            .await
-            .map(RemoteReply::Session),
+            keyring_version,
+        } => sessions::serve_session(
+            &consensus,
+            &ctx.gossip,
+            node_id,
+            &secret,
+            members_seen,
+            keyring_version,
+        )
+        .await
+        .map(RemoteReply::Session),
         RemoteRequest::WorkerLeaving { node_id, secret } => {
             sessions::worker_leaving(&consensus, node_id, &secret)
                 .await
@@ -170,6 +182,7 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
                     leader.unwrap_or_else(|| ctx.node.config().advertised.remote_addr.clone())
                 }),
         )),
+        RemoteRequest::GossipKeysHeld => Ok(RemoteReply::GossipKeysHeld(ctx.keys.applied())),
         RemoteRequest::Assignments { .. } | RemoteRequest::TaskLogs { .. } => Err(CtlError::new(
             ErrorCode::BadRequest,
             "this request is a stream",

@@ -47,6 +47,12 @@ pub async fn join(owner: &mut Owner, token: String, addr: &str) -> Result<JoinIn
             "the cluster did not admit this node as a worker; was a manager token given?",
         ));
     };
+    // Kept before the membership, so that gossip starts sealed under the cluster's keys.
+    if let Some(keyring) = &reply.gossip_keys
+        && let Err(error) = owner.ctx.keys.offer(&reply.cluster_id, keyring)
+    {
+        tracing::warn!(%error, "cannot keep the gossip keyring on disk; the session will bring it again");
+    }
     let worker = WorkerState {
         cluster_id: reply.cluster_id.clone(),
         node_secret,

@@ -7,7 +7,9 @@
 //! when the old one's death is gossiped. A manager that does not answer within a second is
 //! replaced by the next one gossip sees alive. The same call carries how many members the
 //! worker's gossip sees, and a manager that sees clearly more answers with its whole view
-//! (see [`crate::manager::sessions`]). The session is where later work (task assignments)
+//! (see [`crate::manager::sessions`]). It also says which gossip keyring version the worker
+//! holds, and a manager with a newer one hands it over: that is how workers follow a key
+//! rotation. The session is where later work (task assignments)
 //! will flow; a worker's liveness never depends on it.
 //!
 //! The period is a trade: each refresh wakes the worker and its manager, and at fleet scale
@@ -25,6 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::gossip::GossipWatch;
+use crate::keyring::KeyringStore;
 use crate::node::NodeHandle;
 use crate::remote::RemotePool;
 use crate::remote::proto::{ManagerContact, RemoteReply, RemoteRequest};
@@ -96,12 +99,14 @@ pub async fn run(
     node: NodeHandle,
     mut gossip: GossipWatch,
     remote: Arc<RemotePool>,
+    keys: Arc<KeyringStore>,
     shutdown: CancellationToken,
 ) {
     let SessionLoop { view, mut refresh } = parts;
     let mut session = Session {
         node,
         remote,
+        keys,
         view,
         view_merged: None,
     };
@@ -164,6 +169,7 @@ async fn manager_changed(events: &mut Option<broadcast::Receiver<MemberEvent>>) 
 struct Session {
     node: NodeHandle,
     remote: Arc<RemotePool>,
+    keys: Arc<KeyringStore>,
     view: watch::Sender<Option<SessionView>>,
     /// When this worker last merged a manager's gossip view.
     view_merged: Option<Instant>,
@@ -191,6 +197,7 @@ impl Session {
                 .as_ref()
                 .filter(|_| may_ask_for_view)
                 .map(|gossip| u64::try_from(gossip.member_count()).unwrap_or(u64::MAX)),
+            keyring_version: self.keys.version(&worker.cluster_id),
         };
         let current = self.view.borrow().clone();
         let previous = current.as_ref().map(|view| view.manager.node_id);
@@ -241,6 +248,11 @@ impl Session {
                     tracing::debug!(%error, "cannot merge the manager's gossip view");
                 }
                 self.view_merged = Some(Instant::now());
+            }
+            if let Some(keyring) = &reply.gossip_keys
+                && let Err(error) = self.keys.offer(&worker.cluster_id, keyring)
+            {
+                tracing::warn!(%error, "cannot keep the new gossip keyring on disk");
             }
             if !reply.managers.is_empty() && reply.managers != worker.managers {
                 self.node.remember_managers(reply.managers.clone());

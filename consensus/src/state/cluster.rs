@@ -4,6 +4,7 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
+use super::gossip_keys::{GossipKeyCommand, GossipKeyring};
 use super::nodes::NodeRole;
 use super::table::{Changes, Table};
 use super::{CommandResult, not_initialised};
@@ -20,6 +21,9 @@ pub struct ClusterInfo {
     /// cluster. Unlike the join tokens it is never shown or rotated.
     #[serde(default)]
     pub manager_secret: String,
+    /// The keys gossip is sealed with ([`GossipKeyring`]).
+    #[serde(default)]
+    pub gossip_keys: GossipKeyring,
 }
 
 /// The cluster table: one row, set by the bootstrap (`None` before).
@@ -30,6 +34,8 @@ pub type ClusterTable = Option<ClusterInfo>;
 pub enum ClusterCommand {
     /// Replaces a role's join token; the old one stops admitting nodes.
     RotateToken { role: NodeRole, token: String },
+    /// Installs, uses or removes a gossip key.
+    GossipKey(GossipKeyCommand),
 }
 
 /// The name of this table (its rows on disk, its change watch).
@@ -65,6 +71,13 @@ pub(super) fn apply(
             NodeRole::Manager => cluster.manager_token.clone_from(token),
             NodeRole::Worker => cluster.worker_token.clone_from(token),
         },
+        ClusterCommand::GossipKey(command) => {
+            let result = cluster.gossip_keys.apply(command);
+            if !matches!(result, CommandResult::Rejected { .. }) {
+                changes.touch(TABLE, ROW.to_vec());
+            }
+            return result;
+        }
     }
     changes.touch(TABLE, ROW.to_vec());
     CommandResult::Done

@@ -7,7 +7,7 @@
 //!
 //! The state is split by table, each in its own file with its records, its commands, its apply
 //! and its rows:
-//! - [`cluster`]: the cluster's identity and join tokens;
+//! - [`cluster`]: the cluster's identity, join tokens and gossip keyring ([`gossip_keys`]);
 //! - [`nodes`]: every node, manager or worker;
 //! - [`kv`]: the key-value store with etcd's revisions;
 //! - [`services`]: what operators declared should run;
@@ -18,6 +18,7 @@
 //! [`ClusterState::tables_mut`], and a variant of [`Command`] for its commands.
 
 pub mod cluster;
+pub mod gossip_keys;
 pub mod kv;
 pub mod nodes;
 pub mod services;
@@ -29,6 +30,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use cluster::{ClusterCommand, ClusterInfo, ClusterTable};
+pub use gossip_keys::{GossipKeyCommand, GossipKeyRecord, GossipKeyring, KeySecret};
 pub use kv::{KvCommand, KvRecord, KvTable};
 pub use nodes::{
     Availability, NodeCommand, NodeJoin, NodeRecord, NodeRole, NodeStatus, NodeTable, Resources,
@@ -85,6 +87,11 @@ impl fmt::Display for Command {
             Command::Cluster(ClusterCommand::RotateToken { role, .. }) => {
                 write!(f, "rotate-token({role:?})")
             }
+            Command::Cluster(ClusterCommand::GossipKey(command)) => match command {
+                GossipKeyCommand::Install { .. } => write!(f, "gossip-key-install"),
+                GossipKeyCommand::Use { id } => write!(f, "gossip-key-use({id})"),
+                GossipKeyCommand::Remove { id } => write!(f, "gossip-key-remove({id})"),
+            },
             Command::Node(command) => match command {
                 NodeCommand::Join { node, .. } => write!(f, "node-join({})", node.node_id),
                 NodeCommand::SetStatus {
@@ -155,6 +162,11 @@ pub enum CommandResult {
     },
     /// What a task command changed.
     Tasks(TaskOutcome),
+    /// A gossip key was installed, used or removed: its id, and the keyring's version after.
+    GossipKey {
+        id: u32,
+        version: u64,
+    },
 }
 
 impl ClusterState {
@@ -252,6 +264,7 @@ pub(crate) mod tests {
             manager_token: "m".into(),
             worker_token: "w".into(),
             manager_secret: "s".into(),
+            gossip_keys: GossipKeyring::first(KeySecret([7; 32]), 1),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The `symphony-ctl` command line: argument parsing, one call per command, and output as a
 //! table for people or JSON for scripts (`--json`).
 
+mod gossip;
 mod parse;
 mod service;
 mod table;
@@ -74,6 +75,9 @@ pub enum Command {
     /// Show or rotate the join tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The gossip pool's encryption keys: `gossip key install|use|remove|list`.
+    #[command(subcommand)]
+    Gossip(gossip::GossipCommand),
     /// List and manage the cluster's nodes.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -242,6 +246,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Kv(command) => run_kv(&client, json, command).await?,
         Command::Service(command) => service::run(&client, json, *command).await?,
+        Command::Gossip(command) => gossip::run(&client, json, command).await?,
         Command::Token(TokenCommand::Show { role }) => {
             let token = client.token_show(role.into()).await?;
             emit(
@@ -524,13 +529,47 @@ fn worker_status_text(status: &StatusInfo, cluster: &crate::proto::ClusterStatus
 }
 
 fn gossip_text(cluster: &crate::proto::ClusterStatus) -> String {
+    let sealing = match cluster.gossip_drops.as_ref().map(|drops| drops.sealing_key) {
+        Some(Some(id)) => format!(", sealed with key {id}"),
+        Some(None) => ", in the clear".to_string(),
+        None => String::new(),
+    };
     match (cluster.gossip_members, cluster.gossip_dropped) {
         (Some(members), Some(dropped)) if dropped > 0 => {
-            format!("{members} members alive, {dropped} bad or foreign packets dropped")
+            let reasons = cluster
+                .gossip_drops
+                .as_ref()
+                .map(drop_reasons)
+                .unwrap_or_default();
+            format!("{members} members alive{sealing}, {dropped} packets dropped{reasons}")
         }
-        (Some(members), _) => format!("{members} members alive"),
+        (Some(members), _) => format!("{members} members alive{sealing}"),
         (None, _) => "not gossiping".to_string(),
     }
+}
+
+/// ` (3 unauthenticated, 1 replayed)`: the non-zero reasons.
+fn drop_reasons(drops: &crate::proto::GossipDrops) -> String {
+    let reasons: Vec<String> = [
+        (drops.unauthenticated, "unauthenticated"),
+        (drops.unknown_key, "unknown key"),
+        (drops.replayed, "replayed"),
+        (drops.unsealed, "unsealed"),
+        (drops.foreign_cluster, "other cluster"),
+        (
+            drops.too_short + drops.bad_magic + drops.wrong_version + drops.bad_checksum,
+            "malformed",
+        ),
+        (drops.by_foca, "refused by foca"),
+    ]
+    .into_iter()
+    .filter(|(count, _)| *count > 0)
+    .map(|(count, reason)| format!("{count} {reason}"))
+    .collect();
+    if reasons.is_empty() {
+        return String::new();
+    }
+    format!(" ({})", reasons.join(", "))
 }
 
 fn managers_text(managers: &[crate::proto::ManagerStatus]) -> String {

@@ -167,6 +167,27 @@ pub enum Request {
     TokenRotate {
         role: Role,
     },
+    /// Adds a new random gossip key, accepted at once by every node and sealed with only once
+    /// it is used; answers once every ready node holds it or `wait_ms` has passed.
+    GossipKeyInstall {
+        wait_ms: u64,
+    },
+    /// Makes key `id` the one every node seals with. Refused, nothing written, unless every
+    /// ready node holds it within `wait_ms` (`force` skips the check).
+    GossipKeyUse {
+        id: u32,
+        wait_ms: u64,
+        force: bool,
+    },
+    /// Uninstalls key `id`, which must not be the primary. Refused, nothing written, unless
+    /// every ready node seals with the primary within `wait_ms` (`force` skips the check).
+    GossipKeyRemove {
+        id: u32,
+        wait_ms: u64,
+        force: bool,
+    },
+    /// The installed key ids and how many nodes hold and seal with each.
+    GossipKeyList,
     NodeList {
         consistency: ReadConsistency,
     },
@@ -228,6 +249,8 @@ pub enum Response {
     KvList(KvListing),
     KvDelete(KvDeleteResult),
     Token(TokenInfo),
+    /// Every `gossip key` request: the keyring as it is now, ids only.
+    GossipKeys(GossipKeysInfo),
     NodeList(Vec<NodeInfo>),
     Join(JoinInfo),
     /// A membership change or `leave` done; the sentence says what happened.
@@ -268,6 +291,11 @@ impl Request {
             // Tokens are secrets: only the leader's (current) view of them is shown.
             Request::TokenShow { .. } => spec("token show", Leader),
             Request::TokenRotate { .. } => spec("token rotate", Leader),
+            // The keyring is the leader's; it asks every node what it holds.
+            Request::GossipKeyInstall { .. } => spec("gossip key install", Leader),
+            Request::GossipKeyUse { .. } => spec("gossip key use", Leader),
+            Request::GossipKeyRemove { .. } => spec("gossip key remove", Leader),
+            Request::GossipKeyList => spec("gossip key list", Leader),
             Request::ServiceCreate { .. } => spec("service create", Leader),
             Request::ServiceScale { .. } => spec("service scale", Leader),
             Request::ServiceRemove { .. } => spec("service rm", Leader),
@@ -299,6 +327,7 @@ impl Response {
             Response::KvList(_) => "kv ls",
             Response::KvDelete(_) => "kv rm",
             Response::Token(_) => "token",
+            Response::GossipKeys(_) => "gossip keys",
             Response::NodeList(_) => "node ls",
             Response::Join(_) => "join",
             Response::Done(_) => "done",

@@ -98,6 +98,9 @@ pub struct ClusterStatus {
     /// it started gossiping.
     #[serde(default)]
     pub gossip_dropped: Option<u64>,
+    /// The same drops by reason, and the gossip key this node seals with.
+    #[serde(default)]
+    pub gossip_drops: Option<GossipDrops>,
     /// Why this manager's Raft store stopped writing, while it is stopped (it starts again by
     /// itself once the cause is gone).
     #[serde(default)]
@@ -155,6 +158,56 @@ pub struct KvDeleteResult {
     pub deleted: bool,
     /// The cluster revision after the delete (unchanged when nothing was deleted).
     pub revision: u64,
+}
+
+/// Gossip packets a node dropped, by reason, and how it seals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipDrops {
+    /// The id of the key this node seals with; `None` when it gossips in the clear.
+    pub sealing_key: Option<u32>,
+    pub too_short: u64,
+    pub bad_magic: u64,
+    pub wrong_version: u64,
+    pub foreign_cluster: u64,
+    pub bad_checksum: u64,
+    /// Plain packets, where only sealed ones are accepted.
+    pub unsealed: u64,
+    /// Sealed with a key id this node does not hold.
+    pub unknown_key: u64,
+    /// Forged, sealed with a foreign key, or corrupted.
+    pub unauthenticated: u64,
+    /// Received before, or from an earlier life of their sender.
+    pub replayed: u64,
+    /// Rejected by foca itself.
+    pub by_foca: u64,
+}
+
+/// The cluster's gossip keyring as operators see it: ids, never keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipKeysInfo {
+    /// Bumped by every install, use and remove.
+    pub version: u64,
+    pub primary: Option<u32>,
+    pub keys: Vec<GossipKeyInfo>,
+    /// Ready nodes asked which keys they hold.
+    pub nodes: u64,
+    /// Ready nodes that did not answer.
+    pub unreachable: Vec<u64>,
+    /// The key the request installed, used or removed.
+    #[serde(default)]
+    pub changed: Option<u32>,
+}
+
+/// One installed key: its id and how far the cluster has taken it up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipKeyInfo {
+    pub id: u32,
+    pub primary: bool,
+    pub installed_at_ms: u64,
+    /// Ready nodes that accept packets sealed with it.
+    pub installed_on: u64,
+    /// Ready nodes that seal with it.
+    pub sealing_on: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,12 +3,14 @@
 //! `send_to` hands the packet to the virtual network, `submit_after` queues the timer at
 //! `now + after` on the one event queue, and notifications go to the observer. This is the
 //! real driver's `Io` with the socket and the tokio clock replaced, and nothing else: the
-//! foca instances under test are unmodified.
+//! foca instances under test are unmodified, and packets are framed (sealed, when the
+//! simulation seals) by the member's own [`Framing`], as the driver frames them.
 
 use std::time::Duration;
 
 use foca::{Notification, Runtime, Timer};
 
+use crate::framing::Framing;
 use crate::identity::GossipIdentity;
 use crate::sim::clock::SimTime;
 use crate::sim::world::{Event, World};
@@ -18,6 +20,7 @@ pub(crate) struct SimIo<'a> {
     pub(crate) me: u32,
     pub(crate) now: SimTime,
     pub(crate) world: &'a mut World,
+    pub(crate) framing: &'a mut Framing,
 }
 
 impl Runtime<GossipIdentity> for SimIo<'_> {
@@ -29,7 +32,8 @@ impl Runtime<GossipIdentity> for SimIo<'_> {
     }
 
     fn send_to(&mut self, to: GossipIdentity, data: &[u8]) {
-        self.world.send(self.now, to.gossip_addr, data);
+        self.world
+            .send(self.now, self.framing, to.gossip_addr, data);
     }
 
     fn submit_after(&mut self, timer: Timer<GossipIdentity>, after: Duration) {

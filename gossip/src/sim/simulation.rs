@@ -23,8 +23,10 @@ use thiserror::Error;
 
 use crate::config::Profile;
 use crate::driver::{Swim, should_deliver};
+use crate::framing::Framing;
 use crate::identity::GossipIdentity;
 use crate::pacing::IdleGossip;
+use crate::seal::{GossipKey, KEY_LEN, Keyring};
 use crate::sim::addressing::{self, address_of, identity_of};
 use crate::sim::clock::{EventQueue, SimTime};
 use crate::sim::network::{Network, NetworkModel};
@@ -53,6 +55,10 @@ pub struct SimConfig {
     /// Threads that fill the members' views before the run; the run itself is sequential.
     /// The result does not depend on it.
     pub threads: usize,
+    /// Whether members seal their packets as the agent does with a gossip keyring (one
+    /// cluster key, a replay guard per member): costs CPU, and adds the sealed overhead to
+    /// the byte counts.
+    pub sealed: bool,
 }
 
 impl SimConfig {
@@ -65,6 +71,7 @@ impl SimConfig {
             seed,
             join_seeds: 3,
             threads: std::thread::available_parallelism().map_or(1, usize::from),
+            sealed: false,
         }
     }
 }
@@ -86,6 +93,8 @@ pub enum SimError {
 pub struct Simulation {
     config: SimConfig,
     members: Vec<Swim>,
+    /// Each member's framing, plain or sealed as the driver's.
+    framings: Vec<Framing>,
     /// Each member's held periodic gossip, as the driver keeps it ([`crate::pacing`]).
     idle_gossip: Vec<IdleGossip>,
     world: World,
@@ -180,6 +189,10 @@ impl Simulation {
             .map(|(index, identity)| new_member(&config, index, identity.clone()))
             .collect();
         let deferred = fill_views(&mut members, &identities, config.threads)?;
+        let mut framings: Vec<Framing> = identities
+            .iter()
+            .map(|identity| framing_for(&config, identity))
+            .collect();
 
         let mut world = World {
             queue: EventQueue::default(),
@@ -202,14 +215,18 @@ impl Simulation {
                     },
                 );
             }
+            let Some(framing) = framings.get_mut(index) else {
+                continue;
+            };
             for (to, data) in asked.sends {
-                world.send(start, to.gossip_addr, &data);
+                world.send(start, framing, to.gossip_addr, &data);
             }
         }
         Ok(Simulation {
             config,
             idle_gossip: members.iter().map(|_| IdleGossip::default()).collect(),
             members,
+            framings,
             world,
             now: SimTime::ZERO,
             rng,
@@ -303,6 +320,7 @@ impl Simulation {
         let index = self.members.len();
         let member = u32::try_from(index).map_err(|_| SimError::MemberCount(index))?;
         let identity = identity_of(member, self.config.seed).ok_or(SimError::MemberCount(index))?;
+        self.framings.push(framing_for(&self.config, &identity));
         self.members.push(new_member(&self.config, index, identity));
         self.idle_gossip.push(IdleGossip::default());
         self.world.alive.push(true);
@@ -381,13 +399,29 @@ impl Simulation {
                     self.world.traffic.undeliverable += 1;
                     return;
                 };
+                let Some(framing) = framing_of(&mut self.framings, to) else {
+                    return;
+                };
+                // Plain packets travel unframed (see `World::send`); sealed ones are opened.
+                let body = if framing.keyring().is_none() {
+                    std::borrow::Cow::Borrowed(&data[..])
+                } else {
+                    match framing.unframe(&data, at.as_nanos() / 1_000_000) {
+                        Ok(body) => body,
+                        Err(_) => {
+                            self.world.traffic.unsealed_drops += 1;
+                            return;
+                        }
+                    }
+                };
                 self.world.traffic.delivered += 1;
                 let io = SimIo {
                     me: to,
                     now: at,
                     world: &mut self.world,
+                    framing,
                 };
-                if foca.handle_data(&data, io).is_err() {
+                if foca.handle_data(&body, io).is_err() {
                     self.world.traffic.rejected += 1;
                 }
                 self.release_held_gossip(to, at);
@@ -411,6 +445,9 @@ impl Simulation {
         let Some(foca) = live_member(&mut self.members, &self.world, member) else {
             return;
         };
+        let Some(framing) = framing_of(&mut self.framings, member) else {
+            return;
+        };
         for seed in candidates
             .iter()
             .take(wanted)
@@ -420,6 +457,7 @@ impl Simulation {
                 me: member,
                 now,
                 world: &mut self.world,
+                framing: &mut *framing,
             };
             if foca.announce(GossipIdentity::seed(seed), io).is_err() {
                 self.timer_errors += 1;
@@ -447,14 +485,39 @@ impl Simulation {
         let Some(foca) = live_member(&mut self.members, &self.world, member) else {
             return;
         };
+        let Some(framing) = framing_of(&mut self.framings, member) else {
+            return;
+        };
         let io = SimIo {
             me: member,
             now: at,
             world: &mut self.world,
+            framing,
         };
         if foca.handle_timer(timer, io).is_err() {
             self.timer_errors += 1;
         }
+    }
+}
+
+fn framing_of(framings: &mut [Framing], member: u32) -> Option<&mut Framing> {
+    framings.get_mut(usize::try_from(member).ok()?)
+}
+
+/// A member's framing: sealed under one key derived from the seed (a simulation needs no
+/// secret, only the work and the bytes of sealing), or plain.
+fn framing_for(config: &SimConfig, identity: &GossipIdentity) -> Framing {
+    const TAG: u64 = 0x5349_4d55; // "SIMU"
+    if !config.sealed {
+        return Framing::plain(TAG);
+    }
+    let mut key = [0_u8; KEY_LEN];
+    for (index, byte) in key.iter_mut().enumerate() {
+        *byte = addressing::mix(config.seed ^ index as u64).to_be_bytes()[0];
+    }
+    match Keyring::new(1, [(1, GossipKey::from_bytes(key))]) {
+        Ok(keyring) => Framing::sealed(TAG, keyring, identity.node_id, 1),
+        Err(_) => Framing::plain(TAG),
     }
 }
 

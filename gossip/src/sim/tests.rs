@@ -66,6 +66,27 @@ fn a_crash_is_seen_by_every_member() {
 }
 
 #[test]
+fn sealed_members_join_detect_a_crash_and_refuse_nothing() {
+    let mut config = SimConfig::new(MEMBERS, 0.01, &lan(), 6);
+    config.sealed = true;
+    let mut sim = Simulation::new(config).unwrap();
+    sim.run_for(Duration::from_secs(3));
+    let join = measure_join(&mut sim, Duration::from_secs(30)).unwrap();
+    assert_eq!(join.noticed, MEMBERS, "{join:?}");
+    let crash = measure_crash(&mut sim, Duration::from_secs(60));
+    assert_eq!(crash.noticed, crash.observers, "{crash:?}");
+    let traffic = sim.traffic();
+    assert_eq!(traffic.unsealed_drops, 0, "{traffic:?}");
+    // Every packet carries the sealed overhead instead of the plain header.
+    let plain_run = {
+        let mut sim = simulation(0.01, 6);
+        sim.run_for(Duration::from_secs(3));
+        sim.traffic()
+    };
+    assert!(traffic.bytes / traffic.sent > plain_run.bytes / plain_run.sent);
+}
+
+#[test]
 fn runs_are_deterministic_given_the_seed() {
     let run = |seed| {
         let mut sim = simulation(0.05, seed);

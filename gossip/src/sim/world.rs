@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use foca::Timer;
 
+use crate::framing::Framing;
 use crate::identity::GossipIdentity;
 use crate::sim::addressing::index_of;
 use crate::sim::clock::{EventQueue, SimTime};
@@ -40,22 +41,36 @@ pub(crate) struct World {
 }
 
 impl World {
-    /// A member sent `data` to `to` at `now`: count it, then lose it or queue its arrival.
-    pub(crate) fn send(&mut self, now: SimTime, to: SocketAddr, data: &[u8]) {
-        self.traffic.record_send(data.len());
+    /// A member sent foca's `data` to `to` at `now`, framed by `framing`: count it, then lose
+    /// it or queue its arrival. Plain packets travel as foca's bytes (the header is only
+    /// counted); sealed ones as what the driver would put on the wire.
+    pub(crate) fn send(
+        &mut self,
+        now: SimTime,
+        framing: &mut Framing,
+        to: SocketAddr,
+        data: &[u8],
+    ) {
+        let wire_len = data.len() + framing.overhead();
+        let data: Box<[u8]> = if framing.keyring().is_some() {
+            match framing.frame(data) {
+                Ok(packet) => packet.as_ref().into(),
+                Err(_) => {
+                    self.traffic.undeliverable += 1;
+                    return;
+                }
+            }
+        } else {
+            data.into()
+        };
+        self.traffic.record_send(wire_len);
         let Some(index) = index_of(to) else {
             self.traffic.undeliverable += 1;
             return;
         };
         match self.network.transit(now) {
             None => self.traffic.lost += 1,
-            Some(at) => self.queue.push(
-                at,
-                Event::Deliver {
-                    to: index,
-                    data: data.into(),
-                },
-            ),
+            Some(at) => self.queue.push(at, Event::Deliver { to: index, data }),
         }
     }
 

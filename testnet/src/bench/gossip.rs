@@ -52,6 +52,8 @@ pub struct GossipOptions {
     pub trials: usize,
     /// Threads that fill the members' views before the run (`None`: every core).
     pub threads: Option<usize>,
+    /// Whether members seal their packets as agents do.
+    pub sealed: bool,
 }
 
 impl Default for GossipOptions {
@@ -64,6 +66,7 @@ impl Default for GossipOptions {
             profile: ProfileKind::Lan,
             trials: 3,
             threads: None,
+            sealed: false,
         }
     }
 }
@@ -149,6 +152,7 @@ fn simulate(options: &GossipOptions) -> anyhow::Result<()> {
     if let Some(threads) = options.threads {
         config.threads = threads.max(1);
     }
+    config.sealed = options.sealed;
     let foca = config.foca.clone();
     let gossip = foca.periodic_gossip.as_ref();
     println!(
@@ -246,6 +250,7 @@ fn simulate(options: &GossipOptions) -> anyhow::Result<()> {
         "members": options.members,
         "loss": options.loss,
         "seed": options.seed,
+        "sealed": options.sealed,
         "profile": profile_name,
         "probe_period_ms": foca.probe_period.as_millis(),
         "probe_rtt_ms": foca.probe_rtt.as_millis(),
