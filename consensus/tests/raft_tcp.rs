@@ -428,6 +428,20 @@ async fn forged_votes_are_refused_and_the_group_carries_on() {
     let at = leader(&nodes).await;
     let follower = &nodes[(at + 1) % 3];
     let other = nodes[(at + 2) % 3].id;
+    // The guard knows the group from the follower's membership: until the follower has the
+    // entry that made it, it belongs to no group and takes votes from anyone (a node being
+    // joined must).
+    eventually("the follower knows its group", || {
+        follower
+            .consensus
+            .metrics()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .count()
+            == 3
+    })
+    .await;
     let vote = |term, candidate, transfer| {
         RaftRequest::Vote(VoteRequest {
             vote: Vote::new(term, candidate),

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use symphony_consensus::{
     Availability, ClusterState, Command, Consensus, DesiredState, NodeStatus, ServiceCommand,
-    ServiceMode, ServiceRecord, ServiceSpec, SpecError, TaskRecord, TaskState,
+    ServiceMode, ServiceRecord, ServiceSpec, SpecError, TaskRecord, TaskState, UpdateKind,
 };
 use symphony_ctl::proto::{
     CtlError, DoneInfo, ErrorCode, ExplainInfo, FilterFailure, NodeVerdictInfo, PendingTask,
@@ -355,7 +355,10 @@ fn service_info(state: &ClusterState, service: &ServiceRecord) -> ServiceInfo {
                 .filter(|task| {
                     task.desired == DesiredState::Running
                         && task.state == TaskState::Running
-                        && task.template_version >= update.template_version
+                        && (task.template_version >= update.template_version
+                            // A rollback leaves the slots it finds on the spec it restores.
+                            || (update.kind == UpdateKind::Rollback
+                                && task.spec == service.spec.task))
                 })
                 .count();
             UpdateStatusView {

@@ -12,7 +12,11 @@
 //!   down, once this leader has seen it down for the node-loss grace (for `--on-isolation
 //!   stop` services: for the isolation lease and a margin, by when the worker has stopped it);
 //! - a current task on a draining node gets a replacement first and is stopped once the
-//!   replacement runs;
+//!   replacement is ready (running, and healthy if it has a health check);
+//! - while a service's update or rollback is under way, [`rollout`](super::rollout) picks the
+//!   slots whose tasks move to the new template now (stop-first: the old task stops and the
+//!   new one is created once it has; start-first: the new one first), and moves the update's
+//!   state on (completed, paused, rolled back);
 //! - slots beyond the count are stopped (scaling down removes the highest slots);
 //! - of the tasks that ended, the newest few per slot are kept for `service ps` and the rest
 //!   forgotten; a removed service's tasks are forgotten once they have stopped.
@@ -22,9 +26,10 @@ use std::time::Duration;
 
 use symphony_consensus::{
     Availability, ClusterState, DesiredState, NewTask, NodeStatus, OnIsolation, RestartCondition,
-    ServiceMode, ServiceRecord, TaskRecord, TaskState,
+    ServiceCommand, ServiceMode, ServiceRecord, TaskRecord, TaskState, UpdateOrder,
 };
 
+use super::rollout::{self, Slot, is_ready};
 use crate::manager::scheduler::filters::meets;
 
 /// The orchestrator's knobs.
@@ -51,6 +56,9 @@ pub struct Observations {
     pub down_for: BTreeMap<u64, Duration>,
     /// For each task that has ended: how long this leader has seen it ended.
     pub ended_for: BTreeMap<u64, Duration>,
+    /// For each task that is ready (running, and healthy if it has a health check): how long
+    /// this leader has seen it so (an update's monitor period).
+    pub ready_for: BTreeMap<u64, Duration>,
     /// The proposer's wall clock, for restart windows (counted from tasks' creation times).
     pub now_ms: u64,
 }
@@ -61,11 +69,18 @@ pub struct Decision {
     pub create: Vec<NewTask>,
     pub shutdown: Vec<u64>,
     pub delete: Vec<u64>,
+    /// Updates moved on: completed, paused, rolled back.
+    pub services: Vec<ServiceCommand>,
+    /// Decide again this soon even if nothing changes (an update's monitor period ends).
+    pub recheck_in: Option<Duration>,
 }
 
 impl Decision {
     pub fn is_empty(&self) -> bool {
-        self.create.is_empty() && self.shutdown.is_empty() && self.delete.is_empty()
+        self.create.is_empty()
+            && self.shutdown.is_empty()
+            && self.delete.is_empty()
+            && self.services.is_empty()
     }
 }
 
@@ -116,15 +131,21 @@ struct Planner<'a> {
 impl<'a> Planner<'a> {
     fn replicated(&mut self, service: &ServiceRecord, replicas: u32) {
         let mut slots: BTreeMap<u32, Vec<&'a TaskRecord>> = BTreeMap::new();
-        for task in self.state.tasks.of_service(&service.name) {
+        let all: Vec<&'a TaskRecord> = self.state.tasks.of_service(&service.name).collect();
+        for task in &all {
             match task.slot {
                 Some(slot) => slots.entry(slot).or_default().push(task),
                 None => self.stop_if_wanted(task),
             }
         }
+        let views: Vec<Slot<'a>> = (0..replicas)
+            .map(|slot| self.slot_view(slots.get(&slot).map_or(&[][..], Vec::as_slice)))
+            .collect();
+        let rolled = self.rollout(service, &views, &all);
         for slot in 0..replicas {
             let tasks = slots.remove(&slot).unwrap_or_default();
-            self.replica_slot(service, slot, &tasks);
+            let roll = rolled(usize::try_from(slot).unwrap_or(usize::MAX));
+            self.slot(service, Some(slot), None, &tasks, roll);
             self.reap(&tasks);
         }
         // Scaled down: the slots beyond the count stop.
@@ -136,20 +157,74 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn replica_slot(&mut self, service: &ServiceRecord, slot: u32, tasks: &[&TaskRecord]) {
+    /// A slot's newest live task, and whether it stays where it runs.
+    fn slot_view(&self, tasks: &[&'a TaskRecord]) -> Slot<'a> {
+        let current = tasks
+            .iter()
+            .copied()
+            .rfind(|task| task.desired == DesiredState::Running);
+        Slot {
+            current,
+            settled: current.is_some_and(|task| self.judge(task) == Where::Fine),
+        }
+    }
+
+    /// Runs the service's update, if any: records its state change and says, for each slot
+    /// index, how the slot's task is replaced now (if it is).
+    fn rollout(
+        &mut self,
+        service: &ServiceRecord,
+        slots: &[Slot<'_>],
+        all: &[&TaskRecord],
+    ) -> impl Fn(usize) -> Option<UpdateOrder> + use<> {
+        let plan = rollout::plan(
+            service,
+            slots,
+            all,
+            &self.observed.ready_for,
+            self.observed.now_ms,
+        );
+        self.decision.services.extend(plan.command);
+        if let Some(wait) = plan.recheck_in {
+            let soonest = self.decision.recheck_in.map_or(wait, |at| at.min(wait));
+            self.decision.recheck_in = Some(soonest);
+        }
+        let replace: std::collections::BTreeSet<usize> = plan.replace.into_iter().collect();
+        let order = plan.order;
+        move |index| order.filter(|_| replace.contains(&index))
+    }
+
+    /// One slot: a replicated service's `slot`, or a global service's `node`. `roll` says the
+    /// current task is replaced by one of the new template now, and how.
+    fn slot(
+        &mut self,
+        service: &ServiceRecord,
+        slot: Option<u32>,
+        node: Option<u64>,
+        tasks: &[&TaskRecord],
+        roll: Option<UpdateOrder>,
+    ) {
         let live: Vec<&TaskRecord> = tasks
             .iter()
             .copied()
             .filter(|task| task.desired == DesiredState::Running)
             .collect();
         let Some((current, older)) = live.split_last() else {
-            let attempt = tasks.last().map_or(0, |task| task.attempt);
-            self.create(service, Some(slot), None, attempt);
+            if !self.old_template_stopping(service, tasks) {
+                // A task of the template it ran before counts its attempts on; a new
+                // template starts afresh.
+                let attempt = tasks
+                    .last()
+                    .filter(|task| task.template_version == service.template_version)
+                    .map_or(0, |task| task.attempt);
+                self.create(service, slot, node, attempt);
+            }
             return;
         };
         for task in older {
-            // A drained task stops once its replacement runs; a dead or lost one at once.
-            if current.state == TaskState::Running
+            // Replaced tasks (drained, start-first updates) stop once their replacement is
+            // ready; dead or lost ones at once.
+            if is_ready(current)
                 || task.state.is_terminal()
                 || matches!(self.judge(task), Where::Gone | Where::Lost)
             {
@@ -157,62 +232,78 @@ impl<'a> Planner<'a> {
             }
         }
         if current.state.is_terminal() {
-            self.restart(service, current, Some(slot), None);
+            self.restart(service, current, slot, node);
             return;
         }
-        match self.judge(current) {
-            Where::Fine => {}
+        // A global task belongs to its node: only a replicated one moves elsewhere.
+        let judged = match node {
+            Some(_) => Where::Fine,
+            None => self.judge(current),
+        };
+        match judged {
+            Where::Fine => match roll {
+                None => {}
+                // The new task comes once the old one has stopped (above, next time).
+                Some(UpdateOrder::StopFirst) => self.decision.shutdown.push(current.id),
+                Some(UpdateOrder::StartFirst) => {
+                    self.create(service, slot, node, 0);
+                }
+            },
             Where::Gone | Where::Lost => {
-                self.create(service, Some(slot), None, current.attempt);
+                self.create(service, slot, node, current.attempt);
                 self.decision.shutdown.push(current.id);
             }
             Where::Draining => {
                 // `current` is the newest: no replacement yet.
-                self.create(service, Some(slot), None, current.attempt);
+                self.create(service, slot, node, current.attempt);
             }
         }
     }
 
+    /// Whether a task of an earlier template is still stopping in the slot, where it may yet
+    /// run (a stop-first update waits for it; a lost node's tasks are not waited for).
+    fn old_template_stopping(&self, service: &ServiceRecord, tasks: &[&TaskRecord]) -> bool {
+        tasks.iter().any(|task| {
+            task.template_version < service.template_version
+                && task.desired == DesiredState::Shutdown
+                && task.state.is_started()
+                && !task.state.is_terminal()
+                && matches!(self.judge(task), Where::Fine | Where::Draining)
+        })
+    }
+
     fn global(&mut self, service: &ServiceRecord) {
         let mut by_node: BTreeMap<u64, Vec<&'a TaskRecord>> = BTreeMap::new();
-        for task in self.state.tasks.of_service(&service.name) {
+        let all: Vec<&'a TaskRecord> = self.state.tasks.of_service(&service.name).collect();
+        for task in &all {
             match task.node_id {
                 Some(node) => by_node.entry(node).or_default().push(task),
                 None => self.stop_if_wanted(task),
             }
         }
+        // The nodes that keep (or take) a task are the service's slots; an update moves
+        // those that are up (a down node's task is updated when it is back).
+        let mut slots: Vec<(u64, bool, Option<usize>)> = Vec::new();
+        let mut views: Vec<Slot<'a>> = Vec::new();
         for node in self.state.nodes.values() {
-            let tasks = by_node.remove(&node.node_id).unwrap_or_default();
             let keeps = node.status != NodeStatus::Left
                 && node.availability != Availability::Drain
                 && meets(node, &service.spec.constraints);
-            let takes_new = keeps
-                && node.status == NodeStatus::Ready
-                && node.availability == Availability::Active;
-            let live: Vec<&TaskRecord> = tasks
-                .iter()
-                .copied()
-                .filter(|task| task.desired == DesiredState::Running)
-                .collect();
-            if !keeps {
-                for task in &live {
-                    self.decision.shutdown.push(task.id);
-                }
+            let view = self.slot_view(by_node.get(&node.node_id).map_or(&[][..], Vec::as_slice));
+            let index = (keeps && node.status == NodeStatus::Ready).then(|| {
+                views.push(view);
+                views.len() - 1
+            });
+            slots.push((node.node_id, keeps, index));
+        }
+        let rolled = self.rollout(service, &views, &all);
+        for (node_id, keeps, index) in slots {
+            let tasks = by_node.remove(&node_id).unwrap_or_default();
+            if keeps {
+                self.global_slot(service, node_id, &tasks, index.and_then(&rolled));
             } else {
-                match live.split_last() {
-                    None if takes_new => {
-                        let attempt = tasks.last().map_or(0, |task| task.attempt);
-                        self.create(service, None, Some(node.node_id), attempt);
-                    }
-                    None => {}
-                    Some((current, older)) => {
-                        for task in older {
-                            self.decision.shutdown.push(task.id);
-                        }
-                        if current.state.is_terminal() {
-                            self.restart(service, current, None, Some(node.node_id));
-                        }
-                    }
+                for task in &tasks {
+                    self.stop_if_wanted(task);
                 }
             }
             self.reap(&tasks);
@@ -223,6 +314,28 @@ impl<'a> Planner<'a> {
                 self.stop_if_wanted(task);
             }
             self.reap(tasks);
+        }
+    }
+
+    /// A global service's task on one node that keeps it: created when the node takes new
+    /// tasks, restarted, updated; a task on a down node stays (it is nowhere else to go).
+    fn global_slot(
+        &mut self,
+        service: &ServiceRecord,
+        node_id: u64,
+        tasks: &[&TaskRecord],
+        roll: Option<UpdateOrder>,
+    ) {
+        let Some(node) = self.state.nodes.get(&node_id) else {
+            return;
+        };
+        let takes_new =
+            node.status == NodeStatus::Ready && node.availability == Availability::Active;
+        let has_live = tasks
+            .iter()
+            .any(|task| task.desired == DesiredState::Running);
+        if has_live || takes_new {
+            self.slot(service, None, Some(node_id), tasks, roll);
         }
     }
 

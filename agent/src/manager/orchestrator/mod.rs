@@ -1,9 +1,11 @@
 //! The orchestrator: the leader's loop that keeps every service at its tasks.
 //!
 //! - [`decide`]: the decision, a pure function of the state and of what this leader observed;
+//! - [`rollout`]: its part for rolling updates and rollbacks;
 //! - this file: the loop that keeps those observations and proposes each decision.
 
 pub mod decide;
+pub mod rollout;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -40,6 +42,7 @@ pub async fn run(handles: LeaderHandles, stop: CancellationToken) {
             let observed = timers.observe(state, started);
             decide(state, &observed, &handles.orchestrator)
         });
+        let recheck = decision.recheck_in.map_or(SWEEP, |wait| wait.min(SWEEP));
         if !decision.is_empty()
             && let Err(error) = carry_out(&consensus, decision).await
         {
@@ -49,6 +52,7 @@ pub async fn run(handles: LeaderHandles, stop: CancellationToken) {
             () = stop.cancelled() => return,
             _ = changes.changed() => {}
             _ = sweep.tick() => {}
+            () = tokio::time::sleep_until(started + recheck) => {}
         }
         tokio::select! {
             () = stop.cancelled() => return,
@@ -64,6 +68,8 @@ async fn carry_out(consensus: &Consensus, decision: Decision) -> Result<(), CtlE
         create,
         shutdown,
         delete,
+        services,
+        recheck_in: _,
     } = decision;
     let mut create = create;
     while !create.is_empty() {
@@ -93,6 +99,9 @@ async fn carry_out(consensus: &Consensus, decision: Decision) -> Result<(), CtlE
         )
         .await?;
     }
+    for command in services {
+        propose(consensus, Command::Service(command)).await?;
+    }
     Ok(())
 }
 
@@ -101,6 +110,7 @@ async fn carry_out(consensus: &Consensus, decision: Decision) -> Result<(), CtlE
 struct Timers {
     down_since: BTreeMap<u64, Instant>,
     ended_since: BTreeMap<u64, Instant>,
+    ready_since: BTreeMap<u64, Instant>,
 }
 
 impl Timers {
@@ -127,9 +137,17 @@ impl Timers {
                 self.ended_since.entry(task.id).or_insert(now);
             }
         }
+        self.ready_since
+            .retain(|id, _| state.tasks.get(id).is_some_and(rollout::is_ready));
+        for task in state.tasks.values() {
+            if rollout::is_ready(task) {
+                self.ready_since.entry(task.id).or_insert(now);
+            }
+        }
         Observations {
             down_for: since(&self.down_since, now),
             ended_for: since(&self.ended_since, now),
+            ready_for: since(&self.ready_since, now),
             now_ms: crate::now_ms(),
         }
     }
