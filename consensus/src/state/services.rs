@@ -844,11 +844,14 @@ impl ServiceTable {
                 let Some(service) = self.0.get_mut(name) else {
                     return no_such_service(name);
                 };
-                let Some(previous) = service.previous.take() else {
+                let Some(mut previous) = service.previous.take() else {
                     return rejected(format!(
                         "{name} has no earlier spec to roll back to (it was never updated)"
                     ));
                 };
+                // Scaling is not an update, so a rollback does not undo it: the service keeps
+                // its count.
+                previous.mode = service.spec.mode;
                 // Going back is itself undoable: the spec left becomes the previous one.
                 service.previous = Some(std::mem::replace(&mut service.spec, previous));
                 service.template_version += 1;
@@ -1079,6 +1082,15 @@ mod tests {
             CommandResult::Rejected { .. }
         ));
         assert_eq!(table["web"].spec, changed);
+        // Scaled after the update: the rollback keeps the count.
+        let scale = ServiceCommand::Scale {
+            name: "web".into(),
+            replicas: 5,
+            at_ms: 6,
+        };
+        assert_eq!(table.apply(&scale, &mut changes), CommandResult::Done);
+        changed.mode = ServiceMode::Replicated { replicas: 5 };
+        settings.mode = ServiceMode::Replicated { replicas: 5 };
         // Rollback: back to the previous spec, as a new template, itself undoable.
         let rollback = ServiceCommand::Rollback {
             name: "web".into(),
