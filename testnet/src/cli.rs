@@ -11,6 +11,7 @@ use crate::bench::failover::FailoverOptions;
 use crate::bench::fleet::FleetOptions;
 use crate::bench::gossip::{GossipOptions, ProfileKind};
 use crate::bench::kv::{KvOptions, Target};
+use crate::bench::update::UpdateOptions;
 use crate::chaos::ChaosOptions;
 use crate::chaos::command::ChaosCommand;
 use crate::lab::command::{Action, NodeOp};
@@ -240,6 +241,59 @@ pub enum BenchCommand {
     /// A real fleet on loopback: three managers and N worker agents; times to form, to see a
     /// join and a kill -9 everywhere, worker memory and the fleet's idle CPU.
     Fleet(FleetBenchArgs),
+    /// A rolling update of a service of many process tasks: how long it takes and how far and
+    /// how long the running count dips below the service's count.
+    Update(UpdateBenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpdateBenchArgs {
+    /// Tasks of the service.
+    #[arg(long, default_value_t = 100)]
+    pub tasks: u32,
+
+    /// Workers beside the one manager (which runs tasks too).
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+
+    /// Slots replaced at once.
+    #[arg(long, default_value_t = 10)]
+    pub parallelism: u32,
+
+    /// How long a new task must run before its slot counts as done, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub monitor_ms: u64,
+
+    /// stop-first or start-first.
+    #[arg(long, default_value = "stop-first")]
+    pub order: String,
+
+    /// How often the tasks are polled during the update, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub poll_ms: u64,
+
+    /// Seconds forming, starting the tasks and the update may each take.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_s: u64,
+
+    /// The symphony-agent binary (default: $SYMPHONY_AGENT_BIN, or next to this binary).
+    #[arg(long, value_name = "PATH")]
+    pub agent_bin: Option<PathBuf>,
+}
+
+impl From<UpdateBenchArgs> for UpdateOptions {
+    fn from(args: UpdateBenchArgs) -> UpdateOptions {
+        UpdateOptions {
+            tasks: args.tasks,
+            workers: args.workers,
+            parallelism: args.parallelism,
+            monitor_ms: args.monitor_ms,
+            order: args.order,
+            poll_ms: args.poll_ms,
+            timeout_s: args.timeout_s,
+            agent_bin: args.agent_bin,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -625,6 +679,12 @@ mod tests {
         match bench("fleet") {
             BenchCommand::Fleet(args) => {
                 assert_eq!(FleetOptions::from(args), FleetOptions::default());
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match bench("update") {
+            BenchCommand::Update(args) => {
+                assert_eq!(UpdateOptions::from(args), UpdateOptions::default());
             }
             other => panic!("parsed as {other:?}"),
         }

@@ -5,6 +5,7 @@
 //! - [`failover`]: how long writes are unavailable when the leader of three is killed;
 //! - [`fleet`]: a real fleet of agent processes on loopback: forming, join and failure
 //!   detection times, idle CPU and memory;
+//! - [`update`]: a rolling update of many tasks: its duration and the dips below the count;
 //! - [`gossip`]: gossip at scale, in the in-process simulator of `symphony_gossip::sim`;
 //! - [`latency`]: the one summary of measured times (nearest-rank percentiles) they all report
 //!   with, and [`figures`]: milliseconds and rounding.
@@ -15,3 +16,4 @@ pub mod fleet;
 pub mod gossip;
 pub mod kv;
 pub mod latency;
+pub mod update;
