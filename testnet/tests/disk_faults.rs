@@ -324,6 +324,17 @@ async fn a_leader_below_its_disk_floor_refuses_writes_with_no_space_and_resumes(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_fsync_stops_the_raft_node_until_it_clears_and_loses_nothing() {
+    failing_store("store.fsync=error").await;
+}
+
+/// A bug that panics the store's writer thread is a fault like a failed write: the agent lives
+/// on, says so, and starts the Raft node again (it once stayed dead for good).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_store_writer_stops_the_raft_node_until_it_clears_and_loses_nothing() {
+    failing_store("store.fsync=panic").await;
+}
+
+async fn failing_store(failpoint: &str) {
     let work = tempfile::tempdir().unwrap();
     let failpoints = work.path().join("failpoints");
     std::fs::write(&failpoints, "").unwrap();
@@ -345,7 +356,7 @@ async fn a_failing_fsync_stops_the_raft_node_until_it_clears_and_loses_nothing()
             .await
             .unwrap();
     }
-    std::fs::write(&failpoints, "store.fsync=error").unwrap();
+    std::fs::write(&failpoints, failpoint).unwrap();
     // A write that cannot be made durable is not acknowledged.
     let failed = client.kv_put("lost", b"?".to_vec(), None).await;
     assert!(

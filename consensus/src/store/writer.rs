@@ -141,7 +141,19 @@ impl Writer {
         let (queue, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("raft-store-writer".into())
-            .spawn(move || write_loop(&db, &receiver, &health))?;
+            .spawn(move || {
+                // A panic in here (a bug, or a failpoint set to panic) must not leave the store
+                // dead without a word: it is recorded as the store's fault, like a failed
+                // write, so the node's owner starts the Raft node again from the file.
+                // (A commit that panics is caught nearer, in `write_loop`, so its callers are
+                // answered; this is the last resort for the rest of the loop.)
+                let run = std::panic::AssertUnwindSafe(|| write_loop(&db, &receiver, &health));
+                if let Err(panic) = std::panic::catch_unwind(run) {
+                    let error = panicked(panic.as_ref());
+                    tracing::error!(%error, "the Raft store writer stopped");
+                    health.failed(&error);
+                }
+            })?;
         Ok(Writer {
             inner: Arc::new(WriterThread {
                 queue: Some(queue),
@@ -162,6 +174,16 @@ impl Writer {
         self.submit(write, Done::Caller(sender))?;
         receiver.await.map_err(|_| stopped())?
     }
+}
+
+/// The error a caught panic stands for.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> io::Error {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string());
+    io::Error::other(format!("the Raft store writer panicked: {what}"))
 }
 
 fn stopped() -> io::Error {
@@ -217,8 +239,12 @@ fn write_loop(db: &Database, receiver: &mpsc::Receiver<(Write, Done)>, health: &
         flush_state |= pending.len() >= MAX_PENDING_ROWS
             || pending_since.is_some_and(|since| since.elapsed() >= STATE_FLUSH_INTERVAL);
         let state = (flush_state && pending_since.is_some()).then_some(&pending);
-        let result =
-            crate::failpoint::check("store.commit").and_then(|()| commit(db, &writes, state));
+        // A panic in a commit fails that commit, as an I/O error would: every write waiting
+        // on it is told, so the Raft node stops and its owner starts it again from the file.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::failpoint::check("store.commit").and_then(|()| commit(db, &writes, state))
+        }))
+        .unwrap_or_else(|panic| Err(panicked(panic.as_ref())));
         if let Err(error) = &result {
             // openraft stops the node on a storage error it is told about: nothing after this
             // write is acknowledged, so nothing acknowledged is lost. The node's owner starts
