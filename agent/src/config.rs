@@ -98,6 +98,10 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_interval: u64,
 
+    /// Cluster events a manager keeps in memory for `symphony-ctl events --since`.
+    #[arg(long, default_value_t = symphony_consensus::events::DEFAULT_CAPACITY)]
+    pub events_kept: usize,
+
     /// How often the Raft leader sends heartbeats, in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub heartbeat_interval_ms: u64,

@@ -100,6 +100,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
     let mut consensus_config =
         ConsensusConfig::new(identity.raft_node_id, args.config_dir.join(RAFT_DIR));
     consensus_config.snapshot_interval = args.snapshot_interval;
+    consensus_config.events_kept = args.events_kept;
     consensus_config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
     consensus_config.election_timeout_min = Duration::from_millis(args.election_timeout_ms);
     consensus_config.election_timeout_max = Duration::from_millis(args.election_timeout_ms * 2);

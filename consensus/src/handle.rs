@@ -33,6 +33,8 @@ pub struct ConsensusConfig {
     pub election_timeout_max: Duration,
     /// How Raft connections to peers are wrapped.
     pub transport: Transport,
+    /// Events kept in memory for readers (see [`crate::events`]).
+    pub events_kept: usize,
 }
 
 impl ConsensusConfig {
@@ -45,6 +47,7 @@ impl ConsensusConfig {
             election_timeout_min: Duration::from_millis(150),
             election_timeout_max: Duration::from_millis(300),
             transport: Transport::plain(),
+            events_kept: crate::events::DEFAULT_CAPACITY,
         }
     }
 
@@ -229,6 +232,7 @@ impl Consensus {
         )
         .map_err(|error| ConsensusError::Store(error.to_string()))?;
         let state = state_machine.shared_state();
+        state.events().set_capacity(config.events_kept);
         let network = NetworkFactory::new(config.raft_node_id, config.transport.clone());
         let raft = Raft::new(
             config.raft_node_id,
@@ -376,6 +380,11 @@ impl Consensus {
     /// `state::tasks::TABLE`).
     pub fn watch_tables(&self, tables: &[&str]) -> crate::store::TableWatch {
         self.state.watch(tables)
+    }
+
+    /// This replica's recent events.
+    pub fn events(&self) -> crate::events::EventLog {
+        self.state.events().clone()
     }
 
     /// Reads this node's replica as applied so far; may lag the leader.

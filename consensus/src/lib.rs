@@ -8,12 +8,15 @@
 //!   state machine rows, and the snapshot file;
 //! - [`network`]: Raft RPCs between managers over TCP;
 //! - [`handle`]: [`Consensus`], the handle the agent drives (start, propose, read, metrics);
+//! - [`events`]: what the log changed in nodes, services and tasks, and leader changes, kept
+//!   in memory per replica and numbered by log index, for `symphony-ctl events`;
 //! - [`failpoint`]: places where tests and chaos runs make the store fail or slow down.
 //!
 //! This crate knows nothing of gossip or of the control protocol's requests: the agent wires
 //! them together.
 
 mod codec;
+pub mod events;
 pub mod failpoint;
 pub mod handle;
 pub mod network;

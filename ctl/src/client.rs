@@ -9,9 +9,10 @@ use std::time::Duration;
 use symphony_wire::{CallError, Dialer, Hello, HelloError, LocalHello, Mux, Protocol, Refusal};
 
 use crate::proto::{
-    Ctl, CtlError, DoneInfo, ExplainInfo, GossipKeysInfo, InitInfo, JoinInfo, KvDeleteResult,
-    KvEntry, KvListing, KvWriteResult, NodeInfo, ReadConsistency, Request, Response, Role,
-    ServiceInfo, ServicePatchView, ServiceSpecView, SnapshotInfo, StatusInfo, TaskInfo, TokenInfo,
+    Ctl, CtlError, DoneInfo, EventFilter, ExplainInfo, GossipKeysInfo, InitInfo, JoinInfo,
+    KvDeleteResult, KvEntry, KvListing, KvWriteResult, NodeInfo, ReadConsistency, Request,
+    Response, Role, ServiceInfo, ServicePatchView, ServiceSpecView, SnapshotInfo, StatusInfo,
+    TaskInfo, TokenInfo,
 };
 
 /// How long connecting and the hello may take.
@@ -519,6 +520,16 @@ impl Client {
             follow,
         };
         self.stream(request).await
+    }
+
+    /// The cluster's events after revision `since` (default: from now), as a stream of
+    /// `Response::Events` frames that ends only with an error or the connection.
+    pub async fn events(
+        &self,
+        since: Option<u64>,
+        filter: EventFilter,
+    ) -> Result<ReplyStream, ClientError> {
+        self.stream(Request::Events { since, filter }).await
     }
 
     async fn service(&self, request: Request) -> Result<ServiceInfo, ClientError> {

@@ -14,6 +14,7 @@
 //! Adding a request: its type and route in the protocol, its handler in its resource's file and
 //! one line in [`handle`], and its call in the client and the CLI.
 
+pub mod events;
 pub mod gossip_keys;
 pub mod kv;
 pub mod membership;
@@ -41,6 +42,12 @@ pub fn stream(
                 return Ok(Err(not_manager(ctx, "service logs")));
             }
             Ok(services::logs::stream(ctx, name, tail, follow))
+        }
+        Request::Events { since, filter } => {
+            if ctx.node.is_worker() {
+                return Ok(Err(not_manager(ctx, "events")));
+            }
+            Ok(events::stream(ctx, since, filter))
         }
         other => Err(other),
     }
@@ -138,9 +145,9 @@ pub async fn handle(
             services::update(&consensus(ctx)?, name, *patch).await
         }
         Request::ServiceRollback { name } => services::rollback(&consensus(ctx)?, name).await,
-        Request::ServiceLogs { .. } => Err(CtlError::new(
+        Request::ServiceLogs { .. } | Request::Events { .. } => Err(CtlError::new(
             ErrorCode::BadRequest,
-            "`service logs` is a stream; send it as one",
+            format!("`{}` is a stream; send it as one", spec.name),
         )),
     }
 }

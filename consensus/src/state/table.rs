@@ -37,6 +37,13 @@ impl Changes {
         self.rows.values().all(BTreeSet::is_empty)
     }
 
+    /// Adds the rows `other` touched.
+    pub fn absorb(&mut self, other: Changes) {
+        for (table, keys) in other.rows {
+            self.rows.entry(table).or_default().extend(keys);
+        }
+    }
+
     /// The changed rows of `table`.
     pub fn of(&self, table: &str) -> impl Iterator<Item = &Vec<u8>> {
         self.rows.get(table).into_iter().flatten()

@@ -20,7 +20,8 @@ use tokio::sync::watch;
 
 use super::writer::{Done, LAST_APPLIED_KEY, MEMBERSHIP_KEY, RowWrites, Write, Writer};
 use super::{SM_META, decode, encode, io_error, rows_table};
-use crate::state::{Changes, ClusterState, CommandResult};
+use crate::events::{self, EventLog};
+use crate::state::{Changes, ClusterState, Command, CommandResult};
 use crate::store::SnapshotPayload;
 use crate::types::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 
@@ -29,6 +30,7 @@ use crate::types::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership
 pub struct SharedState {
     inner: Arc<RwLock<ClusterState>>,
     changes: Arc<TableChanges>,
+    events: EventLog,
 }
 
 /// One counter per table, bumped after every apply that changed it, so a reader can wait for
@@ -80,6 +82,11 @@ impl TableWatch {
 }
 
 impl SharedState {
+    /// This replica's recent events.
+    pub fn events(&self) -> &EventLog {
+        &self.events
+    }
+
     /// Watches `tables` (by [`crate::state::Table::name`], e.g. `state::tasks::TABLE`).
     pub fn watch(&self, tables: &[&str]) -> TableWatch {
         TableWatch {
@@ -151,11 +158,14 @@ impl StateMachineStore {
                 }
             }
         }
+        let events = EventLog::default();
+        events.start_at(last_applied.map_or(0, |id: LogId| id.index()));
         Ok(StateMachineStore {
             writer,
             state: SharedState {
                 inner: Arc::new(RwLock::new(state)),
                 changes: Arc::default(),
+                events,
             },
             last_applied,
             membership,
@@ -250,15 +260,42 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut replies = Vec::with_capacity(batch.len());
         let rows = {
             let mut state = self.state.write();
+            let at_ms = now_ms();
             for (entry, responder) in batch {
+                let log_id = entry.log_id();
+                let revision = log_id.index();
                 let result = match &entry.payload {
-                    EntryPayload::Normal(command) => state.apply(command, &mut changes),
+                    // KV writes make no events: the hot path stays as it was.
+                    EntryPayload::Normal(command @ Command::Kv(_)) => {
+                        let result = state.apply(command, &mut changes);
+                        self.state.events.record(revision, Vec::new());
+                        result
+                    }
+                    EntryPayload::Normal(command) => {
+                        let mut touched = Changes::default();
+                        let result = state.apply(command, &mut touched);
+                        let made = events::of_changes(&state, &touched, revision, at_ms);
+                        self.state.events.record(revision, made);
+                        changes.absorb(touched);
+                        result
+                    }
                     EntryPayload::Membership(membership) => {
-                        self.membership =
-                            StoredMembership::new(Some(entry.log_id()), membership.clone());
+                        self.membership = StoredMembership::new(Some(log_id), membership.clone());
+                        self.state.events.record(revision, Vec::new());
                         CommandResult::Done
                     }
-                    EntryPayload::Blank => CommandResult::Done,
+                    EntryPayload::Blank => {
+                        let leader_id = log_id.committed_leader_id();
+                        let event = events::leader(
+                            &state,
+                            revision,
+                            at_ms,
+                            leader_id.term,
+                            leader_id.node_id,
+                        );
+                        self.state.events.record(revision, vec![event]);
+                        CommandResult::Done
+                    }
                 };
                 self.last_applied = Some(entry.log_id());
                 if let Some(responder) = responder {
@@ -297,6 +334,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.writer.write(Write::StateRows(rows)).await?;
         *self.state.write() = new_state;
         self.state.replaced();
+        // The entries the snapshot stands for made events this replica never saw.
+        self.state
+            .events
+            .start_at(meta.last_log_id.map_or(0, |id| id.index()));
         tracing::info!(last_log_id = ?meta.last_log_id, "installed a snapshot");
         Ok(())
     }
@@ -340,4 +381,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot: SnapshotData::new(),
         })
     }
+}
+
+/// This replica's wall clock, for events.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }

@@ -1,6 +1,7 @@
 //! The `symphony-ctl` command line: argument parsing, one call per command, and output as a
 //! table for people or JSON for scripts (`--json`).
 
+mod events;
 mod gossip;
 mod parse;
 mod service;
@@ -84,6 +85,8 @@ pub enum Command {
     /// Declare services and see their tasks: the cluster keeps them running.
     #[command(subcommand)]
     Service(Box<service::ServiceCommand>),
+    /// Stream the cluster's events (node status, tasks, services, leaders) as they happen.
+    Events(events::EventsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,6 +250,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Kv(command) => run_kv(&client, json, command).await?,
         Command::Service(command) => service::run(&client, json, *command).await?,
         Command::Gossip(command) => gossip::run(&client, json, command).await?,
+        Command::Events(args) => events::run(&client, json, args).await?,
         Command::Token(TokenCommand::Show { role }) => {
             let token = client.token_show(role.into()).await?;
             emit(

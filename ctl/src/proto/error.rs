@@ -21,6 +21,16 @@ pub struct CtlError {
     /// not exist) and the key's revision now (0: it does not exist).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compare: Option<CompareFailure>,
+    /// For `compacted`: where a watcher can resume from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compacted: Option<Compacted>,
+}
+
+/// What a reader that asked for history no longer kept can do: resume after `oldest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compacted {
+    pub requested_revision: u64,
+    pub oldest_revision: u64,
 }
 
 /// Whether a failed request may have taken effect.
@@ -67,7 +77,23 @@ impl CtlError {
             },
             leader: None,
             compare: None,
+            compacted: None,
         }
+    }
+
+    /// History after `requested` is no longer all kept; resume after `oldest`.
+    pub fn compacted(what: &str, requested: u64, oldest: u64) -> Self {
+        let mut error = CtlError::new(
+            ErrorCode::Compacted,
+            format!(
+                "{what} after revision {requested} are no longer all kept here; resume from revision {oldest} (--since {oldest}) and read the current state for what came before"
+            ),
+        );
+        error.compacted = Some(Compacted {
+            requested_revision: requested,
+            oldest_revision: oldest,
+        });
+        error
     }
 
     /// Marks the error as certainly not applied: it was raised before anything was proposed.
@@ -164,6 +190,8 @@ pub enum ErrorCode {
     /// The manager's disk is full: it takes no more writes until there is room (reads and
     /// forwarding go on).
     NoSpace,
+    /// A stream asked for history that is no longer kept (see the error's `compacted`).
+    Compacted,
 }
 
 impl ErrorCode {
@@ -197,6 +225,7 @@ impl std::fmt::Display for ErrorCode {
             ErrorCode::NotManager => "not_manager",
             ErrorCode::Internal => "internal",
             ErrorCode::NoSpace => "no_space",
+            ErrorCode::Compacted => "compacted",
         };
         f.write_str(name)
     }

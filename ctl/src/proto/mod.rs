@@ -13,13 +13,16 @@
 //! - [`views`]: what the responses carry;
 //! - [`services`]: the service spec as operators write it, and what `service ls`, `ps`,
 //!   `inspect`, `explain` and `logs` show;
+//! - [`events`]: what `events` streams, and its filter;
 //! - [`error`]: [`CtlError`], the typed error with its structured fields.
 
 mod error;
+mod events;
 mod services;
 mod views;
 
-pub use error::{Applied, CompareFailure, CtlError, ErrorCode, LeaderHint};
+pub use error::{Applied, Compacted, CompareFailure, CtlError, ErrorCode, LeaderHint};
+pub use events::*;
 pub use services::*;
 pub use views::*;
 
@@ -237,6 +240,12 @@ pub enum Request {
         tail: Option<u64>,
         follow: bool,
     },
+    /// A stream: the cluster's events after revision `since` (default: from now), as this
+    /// manager's replica applies them; never ends by itself.
+    Events {
+        since: Option<u64>,
+        filter: EventFilter,
+    },
 }
 
 /// The successful answers, one variant per request kind.
@@ -265,6 +274,8 @@ pub enum Response {
     Explain(Box<ExplainInfo>),
     /// Items of a `service logs` stream.
     Logs(Vec<ServiceLogLine>),
+    /// Items of an `events` stream: the events of one or more revisions, whole.
+    Events(Vec<EventView>),
 }
 
 impl Request {
@@ -307,6 +318,8 @@ impl Request {
             Request::ServiceExplain { consistency, .. } => read("service explain", *consistency),
             // Any manager gathers the logs from the nodes; nothing is written.
             Request::ServiceLogs { .. } => spec("service logs", Manager),
+            // Any manager streams its replica's events.
+            Request::Events { .. } => spec("events", Manager),
         }
     }
 
@@ -338,6 +351,7 @@ impl Response {
             Response::Tasks(_) => "tasks",
             Response::Explain(_) => "explain",
             Response::Logs(_) => "logs",
+            Response::Events(_) => "events",
         }
     }
 }
