@@ -132,6 +132,9 @@ pub struct JoinRequest {
     pub agent_version: String,
     pub cpus: u32,
     pub memory_bytes: u64,
+    /// The node's Docker engine version, when it has one.
+    #[serde(default)]
+    pub docker: Option<String>,
     /// The cluster the node already belongs to, if any: joining another one is refused.
     pub cluster_id: Option<String>,
     /// Where the node gossips (UDP).

@@ -62,6 +62,10 @@ impl Availability {
 pub struct Resources {
     pub cpus: u32,
     pub memory_bytes: u64,
+    /// The version of the node's Docker engine, when one answered as the node started (or
+    /// joined): only then does it take docker tasks.
+    #[serde(default)]
+    pub docker: Option<String>,
 }
 
 /// One node of the cluster, manager or worker.
@@ -350,6 +354,7 @@ mod tests {
             resources: Resources {
                 cpus: 4,
                 memory_bytes: 8,
+                docker: None,
             },
             agent_version: "0.2.0".into(),
             labels: BTreeMap::from([("zone".to_string(), "b".to_string())]),

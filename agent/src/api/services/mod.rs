@@ -332,7 +332,7 @@ fn service_info(state: &ClusterState, service: &ServiceRecord) -> ServiceInfo {
                 .filter(|node| {
                     node.status != NodeStatus::Left
                         && node.availability != Availability::Drain
-                        && meets(node, &service.spec.constraints)
+                        && meets(node, &service.spec.constraints, service.spec.task.driver)
                 })
                 .count();
             u32::try_from(eligible).unwrap_or(u32::MAX)

@@ -185,7 +185,7 @@ impl<'a> Planner<'a> {
             let tasks = by_node.remove(&node.node_id).unwrap_or_default();
             let keeps = node.status != NodeStatus::Left
                 && node.availability != Availability::Drain
-                && meets(node, &service.spec.constraints);
+                && meets(node, &service.spec.constraints, service.spec.task.driver);
             let takes_new = keeps
                 && node.status == NodeStatus::Ready
                 && node.availability == Availability::Active;
