@@ -1,0 +1,448 @@
+//! The docker driver end to end: real agents running services as containers of this machine's
+//! Docker engine, from a tiny image assembled offline (`symphony/probe:1`: a shell and two
+//! tools; nothing is ever pulled). A docker service runs in labelled containers, its output is
+//! in `service logs`, a killed container is a failed task replaced in a new container, a
+//! missing image rejects its task with
+//! a clear error, a node without an engine takes no docker task (and `explain` says so), and a
+//! restarted worker adopts its running containers and removes those of tasks it no longer has.
+//!
+//! Without a Docker engine (or `ldd` to assemble the image) the test says why and passes.
+//! A guard removes every container of the test's nodes when it ends, passed or failed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use symphony_ctl::Client;
+use symphony_ctl::proto::{ReadConsistency, Response, Role, ServiceSpecView, TaskInfo};
+use symphony_testnet::harness::{AgentOptions, AgentProcess, Cluster, ClusterOptions, poll_until};
+use symphony_testnet::lab::docker::{Docker, ensure_probe_image};
+
+const IMAGE: &str = "symphony/probe:1";
+const TIMEOUT: Duration = Duration::from_secs(90);
+const GOSSIP_ARGS: [&str; 6] = [
+    "--gossip-probe-period-ms",
+    "200",
+    "--gossip-probe-rtt-ms",
+    "100",
+    "--gossip-suspect-ms",
+    "2000",
+];
+
+/// Removes the containers of the test's nodes when dropped.
+struct RemoveContainers {
+    docker: Docker,
+    node_ids: Vec<u64>,
+}
+
+impl Drop for RemoveContainers {
+    fn drop(&mut self) {
+        for id in &self.node_ids {
+            for (container, _) in containers(&self.docker, *id) {
+                let _ = self.docker.output(&["rm", "-f", &container]);
+            }
+        }
+    }
+}
+
+/// The containers of node `node_id`: id → (name, state, task id) as `docker ps -a` lists them.
+fn containers(docker: &Docker, node_id: u64) -> BTreeMap<String, (String, String, String)> {
+    let filter = format!("label=io.symphony.node-id={node_id}");
+    let format = "{{.ID}} {{.Names}} {{.State}} {{.Label \"io.symphony.task-id\"}}";
+    let listed = docker
+        .run(&[
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--filter",
+            &filter,
+            "--format",
+            format,
+        ])
+        .unwrap();
+    listed
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let id = fields.next()?.to_string();
+            let name = fields.next()?.to_string();
+            let state = fields.next()?.to_string();
+            let task = fields.next().unwrap_or_default().to_string();
+            Some((id, (name, state, task)))
+        })
+        .collect()
+}
+
+fn docker_service(replicas: u32, image: &str, script: &str) -> ServiceSpecView {
+    ServiceSpecView {
+        driver: "docker".into(),
+        image: Some(image.into()),
+        command: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        env: BTreeMap::from([("VERSION".into(), "1".into())]),
+        mode: "replicated".into(),
+        replicas: Some(replicas),
+        constraints: vec!["node.role==worker".into()],
+        restart_condition: "any".into(),
+        restart_delay_ms: 0,
+        on_isolation: "keep".into(),
+        stop_grace_ms: 3_000,
+        ..ServiceSpecView::default()
+    }
+}
+
+/// Prints, then counts until it is stopped (SIGTERM ends it between two sleeps).
+const TALKER: &str = "trap 'exit 0' TERM; echo started slot $SYMPHONY_SLOT version $VERSION; i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.5; done";
+
+async fn leader_client(cluster: &Cluster) -> Client {
+    let leader = cluster.leader().await.unwrap();
+    cluster.client(leader).await.unwrap()
+}
+
+async fn ps(cluster: &Cluster, name: &str) -> Vec<TaskInfo> {
+    leader_client(cluster)
+        .await
+        .service_ps(name, ReadConsistency::Linearizable)
+        .await
+        .unwrap()
+}
+
+/// Waits until `name` has exactly `count` tasks that should run and do; returns them.
+async fn wait_running(cluster: &Cluster, name: &str, count: usize) -> Vec<TaskInfo> {
+    poll_until(
+        TIMEOUT,
+        &format!("{count} running tasks of {name}"),
+        async || {
+            let tasks = ps(cluster, name).await;
+            let wanted: Vec<TaskInfo> = tasks
+                .iter()
+                .filter(|task| task.desired == "running")
+                .cloned()
+                .collect();
+            let running = wanted.iter().filter(|task| task.state == "running").count();
+            if running == count && wanted.len() == count {
+                Ok(wanted)
+            } else {
+                Err(format!("{tasks:?}"))
+            }
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Waits until node `node_id`'s running containers are exactly those of `tasks`; returns them.
+async fn wait_containers(
+    docker: &Docker,
+    node_id: u64,
+    tasks: &BTreeSet<u64>,
+) -> BTreeMap<String, (String, String, String)> {
+    poll_until(
+        TIMEOUT,
+        "the node's containers are its tasks'",
+        async || {
+            let listed = containers(docker, node_id);
+            let running: BTreeSet<u64> = listed
+                .values()
+                .filter(|(_, state, _)| state == "running")
+                .filter_map(|(_, _, task)| task.parse().ok())
+                .collect();
+            if &running == tasks && listed.len() == tasks.len() {
+                Ok(listed)
+            } else {
+                Err(format!("{listed:?}"))
+            }
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn log_texts(client: &Client, name: &str) -> Vec<String> {
+    log_lines(client, name)
+        .await
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect()
+}
+
+/// Every line of `name`'s logs, with its task.
+async fn log_lines(client: &Client, name: &str) -> Vec<(u64, String)> {
+    let mut stream = client.service_logs(name, None, false).await.unwrap();
+    let mut lines = Vec::new();
+    while let Some(item) = stream.next().await {
+        if let Ok(Response::Logs(batch)) = item {
+            lines.extend(batch.into_iter().map(|line| (line.task_id, line.text)));
+        }
+    }
+    lines
+}
+
+/// Each task's ticks, in the order its log has them.
+fn ticks(lines: &[(u64, String)]) -> BTreeMap<u64, Vec<u64>> {
+    let mut ticks: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for (task, text) in lines {
+        if let Some(n) = text.strip_prefix("tick ").and_then(|n| n.parse().ok()) {
+            ticks.entry(*task).or_default().push(n);
+        }
+    }
+    ticks
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_services_run_log_restart_reject_missing_images_and_survive_a_worker_restart() {
+    let docker = match Docker::detect() {
+        Ok(docker) => docker,
+        Err(reason) => {
+            eprintln!("skipping the docker driver test: {reason}");
+            return;
+        }
+    };
+    if let Err(error) = ensure_probe_image(&docker, IMAGE) {
+        eprintln!("skipping the docker driver test: cannot assemble {IMAGE}: {error}");
+        return;
+    }
+
+    let started = std::time::Instant::now();
+    let mut cluster = Cluster::start_with(1, ClusterOptions::with_agent_args(&GOSSIP_ARGS))
+        .await
+        .unwrap();
+    cluster.bootstrap_dynamic().await.unwrap();
+    let client = leader_client(&cluster).await;
+    let token = client.token_show(Role::Worker).await.unwrap().token;
+    let manager_addr = cluster.remote_addr(0).unwrap().to_string();
+    // Worker 0 has the engine; worker 1 is pointed at a socket where none answers.
+    let mut workers = Vec::new();
+    let mut worker_ids = Vec::new();
+    for socket in [None, Some("/nonexistent/docker.sock")] {
+        let mut options = AgentOptions {
+            extra_args: GOSSIP_ARGS.iter().map(|arg| (*arg).to_string()).collect(),
+            ..AgentOptions::default()
+        };
+        if let Some(socket) = socket {
+            options.extra_args.push("--docker-socket".into());
+            options.extra_args.push(socket.into());
+        }
+        let worker = AgentProcess::start_with(options).await.unwrap();
+        let joined = worker
+            .client()
+            .await
+            .unwrap()
+            .join(&token, &manager_addr)
+            .await
+            .unwrap();
+        worker_ids.push(joined.node_id);
+        workers.push(worker);
+    }
+    let _cleanup = RemoveContainers {
+        docker: docker.clone(),
+        node_ids: worker_ids.clone(),
+    };
+    let with_engine = worker_ids[0];
+
+    eprintln!(
+        "docker driver test: docker service created ({:?})",
+        started.elapsed()
+    );
+    // A docker service runs in containers of the engine's node only, labelled as its tasks.
+    client
+        .service_create("dockweb", docker_service(2, IMAGE, TALKER))
+        .await
+        .unwrap();
+    let first = wait_running(&cluster, "dockweb", 2).await;
+    assert!(
+        first.iter().all(|task| task.node_id == Some(with_engine)),
+        "only the node with an engine takes docker tasks: {first:?}"
+    );
+    let first_ids: BTreeSet<u64> = first.iter().map(|task| task.task_id).collect();
+    let listed = wait_containers(&docker, with_engine, &first_ids).await;
+    for (name, _, task) in listed.values() {
+        assert!(
+            name.starts_with("symphony-dockweb-") && name.ends_with(&format!("-{task}")),
+            "{name}"
+        );
+    }
+    assert!(containers(&docker, worker_ids[1]).is_empty());
+
+    eprintln!(
+        "docker driver test: containers running ({:?})",
+        started.elapsed()
+    );
+    // Its output is in `service logs`.
+    poll_until(TIMEOUT, "both containers' first lines", async || {
+        let texts = log_texts(&client, "dockweb").await;
+        let started: BTreeSet<&str> = texts
+            .iter()
+            .filter(|text| text.starts_with("started slot"))
+            .map(String::as_str)
+            .collect();
+        if started.contains("started slot 0 version 1")
+            && started.contains("started slot 1 version 1")
+        {
+            Ok(())
+        } else {
+            Err(format!("{texts:?}"))
+        }
+    })
+    .await
+    .unwrap();
+
+    eprintln!("docker driver test: logs seen ({:?})", started.elapsed());
+    // The node without an engine is named for it in `explain`.
+    let pinned = ServiceSpecView {
+        constraints: vec![format!("node.id=={}", worker_ids[1])],
+        replicas: Some(1),
+        ..docker_service(1, IMAGE, TALKER)
+    };
+    client.service_create("nodocker", pinned).await.unwrap();
+    let explained = poll_until(TIMEOUT, "the pending docker task explained", async || {
+        let info = client
+            .service_explain("nodocker", ReadConsistency::Linearizable)
+            .await
+            .map_err(|e| e.to_string())?;
+        match info.pending.first() {
+            Some(task) if task.reason.is_some() => Ok(info),
+            _ => Err(format!("{info:?}")),
+        }
+    })
+    .await
+    .unwrap();
+    let verdict = explained.pending[0]
+        .nodes
+        .iter()
+        .find(|node| node.node_id == worker_ids[1])
+        .unwrap();
+    assert!(
+        verdict
+            .failures
+            .iter()
+            .any(|failure| failure.filter == "driver"
+                && failure.detail == "no Docker engine on this node"),
+        "{verdict:?}"
+    );
+    client.service_remove("nodocker").await.unwrap();
+
+    eprintln!(
+        "docker driver test: explain says no engine ({:?})",
+        started.elapsed()
+    );
+    // A missing image is the task's error, at once: never a pull, never a hang.
+    let missing = ServiceSpecView {
+        restart_condition: "none".into(),
+        ..docker_service(1, "symphony/absent:1", TALKER)
+    };
+    client.service_create("noimage", missing).await.unwrap();
+    let rejected = poll_until(TIMEOUT, "the task without its image rejected", async || {
+        let tasks = ps(&cluster, "noimage").await;
+        match tasks.first() {
+            Some(task) if task.state == "rejected" => Ok(task.clone()),
+            _ => Err(format!("{tasks:?}")),
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        rejected.error.as_deref(),
+        Some("image symphony/absent:1 is not present on this node (Symphony does not pull images)")
+    );
+    client.service_remove("noimage").await.unwrap();
+
+    eprintln!(
+        "docker driver test: missing image rejected ({:?})",
+        started.elapsed()
+    );
+    // A container killed from outside is a failed task (its exit code from the engine), which
+    // the restart policy replaces with a new task in a new container; the old one is removed.
+    let (victim, (_, _, victim_task)) = listed.iter().next().unwrap();
+    docker.run(&["kill", victim.as_str()]).unwrap();
+    let victim_task: u64 = victim_task.parse().unwrap();
+    let failed = poll_until(TIMEOUT, "the killed container's task failed", async || {
+        let tasks = ps(&cluster, "dockweb").await;
+        match tasks.iter().find(|task| task.task_id == victim_task) {
+            Some(task) if task.state == "failed" => Ok(task.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(failed.exit_code, Some(137), "{failed:?}");
+    assert_eq!(failed.error.as_deref(), Some("exited with code 137"));
+    let second = wait_running(&cluster, "dockweb", 2).await;
+    let second_ids: BTreeSet<u64> = second.iter().map(|task| task.task_id).collect();
+    assert!(!second_ids.contains(&victim_task));
+    let replaced = wait_containers(&docker, with_engine, &second_ids).await;
+    assert!(
+        !replaced.contains_key(victim),
+        "the killed container was removed"
+    );
+    poll_until(TIMEOUT, "the new container's output", async || {
+        let texts = log_texts(&client, "dockweb").await;
+        if texts
+            .iter()
+            .filter(|text| text.starts_with("started slot"))
+            .count()
+            >= 3
+        {
+            Ok(())
+        } else {
+            Err(format!("{texts:?}"))
+        }
+    })
+    .await
+    .unwrap();
+
+    eprintln!(
+        "docker driver test: killed container replaced ({:?})",
+        started.elapsed()
+    );
+    // A restarted worker adopts its running containers: same tasks, same containers.
+    workers[0].kill9().unwrap();
+    workers[0].respawn().unwrap();
+    workers[0].wait_ready().await.unwrap();
+    let adopted = wait_running(&cluster, "dockweb", 2).await;
+    let adopted_ids: BTreeSet<u64> = adopted.iter().map(|task| task.task_id).collect();
+    assert_eq!(adopted_ids, second_ids);
+    let after = wait_containers(&docker, with_engine, &second_ids).await;
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        replaced.keys().collect::<Vec<_>>(),
+        "the same containers, none new"
+    );
+    eprintln!(
+        "docker driver test: containers adopted ({:?})",
+        started.elapsed()
+    );
+    // The output copy picks up where it was: new ticks come, none is copied twice.
+    let before = ticks(&log_lines(&client, "dockweb").await);
+    poll_until(TIMEOUT, "new ticks after the adoption", async || {
+        let now = ticks(&log_lines(&client, "dockweb").await);
+        for task in &second_ids {
+            let seen = now.get(task).cloned().unwrap_or_default();
+            assert!(
+                seen.windows(2).all(|pair| pair[0] < pair[1]),
+                "task {task}'s ticks repeat or go back: {seen:?}"
+            );
+            let last_before = before
+                .get(task)
+                .and_then(|t| t.last().copied())
+                .unwrap_or(0);
+            if seen.last().copied().unwrap_or(0) < last_before + 3 {
+                return Err(format!("task {task}: {seen:?}"));
+            }
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+
+    eprintln!(
+        "docker driver test: log copy resumed ({:?})",
+        started.elapsed()
+    );
+    // A worker that comes back to find its tasks gone removes their containers.
+    workers[0].kill9().unwrap();
+    client.service_remove("dockweb").await.unwrap();
+    workers[0].respawn().unwrap();
+    workers[0].wait_ready().await.unwrap();
+    wait_containers(&docker, with_engine, &BTreeSet::new()).await;
+}
