@@ -15,11 +15,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use symphony_ctl::Client;
-use symphony_ctl::proto::{ReadConsistency, Response, Role, ServiceSpecView, TaskInfo};
+use symphony_ctl::proto::{HealthView, ReadConsistency, Response, Role, ServiceSpecView, TaskInfo};
 use symphony_testnet::harness::{AgentOptions, AgentProcess, Cluster, ClusterOptions, poll_until};
 use symphony_testnet::lab::docker::{Docker, ensure_probe_image};
 
 const IMAGE: &str = "symphony/probe:1";
+/// The probe with a `HEALTHCHECK` (`cat /tmp/ready`), built from it offline.
+const HEALTH_IMAGE: &str = "symphony/probe-health:1";
 const TIMEOUT: Duration = Duration::from_secs(90);
 const GOSSIP_ARGS: [&str; 6] = [
     "--gossip-probe-period-ms",
@@ -158,6 +160,59 @@ async fn wait_containers(
     .unwrap()
 }
 
+/// Waits until the one running task of `name` has health `health`.
+async fn wait_health(cluster: &Cluster, name: &str, health: &str) {
+    poll_until(TIMEOUT, &format!("{name} {health}"), async || {
+        let tasks = ps(cluster, name).await;
+        match tasks.first() {
+            Some(task) if task.state == "running" && task.health.as_deref() == Some(health) => {
+                Ok(())
+            }
+            _ => Err(format!("{tasks:?}")),
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// Builds `tag` from the probe image with a `HEALTHCHECK`, with the classic builder (which
+/// needs no registry for a local base image); says why it could not.
+fn build_health_image(tag: &str) -> Result<(), String> {
+    use std::io::Write;
+    let present = std::process::Command::new("docker")
+        .args(["image", "inspect", tag])
+        .output()
+        .map_err(|error| error.to_string())?;
+    if present.status.success() {
+        return Ok(());
+    }
+    let mut build = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", tag, "-"])
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|error| error.to_string())?;
+    let dockerfile = format!(
+        "FROM {IMAGE}\nHEALTHCHECK --interval=1s --timeout=5s --retries=1 CMD [\"/bin/cat\", \"/tmp/ready\"]\n"
+    );
+    build
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(dockerfile.as_bytes())
+        .map_err(|error| error.to_string())?;
+    let output = build
+        .wait_with_output()
+        .map_err(|error| error.to_string())?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+    }
+}
+
 async fn log_texts(client: &Client, name: &str) -> Vec<String> {
     log_lines(client, name)
         .await
@@ -239,6 +294,17 @@ async fn docker_services_run_log_restart_reject_missing_images_and_survive_a_wor
         node_ids: worker_ids.clone(),
     };
     let with_engine = worker_ids[0];
+    // Each node says whether it has an engine.
+    let nodes = client
+        .node_list(ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    let engines: BTreeMap<u64, bool> = nodes
+        .iter()
+        .map(|node| (node.node_id, node.docker.is_some()))
+        .collect();
+    assert!(engines[&worker_ids[0]]);
+    assert!(!engines[&worker_ids[1]]);
 
     eprintln!(
         "docker driver test: docker service created ({:?})",
@@ -351,6 +417,59 @@ async fn docker_services_run_log_restart_reject_missing_images_and_survive_a_wor
         "docker driver test: missing image rejected ({:?})",
         started.elapsed()
     );
+    // Health checks of the spec run inside the container: a passing one makes the task
+    // healthy, a failing one fails it.
+    let ready = "trap 'exit 0' TERM; echo ok > /tmp/ready; while :; do sleep 0.5; done";
+    let check = |path: &str| HealthView {
+        command: vec!["/bin/cat".into(), path.into()],
+        interval_ms: 300,
+        timeout_ms: 5_000,
+        retries: 1,
+        start_period_ms: 0,
+    };
+    let healthy = ServiceSpecView {
+        health: Some(check("/tmp/ready")),
+        ..docker_service(1, IMAGE, ready)
+    };
+    client.service_create("dockhealth", healthy).await.unwrap();
+    let sick = ServiceSpecView {
+        health: Some(check("/tmp/never")),
+        restart_condition: "none".into(),
+        ..docker_service(1, IMAGE, ready)
+    };
+    client.service_create("docksick", sick).await.unwrap();
+    wait_health(&cluster, "dockhealth", "healthy").await;
+    let failed = poll_until(TIMEOUT, "the unhealthy task failed", async || {
+        let tasks = ps(&cluster, "docksick").await;
+        match tasks.first() {
+            Some(task) if task.state == "failed" => Ok(task.clone()),
+            _ => Err(format!("{tasks:?}")),
+        }
+    })
+    .await
+    .unwrap();
+    let error = failed.error.unwrap_or_default();
+    assert!(
+        error.starts_with("unhealthy: the health check exited with 1"),
+        "{error}"
+    );
+    // Without a check in the spec, the image's own HEALTHCHECK is what the engine says.
+    match build_health_image(HEALTH_IMAGE) {
+        Ok(()) => {
+            let by_image = docker_service(1, HEALTH_IMAGE, ready);
+            client.service_create("dockimage", by_image).await.unwrap();
+            wait_health(&cluster, "dockimage", "healthy").await;
+            client.service_remove("dockimage").await.unwrap();
+        }
+        Err(reason) => eprintln!("skipping the image health check part: {reason}"),
+    }
+    client.service_remove("dockhealth").await.unwrap();
+    client.service_remove("docksick").await.unwrap();
+    eprintln!(
+        "docker driver test: health checked ({:?})",
+        started.elapsed()
+    );
+
     // A container killed from outside is a failed task (its exit code from the engine), which
     // the restart policy replaces with a new task in a new container; the old one is removed.
     let (victim, (_, _, victim_task)) = listed.iter().next().unwrap();
