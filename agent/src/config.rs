@@ -128,6 +128,19 @@ pub enum AgentCommand {
     /// Offline snapshot tools (the agent must not be running on the config dir).
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// The lease guard of one docker task of an `--on-isolation stop` service; the agent starts
+    /// it, never an operator.
+    #[command(hide = true)]
+    ContainerGuard {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        docker_socket: PathBuf,
+        #[arg(long)]
+        container: String,
+        #[arg(long, default_value_t = 10_000)]
+        stop_grace_ms: u64,
+    },
     /// The supervisor of one task's process; the agent starts it, never an operator.
     #[command(hide = true)]
     TaskShim {

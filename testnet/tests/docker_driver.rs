@@ -564,4 +564,34 @@ async fn docker_services_run_log_restart_reject_missing_images_and_survive_a_wor
     workers[0].respawn().unwrap();
     workers[0].wait_ready().await.unwrap();
     wait_containers(&docker, with_engine, &BTreeSet::new()).await;
+
+    // An --on-isolation stop container stops when its agent dies: its lease guard outlives the
+    // agent and stops it once the lease (10 s by default) runs out unrenewed.
+    eprintln!(
+        "docker driver test: stale containers removed ({:?})",
+        started.elapsed()
+    );
+    let leased = ServiceSpecView {
+        on_isolation: "stop".into(),
+        ..docker_service(1, IMAGE, TALKER)
+    };
+    client.service_create("docklease", leased).await.unwrap();
+    let tasks = wait_running(&cluster, "docklease", 1).await;
+    let ids: BTreeSet<u64> = tasks.iter().map(|task| task.task_id).collect();
+    wait_containers(&docker, with_engine, &ids).await;
+    workers[0].kill9().unwrap();
+    poll_until(
+        TIMEOUT,
+        "the leased container stopped without its agent",
+        async || {
+            let listed = containers(&docker, with_engine);
+            if listed.values().all(|(_, state, _)| state == "exited") && !listed.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{listed:?}"))
+            }
+        },
+    )
+    .await
+    .unwrap();
 }

@@ -231,6 +231,17 @@ impl Executor {
         let started = self.store.container(id).is_some();
         match (listed, started) {
             (true, true) => {
+                // A guard that died with the agent (or never ran) is started again.
+                let guarded = local.file.assignment.spec.on_isolation == OnIsolation::Stop;
+                if guarded
+                    && !local
+                        .file
+                        .shim
+                        .is_some_and(|guard| process::shim_alive(&guard))
+                    && let Err(error) = self.spawn_guard(&engine, local)
+                {
+                    tracing::warn!(task = id, %error, "cannot start an adopted container's lease guard");
+                }
                 let watch = self.watch_of(&engine, local);
                 local.watcher = Some(tokio::spawn(docker::task::follow(watch)));
                 tracing::info!(task = id, container = %docker::spec::container_name(&local.file.assignment, self.settings.node_id), "adopted a running container");
@@ -610,12 +621,51 @@ impl Executor {
         // A previous attempt's records must not be read as this one's.
         let _ = std::fs::remove_file(dir.join(store::EXIT_FILE));
         let _ = std::fs::remove_file(dir.join(store::CONTAINER_FILE));
+        if local.file.assignment.spec.on_isolation == OnIsolation::Stop {
+            // The guard holds the lease from before the container exists.
+            let guarded = match self.lease_deadline {
+                Some(deadline) => {
+                    lease::write(&dir, deadline).and_then(|()| self.spawn_guard(&engine, local))
+                }
+                None => Err(std::io::Error::other(
+                    "no contact with the cluster to start an --on-isolation stop task under",
+                )),
+            };
+            if let Err(error) = guarded {
+                self.end(
+                    local,
+                    TaskState::Rejected,
+                    None,
+                    Some(format!("cannot start the task's lease guard: {error}")),
+                );
+                return;
+            }
+        }
         let watch = self.watch_of(&engine, local);
         local.watcher = Some(tokio::spawn(docker::task::run(
             watch,
             local.file.assignment.clone(),
             self.settings.node_id,
         )));
+    }
+
+    /// Starts the lease guard of an `--on-isolation stop` docker task (see
+    /// [`docker::guard`]), which stops its container if the agent dies or is cut off.
+    fn spawn_guard(&self, engine: &docker::Engine, local: &mut Local) -> std::io::Result<()> {
+        let assignment = &local.file.assignment;
+        let (mut child, guard) = docker::guard::spawn(
+            &self.store.task_dir(assignment.task_id),
+            engine.socket(),
+            &docker::spec::container_name(assignment, self.settings.node_id),
+            Duration::from_millis(assignment.spec.stop_grace_ms),
+        )?;
+        local.file.shim = Some(guard);
+        self.save(local);
+        // Reaped here while the agent runs; after a restart, by whoever adopts orphans.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        Ok(())
     }
 
     /// Looks at a docker task: has its container started, has its end been recorded, is its

@@ -63,6 +63,8 @@ pub struct ShimInfo {
 pub struct TaskFile {
     pub assignment: Assignment,
     pub state: TaskState,
+    /// The process task's shim, or a docker task's lease guard (see
+    /// [`super::docker::guard`]).
     pub shim: Option<ShimInfo>,
     /// Whether the executor asked the task to stop (its end is then `shutdown`).
     #[serde(default)]

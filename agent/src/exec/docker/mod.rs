@@ -6,6 +6,8 @@
 //! - [`engine`]: the connection to the engine and its calls, with typed errors;
 //! - [`task`]: one task's container from start to its recorded exit, and its output copied into
 //!   the task's log;
+//! - [`guard`]: for `--on-isolation stop` tasks, a small process that outlives the agent and
+//!   stops the container when the isolation lease runs out;
 //! - [`check`] (here): a health check run inside the container, and the image's own
 //!   `HEALTHCHECK` read from the engine.
 //!
@@ -14,6 +16,7 @@
 //! container would only hold its writable layer on the engine's disk.
 
 pub mod engine;
+pub mod guard;
 pub mod spec;
 pub mod task;
 
