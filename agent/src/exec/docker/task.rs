@@ -28,6 +28,8 @@ const DRAIN_WAIT: Duration = Duration::from_secs(2);
 /// How often a broken wait is tried again before the engine counts as gone.
 const WAIT_TRIES: u32 = 3;
 const WAIT_RETRY: Duration = Duration::from_secs(1);
+/// A wait that lasted this long before it broke off does not count against the engine.
+const WAIT_HELD: Duration = Duration::from_secs(30);
 
 /// Where one task's container reports.
 #[derive(Debug, Clone)]
@@ -108,15 +110,25 @@ pub async fn run(watch: Watch, assignment: Assignment, node_id: u64) {
 /// engine may be gone), and the error is the task's.
 async fn fail_start(watch: &Watch, error: DockerError) {
     let _ = watch.engine.remove(&watch.name).await;
-    record(
-        watch,
-        ExitInfo {
-            code: None,
-            signal: None,
-            error: Some(error.to_string()),
-            failure: None,
-        },
-    );
+    record(watch, start_failure(&error));
+}
+
+/// How a failed start is recorded: what the engine refused (a missing image, a configuration
+/// it does not take) rejects the task, which could never run here as it is; an engine that
+/// stopped answering fails it, like any task whose node lost what runs it.
+pub fn start_failure(error: &DockerError) -> ExitInfo {
+    let text = error.to_string();
+    let (error, failure) = if error.engine_lost() {
+        (None, Some(text))
+    } else {
+        (Some(text), None)
+    };
+    ExitInfo {
+        code: None,
+        signal: None,
+        error,
+        failure,
+    }
 }
 
 /// Copies the container's output and waits for its end; records it.
@@ -207,9 +219,14 @@ async fn wait(engine: &Engine, name: &str) -> Result<Ended, DockerError> {
             condition: "not-running".to_string(),
         };
         let mut waiting = engine.client().wait_container(name, Some(options));
+        let since = tokio::time::Instant::now();
         // A non-zero exit comes as an error of the stream: either way the exit is read from
         // the container afterwards.
         let _ = waiting.next().await;
+        // Only breaks in a row count: a wait that held for a while was not the engine failing.
+        if since.elapsed() > WAIT_HELD {
+            failures = 0;
+        }
         match engine.ended(name).await {
             Ok(Some(ended)) => return Ok(ended),
             Ok(None) => failures += 1,
@@ -409,6 +426,19 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(lines.rest(), [("stdout", 4000, "no end".to_string())]);
+    }
+
+    #[test]
+    fn a_refused_start_rejects_an_engine_gone_fails() {
+        let missing = start_failure(&DockerError::ImageMissing {
+            image: "symphony/probe:1".into(),
+        });
+        assert!(missing.error.is_some() && missing.failure.is_none());
+        let lost = start_failure(&DockerError::Lost {
+            action: "create a container",
+            reason: "broken pipe".into(),
+        });
+        assert!(lost.error.is_none() && lost.failure.is_some());
     }
 
     #[test]
