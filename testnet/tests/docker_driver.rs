@@ -1,10 +1,12 @@
 //! The docker driver end to end: real agents running services as containers of this machine's
 //! Docker engine, from a tiny image assembled offline (`symphony/probe:1`: a shell and two
-//! tools; nothing is ever pulled). A docker service runs in labelled containers, its output is
-//! in `service logs`, a killed container is a failed task replaced in a new container, a
-//! missing image rejects its task with
-//! a clear error, a node without an engine takes no docker task (and `explain` says so), and a
-//! restarted worker adopts its running containers and removes those of tasks it no longer has.
+//! tools; nothing is ever pulled). A docker service runs in labelled containers on the node
+//! with an engine only, its output is in `service logs`, a node without an engine takes no
+//! docker task (and `explain` says so), a missing image rejects its task with a clear error,
+//! health checks run in the container (or come from the image), a killed container is a failed
+//! task replaced in a new container, a restarted worker adopts its running containers and
+//! removes those of tasks it no longer has, an `--on-isolation stop` container stops without
+//! its agent, and a node whose agent finds an engine at its next start takes docker tasks.
 //!
 //! Without a Docker engine (or `ldd` to assemble the image) the test says why and passes.
 //! A guard removes every container of the test's nodes when it ends, passed or failed.
@@ -386,7 +388,6 @@ async fn docker_services_run_log_restart_reject_missing_images_and_survive_a_wor
                 && failure.detail == "no Docker engine on this node"),
         "{verdict:?}"
     );
-    client.service_remove("nodocker").await.unwrap();
 
     eprintln!(
         "docker driver test: explain says no engine ({:?})",
@@ -592,6 +593,29 @@ async fn docker_services_run_log_restart_reject_missing_images_and_survive_a_wor
             }
         },
     )
+    .await
+    .unwrap();
+
+    // Once the engine-less node's agent starts again and finds an engine, it says so, and the
+    // docker task that waited for it runs there.
+    workers[1].kill9().unwrap();
+    workers[1].set_extra_args(GOSSIP_ARGS.iter().map(|arg| (*arg).to_string()).collect());
+    workers[1].respawn().unwrap();
+    workers[1].wait_ready().await.unwrap();
+    let placed = wait_running(&cluster, "nodocker", 1).await;
+    assert_eq!(placed[0].node_id, Some(worker_ids[1]));
+    let task = placed[0].task_id.to_string();
+    poll_until(TIMEOUT, "its container runs", async || {
+        let listed = containers(&docker, worker_ids[1]);
+        if listed
+            .values()
+            .any(|(_, state, id)| state == "running" && *id == task)
+        {
+            Ok(())
+        } else {
+            Err(format!("{listed:?}"))
+        }
+    })
     .await
     .unwrap();
 }
