@@ -6,7 +6,9 @@
 //! health checks run in the container (or come from the image), a killed container is a failed
 //! task replaced in a new container, a restarted worker adopts its running containers and
 //! removes those of tasks it no longer has, an `--on-isolation stop` container stops without
-//! its agent, and a node whose agent finds an engine at its next start takes docker tasks.
+//! its agent, and a node whose agent finds an engine at its next start takes docker tasks. A
+//! second test cuts a worker off its engine (through a proxy of the engine's socket) and sees
+//! its task fail with a clear error.
 //!
 //! Without a Docker engine (or `ldd` to assemble the image) the test says why and passes.
 //! A guard removes every container of the test's nodes when it ends, passed or failed.
@@ -618,4 +620,119 @@ async fn docker_services_run_log_restart_reject_missing_images_and_survive_a_wor
     })
     .await
     .unwrap();
+}
+
+/// A stand-in for the engine's socket: a proxy to the real one that can be cut, connections
+/// and all, as if the engine went away.
+struct EngineProxy {
+    path: std::path::PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EngineProxy {
+    fn start(dir: &std::path::Path) -> EngineProxy {
+        let path = dir.join("docker.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                connections.spawn(async move {
+                    if let Ok(mut engine) =
+                        tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                    }
+                });
+            }
+        });
+        EngineProxy { path, task }
+    }
+
+    /// The engine "goes away": no new connection, and every open one is cut (the join set and
+    /// its connections go with the task).
+    fn cut(&self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_whose_engine_goes_away_fails_with_a_clear_error() {
+    let docker = match Docker::detect() {
+        Ok(docker) => docker,
+        Err(reason) => {
+            eprintln!("skipping the engine-loss test: {reason}");
+            return;
+        }
+    };
+    if !std::path::Path::new("/var/run/docker.sock").exists() {
+        eprintln!("skipping the engine-loss test: the engine is not at /var/run/docker.sock");
+        return;
+    }
+    if let Err(error) = ensure_probe_image(&docker, IMAGE) {
+        eprintln!("skipping the engine-loss test: cannot assemble {IMAGE}: {error}");
+        return;
+    }
+    let proxy_dir = tempfile::tempdir().unwrap();
+    let proxy = EngineProxy::start(proxy_dir.path());
+
+    let mut cluster = Cluster::start_with(1, ClusterOptions::with_agent_args(&GOSSIP_ARGS))
+        .await
+        .unwrap();
+    cluster.bootstrap_dynamic().await.unwrap();
+    let client = leader_client(&cluster).await;
+    let token = client.token_show(Role::Worker).await.unwrap().token;
+    let manager_addr = cluster.remote_addr(0).unwrap().to_string();
+    let mut options = AgentOptions {
+        extra_args: GOSSIP_ARGS.iter().map(|arg| (*arg).to_string()).collect(),
+        ..AgentOptions::default()
+    };
+    options.extra_args.push("--docker-socket".into());
+    options
+        .extra_args
+        .push(proxy.path.to_string_lossy().into_owned());
+    let worker = AgentProcess::start_with(options).await.unwrap();
+    let worker_id = worker
+        .client()
+        .await
+        .unwrap()
+        .join(&token, &manager_addr)
+        .await
+        .unwrap()
+        .node_id;
+    let _cleanup = RemoveContainers {
+        docker: docker.clone(),
+        node_ids: vec![worker_id],
+    };
+
+    let spec = ServiceSpecView {
+        restart_condition: "none".into(),
+        ..docker_service(1, IMAGE, TALKER)
+    };
+    client.service_create("doomed", spec).await.unwrap();
+    let running = wait_running(&cluster, "doomed", 1).await;
+    assert_eq!(running[0].node_id, Some(worker_id));
+    proxy.cut();
+    let failed = poll_until(
+        TIMEOUT,
+        "the task failed with its engine gone",
+        async || {
+            let tasks = ps(&cluster, "doomed").await;
+            match tasks.first() {
+                Some(task) if task.state == "failed" => Ok(task.clone()),
+                _ => Err(format!("{tasks:?}")),
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let error = failed.error.unwrap_or_default();
+    assert!(
+        error.starts_with("the Docker engine stopped answering"),
+        "{error}"
+    );
+    drop(worker);
 }
