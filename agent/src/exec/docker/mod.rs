@@ -108,6 +108,23 @@ pub fn engine_health(status: Option<HealthStatusEnum>) -> Option<Health> {
     }
 }
 
+/// Whether the container has a health check of its image's (`HEALTHCHECK`, not `NONE`); `None`
+/// when the engine could not say.
+pub async fn has_image_health(engine: &Engine, container: &str) -> Option<bool> {
+    let inspected = engine.inspect(container).await.ok()?;
+    let test = inspected
+        .config
+        .and_then(|config| config.healthcheck)
+        .and_then(|check| check.test)
+        .unwrap_or_default();
+    Some(check_configured(&test))
+}
+
+/// Whether a `HEALTHCHECK`'s test runs something: empty (inherited none) and `NONE` do not.
+pub fn check_configured(test: &[String]) -> bool {
+    test.first().is_some_and(|kind| kind != "NONE")
+}
+
 /// What the image's health check last said, and why it failed (its last run's output).
 pub async fn image_health(engine: &Engine, container: &str) -> Option<(Health, String)> {
     let inspected = engine.inspect(container).await.ok()?;
@@ -136,6 +153,14 @@ pub async fn image_health(engine: &Engine, container: &str) -> Option<(Health, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_test_that_runs_something_is_a_health_check() {
+        assert!(!check_configured(&[]));
+        assert!(!check_configured(&["NONE".to_string()]));
+        assert!(check_configured(&["CMD".to_string(), "/bin/cat".into()]));
+        assert!(check_configured(&["CMD-SHELL".to_string(), "true".into()]));
+    }
 
     #[test]
     fn the_engine_s_health_maps_to_symphony_s() {

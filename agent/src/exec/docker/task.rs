@@ -156,6 +156,14 @@ pub async fn follow(watch: Watch) {
 
 /// Passes on each new verdict of the image's health check (a container without one has none).
 async fn poll_health(watch: Watch, verdicts: mpsc::UnboundedSender<Verdict>) {
+    // Most images have no health check: their containers are not asked again and again.
+    loop {
+        match super::has_image_health(&watch.engine, &watch.name).await {
+            Some(true) => break,
+            Some(false) => return,
+            None => tokio::time::sleep(HEALTH_POLL).await,
+        }
+    }
     let mut last = None;
     loop {
         tokio::time::sleep(HEALTH_POLL).await;
