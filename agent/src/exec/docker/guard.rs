@@ -38,7 +38,8 @@ async fn guard(dir: &Path, socket: &Path, container: &str, stop_grace: Duration)
     };
     let mut checks = 0u32;
     loop {
-        if dir.join(EXIT_FILE).exists() {
+        // Its end recorded, or its directory pruned: the task is over.
+        if dir.join(EXIT_FILE).exists() || !dir.exists() {
             return 0;
         }
         if lease::expired(dir) {
