@@ -76,6 +76,11 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 10_000)]
     pub isolation_lease_ms: u64,
 
+    /// The Docker engine's socket, for tasks of the docker driver. A node where no engine
+    /// answers there at start-up reports that it has none and is given no docker tasks.
+    #[arg(long, default_value = "/var/run/docker.sock")]
+    pub docker_socket: PathBuf,
+
     /// Each task's output is kept under this many bytes (and as much again in the rotated
     /// file).
     #[arg(long, default_value_t = 4 << 20)]
@@ -127,6 +132,19 @@ pub enum AgentCommand {
     /// Offline snapshot tools (the agent must not be running on the config dir).
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// The lease guard of one docker task of an `--on-isolation stop` service; the agent starts
+    /// it, never an operator.
+    #[command(hide = true)]
+    ContainerGuard {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        docker_socket: PathBuf,
+        #[arg(long)]
+        container: String,
+        #[arg(long, default_value_t = 10_000)]
+        stop_grace_ms: u64,
+    },
     /// The supervisor of one task's process; the agent starts it, never an operator.
     #[command(hide = true)]
     TaskShim {

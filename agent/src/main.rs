@@ -22,6 +22,18 @@ fn main() -> std::process::ExitCode {
         let code = symphony_agent::exec::shim::run(dir, *log_max_bytes, grace, command);
         return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
+    // A container's lease guard is as small: one thread and a few requests to the engine.
+    if let Some(AgentCommand::ContainerGuard {
+        dir,
+        docker_socket,
+        container,
+        stop_grace_ms,
+    }) = &args.command
+    {
+        let grace = std::time::Duration::from_millis(*stop_grace_ms);
+        let code = symphony_agent::exec::docker::guard::run(dir, docker_socket, container, grace);
+        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

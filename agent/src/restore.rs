@@ -39,9 +39,13 @@ pub async fn restore(args: &AgentArgs, file: &Path) -> Result<(), String> {
     );
     let now = crate::now_ms();
     let labels = args.labels.iter().cloned().collect();
+    let docker = crate::exec::docker::Engine::connect(&args.docker_socket)
+        .await
+        .ok()
+        .map(|engine| engine.version);
     state
         .nodes
-        .seed(manager_record(&identity, &advertised, labels, now));
+        .seed(manager_record(&identity, &advertised, labels, docker, now));
     seed::seed_single_voter(
         &raft_dir,
         identity.raft_node_id,

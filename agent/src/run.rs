@@ -123,6 +123,14 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         .unwrap_or(args.listen_raft_addr);
     let advertised = advertised(&args, raft_addr, remote_addr, gossip_addr);
     let open_files = crate::system::raise_open_files_limit();
+    let docker = crate::exec::docker::Engine::connect(&args.docker_socket).await;
+    match &docker {
+        Ok(engine) => {
+            tracing::info!(version = %engine.version, api = %engine.api_version, socket = %args.docker_socket.display(), "the Docker engine answers: docker tasks can run here")
+        }
+        Err(error) => tracing::info!(%error, "no Docker engine: this node takes no docker tasks"),
+    }
+    let docker = docker.ok();
     let config = Arc::new(NodeConfig {
         connection_cap: crate::system::connection_cap(open_files),
         advertised: advertised.clone(),
@@ -137,6 +145,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
                 suspect: args.gossip_suspect_ms.map(Duration::from_millis),
             },
             labels: args.labels.iter().cloned().collect(),
+            docker: docker.as_ref().map(|engine| engine.version.clone()),
             liveness_grace: Duration::from_millis(args.liveness_grace_ms),
             orchestrator: crate::manager::orchestrator::decide::Settings {
                 node_loss_grace: Duration::from_millis(args.node_loss_grace_ms),
@@ -225,6 +234,8 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
             config_dir: args.config_dir.clone(),
             max_log_bytes: args.task_log_max_bytes,
             isolation_lease: Duration::from_millis(args.isolation_lease_ms),
+            node_id: identity.node_id,
+            docker,
         },
         assigned_rx,
         contact_rx,

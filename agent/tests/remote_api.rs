@@ -84,6 +84,7 @@ async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
         agent_version: "0".into(),
         cpus: 1,
         memory_bytes: 1,
+        docker: None,
         cluster_id: None,
         gossip_addr: Some("127.0.0.1:2".into()),
         labels: Default::default(),

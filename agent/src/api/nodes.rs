@@ -180,6 +180,7 @@ pub fn node_infos(consensus: &Consensus, records: Vec<NodeRecord>) -> Vec<NodeIn
                 labels: record.labels.clone(),
                 cpus: record.resources.cpus,
                 memory_bytes: record.resources.memory_bytes,
+                docker: record.resources.docker.clone(),
                 tasks: tasks.get(&record.node_id).copied().unwrap_or(0),
             }
         })
@@ -216,6 +217,7 @@ pub fn node_infos(consensus: &Consensus, records: Vec<NodeRecord>) -> Vec<NodeIn
             labels: BTreeMap::new(),
             cpus: 0,
             memory_bytes: 0,
+            docker: None,
             tasks: 0,
         });
     }

@@ -9,7 +9,7 @@
 //! policy applies and a rolling update sees it fail.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use symphony_consensus::{Health, HealthCheck};
@@ -69,6 +69,18 @@ pub fn judge(
     }
 }
 
+/// Where a check runs.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// A process task's: a command on the node, in the task's dir.
+    Process(PathBuf),
+    /// A docker task's: inside its container, through the engine.
+    Docker {
+        engine: super::docker::Engine,
+        container: String,
+    },
+}
+
 /// What one run found.
 #[derive(Debug)]
 pub struct Outcome {
@@ -94,11 +106,11 @@ impl Checks {
         self.states.retain(|id, _| running(*id));
     }
 
-    /// Starts the check of `assignment` (running in `dir`) if it is due.
+    /// Starts the check of `assignment` (run by `probe`) if it is due.
     pub fn run_if_due(
         &mut self,
         assignment: &Assignment,
-        dir: &Path,
+        probe: Probe,
         results: &mpsc::UnboundedSender<Outcome>,
         now: Instant,
     ) {
@@ -117,12 +129,21 @@ impl Checks {
         }
         state.in_flight = true;
         state.last_run = Some(now);
-        let command = super::process::health_command(dir, assignment, &check.command);
         let timeout = Duration::from_millis(check.timeout_ms);
         let task_id = assignment.task_id;
         let results = results.clone();
+        let assignment = assignment.clone();
+        let command = check.command.clone();
         tokio::spawn(async move {
-            let outcome = run_once(command, timeout).await;
+            let outcome = match probe {
+                Probe::Process(dir) => {
+                    let command = super::process::health_command(&dir, &assignment, &command);
+                    run_once(command, timeout).await
+                }
+                Probe::Docker { engine, container } => {
+                    super::docker::check(&engine, &container, &assignment, &command, timeout).await
+                }
+            };
             let _ = results.send(Outcome {
                 task_id,
                 passed: outcome.is_ok(),

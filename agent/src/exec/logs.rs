@@ -127,6 +127,13 @@ fn read_tail(dir: &Path, tail: Option<u64>) -> (Vec<LogLine>, u64) {
     (lines, end)
 }
 
+/// When the task's last logged line was output (the docker driver resumes its copy of the
+/// engine's log after it).
+pub fn last_line_ms(dir: &Path) -> Option<u64> {
+    let (lines, _) = read_tail(dir, Some(1));
+    lines.last().map(|line| line.at_ms)
+}
+
 /// The complete lines of `path` from `offset`, and the offset after them; a line still being
 /// written waits in `partial`.
 fn read_from(path: &Path, offset: u64, partial: &mut String) -> (Vec<LogLine>, u64) {

@@ -12,11 +12,14 @@
 //! - [`report`]: sending what happened to the leader, in order, until it is recorded;
 //! - [`store`]: the tasks' directories, which make a restarted agent adopt what still runs;
 //! - [`process`] and [`shim`]: the process driver;
+//! - [`docker`]: the docker driver (a container of the node's engine per task, adopted by its
+//!   labels after a restart);
 //! - [`health`]: health checks, whose failure fails the task;
 //! - [`lease`]: the isolation lease, which the shim holds too, so that a task of a killed or
 //!   frozen agent stops on time;
 //! - [`logs`]: reading a task's output for `service logs`.
 
+pub mod docker;
 pub mod feed;
 pub mod health;
 pub mod lease;
@@ -30,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use symphony_consensus::{DesiredState, OnIsolation, TaskReport, TaskState};
+use symphony_consensus::{DesiredState, Driver, OnIsolation, TaskReport, TaskState};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +55,10 @@ pub struct Settings {
     /// Each task's log is kept under this many bytes (twice, with the rotated file).
     pub max_log_bytes: u64,
     pub isolation_lease: Duration,
+    /// This node's id: docker tasks' containers carry it.
+    pub node_id: u64,
+    /// The node's Docker engine, if one answered at start-up; docker tasks need it.
+    pub docker: Option<docker::Engine>,
 }
 
 /// One task here.
@@ -60,6 +67,23 @@ struct Local {
     /// When SIGTERM went to the task's group; SIGKILL follows after its grace.
     stopping: Option<Instant>,
     killed: bool,
+    /// A docker task's watch over its container (see [`docker::task`]).
+    watcher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Local {
+    fn new(file: TaskFile) -> Local {
+        Local {
+            file,
+            stopping: None,
+            killed: false,
+            watcher: None,
+        }
+    }
+
+    fn is_docker(&self) -> bool {
+        self.file.assignment.spec.driver == Driver::Docker
+    }
 }
 
 /// Runs until `shutdown`. Tasks keep running when the agent stops: a restarted agent adopts
@@ -73,6 +97,18 @@ pub async fn run(
 ) {
     let (exited, mut exits) = mpsc::unbounded_channel();
     let (health_results, mut checked) = mpsc::unbounded_channel();
+    let (image_verdicts, mut verdicts) = mpsc::unbounded_channel();
+    // The containers of this node, for adoption; unknown without an engine.
+    let containers = match &settings.docker {
+        Some(engine) => match engine.list_own(settings.node_id).await {
+            Ok(listed) => Some(listed),
+            Err(error) => {
+                tracing::warn!(%error, "cannot list this node's containers; its docker tasks are not adopted");
+                None
+            }
+        },
+        None => None,
+    };
     let mut executor = Executor {
         store: Store::new(&settings.config_dir),
         settings,
@@ -83,8 +119,9 @@ pub async fn run(
         lease_deadline: None,
         checks: health::Checks::default(),
         health_results,
+        image_verdicts,
     };
-    executor.adopt();
+    executor.adopt(containers.as_deref());
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut epoch = 0;
@@ -95,6 +132,9 @@ pub async fn run(
             Some(_) = exits.recv() => {}
             Some(outcome) = checked.recv() => {
                 executor.health_checked(&outcome);
+            }
+            Some(verdict) = verdicts.recv() => {
+                executor.image_health(&verdict);
             }
             _ = ticks.tick() => {}
         }
@@ -121,20 +161,20 @@ struct Executor {
     /// The health checks of running tasks, and where their runs report.
     checks: health::Checks,
     health_results: mpsc::UnboundedSender<health::Outcome>,
+    /// Where docker tasks' watchers send the verdicts of their images' health checks.
+    image_verdicts: mpsc::UnboundedSender<docker::task::Verdict>,
 }
 
 impl Executor {
     /// Takes over the tasks a previous run of the agent left: what ended meanwhile is
     /// reported, what still runs is watched again, what lost its shim is stopped.
-    fn adopt(&mut self) {
+    fn adopt(&mut self, containers: Option<&[docker::engine::Listed]>) {
         for file in self.store.load_all() {
             let id = file.assignment.task_id;
-            let mut local = Local {
-                file,
-                stopping: None,
-                killed: false,
-            };
-            if !local.file.state.is_terminal() {
+            let mut local = Local::new(file);
+            if !local.file.state.is_terminal() && local.is_docker() {
+                self.adopt_container(&mut local, containers);
+            } else if !local.file.state.is_terminal() {
                 match local.file.shim {
                     Some(shim) if process::shim_alive(&shim) => {
                         tracing::info!(task = id, pid = shim.pid, "adopted a running task");
@@ -161,7 +201,123 @@ impl Executor {
             }
             self.tasks.insert(id, local);
         }
+        self.sweep_containers(containers);
         self.prune();
+    }
+
+    /// Watches again the container of a docker task a previous run of the agent started.
+    fn adopt_container(
+        &mut self,
+        local: &mut Local,
+        containers: Option<&[docker::engine::Listed]>,
+    ) {
+        let id = local.file.assignment.task_id;
+        if local.file.state < TaskState::Starting || self.store.exit(id).is_some() {
+            // Never started, or its end is recorded (`watch_one` reports it).
+            return;
+        }
+        let (Some(engine), Some(containers)) = (self.settings.docker.clone(), containers) else {
+            self.end(
+                local,
+                TaskState::Failed,
+                None,
+                Some("no Docker engine answered when the agent restarted, so its container could not be adopted".into()),
+            );
+            return;
+        };
+        let listed = containers
+            .iter()
+            .any(|container| container.task_id == Some(id));
+        let started = self.store.container(id).is_some();
+        match (listed, started) {
+            (true, true) => {
+                // A guard that died with the agent (or never ran) is started again.
+                let guarded = local.file.assignment.spec.on_isolation == OnIsolation::Stop;
+                if guarded
+                    && !local
+                        .file
+                        .shim
+                        .is_some_and(|guard| process::shim_alive(&guard))
+                    && let Err(error) = self.spawn_guard(&engine, local)
+                {
+                    tracing::warn!(task = id, %error, "cannot start an adopted container's lease guard");
+                }
+                let watch = self.watch_of(&engine, local);
+                local.watcher = Some(tokio::spawn(docker::task::follow(watch)));
+                tracing::info!(task = id, container = %docker::spec::container_name(&local.file.assignment, self.settings.node_id), "adopted a running container");
+            }
+            (true, false) => {
+                // Made but not known to have started: the agent stopped in between.
+                self.remove_container(&local.file.assignment);
+                self.end(
+                    local,
+                    TaskState::Failed,
+                    None,
+                    Some("the agent stopped while starting it".into()),
+                );
+            }
+            (false, _) => self.end(
+                local,
+                TaskState::Failed,
+                None,
+                Some("its container disappeared while the agent was away".into()),
+            ),
+        }
+    }
+
+    /// Removes the containers of this node that belong to no task it still watches: ended
+    /// tasks' (their removal was cut short) and unknown ones (a task directory pruned or lost).
+    fn sweep_containers(&self, containers: Option<&[docker::engine::Listed]>) {
+        let (Some(engine), Some(containers)) = (&self.settings.docker, containers) else {
+            return;
+        };
+        for container in containers {
+            let watched = container
+                .task_id
+                .and_then(|id| self.tasks.get(&id))
+                .is_some_and(|local| !local.file.state.is_terminal() && local.watcher.is_some());
+            if watched {
+                continue;
+            }
+            tracing::info!(container = %container.name, task = ?container.task_id, "removing a container of a task this node no longer runs");
+            let engine = engine.clone();
+            let name = container.name.clone();
+            tokio::spawn(async move {
+                if let Err(error) = engine.remove(&name).await {
+                    tracing::warn!(container = %name, %error, "cannot remove a container");
+                }
+            });
+        }
+    }
+
+    /// Removes a docker task's container, in the background.
+    fn remove_container(&self, assignment: &Assignment) {
+        let Some(engine) = self.settings.docker.clone() else {
+            return;
+        };
+        let name = docker::spec::container_name(assignment, self.settings.node_id);
+        tokio::spawn(async move {
+            if let Err(error) = engine.remove(&name).await {
+                tracing::warn!(container = %name, %error, "cannot remove an ended task's container");
+            }
+        });
+    }
+
+    fn watch_of(&self, engine: &docker::Engine, local: &Local) -> docker::task::Watch {
+        let assignment = &local.file.assignment;
+        docker::task::Watch {
+            engine: engine.clone(),
+            task_id: assignment.task_id,
+            name: docker::spec::container_name(assignment, self.settings.node_id),
+            dir: self.store.task_dir(assignment.task_id),
+            max_log_bytes: self.settings.max_log_bytes,
+            exited: self.exited.clone(),
+            image_health: assignment
+                .spec
+                .health
+                .is_none()
+                .then(|| self.image_verdicts.clone()),
+        }
     }
 
     fn reconcile(&mut self, assigned: &Assigned, last_contact: Option<Instant>) {
@@ -181,21 +337,17 @@ impl Executor {
         for assignment in wanted.values() {
             let id = assignment.task_id;
             if !self.tasks.contains_key(&id) {
-                let mut local = Local {
-                    file: TaskFile {
-                        assignment: assignment.clone(),
-                        state: TaskState::Assigned,
-                        shim: None,
-                        stop_requested: false,
-                        exit_code: None,
-                        error: None,
-                        ended_at_ms: None,
-                        health: None,
-                        unhealthy: false,
-                    },
-                    stopping: None,
-                    killed: false,
-                };
+                let mut local = Local::new(TaskFile {
+                    assignment: assignment.clone(),
+                    state: TaskState::Assigned,
+                    shim: None,
+                    stop_requested: false,
+                    exit_code: None,
+                    error: None,
+                    ended_at_ms: None,
+                    health: None,
+                    unhealthy: false,
+                });
                 self.advance(&mut local, TaskState::Accepted);
                 self.tasks.insert(id, local);
             }
@@ -267,9 +419,49 @@ impl Executor {
             if local.file.state != TaskState::Running || local.file.stop_requested {
                 continue;
             }
-            let dir = self.store.task_dir(local.file.assignment.task_id);
+            let id = local.file.assignment.task_id;
+            let probe = if local.is_docker() {
+                let Some(engine) = self.settings.docker.clone() else {
+                    continue;
+                };
+                health::Probe::Docker {
+                    engine,
+                    container: docker::spec::container_name(
+                        &local.file.assignment,
+                        self.settings.node_id,
+                    ),
+                }
+            } else {
+                health::Probe::Process(self.store.task_dir(id))
+            };
             self.checks
-                .run_if_due(&local.file.assignment, &dir, &self.health_results, now);
+                .run_if_due(&local.file.assignment, probe, &self.health_results, now);
+        }
+    }
+
+    /// The image's own health check of a docker task has a new verdict (only for tasks whose
+    /// spec has none): reported like the spec's; an unhealthy task is stopped and fails.
+    fn image_health(&mut self, verdict: &docker::task::Verdict) {
+        let id = verdict.task_id;
+        let Some(mut local) = self.tasks.remove(&id) else {
+            return;
+        };
+        let applies = local.file.state == TaskState::Running
+            && !local.file.stop_requested
+            && local.file.assignment.spec.health.is_none();
+        if applies && local.file.health != Some(verdict.health) {
+            local.file.health = Some(verdict.health);
+            let state = local.file.state;
+            self.advance(&mut local, state);
+        }
+        let unhealthy = applies && verdict.health == symphony_consensus::Health::Unhealthy;
+        if unhealthy {
+            local.file.unhealthy = true;
+        }
+        self.tasks.insert(id, local);
+        if unhealthy {
+            let why = format!("unhealthy: {}", verdict.detail);
+            self.stop(id, Some(&why));
         }
     }
 
@@ -354,6 +546,11 @@ impl Executor {
             return;
         };
         self.advance(&mut local, TaskState::Starting);
+        if local.is_docker() {
+            self.start_container(&mut local);
+            self.tasks.insert(id, local);
+            return;
+        }
         let dir = self.store.task_dir(id);
         let on_lease = local.file.assignment.spec.on_isolation == OnIsolation::Stop;
         let deadline = self.lease_deadline;
@@ -398,12 +595,117 @@ impl Executor {
         self.tasks.insert(id, local);
     }
 
+    /// Starts a docker task: its watcher makes and starts the container and records its end.
+    /// It stays `starting` until the engine has started the container.
+    fn start_container(&mut self, local: &mut Local) {
+        let id = local.file.assignment.task_id;
+        let Some(engine) = self.settings.docker.clone() else {
+            self.end(
+                local,
+                TaskState::Rejected,
+                None,
+                Some("no Docker engine on this node".into()),
+            );
+            return;
+        };
+        let dir = self.store.task_dir(id);
+        if let Err(error) = std::fs::create_dir_all(&dir) {
+            self.end(
+                local,
+                TaskState::Rejected,
+                None,
+                Some(format!("cannot make the task's directory: {error}")),
+            );
+            return;
+        }
+        // A previous attempt's records must not be read as this one's.
+        let _ = std::fs::remove_file(dir.join(store::EXIT_FILE));
+        let _ = std::fs::remove_file(dir.join(store::CONTAINER_FILE));
+        if local.file.assignment.spec.on_isolation == OnIsolation::Stop {
+            // The guard holds the lease from before the container exists.
+            let guarded = match self.lease_deadline {
+                Some(deadline) => {
+                    lease::write(&dir, deadline).and_then(|()| self.spawn_guard(&engine, local))
+                }
+                None => Err(std::io::Error::other(
+                    "no contact with the cluster to start an --on-isolation stop task under",
+                )),
+            };
+            if let Err(error) = guarded {
+                self.end(
+                    local,
+                    TaskState::Rejected,
+                    None,
+                    Some(format!("cannot start the task's lease guard: {error}")),
+                );
+                return;
+            }
+        }
+        let watch = self.watch_of(&engine, local);
+        local.watcher = Some(tokio::spawn(docker::task::run(
+            watch,
+            local.file.assignment.clone(),
+            self.settings.node_id,
+        )));
+    }
+
+    /// Starts the lease guard of an `--on-isolation stop` docker task (see
+    /// [`docker::guard`]), which stops its container if the agent dies or is cut off.
+    fn spawn_guard(&self, engine: &docker::Engine, local: &mut Local) -> std::io::Result<()> {
+        let assignment = &local.file.assignment;
+        let (mut child, guard) = docker::guard::spawn(
+            &self.store.task_dir(assignment.task_id),
+            engine.socket(),
+            &docker::spec::container_name(assignment, self.settings.node_id),
+            Duration::from_millis(assignment.spec.stop_grace_ms),
+        )?;
+        local.file.shim = Some(guard);
+        self.save(local);
+        // Reaped here while the agent runs; after a restart, by whoever adopts orphans.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        Ok(())
+    }
+
+    /// Looks at a docker task: has its container started, has its end been recorded, is its
+    /// watcher gone?
+    fn watch_container(&mut self, local: &mut Local) {
+        let id = local.file.assignment.task_id;
+        if let Some(exit) = self.store.exit(id) {
+            self.finish(local, &exit);
+        } else if local.file.state == TaskState::Starting && self.store.container(id).is_some() {
+            if local.file.assignment.spec.health.is_some() {
+                local.file.health = Some(symphony_consensus::Health::Starting);
+            }
+            self.advance(local, TaskState::Running);
+            tracing::info!(task = id, service = %local.file.assignment.service, slot = ?local.file.assignment.slot, "started a task");
+        } else if local
+            .watcher
+            .as_ref()
+            .is_none_or(tokio::task::JoinHandle::is_finished)
+        {
+            self.remove_container(&local.file.assignment);
+            self.end(
+                local,
+                TaskState::Failed,
+                None,
+                Some("the agent lost track of the task's container".into()),
+            );
+        }
+    }
+
     /// Looks at one task: has its shim recorded an exit, has it gone, is its stop grace over?
     fn watch_one(&mut self, id: u64) {
         let Some(mut local) = self.tasks.remove(&id) else {
             return;
         };
-        if local.file.state == TaskState::Running || local.file.state == TaskState::Starting {
+        if local.is_docker()
+            && (local.file.state == TaskState::Running || local.file.state == TaskState::Starting)
+        {
+            self.watch_container(&mut local);
+        } else if local.file.state == TaskState::Running || local.file.state == TaskState::Starting
+        {
             if let Some(exit) = self.store.exit(id) {
                 self.finish(&mut local, &exit);
             } else if local
@@ -449,6 +751,9 @@ impl Executor {
                 tracing::warn!(task = id, "{why}; stopping the task");
             }
             match local.file.state {
+                TaskState::Starting | TaskState::Running if local.is_docker() => {
+                    self.stop_container(&mut local);
+                }
                 TaskState::Starting | TaskState::Running => {
                     if let Some(child) = self.store.child(id) {
                         process::terminate(child.pid);
@@ -463,7 +768,42 @@ impl Executor {
         self.tasks.insert(id, local);
     }
 
-    /// The shim recorded how the task ended.
+    /// Asks the engine to stop a docker task's container (it kills it after the grace); the
+    /// watcher records the end. One that has not started yet is not waited for: its watcher
+    /// is stopped and whatever it made removed.
+    fn stop_container(&mut self, local: &mut Local) {
+        let id = local.file.assignment.task_id;
+        let name = docker::spec::container_name(&local.file.assignment, self.settings.node_id);
+        let Some(engine) = self.settings.docker.clone() else {
+            // Its watcher records the engine's absence as its end.
+            local.stopping = Some(Instant::now());
+            self.save(local);
+            return;
+        };
+        if local.file.state == TaskState::Starting && self.store.container(id).is_none() {
+            let watcher = local.watcher.take();
+            tokio::spawn(async move {
+                if let Some(watcher) = watcher {
+                    watcher.abort();
+                    let _ = watcher.await;
+                }
+                let _ = engine.remove(&name).await;
+            });
+            let why = local.file.error.clone();
+            self.end(local, TaskState::Shutdown, None, why);
+            return;
+        }
+        let grace = Duration::from_millis(local.file.assignment.spec.stop_grace_ms);
+        tokio::spawn(async move {
+            if let Err(error) = engine.stop(&name, grace).await {
+                tracing::warn!(task = id, container = %name, %error, "cannot stop a container");
+            }
+        });
+        local.stopping = Some(Instant::now());
+        self.save(local);
+    }
+
+    /// The shim (or a docker task's watcher) recorded how the task ended.
     fn finish(&mut self, local: &mut Local, exit: &ExitInfo) {
         let (state, error) = if local.file.unhealthy {
             (TaskState::Failed, local.file.error.clone())
@@ -471,6 +811,8 @@ impl Executor {
             (TaskState::Shutdown, local.file.error.clone())
         } else if let Some(error) = &exit.error {
             (TaskState::Rejected, Some(error.clone()))
+        } else if let Some(failure) = &exit.failure {
+            (TaskState::Failed, Some(failure.clone()))
         } else {
             match (exit.code, exit.signal) {
                 (Some(0), _) => (TaskState::Complete, None),
@@ -482,6 +824,10 @@ impl Executor {
                 (None, None) => (TaskState::Failed, Some("ended without an exit code".into())),
             }
         };
+        // Its output is in the task's log: the container has nothing more to give.
+        if local.is_docker() {
+            self.remove_container(&local.file.assignment);
+        }
         // The shim is done; a process the task left in its group goes too.
         if let Some(child) = self.store.child(local.file.assignment.task_id)
             && process::group_alive(child.pid)
@@ -503,6 +849,7 @@ impl Executor {
         local.file.ended_at_ms = Some(crate::now_ms());
         local.file.shim = None;
         local.stopping = None;
+        local.watcher = None;
         self.advance(local, state);
         tracing::info!(task = local.file.assignment.task_id, state = state.as_str(), error = ?local.file.error, "a task ended");
     }

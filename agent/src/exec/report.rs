@@ -30,6 +30,7 @@ pub async fn run(
     mut reports: mpsc::UnboundedReceiver<TaskReport>,
     shutdown: CancellationToken,
 ) {
+    tokio::spawn(report_resources(ctx.clone(), shutdown.clone()));
     let mut pending: Vec<TaskReport> = Vec::new();
     let mut retry = FIRST_RETRY;
     loop {
@@ -82,17 +83,64 @@ fn keep_latest(pending: &mut Vec<TaskReport>) {
     *pending = kept;
 }
 
+/// Tells the cluster, once, what this node has as it found it at start-up (a Docker engine
+/// may have come or gone since the node joined): the scheduler places docker tasks by it. The
+/// leader writes it only when it differs from the record; until this node is in a cluster and a
+/// manager takes it, it is tried again.
+async fn report_resources(ctx: Context, shutdown: CancellationToken) {
+    let resources = symphony_consensus::Resources {
+        cpus: crate::system::cpus(),
+        memory_bytes: crate::system::total_memory_bytes(),
+        docker: ctx.node.config().settings.docker.clone(),
+    };
+    let mut retry = FIRST_RETRY;
+    loop {
+        let sent = tokio::select! {
+            () = shutdown.cancelled() => return,
+            sent = deliver(&ctx, |node_id, secret| RemoteRequest::NodeResources {
+                node_id,
+                secret,
+                resources: resources.clone(),
+                agent_version: crate::VERSION.to_string(),
+            }) => sent,
+        };
+        match sent {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::debug!(%error, "the node's resources not recorded yet; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(retry) => {}
+                }
+                retry = (retry * 2).min(MAX_RETRY);
+            }
+        }
+    }
+}
+
 /// Sends one batch; returns how many reports were recorded.
 async fn send(ctx: &Context, batch: Vec<TaskReport>) -> Result<usize, CtlError> {
     let count = batch.len();
+    deliver(ctx, |node_id, secret| RemoteRequest::TaskReports {
+        node_id,
+        secret,
+        reports: batch,
+    })
+    .await
+    .map(|()| count)
+}
+
+/// Sends a request the leader records for this node, made by `request` from the node's id and
+/// secret: from a worker to its session's manager (or the next that answers), from a manager
+/// through its own node-to-node handler.
+async fn deliver(
+    ctx: &Context,
+    request: impl FnOnce(u64, String) -> RemoteRequest,
+) -> Result<(), CtlError> {
     let state = ctx.node.state();
     let node_id = state.identity.node_id;
     if let Some(worker) = state.worker {
-        let request = RemoteRequest::TaskReports {
-            node_id,
-            secret: worker.node_secret.clone(),
-            reports: batch,
-        };
+        let request = request(node_id, worker.node_secret.clone());
         let current = ctx.session.view().map(|view| view.manager);
         let gossip = ctx.gossip.running().map(|running| running.gossip);
         let managers = candidates(current, gossip.as_ref(), node_id, worker.managers).await;
@@ -103,7 +151,7 @@ async fn send(ctx: &Context, batch: Vec<TaskReport>) -> Result<usize, CtlError> 
                 .call(&manager.remote_addr, request.clone(), CALL_TIMEOUT)
                 .await
             {
-                Ok(RemoteReply::Recorded) => return Ok(count),
+                Ok(RemoteReply::Recorded) => return Ok(()),
                 Ok(_) => last_error = Some(crate::errors::internal("an unexpected answer")),
                 Err(error) => last_error = Some(error),
             }
@@ -112,15 +160,11 @@ async fn send(ctx: &Context, batch: Vec<TaskReport>) -> Result<usize, CtlError> 
     }
     let secret = state.cluster().ok_or_else(not_initialised)?.manager_secret;
     let call = RemoteCall {
-        request: RemoteRequest::TaskReports {
-            node_id,
-            secret,
-            reports: batch,
-        },
+        request: request(node_id, secret),
         forwarded: false,
     };
     match crate::remote::server::handle(ctx, call).await? {
-        RemoteReply::Recorded => Ok(count),
+        RemoteReply::Recorded => Ok(()),
         _ => Err(crate::errors::internal("an unexpected answer")),
     }
 }

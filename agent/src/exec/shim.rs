@@ -81,11 +81,13 @@ pub fn run(dir: &Path, max_log_bytes: u64, stop_grace: Duration, command: &[Stri
             code: status.code(),
             signal: status.signal(),
             error: None,
+            failure: None,
         },
         Err(error) => ExitInfo {
             code: None,
             signal: None,
             error: Some(format!("cannot wait for the task: {error}")),
+            failure: None,
         },
     };
     if let Ok(mut log) = log.lock() {
@@ -125,6 +127,7 @@ fn record_spawn_error(dir: &Path, error: String) -> i32 {
         code: None,
         signal: None,
         error: Some(error),
+        failure: None,
     };
     match write_json(&dir.join(super::store::EXIT_FILE), &exit) {
         Ok(()) => 0,
@@ -161,8 +164,8 @@ fn copy_lines(
 
 /// The task's log: one line per output line, `<ms since the epoch> <stdout|stderr> <text>`,
 /// rotated to one older file when it reaches its bound, so a task's logs never take more than
-/// twice the bound.
-struct LogWriter {
+/// twice the bound. The docker driver writes the engine's log stream through it too.
+pub(crate) struct LogWriter {
     path: PathBuf,
     old: PathBuf,
     max_bytes: u64,
@@ -171,7 +174,7 @@ struct LogWriter {
 }
 
 impl LogWriter {
-    fn open(dir: &Path, max_bytes: u64) -> LogWriter {
+    pub(crate) fn open(dir: &Path, max_bytes: u64) -> LogWriter {
         let path = dir.join(LOG_FILE);
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -192,7 +195,12 @@ impl LogWriter {
     }
 
     fn write_line(&mut self, stream: &str, text: &str) {
-        let line = format!("{} {stream} {text}\n", crate::now_ms());
+        self.write_line_at(crate::now_ms(), stream, text);
+    }
+
+    /// Writes a line that was output at `at_ms`.
+    pub(crate) fn write_line_at(&mut self, at_ms: u64, stream: &str, text: &str) {
+        let line = format!("{at_ms} {stream} {text}\n");
         if self.written + line.len() as u64 > self.max_bytes {
             self.rotate();
         }
@@ -215,7 +223,7 @@ impl LogWriter {
         self.written = 0;
     }
 
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if let Some(file) = self.file.as_mut() {
             let _ = file.flush();
         }

@@ -3,7 +3,9 @@
 //! - `task.json`: what the executor knows of the task (its assignment, its state, its shim),
 //!   written whole and renamed into place at every change;
 //! - `child.json`: the task's pid (its process group), written by the shim once it runs;
-//! - `exit.json`: how it ended, written by the shim;
+//! - `exit.json`: how it ended, written by the shim (or, for a docker task, by the agent once
+//!   the engine says the container ended);
+//! - `container.json`: a docker task's container, once started;
 //! - `output.log`, `output.log.1`: its output, bounded (see [`super::shim`]).
 //!
 //! A restarted agent reads these to adopt what still runs and to report what ended while it
@@ -20,6 +22,14 @@ pub const TASKS_DIR: &str = "tasks";
 pub const TASK_FILE: &str = "task.json";
 pub const CHILD_FILE: &str = "child.json";
 pub const EXIT_FILE: &str = "exit.json";
+pub const CONTAINER_FILE: &str = "container.json";
+
+/// A docker task's container, written once the engine has started it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+}
 
 /// The task's process, as the shim recorded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +44,10 @@ pub struct ExitInfo {
     pub signal: Option<i32>,
     /// Set when the task could not be started or waited for.
     pub error: Option<String>,
+    /// Set when the task ran but its driver says it ended abnormally (the Docker engine went
+    /// away, the container was killed for its memory): it ends `failed` with this.
+    #[serde(default)]
+    pub failure: Option<String>,
 }
 
 /// The shim of a running task: its pid and when it started (clock ticks since boot, from
@@ -49,6 +63,8 @@ pub struct ShimInfo {
 pub struct TaskFile {
     pub assignment: Assignment,
     pub state: TaskState,
+    /// The process task's shim, or a docker task's lease guard (see
+    /// [`super::docker::guard`]).
     pub shim: Option<ShimInfo>,
     /// Whether the executor asked the task to stop (its end is then `shutdown`).
     #[serde(default)]
@@ -120,6 +136,12 @@ impl Store {
 
     pub fn exit(&self, task_id: u64) -> Option<ExitInfo> {
         read_json(&self.task_dir(task_id).join(EXIT_FILE))
+            .ok()
+            .flatten()
+    }
+
+    pub fn container(&self, task_id: u64) -> Option<ContainerInfo> {
+        read_json(&self.task_dir(task_id).join(CONTAINER_FILE))
             .ok()
             .flatten()
     }

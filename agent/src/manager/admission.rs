@@ -180,6 +180,7 @@ fn node_join(join: JoinRequest, role: Role, node_secret: Option<String>) -> Node
         resources: Resources {
             cpus: join.cpus,
             memory_bytes: join.memory_bytes,
+            docker: join.docker,
         },
         agent_version: join.agent_version,
         labels: join.labels,

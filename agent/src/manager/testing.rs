@@ -29,6 +29,7 @@ pub fn cluster(workers: u64) -> ClusterState {
         resources: Resources {
             cpus: 4,
             memory_bytes: 8 << 30,
+            docker: None,
         },
         agent_version: String::new(),
         joined_at_ms: 0,
@@ -70,6 +71,7 @@ pub fn add_worker(state: &mut ClusterState, id: u64) {
                 resources: Resources {
                     cpus: 4,
                     memory_bytes: 8 << 30,
+                    docker: None,
                 },
                 agent_version: String::new(),
                 labels: BTreeMap::new(),

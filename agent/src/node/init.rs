@@ -235,6 +235,7 @@ pub(crate) fn join_request(
         agent_version: crate::VERSION.to_string(),
         cpus: crate::system::cpus(),
         memory_bytes: crate::system::total_memory_bytes(),
+        docker: config.settings.docker.clone(),
         cluster_id,
         gossip_addr: Some(config.advertised.gossip_addr.clone()),
         labels: config.settings.labels.clone(),
@@ -256,6 +257,7 @@ pub(crate) fn own_record(owner: &Owner, now: u64) -> NodeRecord {
         &owner.current().identity,
         &config.advertised,
         config.settings.labels.clone(),
+        config.settings.docker.clone(),
         now,
     )
 }
@@ -266,6 +268,7 @@ pub fn manager_record(
     identity: &crate::identity::Identity,
     advertised: &super::Advertised,
     labels: BTreeMap<String, String>,
+    docker: Option<String>,
     now: u64,
 ) -> NodeRecord {
     NodeRecord {
@@ -281,6 +284,7 @@ pub fn manager_record(
         resources: Resources {
             cpus: crate::system::cpus(),
             memory_bytes: crate::system::total_memory_bytes(),
+            docker,
         },
         agent_version: crate::VERSION.to_string(),
         joined_at_ms: now,

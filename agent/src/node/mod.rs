@@ -53,6 +53,8 @@ pub struct NodeSettings {
     pub gossip: GossipSettings,
     /// Labels reported at join.
     pub labels: BTreeMap<String, String>,
+    /// The Docker engine's version, when one answered at start-up (reported at join).
+    pub docker: Option<String>,
     /// How long gossip must say a node is down before the leader records it.
     pub liveness_grace: Duration,
     /// Node-loss grace, isolation lease and the like.

@@ -83,6 +83,14 @@ pub enum RemoteRequest {
         secret: String,
         reports: Vec<TaskReport>,
     },
+    /// A node reports its resources as it found them at its start (a Docker engine that came
+    /// or went since it joined).
+    NodeResources {
+        node_id: u64,
+        secret: String,
+        resources: symphony_consensus::Resources,
+        agent_version: String,
+    },
     /// Who leads, as this manager knows it: asked by a manager whose own Raft node has stopped
     /// (its store failed) and still forwards what it cannot answer.
     WhoLeads,
@@ -112,6 +120,7 @@ impl RemoteRequest {
             RemoteRequest::Session { .. } => ("session", RemoteRoute::Local),
             RemoteRequest::Assignments { .. } => ("assignments", RemoteRoute::Local),
             RemoteRequest::TaskReports { .. } => ("task reports", RemoteRoute::Leader),
+            RemoteRequest::NodeResources { .. } => ("node resources", RemoteRoute::Leader),
             RemoteRequest::TaskLogs { .. } => ("task logs", RemoteRoute::Local),
             RemoteRequest::WhoLeads => ("who leads", RemoteRoute::Local),
             RemoteRequest::GossipKeysHeld => ("gossip keys held", RemoteRoute::Local),
@@ -132,6 +141,9 @@ pub struct JoinRequest {
     pub agent_version: String,
     pub cpus: u32,
     pub memory_bytes: u64,
+    /// The node's Docker engine version, when it has one.
+    #[serde(default)]
+    pub docker: Option<String>,
     /// The cluster the node already belongs to, if any: joining another one is refused.
     pub cluster_id: Option<String>,
     /// Where the node gossips (UDP).

@@ -175,6 +175,32 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
                 .await
                 .map(|()| RemoteReply::Recorded)
         }
+        RemoteRequest::NodeResources {
+            node_id,
+            secret,
+            resources,
+            agent_version,
+        } => {
+            if check_manager_secret(ctx, &secret).is_err() {
+                sessions::authenticate_worker(&consensus, node_id, &secret)?;
+            }
+            let unchanged = consensus.read_stale(|state| {
+                state.nodes.get(&node_id).is_some_and(|record| {
+                    record.resources == resources && record.agent_version == agent_version
+                })
+            });
+            if !unchanged {
+                let command = symphony_consensus::Command::Node(
+                    symphony_consensus::NodeCommand::SetResources {
+                        node_id,
+                        resources,
+                        agent_version,
+                    },
+                );
+                crate::manager::propose::propose(&consensus, command).await?;
+            }
+            Ok(RemoteReply::Recorded)
+        }
         RemoteRequest::WhoLeads => Ok(RemoteReply::Leader(
             super::forward::leader_now(&ctx.node.state())
                 .ok()

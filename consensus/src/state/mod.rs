@@ -101,6 +101,9 @@ impl fmt::Display for Command {
                 NodeCommand::SetDemoted { node_id, demoted } => {
                     write!(f, "set-demoted({node_id}, {demoted})")
                 }
+                NodeCommand::SetResources { node_id, .. } => {
+                    write!(f, "set-node-resources({node_id})")
+                }
                 NodeCommand::Remove { node_id } => write!(f, "remove-node({node_id})"),
             },
             Command::Kv(KvCommand::Put { key, .. }) => write!(f, "kv-put({key})"),

@@ -62,6 +62,10 @@ impl Availability {
 pub struct Resources {
     pub cpus: u32,
     pub memory_bytes: u64,
+    /// The version of the node's Docker engine, when one answered as the node started (or
+    /// joined): only then does it take docker tasks.
+    #[serde(default)]
+    pub docker: Option<String>,
 }
 
 /// One node of the cluster, manager or worker.
@@ -136,6 +140,13 @@ pub enum NodeCommand {
     },
     /// An operator demoted (or promoted) a manager.
     SetDemoted { node_id: u64, demoted: bool },
+    /// A node reports what it has, as it found it at its (re)start: its resources (CPUs,
+    /// memory, whether a Docker engine answers) and its agent's version replace those recorded.
+    SetResources {
+        node_id: u64,
+        resources: Resources,
+        agent_version: String,
+    },
     /// Forgets a node.
     Remove { node_id: u64 },
 }
@@ -228,6 +239,21 @@ impl NodeTable {
                 };
                 if node.demoted != *demoted {
                     node.demoted = *demoted;
+                    changes.touch(TABLE, u64_key(*node_id));
+                }
+                CommandResult::Done
+            }
+            NodeCommand::SetResources {
+                node_id,
+                resources,
+                agent_version,
+            } => {
+                let Some(node) = self.0.get_mut(node_id) else {
+                    return no_such_node(*node_id);
+                };
+                if node.resources != *resources || node.agent_version != *agent_version {
+                    node.resources = resources.clone();
+                    node.agent_version = agent_version.clone();
                     changes.touch(TABLE, u64_key(*node_id));
                 }
                 CommandResult::Done
@@ -350,6 +376,7 @@ mod tests {
             resources: Resources {
                 cpus: 4,
                 memory_bytes: 8,
+                docker: None,
             },
             agent_version: "0.2.0".into(),
             labels: BTreeMap::from([("zone".to_string(), "b".to_string())]),
@@ -528,6 +555,25 @@ mod tests {
             },
         );
         assert!(state.nodes[&1].demoted);
+        let mut changes = Changes::default();
+        state.apply(
+            &Command::Node(NodeCommand::SetResources {
+                node_id: 1,
+                resources: Resources {
+                    cpus: 2,
+                    memory_bytes: 3,
+                    docker: Some("20.10.24".into()),
+                },
+                agent_version: "0.3.0".into(),
+            }),
+            &mut changes,
+        );
+        assert_eq!(
+            state.nodes[&1].resources.docker.as_deref(),
+            Some("20.10.24")
+        );
+        assert_eq!(state.nodes[&1].agent_version, "0.3.0");
+        assert!(changes.contains(TABLE, &u64_key(1)));
         let mut changes = Changes::default();
         state.apply(
             &Command::Node(NodeCommand::Remove { node_id: 1 }),

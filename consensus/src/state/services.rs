@@ -23,7 +23,7 @@ use crate::codec::{decode, encode};
 pub const MAX_REPLICAS: u32 = 1_000_000;
 
 /// How a task is run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Driver {
     /// A child process of the worker, in its own process group.

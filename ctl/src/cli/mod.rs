@@ -657,6 +657,10 @@ fn node_text(node: &NodeInfo) -> String {
             "Memory",
             format!("{} MiB", node.memory_bytes / (1024 * 1024)),
         ),
+        (
+            "Docker engine",
+            node.docker.clone().unwrap_or_else(|| "none".to_string()),
+        ),
         ("Agent", node.agent_version.clone()),
         ("Joined (ms since epoch)", node.joined_at_ms.to_string()),
         (

@@ -252,6 +252,9 @@ pub struct NodeInfo {
     pub cpus: u32,
     #[serde(default)]
     pub memory_bytes: u64,
+    /// The node's Docker engine version; `None`: no engine, no docker tasks.
+    #[serde(default)]
+    pub docker: Option<String>,
     /// Tasks placed on the node that it should run.
     #[serde(default)]
     pub tasks: u32,

@@ -147,6 +147,11 @@ impl AgentProcess {
         self.launch()
     }
 
+    /// Changes the extra arguments the agent gets from its next start on.
+    pub fn set_extra_args(&mut self, args: Vec<String>) {
+        self.extra_args = args;
+    }
+
     /// Starts the stopped agent again on the same dir and ports and waits until it answers.
     pub async fn restart(&mut self) -> Result<StatusInfo, HarnessError> {
         self.respawn()?;

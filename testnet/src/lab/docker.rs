@@ -36,6 +36,7 @@ mod cli;
 mod firewall;
 mod image;
 mod network;
+pub mod probe;
 mod scope;
 mod tar;
 
@@ -46,6 +47,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use cli::Docker;
+pub use probe::ensure_probe_image;
 pub use scope::Scope;
 
 use super::LabError;

@@ -210,6 +210,7 @@ fn hint(filter: &str) -> Option<String> {
         "status" => "bring a down node back, or add a node (start an agent and `join` it)".to_string(),
         "availability" => "make a node active again: `symphony-ctl node update ID --availability active`".to_string(),
         "constraint" => "label a node to meet the constraints (`symphony-ctl node update ID --label-add KEY=VALUE`), or create the service with other constraints".to_string(),
+        "driver" => "run a Docker engine on a node (its agent looks for it at --docker-socket when it starts: restart the agent), or use --driver process".to_string(),
         "cpu" => "free CPUs on a node (other tasks reserve them), add a node with more, or reserve fewer (--reserve-cpu)".to_string(),
         "memory" => "free memory on a node (other tasks reserve it), add a node with more, or reserve less (--reserve-memory)".to_string(),
         _ => return None,
@@ -332,7 +333,7 @@ fn service_info(state: &ClusterState, service: &ServiceRecord) -> ServiceInfo {
                 .filter(|node| {
                     node.status != NodeStatus::Left
                         && node.availability != Availability::Drain
-                        && meets(node, &service.spec.constraints)
+                        && meets(node, &service.spec.constraints, service.spec.task.driver)
                 })
                 .count();
             u32::try_from(eligible).unwrap_or(u32::MAX)

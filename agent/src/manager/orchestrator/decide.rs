@@ -288,7 +288,7 @@ impl<'a> Planner<'a> {
         for node in self.state.nodes.values() {
             let keeps = node.status != NodeStatus::Left
                 && node.availability != Availability::Drain
-                && meets(node, &service.spec.constraints);
+                && meets(node, &service.spec.constraints, service.spec.task.driver);
             let view = self.slot_view(by_node.get(&node.node_id).map_or(&[][..], Vec::as_slice));
             let index = (keeps && node.status == NodeStatus::Ready).then(|| {
                 views.push(view);

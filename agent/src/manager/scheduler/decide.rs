@@ -15,7 +15,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
 use symphony_consensus::{
-    ClusterState, DesiredState, NodeRecord, Reservations, ServiceRecord, TaskRecord, TaskState,
+    ClusterState, DesiredState, Driver, NodeRecord, Reservations, ServiceRecord, TaskRecord,
+    TaskState,
 };
 
 use super::filters::{Failure, fits, placement_failures, resource_failures};
@@ -109,15 +110,20 @@ fn waiting(state: &ClusterState) -> impl Iterator<Item = &TaskRecord> {
 pub fn decide(state: &ClusterState, limit: usize) -> Schedule {
     let mut load = Load::of(state);
     let mut schedule = Schedule::default();
-    // Tasks of one service with one reservation and no fixed node are placed together.
-    let mut groups: BTreeMap<(&str, Reservations), Vec<&TaskRecord>> = BTreeMap::new();
+    // Tasks of one service with one reservation and driver and no fixed node are placed
+    // together (in an update from one driver to the other, old and new tasks differ).
+    let mut groups: BTreeMap<(&str, Reservations, Driver), Vec<&TaskRecord>> = BTreeMap::new();
     let mut fixed: Vec<&TaskRecord> = Vec::new();
     for task in waiting(state) {
         if task.node_id.is_some() {
             fixed.push(task);
         } else {
             groups
-                .entry((task.service.as_str(), task.spec.reservations))
+                .entry((
+                    task.service.as_str(),
+                    task.spec.reservations,
+                    task.spec.driver,
+                ))
                 .or_default()
                 .push(task);
         }
@@ -134,7 +140,7 @@ pub fn decide(state: &ClusterState, limit: usize) -> Schedule {
             );
             continue;
         };
-        let mut failures = placement_failures(node, &service.spec.constraints);
+        let mut failures = placement_failures(node, &service.spec.constraints, task.spec.driver);
         failures.extend(resource_failures(
             node,
             load.reserved(node.node_id),
@@ -148,14 +154,14 @@ pub fn decide(state: &ClusterState, limit: usize) -> Schedule {
             note_pending(&mut schedule, task, reason);
         }
     }
-    for ((name, needs), tasks) in groups {
+    for ((name, needs, driver), tasks) in groups {
         let Some(service) = state.services.get(name) else {
             continue;
         };
         let mut heap: BinaryHeap<Reverse<(u32, u32, u64)>> = state
             .nodes
             .values()
-            .filter(|node| placement_failures(node, &service.spec.constraints).is_empty())
+            .filter(|node| placement_failures(node, &service.spec.constraints, driver).is_empty())
             .map(|node| load.rank(name, node.node_id))
             .collect();
         let mut reason: Option<String> = None;
@@ -182,7 +188,7 @@ pub fn decide(state: &ClusterState, limit: usize) -> Schedule {
                 }
                 None => {
                     let reason = reason
-                        .get_or_insert_with(|| group_summary(state, service, needs, &load))
+                        .get_or_insert_with(|| group_summary(state, service, needs, driver, &load))
                         .clone();
                     note_pending(&mut schedule, task, reason);
                 }
@@ -211,7 +217,7 @@ pub fn explain(state: &ClusterState, task: &TaskRecord) -> Vec<NodeVerdict> {
         .values()
         .filter(|node| task.node_id.is_none_or(|fixed| fixed == node.node_id))
         .map(|node| {
-            let mut failures = placement_failures(node, &constraints);
+            let mut failures = placement_failures(node, &constraints, task.spec.driver);
             failures.extend(resource_failures(
                 node,
                 load.reserved(node.node_id),
@@ -230,13 +236,14 @@ fn group_summary(
     state: &ClusterState,
     service: &ServiceRecord,
     needs: Reservations,
+    driver: Driver,
     load: &Load<'_>,
 ) -> String {
     let verdicts: Vec<(&NodeRecord, Vec<Failure>)> = state
         .nodes
         .values()
         .map(|node| {
-            let mut failures = placement_failures(node, &service.spec.constraints);
+            let mut failures = placement_failures(node, &service.spec.constraints, driver);
             failures.extend(resource_failures(node, load.reserved(node.node_id), needs));
             (node, failures)
         })

@@ -2,14 +2,14 @@
 //! `service explain` can tell an operator exactly what would unblock a pending task.
 
 use symphony_consensus::{
-    Availability, Constraint, ConstraintField, ConstraintOp, NodeRecord, NodeRole, NodeStatus,
-    Reservations,
+    Availability, Constraint, ConstraintField, ConstraintOp, Driver, NodeRecord, NodeRole,
+    NodeStatus, Reservations,
 };
 
 /// One filter a node fails, and by how much.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    /// `status`, `availability`, `constraint`, `cpu` or `memory`.
+    /// `status`, `availability`, `driver`, `constraint`, `cpu` or `memory`.
     pub filter: &'static str,
     pub detail: String,
 }
@@ -21,8 +21,13 @@ fn failure(filter: &'static str, detail: impl Into<String>) -> Failure {
     }
 }
 
-/// Whether `node` may take new tasks at all, and meets `constraints`: every failure.
-pub fn placement_failures(node: &NodeRecord, constraints: &[Constraint]) -> Vec<Failure> {
+/// Whether `node` may take new tasks at all, can run tasks of `driver` and meets
+/// `constraints`: every failure.
+pub fn placement_failures(
+    node: &NodeRecord,
+    constraints: &[Constraint],
+    driver: Driver,
+) -> Vec<Failure> {
     let mut failures = Vec::new();
     match node.status {
         NodeStatus::Ready => {}
@@ -35,6 +40,9 @@ pub fn placement_failures(node: &NodeRecord, constraints: &[Constraint]) -> Vec<
             failures.push(failure("availability", "the node is paused (no new tasks)"))
         }
         Availability::Drain => failures.push(failure("availability", "the node is draining")),
+    }
+    if !runs(node, driver) {
+        failures.push(failure("driver", "no Docker engine on this node"));
     }
     failures.extend(
         constraints
@@ -55,9 +63,18 @@ pub fn holds(node: &NodeRecord, constraint: &Constraint) -> bool {
     }
 }
 
-/// Whether every constraint holds on `node`.
-pub fn meets(node: &NodeRecord, constraints: &[Constraint]) -> bool {
-    constraints.iter().all(|constraint| holds(node, constraint))
+/// Whether every constraint holds on `node` and it can run tasks of `driver`.
+pub fn meets(node: &NodeRecord, constraints: &[Constraint], driver: Driver) -> bool {
+    runs(node, driver) && constraints.iter().all(|constraint| holds(node, constraint))
+}
+
+/// Whether `node` can run tasks of `driver`: every node runs processes; docker tasks need the
+/// Docker engine the node reported when it joined.
+pub fn runs(node: &NodeRecord, driver: Driver) -> bool {
+    match driver {
+        Driver::Process => true,
+        Driver::Docker => node.resources.docker.is_some(),
+    }
 }
 
 fn attribute(node: &NodeRecord, field: &ConstraintField) -> Option<String> {
@@ -179,6 +196,7 @@ mod tests {
             resources: Resources {
                 cpus: 4,
                 memory_bytes: 8 << 30,
+                docker: None,
             },
             agent_version: String::new(),
             joined_at_ms: 0,
@@ -198,7 +216,7 @@ mod tests {
             Constraint::parse("node.labels.disk==ssd").unwrap(),
             Constraint::parse("node.role==worker").unwrap(),
         ];
-        let failures = placement_failures(&node, &constraints);
+        let failures = placement_failures(&node, &constraints, Driver::Process);
         let filters: Vec<&str> = failures.iter().map(|f| f.filter).collect();
         assert_eq!(filters, ["availability", "constraint", "constraint"]);
         assert_eq!(
@@ -231,6 +249,24 @@ mod tests {
             Reservations::default(),
             Reservations::default()
         ));
+    }
+
+    #[test]
+    fn docker_tasks_go_only_to_nodes_with_an_engine() {
+        let mut node = worker(1);
+        let failures = placement_failures(&node, &[], Driver::Docker);
+        assert_eq!(
+            failures,
+            [Failure {
+                filter: "driver",
+                detail: "no Docker engine on this node".into()
+            }]
+        );
+        assert!(!meets(&node, &[], Driver::Docker));
+        assert!(meets(&node, &[], Driver::Process));
+        node.resources.docker = Some("20.10.24".into());
+        assert!(placement_failures(&node, &[], Driver::Docker).is_empty());
+        assert!(meets(&node, &[], Driver::Docker));
     }
 
     #[test]

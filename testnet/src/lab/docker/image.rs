@@ -49,12 +49,12 @@ static BUILDING: Mutex<()> = Mutex::new(());
 
 /// A file of the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
+pub(super) struct Entry {
     /// Absolute path inside the image.
-    path: String,
+    pub(super) path: String,
     /// Where its bytes come from on this machine.
-    source: PathBuf,
-    mode: u32,
+    pub(super) source: PathBuf,
+    pub(super) mode: u32,
 }
 
 /// Makes sure the image for `agent_bin` exists; returns its tag.
@@ -117,7 +117,7 @@ fn contents(agent_bin: &Path) -> Result<Vec<Entry>, LabError> {
 }
 
 /// The shared libraries `binary` loads, as `ldd` lists them (none for a static binary).
-fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, LabError> {
+pub(super) fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, LabError> {
     let Some(ldd) = exec::find_on_path("ldd") else {
         return Err(LabError::BackendUnavailable {
             backend: "docker",
@@ -237,7 +237,7 @@ fn import(docker: &Docker, tag: &str, entries: &[Entry]) -> Result<(), LabError>
 }
 
 /// The image as a tar: every directory, then every file, in a fixed order.
-fn write_tar(out: &mut dyn std::io::Write, entries: &[Entry]) -> std::io::Result<()> {
+pub(super) fn write_tar(out: &mut dyn std::io::Write, entries: &[Entry]) -> std::io::Result<()> {
     let mut tar = TarWriter::new(BufWriter::with_capacity(1 << 20, out));
     let mut dirs = BTreeSet::new();
     for entry in entries {
