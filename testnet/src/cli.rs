@@ -11,6 +11,7 @@ use crate::bench::failover::FailoverOptions;
 use crate::bench::fleet::FleetOptions;
 use crate::bench::gossip::{GossipOptions, ProfileKind};
 use crate::bench::kv::{KvOptions, Target};
+use crate::bench::start::StartOptions;
 use crate::bench::update::UpdateOptions;
 use crate::chaos::ChaosOptions;
 use crate::chaos::command::ChaosCommand;
@@ -244,6 +245,43 @@ pub enum BenchCommand {
     /// A rolling update of a service of many process tasks: how long it takes and how far and
     /// how long the running count dips below the service's count.
     Update(UpdateBenchArgs),
+    /// New services' tasks on real agents: p50/p99 from `service create` to each task running.
+    Start(StartBenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StartBenchArgs {
+    /// Workers beside the one manager.
+    #[arg(long, default_value_t = 10)]
+    pub workers: usize,
+
+    /// Tasks of each trial's service.
+    #[arg(long, default_value_t = 100)]
+    pub tasks: u32,
+
+    /// Services created one after the other.
+    #[arg(long, default_value_t = 3)]
+    pub trials: usize,
+
+    /// Seconds forming and each trial may take.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_s: u64,
+
+    /// The symphony-agent binary (default: $SYMPHONY_AGENT_BIN, or next to this binary).
+    #[arg(long, value_name = "PATH")]
+    pub agent_bin: Option<PathBuf>,
+}
+
+impl From<StartBenchArgs> for StartOptions {
+    fn from(args: StartBenchArgs) -> StartOptions {
+        StartOptions {
+            workers: args.workers,
+            tasks: args.tasks,
+            trials: args.trials,
+            timeout_s: args.timeout_s,
+            agent_bin: args.agent_bin,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -679,6 +717,12 @@ mod tests {
         match bench("fleet") {
             BenchCommand::Fleet(args) => {
                 assert_eq!(FleetOptions::from(args), FleetOptions::default());
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match bench("start") {
+            BenchCommand::Start(args) => {
+                assert_eq!(StartOptions::from(args), StartOptions::default());
             }
             other => panic!("parsed as {other:?}"),
         }

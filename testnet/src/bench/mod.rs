@@ -5,6 +5,7 @@
 //! - [`failover`]: how long writes are unavailable when the leader of three is killed;
 //! - [`fleet`]: a real fleet of agent processes on loopback: forming, join and failure
 //!   detection times, idle CPU and memory;
+//! - [`start`]: new services' tasks on real agents: create to running, p50/p99;
 //! - [`update`]: a rolling update of many tasks: its duration and the dips below the count;
 //! - [`gossip`]: gossip at scale, in the in-process simulator of `symphony_gossip::sim`;
 //! - [`latency`]: the one summary of measured times (nearest-rank percentiles) they all report
@@ -16,4 +17,5 @@ pub mod fleet;
 pub mod gossip;
 pub mod kv;
 pub mod latency;
+pub mod start;
 pub mod update;

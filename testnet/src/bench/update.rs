@@ -123,49 +123,8 @@ pub async fn run(options: UpdateOptions) -> anyhow::Result<()> {
         bail!("--tasks must be at least 1");
     }
     let timeout = Duration::from_secs(options.timeout_s);
-    let agent = AgentOptions {
-        bin: options.agent_bin.clone(),
-        log_level: "warn".into(),
-        ..AgentOptions::default()
-    };
-    let mut cluster = Cluster::start_with(
-        1,
-        ClusterOptions {
-            agent: agent.clone(),
-            ..ClusterOptions::default()
-        },
-    )
-    .await
-    .context("cannot start the manager")?;
-    cluster
-        .bootstrap_dynamic()
-        .await
-        .context("cannot form the cluster")?;
-    let client = cluster.client(0).await?;
-    let token = client.token_show(Role::Worker).await?.token;
-    let manager = cluster.remote_addr(0)?.to_string();
-    let mut workers = Vec::new();
-    for _ in 0..options.workers {
-        let worker = AgentProcess::start_with(agent.clone())
-            .await
-            .context("cannot start a worker")?;
-        worker.client().await?.join(&token, &manager).await?;
-        workers.push(worker);
-    }
-    let nodes = 1 + options.workers;
-    poll_until(timeout, "every node ready", async || {
-        let listed = client
-            .node_list(ReadConsistency::Linearizable)
-            .await
-            .map_err(|e| e.to_string())?;
-        let ready = listed.iter().filter(|node| node.status == "ready").count();
-        if ready == nodes {
-            Ok(())
-        } else {
-            Err(format!("{ready} of {nodes} ready"))
-        }
-    })
-    .await?;
+    let (cluster, workers, client) =
+        start_fleet(options.workers, options.agent_bin.clone(), timeout).await?;
     println!("cluster: 1 manager, {} workers", options.workers);
 
     let spec = ServiceSpecView {
@@ -269,6 +228,58 @@ pub async fn run(options: UpdateOptions) -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+/// One manager and `workers` workers on loopback, every node `ready`; the manager's client.
+pub(crate) async fn start_fleet(
+    workers: usize,
+    agent_bin: Option<PathBuf>,
+    timeout: Duration,
+) -> anyhow::Result<(Cluster, Vec<AgentProcess>, Client)> {
+    let agent = AgentOptions {
+        bin: agent_bin,
+        log_level: "warn".into(),
+        ..AgentOptions::default()
+    };
+    let mut cluster = Cluster::start_with(
+        1,
+        ClusterOptions {
+            agent: agent.clone(),
+            ..ClusterOptions::default()
+        },
+    )
+    .await
+    .context("cannot start the manager")?;
+    cluster
+        .bootstrap_dynamic()
+        .await
+        .context("cannot form the cluster")?;
+    let client = cluster.client(0).await?;
+    let token = client.token_show(Role::Worker).await?.token;
+    let manager = cluster.remote_addr(0)?.to_string();
+    let mut processes = Vec::new();
+    for _ in 0..workers {
+        let worker = AgentProcess::start_with(agent.clone())
+            .await
+            .context("cannot start a worker")?;
+        worker.client().await?.join(&token, &manager).await?;
+        processes.push(worker);
+    }
+    let nodes = 1 + workers;
+    poll_until(timeout, "every node ready", async || {
+        let listed = client
+            .node_list(ReadConsistency::Linearizable)
+            .await
+            .map_err(|e| e.to_string())?;
+        let ready = listed.iter().filter(|node| node.status == "ready").count();
+        if ready == nodes {
+            Ok(())
+        } else {
+            Err(format!("{ready} of {nodes} ready"))
+        }
+    })
+    .await?;
+    Ok((cluster, processes, client))
 }
 
 async fn completed(client: &Client) -> anyhow::Result<bool> {
