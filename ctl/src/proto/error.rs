@@ -164,6 +164,10 @@ pub enum ErrorCode {
     /// The manager's disk is full: it takes no more writes until there is room (reads and
     /// forwarding go on).
     NoSpace,
+    /// The CA bundle the cluster presented does not match the digest the join token pins:
+    /// the address may not be this cluster's (or the token is another cluster's). Nothing
+    /// secret was sent.
+    UntrustedCa,
 }
 
 impl ErrorCode {
@@ -197,6 +201,7 @@ impl std::fmt::Display for ErrorCode {
             ErrorCode::NotManager => "not_manager",
             ErrorCode::Internal => "internal",
             ErrorCode::NoSpace => "no_space",
+            ErrorCode::UntrustedCa => "untrusted_ca",
         };
         f.write_str(name)
     }
