@@ -28,7 +28,9 @@ pub struct TlsStore {
 
 impl std::fmt::Debug for TlsStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsStore").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("TlsStore")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -121,7 +123,11 @@ mod tests {
         let mode = std::fs::metadata(&key_path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let again = TlsStore::open(dir.path()).unwrap();
-        assert_eq!(store.key.der(), again.key.der(), "the key is kept across starts");
+        assert_eq!(
+            store.key.der(),
+            again.key.der(),
+            "the key is kept across starts"
+        );
         assert!(store.certificate().is_none());
 
         let ca = symphony_pki::ClusterCa::generate("c").unwrap();
@@ -131,7 +137,11 @@ mod tests {
             node_id: 3,
         };
         let issued = ca
-            .issue(&store.request(3).unwrap(), &identity, std::time::SystemTime::now())
+            .issue(
+                &store.request(3).unwrap(),
+                &identity,
+                std::time::SystemTime::now(),
+            )
             .unwrap();
         store.store(&issued.cert_pem, &ca.bundle()).unwrap();
         assert_eq!(again.certificate().unwrap(), issued.cert_pem);

@@ -4,8 +4,8 @@
 //! [`NodeCommand::Join`], merged in the log into whatever record the node had.
 
 use symphony_consensus::{
-    ClusterInfo, Command, Consensus, GossipKeyring, ManagerNode, NodeCommand, NodeJoin, NodeRole, NodeStatus,
-    Resources,
+    ClusterInfo, Command, Consensus, GossipKeyring, ManagerNode, NodeCommand, NodeJoin, NodeRole,
+    NodeStatus, Resources,
 };
 use symphony_ctl::proto::{CtlError, ErrorCode, Role};
 use symphony_pki::{CertIdentity, CertRole, PkiError};
@@ -166,9 +166,9 @@ pub fn issue_certificate(
     ca.issue(csr, &identity, std::time::SystemTime::now())
         .map(|issued| issued.cert_pem)
         .map_err(|error| match error {
-            PkiError::Malformed { .. } | PkiError::BadRequestSignature => {
-                bad_request(format!("the join's certificate request was refused: {error}"))
-            }
+            PkiError::Malformed { .. } | PkiError::BadRequestSignature => bad_request(format!(
+                "the join's certificate request was refused: {error}"
+            )),
             other => crate::errors::internal(format!("cannot issue a certificate: {other}")),
         })
 }

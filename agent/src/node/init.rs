@@ -148,7 +148,11 @@ fn issue_own_certificate(owner: &Owner, cluster: &ClusterInfo) {
             )
         });
     let stored = issued.and_then(|cert| {
-        let bundle = cluster.ca.as_ref().map(ClusterCa::bundle).ok_or_else(tokens::no_ca)?;
+        let bundle = cluster
+            .ca
+            .as_ref()
+            .map(ClusterCa::bundle)
+            .ok_or_else(tokens::no_ca)?;
         owner
             .ctx
             .tls
@@ -183,7 +187,9 @@ pub(crate) async fn prepare_join(
     let bundle = CaBundle::new(bundle.ok_or_else(|| {
         CtlError::new(
             ErrorCode::NotInitialised,
-            format!("the node at {addr} belongs to no cluster yet; join through a node of the cluster"),
+            format!(
+                "the node at {addr} belongs to no cluster yet; join through a node of the cluster"
+            ),
         )
         .not_applied()
     })?);
@@ -221,7 +227,12 @@ pub(crate) fn keep_certificate(owner: &Owner, bundle: &CaBundle, reply: &JoinRep
     };
     let node_id = owner.current().identity.node_id;
     let checked = symphony_pki::verify::first_der(cert).and_then(|der| {
-        symphony_pki::verify_peer(&der, bundle, &reply.cluster_id, std::time::SystemTime::now())
+        symphony_pki::verify_peer(
+            &der,
+            bundle,
+            &reply.cluster_id,
+            std::time::SystemTime::now(),
+        )
     });
     match checked {
         Ok(identity) if identity.node_id == node_id => {
