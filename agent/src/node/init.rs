@@ -167,12 +167,13 @@ fn issue_own_certificate(owner: &Owner, cluster: &ClusterInfo) {
 /// What a joining node checks and brings before it asks: the CA bundle of the node at `addr`,
 /// which must match the digest `token` pins (else nothing is sent, and the join stops), and a
 /// certificate request for the node's own key. Without a token (`init --join-addr`, a peer
-/// named by `init --peers`) nothing pins the CA: the bundle is taken as it comes.
+/// named by `init --peers`) nothing pins the CA: the bundle is taken as it comes, and a node
+/// that has none to show yet (its replica has not caught up) does not stop the join.
 pub(crate) async fn prepare_join(
     owner: &Owner,
     token: Option<&str>,
     addr: &str,
-) -> Result<(CaBundle, String), CtlError> {
+) -> Result<(Option<CaBundle>, String), CtlError> {
     let pinned = token.map(tokens::parse).transpose()?;
     let reply = owner
         .ctx
@@ -184,16 +185,17 @@ pub(crate) async fn prepare_join(
             "the node asked for its CA bundle answered with something else",
         ));
     };
-    let bundle = CaBundle::new(bundle.ok_or_else(|| {
-        CtlError::new(
-            ErrorCode::NotInitialised,
-            format!(
-                "the node at {addr} belongs to no cluster yet; join through a node of the cluster"
-            ),
-        )
-        .not_applied()
-    })?);
+    let bundle = bundle.map(CaBundle::new);
     if let Some(pinned) = &pinned {
+        let bundle = bundle.as_ref().ok_or_else(|| {
+            CtlError::new(
+                ErrorCode::NotInitialised,
+                format!(
+                    "the node at {addr} belongs to no cluster yet; join through a node of the cluster"
+                ),
+            )
+            .not_applied()
+        })?;
         let matches = bundle.matches_digest(&pinned.ca_digest).map_err(|error| {
             CtlError::new(
                 ErrorCode::UntrustedCa,
@@ -221,8 +223,14 @@ pub(crate) async fn prepare_join(
 
 /// Keeps the certificate a join brought, once it checks out against the bundle the join
 /// trusted and names this node; anything else is logged and dropped.
-pub(crate) fn keep_certificate(owner: &Owner, bundle: &CaBundle, reply: &JoinReply) {
+pub(crate) fn keep_certificate(owner: &Owner, bundle: Option<&CaBundle>, reply: &JoinReply) {
     let Some(cert) = &reply.certificate else {
+        return;
+    };
+    let Some(bundle) = bundle else {
+        tracing::warn!(
+            "the cluster issued a certificate, but showed no CA to check it against; not kept"
+        );
         return;
     };
     let node_id = owner.current().identity.node_id;
@@ -297,7 +305,7 @@ pub async fn join(
         Some(csr),
     );
     let reply = send_join(owner, addr, request).await?;
-    keep_certificate(owner, &bundle, &reply);
+    keep_certificate(owner, bundle.as_ref(), &reply);
     // The leader replicates the state to this node; wait until it holds the cluster.
     let deadline = tokio::time::Instant::now() + JOIN_CATCH_UP_TIMEOUT;
     loop {

@@ -43,7 +43,7 @@ pub async fn join(owner: &mut Owner, token: String, addr: &str) -> Result<JoinIn
             return Err(error);
         }
     };
-    keep_certificate(owner, &bundle, &reply);
+    keep_certificate(owner, bundle.as_ref(), &reply);
     let (Role::Worker, Some(node_secret)) = (reply.role, reply.node_secret) else {
         listen_again(owner).await;
         return Err(internal(
