@@ -9,6 +9,7 @@ use crate::gossip::GossipWatch;
 use crate::keyring::KeyringStore;
 use crate::node::NodeHandle;
 use crate::remote::RemotePool;
+use crate::tls::TlsStore;
 use crate::worker::session::SessionHandle;
 
 #[derive(Clone)]
@@ -19,4 +20,6 @@ pub struct Context {
     pub remote: Arc<RemotePool>,
     /// The node's gossip keys.
     pub keys: Arc<KeyringStore>,
+    /// The node's TLS key, certificate and CA bundle.
+    pub tls: Arc<TlsStore>,
 }

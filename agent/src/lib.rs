@@ -44,6 +44,7 @@ pub mod remote;
 pub mod restore;
 pub mod run;
 pub mod system;
+pub mod tls;
 pub mod tokens;
 pub mod worker;
 

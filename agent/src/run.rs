@@ -38,6 +38,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsStoreError),
     #[error("{0}")]
     Logging(String),
     #[error(
@@ -83,6 +85,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         .map_err(RunError::Logging)?;
 
     let worker = WorkerState::load(&args.config_dir)?;
+    let tls = Arc::new(crate::tls::TlsStore::open(&args.config_dir)?);
     let remote_listener = TcpListener::bind(args.listen_remote_addr)
         .await
         .map_err(|source| RunError::RemoteListen {
@@ -183,6 +186,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         session,
         remote: Arc::new(RemotePool::new(identity.node_id)),
         keys: Arc::new(crate::keyring::KeyringStore::load(&args.config_dir)),
+        tls,
     };
     let mut owner = Owner::new(state, RaftPort::new(raft_addr), ctx.clone());
     if let Some(listener) = raft_listener {

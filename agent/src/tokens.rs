@@ -1,26 +1,60 @@
-//! Cluster ids and join tokens, from the operating system's CSPRNG (through `rand`'s
+//! Cluster ids, join tokens and secrets, from the operating system's CSPRNG (through `rand`'s
 //! `ThreadRng`, a ChaCha generator seeded from the OS).
 //!
-//! A token reads `SYMTKN-1-<role>-<cluster id prefix>-<64 hex digits>`: the prefix lets an
-//! operator see which cluster and role a token belongs to; the 256 random bits are the secret.
+//! A token reads `SYMTKN-1-<role>-<CA digest>-<64 hex digits>` ([`symphony_pki::JoinToken`]):
+//! the role tells the joining node whether it will serve Raft, the digest pins the cluster's
+//! CA (the joiner checks the CA bundle against it before it sends anything secret), and the
+//! 256 random bits are the secret.
 
 use rand::RngCore;
-use symphony_consensus::{KeySecret, NodeRole};
-use symphony_ctl::proto::CtlError;
+use symphony_consensus::{ClusterInfo, KeySecret, NodeRole};
+use symphony_ctl::proto::{CtlError, ErrorCode};
+use symphony_pki::{CertRole, JoinToken};
 
 /// A new cluster id: 128 random bits as 32 hex digits.
 pub fn cluster_id() -> String {
     random_hex(16)
 }
 
-/// A new join token for `role` in the cluster `cluster_id`.
-pub fn join_token(cluster_id: &str, role: NodeRole) -> String {
-    let role = match role {
-        NodeRole::Manager => "M",
-        NodeRole::Worker => "W",
-    };
-    let prefix: String = cluster_id.chars().take(8).collect();
-    format!("SYMTKN-1-{role}-{prefix}-{}", random_hex(32))
+/// A new join token for `role`, pinning the CA whose bundle has `ca_digest`.
+pub fn join_token(ca_digest: &str, role: NodeRole) -> String {
+    JoinToken::generate(cert_role(role), ca_digest).to_string()
+}
+
+/// A new join token for `role` of `cluster`, pinning its CA.
+pub fn join_token_for(cluster: &ClusterInfo, role: NodeRole) -> Result<String, CtlError> {
+    let ca = cluster.ca.as_ref().ok_or_else(no_ca)?;
+    let digest = ca
+        .bundle()
+        .digest()
+        .map_err(|error| crate::errors::internal(format!("cannot read the cluster CA: {error}")))?;
+    Ok(join_token(&digest, role))
+}
+
+/// The error of a cluster made before it had a CA.
+pub fn no_ca() -> CtlError {
+    CtlError::new(
+        ErrorCode::Internal,
+        "this cluster has no CA (it was made by an older version); tokens that pin a CA cannot be made",
+    )
+}
+
+/// Reads a token given on a command line; a malformed one is an invalid token.
+pub fn parse(token: &str) -> Result<JoinToken, CtlError> {
+    JoinToken::parse(token).map_err(|error| {
+        CtlError::new(
+            ErrorCode::InvalidToken,
+            format!("that is not a join token: {error}; get one with `symphony-ctl token show worker|manager` on a manager"),
+        )
+    })
+}
+
+/// The PKI's name for a role.
+pub fn cert_role(role: NodeRole) -> CertRole {
+    match role {
+        NodeRole::Manager => CertRole::Manager,
+        NodeRole::Worker => CertRole::Worker,
+    }
 }
 
 /// A new secret shared by the managers: 256 random bits as 64 hex digits.
@@ -44,7 +78,7 @@ pub fn gossip_key() -> Result<KeySecret, CtlError> {
 /// the joining node needs the role to know whether it will be a manager (and must serve
 /// Raft) before it asks.
 pub fn is_worker_token(token: &str) -> bool {
-    token.starts_with("SYMTKN-1-W-")
+    JoinToken::parse(token).is_ok_and(|token| token.role == CertRole::Worker)
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -56,35 +90,27 @@ fn random_hex(bytes: usize) -> String {
 /// Compares secrets in time independent of where they differ, so response times do not leak
 /// how much of a guess was right.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    symphony_pki::secrets_equal(a, b)
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
-    fn secrets_compare_exactly() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-        assert!(!constant_time_eq(b"", b"x"));
-    }
-
-    #[test]
-    fn tokens_carry_role_and_cluster_and_differ() {
-        let id = cluster_id();
-        assert_eq!(id.len(), 32);
-        let worker = join_token(&id, NodeRole::Worker);
-        let manager = join_token(&id, NodeRole::Manager);
-        assert!(worker.starts_with(&format!("SYMTKN-1-W-{}-", &id[..8])));
-        assert!(manager.starts_with(&format!("SYMTKN-1-M-{}-", &id[..8])));
+    fn tokens_carry_role_and_ca_digest_and_differ() {
+        let digest = "0f".repeat(32);
+        let worker = join_token(&digest, NodeRole::Worker);
+        let manager = join_token(&digest, NodeRole::Manager);
+        assert!(worker.starts_with(&format!("SYMTKN-1-W-{digest}-")));
+        assert!(manager.starts_with(&format!("SYMTKN-1-M-{digest}-")));
         assert!(is_worker_token(&worker));
         assert!(!is_worker_token(&manager));
         assert!(!is_worker_token("garbage"));
-        assert_ne!(worker, join_token(&id, NodeRole::Worker));
-        let secret = worker.rsplit('-').next().unwrap();
-        assert_eq!(secret.len(), 64);
-        assert!(secret.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(worker, join_token(&digest, NodeRole::Worker));
+        assert_eq!(parse(&worker).unwrap().ca_digest, digest);
+        assert_eq!(parse("garbage").unwrap_err().code, ErrorCode::InvalidToken);
     }
 }

@@ -88,6 +88,7 @@ async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
         cluster_id: None,
         gossip_addr: Some("127.0.0.1:2".into()),
         labels: Default::default(),
+        csr: None,
     });
     let refused = remote
         .call(join.clone(), Duration::from_secs(10))

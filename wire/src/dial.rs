@@ -122,7 +122,7 @@ impl Dialer {
             addr: addr.to_string(),
             source,
         };
-        let stream = self
+        let (stream, identity) = self
             .transport
             .client(stream, addr)
             .await
@@ -142,7 +142,10 @@ impl Dialer {
         }
         Ok(Connection {
             framed,
-            peer: PeerInfo { addr: peer },
+            peer: PeerInfo {
+                addr: peer,
+                identity,
+            },
             hello,
         })
     }

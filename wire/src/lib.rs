@@ -8,8 +8,9 @@
 //!   back after large frames;
 //! - [`hello`]: the first frame each way — protocol name, version, who is speaking — and the
 //!   typed refusal a mismatched peer gets;
-//! - [`transport`]: the one place a byte stream is wrapped before the hello (plain today, TLS
-//!   next), and what is known about the peer;
+//! - [`transport`]: the one place a byte stream is wrapped before the hello (plain, or mutual
+//!   TLS), and what is known about the peer (the identity its certificate proves);
+//! - [`tls`]: mutual TLS with rustls (ring), verified by CA and URI SAN, not host names;
 //! - [`listen`]: the accept loop, with a cap on connections in total and per peer address and a
 //!   deadline on the handshake;
 //! - [`dial`]: connecting to a peer and exchanging hellos within a deadline;
@@ -34,6 +35,7 @@ pub mod listen;
 pub mod mux;
 pub mod protocol;
 pub mod serve;
+pub mod tls;
 pub mod transport;
 
 mod variants;

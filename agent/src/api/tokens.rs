@@ -24,7 +24,7 @@ pub async fn show(consensus: &Consensus, role: Role) -> Result<Response, CtlErro
 
 pub async fn rotate(consensus: &Consensus, role: Role) -> Result<Response, CtlError> {
     let cluster = require_cluster(consensus)?;
-    let token = tokens::join_token(&cluster.cluster_id, node_role(role));
+    let token = tokens::join_token_for(&cluster, node_role(role))?;
     let command = Command::Cluster(ClusterCommand::RotateToken {
         role: node_role(role),
         token: token.clone(),

@@ -4,10 +4,11 @@
 //! [`NodeCommand::Join`], merged in the log into whatever record the node had.
 
 use symphony_consensus::{
-    Command, Consensus, GossipKeyring, ManagerNode, NodeCommand, NodeJoin, NodeRole, NodeStatus,
-    Resources,
+    ClusterInfo, Command, Consensus, GossipKeyring, ManagerNode, NodeCommand, NodeJoin, NodeRole,
+    NodeStatus, Resources,
 };
 use symphony_ctl::proto::{CtlError, ErrorCode, Role};
+use symphony_pki::{CertIdentity, CertRole, PkiError};
 
 use super::propose::{propose, require_cluster};
 use crate::errors::{bad_request, consensus_error};
@@ -81,6 +82,9 @@ pub async fn admit(consensus: &Consensus, join: JoinRequest) -> Result<JoinReply
                     node_secret: None,
                     managers: manager_contacts(consensus),
                     gossip_keys: None,
+                    // Its certificate was issued when it first registered: the ids it
+                    // names are no secret, so they earn nothing more.
+                    certificate: None,
                 });
             }
             Some(false) => {
@@ -94,6 +98,12 @@ pub async fn admit(consensus: &Consensus, join: JoinRequest) -> Result<JoinReply
             None => {}
         }
     }
+    // Issued before anything is written, so a request that cannot be signed changes nothing.
+    let certificate = join
+        .csr
+        .as_deref()
+        .map(|csr| issue_certificate(&cluster, csr, node_id, role))
+        .transpose()?;
     let (node, node_secret) = match role {
         Role::Worker => {
             let secret = tokens::secret();
@@ -132,7 +142,35 @@ pub async fn admit(consensus: &Consensus, join: JoinRequest) -> Result<JoinReply
         // Read after the join is applied, so a rotation's check, which asks every node in
         // the table, either counted this node or happened before this keyring was read.
         gossip_keys: (role == Role::Worker).then(|| gossip_keyring(consensus)),
+        certificate,
     })
+}
+
+/// A certificate for `node_id` as `role` of `cluster`, for the key of `csr`: the identity is
+/// the leader's decision, whatever the request asked for.
+pub fn issue_certificate(
+    cluster: &ClusterInfo,
+    csr: &str,
+    node_id: u64,
+    role: Role,
+) -> Result<String, CtlError> {
+    let ca = cluster.ca.as_ref().ok_or_else(tokens::no_ca)?;
+    let identity = CertIdentity {
+        cluster_id: cluster.cluster_id.clone(),
+        role: match role {
+            Role::Manager => CertRole::Manager,
+            Role::Worker => CertRole::Worker,
+        },
+        node_id,
+    };
+    ca.issue(csr, &identity, std::time::SystemTime::now())
+        .map(|issued| issued.cert_pem)
+        .map_err(|error| match error {
+            PkiError::Malformed { .. } | PkiError::BadRequestSignature => bad_request(format!(
+                "the join's certificate request was refused: {error}"
+            )),
+            other => crate::errors::internal(format!("cannot issue a certificate: {other}")),
+        })
 }
 
 /// The cluster's gossip keyring, as this manager's replica holds it.

@@ -46,6 +46,7 @@ pub fn cluster(workers: u64) -> ClusterState {
             worker_token: "w".into(),
             manager_secret: "s".into(),
             gossip_keys: Default::default(),
+            ca: None,
         },
         node: manager,
     };

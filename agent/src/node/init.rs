@@ -12,7 +12,8 @@ use symphony_consensus::{
     Availability, ClusterInfo, Command, GossipKeyring, ManagerNode, NodeRecord, NodeRole,
     NodeStatus, Resources,
 };
-use symphony_ctl::proto::{CtlError, ErrorCode, InitInfo, JoinInfo};
+use symphony_ctl::proto::{CtlError, ErrorCode, InitInfo, JoinInfo, Role};
+use symphony_pki::{CaBundle, ClusterCa};
 
 use super::supervisor::Owner;
 use crate::errors::{already_in, consensus_error, internal};
@@ -78,13 +79,20 @@ pub async fn init(
     })?;
     let now = crate::now_ms();
     let cluster_id = tokens::cluster_id();
+    let ca = ClusterCa::generate(&cluster_id)
+        .map_err(|error| internal(format!("cannot create the cluster CA: {error}")))?;
+    let ca_digest = ca
+        .bundle()
+        .digest()
+        .map_err(|error| internal(format!("cannot read the new cluster CA: {error}")))?;
     let cluster = ClusterInfo {
         cluster_id: cluster_id.clone(),
         created_at_ms: now,
-        manager_token: tokens::join_token(&cluster_id, NodeRole::Manager),
-        worker_token: tokens::join_token(&cluster_id, NodeRole::Worker),
+        manager_token: tokens::join_token(&ca_digest, NodeRole::Manager),
+        worker_token: tokens::join_token(&ca_digest, NodeRole::Worker),
         manager_secret: tokens::manager_secret(),
         gossip_keys: GossipKeyring::first(tokens::gossip_key()?, now),
+        ca: Some(ca),
     };
     let node = own_record(owner, now);
     // Just after its election a leader may still refuse writes for a moment; the bootstrap
@@ -112,6 +120,7 @@ pub async fn init(
             Err(error) => return Err(error),
         }
     }
+    issue_own_certificate(owner, &cluster);
     tracing::info!(%cluster_id, peers = peers.len(), "initialised a new cluster");
     owner.membership_changed();
     Ok(InitInfo {
@@ -119,6 +128,133 @@ pub async fn init(
         node_id: identity.node_id,
         raft_node_id: identity.raft_node_id,
     })
+}
+
+/// The manager that creates the cluster issues its own certificate. A failure is logged, not
+/// fatal: the cluster works, and the node can be issued one later.
+fn issue_own_certificate(owner: &Owner, cluster: &ClusterInfo) {
+    let identity = owner.current().identity;
+    let issued = owner
+        .ctx
+        .tls
+        .request(identity.node_id)
+        .map_err(|error| internal(error.to_string()))
+        .and_then(|csr| {
+            crate::manager::admission::issue_certificate(
+                cluster,
+                &csr,
+                identity.node_id,
+                Role::Manager,
+            )
+        });
+    let stored = issued.and_then(|cert| {
+        let bundle = cluster
+            .ca
+            .as_ref()
+            .map(ClusterCa::bundle)
+            .ok_or_else(tokens::no_ca)?;
+        owner
+            .ctx
+            .tls
+            .store(&cert, &bundle)
+            .map_err(|error| internal(error.to_string()))
+    });
+    if let Err(error) = stored {
+        tracing::warn!(%error, "cannot issue this manager its own certificate");
+    }
+}
+
+/// What a joining node checks and brings before it asks: the CA bundle of the node at `addr`,
+/// which must match the digest `token` pins (else nothing is sent, and the join stops), and a
+/// certificate request for the node's own key. Without a token (`init --join-addr`, a peer
+/// named by `init --peers`) nothing pins the CA: the bundle is taken as it comes, and a node
+/// that has none to show yet (its replica has not caught up) does not stop the join.
+pub(crate) async fn prepare_join(
+    owner: &Owner,
+    token: Option<&str>,
+    addr: &str,
+) -> Result<(Option<CaBundle>, String), CtlError> {
+    let pinned = token.map(tokens::parse).transpose()?;
+    let reply = owner
+        .ctx
+        .remote
+        .call(addr, RemoteRequest::CaBundle, JOIN_TIMEOUT)
+        .await?;
+    let RemoteReply::CaBundle(bundle) = reply else {
+        return Err(internal(
+            "the node asked for its CA bundle answered with something else",
+        ));
+    };
+    let bundle = bundle.map(CaBundle::new);
+    if let Some(pinned) = &pinned {
+        let bundle = bundle.as_ref().ok_or_else(|| {
+            CtlError::new(
+                ErrorCode::NotInitialised,
+                format!(
+                    "the node at {addr} belongs to no cluster yet; join through a node of the cluster"
+                ),
+            )
+            .not_applied()
+        })?;
+        let matches = bundle.matches_digest(&pinned.ca_digest).map_err(|error| {
+            CtlError::new(
+                ErrorCode::UntrustedCa,
+                format!("the node at {addr} sent a CA bundle that does not read ({error}); nothing was sent to it"),
+            )
+        })?;
+        if !matches {
+            tracing::warn!(%addr, "the CA bundle of the node asked to admit this one does not match the join token; not joining");
+            return Err(CtlError::new(
+                ErrorCode::UntrustedCa,
+                format!(
+                    "the CA of the node at {addr} is not the one the join token pins; the token was not sent. Check the address and that the token is this cluster's (`symphony-ctl token show` on one of its managers)"
+                ),
+            )
+            .not_applied());
+        }
+    }
+    let csr = owner
+        .ctx
+        .tls
+        .request(owner.current().identity.node_id)
+        .map_err(|error| internal(format!("cannot make a certificate request: {error}")))?;
+    Ok((bundle, csr))
+}
+
+/// Keeps the certificate a join brought, once it checks out against the bundle the join
+/// trusted and names this node; anything else is logged and dropped.
+pub(crate) fn keep_certificate(owner: &Owner, bundle: Option<&CaBundle>, reply: &JoinReply) {
+    let Some(cert) = &reply.certificate else {
+        return;
+    };
+    let Some(bundle) = bundle else {
+        tracing::warn!(
+            "the cluster issued a certificate, but showed no CA to check it against; not kept"
+        );
+        return;
+    };
+    let node_id = owner.current().identity.node_id;
+    let checked = symphony_pki::verify::first_der(cert).and_then(|der| {
+        symphony_pki::verify_peer(
+            &der,
+            bundle,
+            &reply.cluster_id,
+            std::time::SystemTime::now(),
+        )
+    });
+    match checked {
+        Ok(identity) if identity.node_id == node_id => {
+            if let Err(error) = owner.ctx.tls.store(cert, bundle) {
+                tracing::warn!(%error, "cannot keep the certificate the cluster issued");
+            }
+        }
+        Ok(identity) => {
+            tracing::warn!(%identity, node_id, "the cluster issued a certificate for another node; not kept");
+        }
+        Err(error) => {
+            tracing::warn!(%error, "the certificate the cluster issued does not check out; not kept");
+        }
+    }
 }
 
 /// Learns a peer's ids from the peer itself, and checks it is free to join.
@@ -159,14 +295,17 @@ pub async fn join(
         return Err(already_in(&worker.cluster_id));
     }
     let current = owner.current().cluster();
+    let (bundle, csr) = prepare_join(owner, token.as_deref(), addr).await?;
     // The leader adds this node as a learner and starts replicating at once.
     let consensus = owner.start_raft().await?;
     let request = join_request(
         owner,
         token,
         current.as_ref().map(|cluster| cluster.cluster_id.clone()),
+        Some(csr),
     );
     let reply = send_join(owner, addr, request).await?;
+    keep_certificate(owner, bundle.as_ref(), &reply);
     // The leader replicates the state to this node; wait until it holds the cluster.
     let deadline = tokio::time::Instant::now() + JOIN_CATCH_UP_TIMEOUT;
     loop {
@@ -222,6 +361,7 @@ pub(crate) fn join_request(
     owner: &Owner,
     token: Option<String>,
     cluster_id: Option<String>,
+    csr: Option<String>,
 ) -> JoinRequest {
     let config = owner.config();
     let identity = owner.current().identity;
@@ -239,6 +379,7 @@ pub(crate) fn join_request(
         cluster_id,
         gossip_addr: Some(config.advertised.gossip_addr.clone()),
         labels: config.settings.labels.clone(),
+        csr,
     }
 }
 

@@ -98,6 +98,10 @@ pub enum RemoteRequest {
     /// version, never keys): asked of every node by the leader before a key is used or
     /// removed. Answered by any node, worker or manager.
     GossipKeysHeld,
+    /// The CA bundle this node trusts (certificates only, no key): what a joining node asks
+    /// first, to check it against its token's digest before it sends the token. Answered by
+    /// any node, worker or manager.
+    CaBundle,
     /// A stream, to the node a task runs on: the task's output lines, the last `tail` first,
     /// then (with `follow`) new ones as they come. `secret` is that node's own secret, which
     /// only it and the managers hold.
@@ -124,6 +128,7 @@ impl RemoteRequest {
             RemoteRequest::TaskLogs { .. } => ("task logs", RemoteRoute::Local),
             RemoteRequest::WhoLeads => ("who leads", RemoteRoute::Local),
             RemoteRequest::GossipKeysHeld => ("gossip keys held", RemoteRoute::Local),
+            RemoteRequest::CaBundle => ("CA bundle", RemoteRoute::Local),
         }
     }
 }
@@ -152,6 +157,11 @@ pub struct JoinRequest {
     /// Labels the node reports (`--label`); merged into an existing record's.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// A certificate request for the node's own key (PEM). The leader issues a certificate
+    /// naming the node id, the role it admits the node as and the cluster, whatever the
+    /// request asks for.
+    #[serde(default)]
+    pub csr: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -170,6 +180,8 @@ pub enum RemoteReply {
     Leader(Option<String>),
     /// What this node's gossip seals with; `None` while it does not gossip.
     GossipKeysHeld(Option<AppliedKeys>),
+    /// The CA bundle (PEM certificates); `None` while the node belongs to no cluster.
+    CaBundle(Option<String>),
 }
 
 /// One message of a worker's assignments stream. `seq` counts the messages that change the
@@ -227,6 +239,9 @@ pub struct JoinReply {
     /// secret: the node-to-node API is where it may travel, and nowhere else.
     #[serde(default)]
     pub gossip_keys: Option<GossipKeyring>,
+    /// The certificate issued for the request's CSR (PEM), if it carried one.
+    #[serde(default)]
+    pub certificate: Option<String>,
 }
 
 /// What a manager tells a worker in its session.

@@ -111,6 +111,11 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
     if let RemoteRequest::GossipKeysHeld = call.request {
         return Ok(RemoteReply::GossipKeysHeld(ctx.keys.applied()));
     }
+    // And this one, from the cluster state on a manager (so a manager that joined before
+    // its node held a certificate still answers) or from its own `tls/ca.crt` on a worker.
+    if let RemoteRequest::CaBundle = call.request {
+        return Ok(RemoteReply::CaBundle(ca_bundle(ctx)));
+    }
     if ctx.node.is_worker() {
         return crate::worker::relay::handle(ctx, call.request).await;
     }
@@ -209,11 +214,26 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
                 }),
         )),
         RemoteRequest::GossipKeysHeld => Ok(RemoteReply::GossipKeysHeld(ctx.keys.applied())),
+        RemoteRequest::CaBundle => Ok(RemoteReply::CaBundle(ca_bundle(ctx))),
         RemoteRequest::Assignments { .. } | RemoteRequest::TaskLogs { .. } => Err(CtlError::new(
             ErrorCode::BadRequest,
             "this request is a stream",
         )),
     }
+}
+
+/// The CA bundle this node trusts: a manager's from its replica, a worker's from its disk.
+fn ca_bundle(ctx: &Context) -> Option<String> {
+    let from_state = ctx.node.consensus().and_then(|consensus| {
+        consensus.read_stale(|state| {
+            state
+                .cluster
+                .as_ref()
+                .and_then(|cluster| cluster.ca.as_ref())
+                .map(|ca| ca.bundle().pem)
+        })
+    });
+    from_state.or_else(|| ctx.tls.ca_bundle().map(|bundle| bundle.pem))
 }
 
 /// Refuses calls from anything that is not a manager of this cluster.

@@ -10,7 +10,7 @@ use symphony_ctl::proto::{CtlError, ErrorCode, JoinInfo, Role};
 
 use super::state::WorkerState;
 use crate::errors::{already_in, internal};
-use crate::node::init::{join_request, send_join};
+use crate::node::init::{join_request, keep_certificate, send_join};
 use crate::node::supervisor::Owner;
 
 pub async fn join(owner: &mut Owner, token: String, addr: &str) -> Result<JoinInfo, CtlError> {
@@ -21,6 +21,8 @@ pub async fn join(owner: &mut Owner, token: String, addr: &str) -> Result<JoinIn
     if let Some(cluster) = state.cluster() {
         return Err(already_in(&cluster.cluster_id));
     }
+    // Checked before anything changes here: a CA the token does not pin stops the join.
+    let (bundle, csr) = crate::node::init::prepare_join(owner, Some(&token), addr).await?;
     // A worker serves no Raft RPCs: stop listening (freeing the port for a manager on this
     // machine) before asking, so that no peer's `init --peers` can start making this node a
     // manager while it joins as a worker. A Raft node may run already: harmless if it holds no
@@ -33,7 +35,7 @@ pub async fn join(owner: &mut Owner, token: String, addr: &str) -> Result<JoinIn
             "another node has begun adding this one to its Raft group as a manager (an `init --peers` or a manager join named it); see `status`, or join from a fresh node",
         ));
     }
-    let request = join_request(owner, Some(token), None);
+    let request = join_request(owner, Some(token), None, Some(csr));
     let reply = match send_join(owner, addr, request).await {
         Ok(reply) => reply,
         Err(error) => {
@@ -41,6 +43,7 @@ pub async fn join(owner: &mut Owner, token: String, addr: &str) -> Result<JoinIn
             return Err(error);
         }
     };
+    keep_certificate(owner, bundle.as_ref(), &reply);
     let (Role::Worker, Some(node_secret)) = (reply.role, reply.node_secret) else {
         listen_again(owner).await;
         return Err(internal(

@@ -3,6 +3,7 @@
 use std::io;
 
 use serde::{Deserialize, Serialize};
+use symphony_pki::ClusterCa;
 
 use super::gossip_keys::{GossipKeyCommand, GossipKeyring};
 use super::nodes::NodeRole;
@@ -24,6 +25,11 @@ pub struct ClusterInfo {
     /// The keys gossip is sealed with ([`GossipKeyring`]).
     #[serde(default)]
     pub gossip_keys: GossipKeyring,
+    /// The cluster's root CA, certificate and key: created at `init`, held only by managers
+    /// (workers never receive the cluster state), used to issue every node's certificate.
+    /// `None` only in a cluster made before the CA existed.
+    #[serde(default)]
+    pub ca: Option<ClusterCa>,
 }
 
 /// The cluster table: one row, set by the bootstrap (`None` before).

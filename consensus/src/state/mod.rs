@@ -268,6 +268,7 @@ pub(crate) mod tests {
             worker_token: "w".into(),
             manager_secret: "s".into(),
             gossip_keys: GossipKeyring::first(KeySecret([7; 32]), 1),
+            ca: None,
         }
     }
 

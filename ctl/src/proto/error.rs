@@ -192,6 +192,10 @@ pub enum ErrorCode {
     NoSpace,
     /// A stream asked for history that is no longer kept (see the error's `compacted`).
     Compacted,
+    /// The CA bundle the cluster presented does not match the digest the join token pins:
+    /// the address may not be this cluster's (or the token is another cluster's). Nothing
+    /// secret was sent.
+    UntrustedCa,
 }
 
 impl ErrorCode {
@@ -226,6 +230,7 @@ impl std::fmt::Display for ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::NoSpace => "no_space",
             ErrorCode::Compacted => "compacted",
+            ErrorCode::UntrustedCa => "untrusted_ca",
         };
         f.write_str(name)
     }

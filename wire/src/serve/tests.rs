@@ -88,6 +88,7 @@ fn serve_pipe(server: tokio::io::DuplexStream) {
             framed,
             peer: PeerInfo {
                 addr: PeerAddr::Local,
+                identity: None,
             },
             hello,
         };

@@ -1,0 +1,264 @@
+//! The cluster's root CA: created at `init`, kept in the replicated cluster state (so only
+//! managers hold its key), and issuing node certificates.
+//!
+//! A certificate is issued for the identity the manager decided — the node id, role and
+//! cluster from its own records — and carries it as the one URI SAN. Whatever the request
+//! asked for (names, extensions, CA rights) is ignored; only its public key is used, and only
+//! once its signature shows the requester holds the private key.
+
+use std::time::{Duration, SystemTime};
+
+use rand::RngCore;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::bundle::CaBundle;
+use crate::error::PkiError;
+use crate::identity::CertIdentity;
+
+/// How long the root is valid.
+pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// How long a node certificate is valid. Long, until certificates renew themselves: a node
+/// certificate outlives no root.
+pub const NODE_CERT_LIFETIME: Duration = Duration::from_secs(5 * 365 * 24 * 3600);
+
+/// The root CA: its certificate and its private key, both PEM. The key is a secret of the
+/// managers.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterCa {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ClusterCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterCa").finish_non_exhaustive()
+    }
+}
+
+/// A certificate a manager issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCert {
+    pub cert_pem: String,
+}
+
+impl ClusterCa {
+    /// A new root for cluster `cluster_id`, valid from an hour ago.
+    pub fn generate(cluster_id: &str) -> Result<ClusterCa, PkiError> {
+        Self::generate_at(cluster_id, SystemTime::now())
+    }
+
+    pub fn generate_at(cluster_id: &str, now: SystemTime) -> Result<ClusterCa, PkiError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(PkiError::generate("make the CA key"))?;
+        let mut params = CertificateParams::default();
+        let mut name = DistinguishedName::new();
+        name.push(
+            DnType::CommonName,
+            format!("symphony cluster {cluster_id} root"),
+        );
+        name.push(DnType::OrganizationName, "symphony");
+        params.distinguished_name = name;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        set_validity(&mut params, now, CA_LIFETIME);
+        params.serial_number = Some(random_serial());
+        let cert = params
+            .self_signed(&key)
+            .map_err(PkiError::generate("sign the CA certificate"))?;
+        Ok(ClusterCa {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// The certificates a node trusts (today: this root alone).
+    pub fn bundle(&self) -> CaBundle {
+        CaBundle::new(self.cert_pem.clone())
+    }
+
+    /// Issues a certificate for `identity` to the key of `request_pem`, valid from an hour
+    /// before `now`. The request must be signed by the key it carries.
+    pub fn issue(
+        &self,
+        request_pem: &str,
+        identity: &CertIdentity,
+        now: SystemTime,
+    ) -> Result<IssuedCert, PkiError> {
+        let request =
+            CertificateSigningRequestParams::from_pem(request_pem).map_err(
+                |error| match error {
+                    rcgen::Error::InvalidCertificationRequestSignature => {
+                        PkiError::BadRequestSignature
+                    }
+                    other => PkiError::malformed("certificate request", other),
+                },
+            )?;
+        let key = KeyPair::from_pem(&self.key_pem)
+            .map_err(|error| PkiError::malformed("CA key", error))?;
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, key)
+            .map_err(|error| PkiError::malformed("CA certificate", error))?;
+        let mut params = CertificateParams::default();
+        let mut name = DistinguishedName::new();
+        name.push(
+            DnType::CommonName,
+            format!("symphony {} {}", identity.role, identity.node_id),
+        );
+        name.push(DnType::OrganizationName, "symphony");
+        params.distinguished_name = name;
+        let uri = identity
+            .uri()
+            .try_into()
+            .map_err(PkiError::generate("name the node in its certificate"))?;
+        params.subject_alt_names = vec![SanType::URI(uri)];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        // Every node is both: it serves its listeners and dials its peers.
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        set_validity(&mut params, now, NODE_CERT_LIFETIME);
+        params.serial_number = Some(random_serial());
+        let cert = params
+            .signed_by(&request.public_key, &issuer)
+            .map_err(PkiError::generate("sign the node certificate"))?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+        })
+    }
+}
+
+fn set_validity(params: &mut CertificateParams, now: SystemTime, lifetime: Duration) {
+    let now = OffsetDateTime::from(now);
+    params.not_before = now - crate::BACKDATE;
+    params.not_after = now + lifetime;
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    // Positive, as DER integers of serial numbers should be.
+    bytes[0] &= 0x7f;
+    SerialNumber::from_slice(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::identity::CertRole;
+    use crate::node_key::NodeKey;
+    use crate::verify::verify_peer;
+
+    fn identity(role: CertRole, node_id: u64) -> CertIdentity {
+        CertIdentity {
+            cluster_id: "c0ffee".into(),
+            role,
+            node_id,
+        }
+    }
+
+    #[test]
+    fn issued_certificates_name_what_the_manager_decided() {
+        let ca = ClusterCa::generate("c0ffee").unwrap();
+        let key = NodeKey::generate().unwrap();
+        let request = key.request("a name the requester chose").unwrap();
+        let issued = ca
+            .issue(&request, &identity(CertRole::Worker, 42), SystemTime::now())
+            .unwrap();
+        let der = crate::verify::first_der(&issued.cert_pem).unwrap();
+        let got = verify_peer(&der, &ca.bundle(), "c0ffee", SystemTime::now()).unwrap();
+        assert_eq!(got, identity(CertRole::Worker, 42));
+    }
+
+    #[test]
+    fn a_request_asking_for_more_gets_only_the_identity() {
+        // A request with a manager URI, a DNS name and CA rights: none of it is kept.
+        let key = NodeKey::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
+        params.subject_alt_names.push(SanType::URI(
+            identity(CertRole::Manager, 1).uri().try_into().unwrap(),
+        ));
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let request = params
+            .serialize_request(key.key_pair())
+            .unwrap()
+            .pem()
+            .unwrap();
+        let ca = ClusterCa::generate("c0ffee").unwrap();
+        let issued = ca
+            .issue(&request, &identity(CertRole::Worker, 9), SystemTime::now())
+            .unwrap();
+        let der = crate::verify::first_der(&issued.cert_pem).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert!(!cert.is_ca());
+        let names: Vec<String> = cert
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|name| name.to_string())
+            .collect();
+        assert_eq!(names, vec!["URI(symphony://c0ffee/worker/9)".to_string()]);
+    }
+
+    #[test]
+    fn garbage_and_forged_requests_are_refused() {
+        let ca = ClusterCa::generate("c0ffee").unwrap();
+        let who = identity(CertRole::Worker, 3);
+        assert!(matches!(
+            ca.issue("not a request", &who, SystemTime::now()),
+            Err(PkiError::Malformed { .. })
+        ));
+        // A request whose signature was tampered with.
+        let key = NodeKey::generate().unwrap();
+        let request = key.request("x").unwrap();
+        let block = x509_parser::pem::parse_x509_pem(request.as_bytes())
+            .unwrap()
+            .1;
+        let mut der = block.contents.clone();
+        let last = der.len() - 1;
+        der[last] ^= 1;
+        let tampered = pem_block("CERTIFICATE REQUEST", &der);
+        assert!(ca.issue(&tampered, &who, SystemTime::now()).is_err());
+    }
+
+    fn pem_block(label: &str, der: &[u8]) -> String {
+        let encoded = base64_encode(der);
+        format!("-----BEGIN {label}-----\n{encoded}\n-----END {label}-----\n")
+    }
+
+    fn base64_encode(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}

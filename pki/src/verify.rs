@@ -1,0 +1,196 @@
+//! A peer's certificate checked against the bundle and read into the identity it proves.
+//!
+//! The check is by CA and URI SAN, not by host name: the certificate must be signed by a CA
+//! of the bundle, be valid now, and name exactly one Symphony identity of this cluster. What
+//! that identity may do is for each call to decide.
+
+use std::time::SystemTime;
+
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer;
+use x509_parser::time::ASN1Time;
+
+use crate::bundle::CaBundle;
+use crate::error::PkiError;
+use crate::identity::{CertIdentity, SCHEME};
+
+/// Checks `cert_der` against `bundle` at `now` and returns who it names, which must be a node
+/// of `cluster_id`.
+pub fn verify_peer(
+    cert_der: &[u8],
+    bundle: &CaBundle,
+    cluster_id: &str,
+    now: SystemTime,
+) -> Result<CertIdentity, PkiError> {
+    let identity = verify_chain(cert_der, bundle, now)?;
+    if identity.cluster_id != cluster_id {
+        return Err(PkiError::WrongCluster {
+            expected: cluster_id.to_string(),
+            got: identity.cluster_id,
+        });
+    }
+    Ok(identity)
+}
+
+/// Checks `cert_der` against `bundle` at `now` and returns who it names, of whatever cluster
+/// (the bundle is one cluster's, so a caller that trusts the bundle learns the cluster).
+pub fn verify_chain(
+    cert_der: &[u8],
+    bundle: &CaBundle,
+    now: SystemTime,
+) -> Result<CertIdentity, PkiError> {
+    let (_, cert) = X509Certificate::from_der(cert_der)
+        .map_err(|error| PkiError::malformed("certificate", error))?;
+    let now_s = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        });
+    let at = ASN1Time::from_timestamp(now_s).map_err(|error| PkiError::malformed("time", error))?;
+    let validity = cert.validity();
+    if !validity.is_valid_at(at) {
+        return Err(PkiError::Expired {
+            not_before_s: validity.not_before.timestamp(),
+            not_after_s: validity.not_after.timestamp(),
+            now_s,
+        });
+    }
+    let mut issued = false;
+    for ca_der in bundle.certificates_der()? {
+        let (_, ca) = X509Certificate::from_der(&ca_der)
+            .map_err(|error| PkiError::malformed("CA certificate", error))?;
+        if ca.is_ca()
+            && ca.validity().is_valid_at(at)
+            && cert.issuer() == ca.subject()
+            && cert.verify_signature(Some(ca.public_key())).is_ok()
+        {
+            issued = true;
+            break;
+        }
+    }
+    if !issued {
+        return Err(PkiError::UnknownIssuer);
+    }
+    if cert.is_ca() {
+        return Err(PkiError::NoIdentity {
+            detail: "a CA certificate names no node".into(),
+        });
+    }
+    identity_of(&cert)
+}
+
+fn identity_of(cert: &X509Certificate<'_>) -> Result<CertIdentity, PkiError> {
+    let names = cert
+        .subject_alternative_name()
+        .map_err(|error| PkiError::malformed("certificate names", error))?
+        .ok_or_else(|| PkiError::NoIdentity {
+            detail: "no subject alternative names".into(),
+        })?;
+    let mut uris = names
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::URI(uri) if uri.starts_with(SCHEME) => Some(*uri),
+            _ => None,
+        });
+    let (Some(uri), None) = (uris.next(), uris.next()) else {
+        return Err(PkiError::NoIdentity {
+            detail: "not exactly one symphony:// name".into(),
+        });
+    };
+    CertIdentity::from_uri(uri)
+}
+
+/// The DER of the first certificate of a PEM text.
+pub fn first_der(pem: &str) -> Result<Vec<u8>, PkiError> {
+    CaBundle::new(pem)
+        .certificates_der()?
+        .into_iter()
+        .next()
+        .ok_or(PkiError::EmptyBundle)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::identity::CertRole;
+    use crate::{ClusterCa, NodeKey};
+
+    fn issue(ca: &ClusterCa, cluster: &str, at: SystemTime) -> Vec<u8> {
+        let key = NodeKey::generate().unwrap();
+        let identity = CertIdentity {
+            cluster_id: cluster.into(),
+            role: CertRole::Manager,
+            node_id: 5,
+        };
+        let issued = ca.issue(&key.request("n").unwrap(), &identity, at).unwrap();
+        first_der(&issued.cert_pem).unwrap()
+    }
+
+    #[test]
+    fn a_certificate_of_another_ca_is_refused() {
+        let ours = ClusterCa::generate("c").unwrap();
+        let theirs = ClusterCa::generate("c").unwrap();
+        let cert = issue(&theirs, "c", SystemTime::now());
+        assert!(matches!(
+            verify_peer(&cert, &ours.bundle(), "c", SystemTime::now()),
+            Err(PkiError::UnknownIssuer)
+        ));
+        assert!(verify_peer(&cert, &theirs.bundle(), "c", SystemTime::now()).is_ok());
+    }
+
+    #[test]
+    fn the_ca_itself_is_no_node() {
+        let ca = ClusterCa::generate("c").unwrap();
+        let der = first_der(&ca.cert_pem).unwrap();
+        assert!(verify_peer(&der, &ca.bundle(), "c", SystemTime::now()).is_err());
+    }
+
+    #[test]
+    fn another_cluster_and_other_times_are_refused() {
+        let ca = ClusterCa::generate("c").unwrap();
+        let now = SystemTime::now();
+        let cert = issue(&ca, "d", now);
+        assert!(matches!(
+            verify_peer(&cert, &ca.bundle(), "c", now),
+            Err(PkiError::WrongCluster { .. })
+        ));
+        let cert = issue(&ca, "c", now);
+        // Backdated an hour for skew, not a day.
+        assert!(verify_peer(&cert, &ca.bundle(), "c", now - Duration::from_secs(1800)).is_ok());
+        assert!(matches!(
+            verify_peer(&cert, &ca.bundle(), "c", now - Duration::from_secs(86_400)),
+            Err(PkiError::Expired { .. })
+        ));
+        assert!(matches!(
+            verify_peer(
+                &cert,
+                &ca.bundle(),
+                "c",
+                now + crate::ca::NODE_CERT_LIFETIME + Duration::from_secs(60)
+            ),
+            Err(PkiError::Expired { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        let ca = ClusterCa::generate("c").unwrap();
+        assert!(matches!(
+            verify_peer(
+                b"\x30\x03\x02\x01\x00",
+                &ca.bundle(),
+                "c",
+                SystemTime::now()
+            ),
+            Err(PkiError::Malformed { .. })
+        ));
+        assert!(verify_peer(&[], &ca.bundle(), "c", SystemTime::now()).is_err());
+    }
+}

@@ -1,0 +1,257 @@
+//! Mutual TLS for [`crate::Transport`] (rustls with the `ring` provider, TLS 1.3 only).
+//!
+//! Both sides verify by CA and URI SAN, not by host name: a peer's certificate must be issued
+//! by a CA of the cluster's bundle, be valid now and name exactly one node of this cluster
+//! (`symphony_pki::verify_peer`). The handshake fails on anything else — no certificate where
+//! one is required, another CA's, another cluster's — and the accepted connection's
+//! [`PeerInfo`](crate::PeerInfo) carries the identity the certificate proves, for each call to
+//! check its role and the node it acts for.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use symphony_pki::{CaBundle, CertIdentity, PkiError};
+
+/// The name a client puts in its hello: certificates carry no host names, so none is checked.
+const SERVER_NAME: &str = "symphony.invalid";
+
+/// Whether a listener requires a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Every client proves itself (Raft, the node-to-node API).
+    Required,
+    /// A client may come without one (a node that joins and has none yet); the protocol above
+    /// must then serve it only what a newcomer may ask.
+    Optional,
+}
+
+/// Why TLS could not be set up from the node's material.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("the node's TLS material does not read: {0}")]
+    Pki(#[from] PkiError),
+    #[error("rustls refused the configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("{SERVER_NAME} is not a server name: {0}")]
+    Name(#[from] rustls::pki_types::InvalidDnsNameError),
+}
+
+/// What a node needs to speak TLS: its certificate and key, and whom it trusts.
+#[derive(Clone)]
+pub struct TlsMaterial {
+    pub cert_pem: String,
+    pub key_der: Vec<u8>,
+    pub bundle: CaBundle,
+    pub cluster_id: String,
+}
+
+impl std::fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMaterial")
+            .field("cluster_id", &self.cluster_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Both sides' rustls configurations, built once.
+pub struct TlsTransport {
+    /// `None` for a newcomer, which has no certificate to serve with yet.
+    pub(crate) server: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) client: Arc<rustls::ClientConfig>,
+    pub(crate) name: ServerName<'static>,
+    verifier: Arc<PeerVerifier>,
+}
+
+impl std::fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTransport")
+            .field("cluster_id", &self.verifier.cluster_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsTransport {
+    /// A node with its certificate: it serves (asking clients for theirs as `client_auth`
+    /// says) and dials with it.
+    pub fn new(material: &TlsMaterial, client_auth: ClientAuth) -> Result<Self, TlsSetupError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(PeerVerifier {
+            bundle: material.bundle.clone(),
+            cluster_id: material.cluster_id.clone(),
+            provider: provider.clone(),
+            client_auth,
+        });
+        let chain = vec![CertificateDer::from(symphony_pki::verify::first_der(
+            &material.cert_pem,
+        )?)];
+        let key = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(material.key_der.clone()));
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier.clone())
+            .with_single_cert(chain.clone(), key())?;
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_client_auth_cert(chain, key())?;
+        Ok(TlsTransport {
+            server: Some(Arc::new(server)),
+            client: Arc::new(client),
+            name: ServerName::try_from(SERVER_NAME)?,
+            verifier,
+        })
+    }
+
+    /// A node that has no certificate yet (it is joining): it dials without one, trusting
+    /// servers of `bundle` (which it checked against its token) of cluster `cluster_id`, and
+    /// serves nothing.
+    pub fn newcomer(bundle: CaBundle, cluster_id: String) -> Result<Self, TlsSetupError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(PeerVerifier {
+            bundle,
+            cluster_id,
+            provider: provider.clone(),
+            client_auth: ClientAuth::Required,
+        });
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        Ok(TlsTransport {
+            server: None,
+            client: Arc::new(client),
+            name: ServerName::try_from(SERVER_NAME)?,
+            verifier,
+        })
+    }
+
+    /// Who the certificate `der` proves, as this side's verifier sees it.
+    pub fn identify(&self, der: &[u8]) -> Result<CertIdentity, PkiError> {
+        self.verifier.check(der, SystemTime::now())
+    }
+}
+
+/// One verifier for both sides: the bundle, the cluster, and rustls's signature checks.
+#[derive(Debug)]
+struct PeerVerifier {
+    bundle: CaBundle,
+    cluster_id: String,
+    provider: Arc<CryptoProvider>,
+    client_auth: ClientAuth,
+}
+
+impl PeerVerifier {
+    fn check(&self, der: &[u8], now: SystemTime) -> Result<CertIdentity, PkiError> {
+        symphony_pki::verify_peer(der, &self.bundle, &self.cluster_id, now)
+    }
+
+    fn verify(&self, end_entity: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls::Error> {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs());
+        self.check(end_entity.as_ref(), now)
+            .map(|_| ())
+            .map_err(|error| {
+                rustls::Error::InvalidCertificate(match error {
+                    PkiError::UnknownIssuer => CertificateError::UnknownIssuer,
+                    PkiError::Expired { .. } => CertificateError::Expired,
+                    PkiError::Malformed { .. } => CertificateError::BadEncoding,
+                    _ => CertificateError::ApplicationVerificationFailure,
+                })
+            })
+    }
+}
+
+impl ServerCertVerifier for PeerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.verify(end_entity, now)
+            .map(|()| ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for PeerVerifier {
+    fn client_auth_mandatory(&self) -> bool {
+        self.client_auth == ClientAuth::Required
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.verify(end_entity, now)
+            .map(|()| ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        ServerCertVerifier::verify_tls12_signature(self, message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        ServerCertVerifier::verify_tls13_signature(self, message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        ServerCertVerifier::supported_verify_schemes(self)
+    }
+}
