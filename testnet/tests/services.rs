@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use symphony_ctl::proto::{ErrorCode, ReadConsistency, Response, Role, ServiceSpecView, TaskInfo};
+use symphony_ctl::proto::{ErrorCode, ReadConsistency, Response, ServiceSpecView, TaskInfo};
 use symphony_ctl::{Client, ClientError};
 use symphony_testnet::harness::{
     AgentOptions, AgentProcess, Cluster, ClusterOptions, poll_until, task_processes,
@@ -47,24 +47,9 @@ struct Fleet {
 
 /// `managers` managers, and a worker for each entry of `workers` with those labels.
 async fn fleet(managers: usize, workers: &[&[&str]]) -> Fleet {
-    let mut cluster = Cluster::start_with(managers, ClusterOptions::with_agent_args(&MANAGER_ARGS))
+    let cluster = Cluster::formed(managers, ClusterOptions::with_agent_args(&MANAGER_ARGS))
         .await
         .unwrap();
-    if managers == 1 {
-        cluster.bootstrap_dynamic().await.unwrap();
-    } else {
-        cluster.bootstrap_static().await.unwrap();
-    }
-    let leader = cluster.leader().await.unwrap();
-    let token = cluster
-        .client(leader)
-        .await
-        .unwrap()
-        .token_show(Role::Worker)
-        .await
-        .unwrap()
-        .token;
-    let manager_addr = cluster.remote_addr(0).unwrap().to_string();
     let mut fleet = Fleet {
         cluster,
         workers: Vec::new(),
@@ -79,15 +64,8 @@ async fn fleet(managers: usize, workers: &[&[&str]]) -> Fleet {
             options.extra_args.push("--label".into());
             options.extra_args.push((*label).into());
         }
-        let worker = AgentProcess::start_with(options).await.unwrap();
-        let joined = worker
-            .client()
-            .await
-            .unwrap()
-            .join(&token, &manager_addr)
-            .await
-            .unwrap();
-        fleet.worker_ids.push(joined.node_id);
+        let (worker, node_id) = fleet.cluster.join_worker(options).await.unwrap();
+        fleet.worker_ids.push(node_id);
         fleet.workers.push(worker);
     }
     for id in fleet.worker_ids.clone() {

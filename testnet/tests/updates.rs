@@ -33,39 +33,16 @@ struct Fleet {
 }
 
 async fn fleet(managers: usize, workers: usize) -> Fleet {
-    let mut cluster = Cluster::start_with(managers, ClusterOptions::with_agent_args(&GOSSIP_ARGS))
+    let cluster = Cluster::formed(managers, ClusterOptions::with_agent_args(&GOSSIP_ARGS))
         .await
         .unwrap();
-    if managers == 1 {
-        cluster.bootstrap_dynamic().await.unwrap();
-    } else {
-        cluster.bootstrap_static().await.unwrap();
-    }
-    let leader = cluster.leader().await.unwrap();
-    let token = cluster
-        .client(leader)
-        .await
-        .unwrap()
-        .token_show(Role::Worker)
-        .await
-        .unwrap()
-        .token;
-    let manager_addr = cluster.remote_addr(0).unwrap().to_string();
     let mut processes = Vec::new();
     for _ in 0..workers {
-        let worker = AgentProcess::start_with(AgentOptions {
+        let options = AgentOptions {
             extra_args: GOSSIP_ARGS.iter().map(|arg| (*arg).to_string()).collect(),
             ..AgentOptions::default()
-        })
-        .await
-        .unwrap();
-        worker
-            .client()
-            .await
-            .unwrap()
-            .join(&token, &manager_addr)
-            .await
-            .unwrap();
+        };
+        let (worker, _) = cluster.join_worker(options).await.unwrap();
         processes.push(worker);
     }
     let fleet = Fleet {

@@ -119,6 +119,40 @@ impl Cluster {
         Ok(index)
     }
 
+    /// Starts `count` managers with `options` and forms them: a dynamic bootstrap for one, a
+    /// static one for more.
+    pub async fn formed(
+        count: usize,
+        options: super::ClusterOptions,
+    ) -> Result<Cluster, HarnessError> {
+        let mut cluster = Cluster::start_with(count, options).await?;
+        if count == 1 {
+            cluster.bootstrap_dynamic().await?;
+        } else {
+            cluster.bootstrap_static().await?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts a worker agent with `options` (outside the cluster's lab: the caller keeps it)
+    /// and joins it through the leader with the worker token; returns it and its node id.
+    pub async fn join_worker(
+        &self,
+        options: crate::harness::AgentOptions,
+    ) -> Result<(crate::harness::AgentProcess, u64), HarnessError> {
+        let leader = self.leader().await?;
+        let token = self
+            .client(leader)
+            .await?
+            .token_show(Role::Worker)
+            .await?
+            .token;
+        let addr = self.remote_addr(leader)?.to_string();
+        let worker = crate::harness::AgentProcess::start_with(options).await?;
+        let joined = worker.client().await?.join(&token, &addr).await?;
+        Ok((worker, joined.node_id))
+    }
+
     /// Calls `op` on a fresh connection to node `index`, retrying on a retryable failure or a
     /// call that takes longer than `attempt_timeout`, for up to the cluster timeout.
     async fn retrying<T, F>(
