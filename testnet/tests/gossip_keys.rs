@@ -42,15 +42,9 @@ fn fast_args() -> Vec<String> {
 }
 
 async fn managers(count: usize) -> Cluster {
-    let mut cluster = Cluster::start_with(count, ClusterOptions::with_agent_args(&FAST_GOSSIP))
+    Cluster::formed(count, ClusterOptions::with_agent_args(&FAST_GOSSIP))
         .await
-        .unwrap();
-    if count == 1 {
-        cluster.bootstrap_dynamic().await.unwrap();
-    } else {
-        cluster.bootstrap_static().await.unwrap();
-    }
-    cluster
+        .unwrap()
 }
 
 async fn start_worker(extra: &[String]) -> AgentProcess {
