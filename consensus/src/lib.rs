@@ -30,11 +30,12 @@ pub use handle::{
 pub use state::{
     Availability, ClusterCommand, ClusterInfo, ClusterState, Command, CommandResult, Constraint,
     ConstraintField, ConstraintOp, DesiredState, Driver, FailureAction, GossipKeyCommand,
-    GossipKeyRecord, GossipKeyring, Health, HealthCheck, KeySecret, KvCommand, KvRecord, NewTask,
-    NodeCommand, NodeJoin, NodeRecord, NodeRole, NodeStatus, OnIsolation, Reservations, Resources,
-    RestartCondition, RestartPolicy, ServiceCommand, ServiceMode, ServicePatch, ServiceRecord,
-    ServiceSpec, SpecError, TaskCommand, TaskOutcome, TaskRecord, TaskReport, TaskSpec, TaskState,
-    Transition, UpdateConfig, UpdateKind, UpdateOrder, UpdatePatch, UpdateState, UpdateStatus,
+    GossipKeyRecord, GossipKeyring, Health, HealthCheck, KeySecret, KvChange, KvCommand,
+    KvCompacted, KvHistory, KvRecord, NewTask, NodeCommand, NodeJoin, NodeRecord, NodeRole,
+    NodeStatus, OnIsolation, Reservations, Resources, RestartCondition, RestartPolicy,
+    ServiceCommand, ServiceMode, ServicePatch, ServiceRecord, ServiceSpec, SpecError, TaskCommand,
+    TaskOutcome, TaskRecord, TaskReport, TaskSpec, TaskState, Transition, UpdateConfig, UpdateKind,
+    UpdateOrder, UpdatePatch, UpdateState, UpdateStatus,
 };
 pub use types::{ManagerNode, TypeConfig};
 

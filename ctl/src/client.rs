@@ -10,9 +10,9 @@ use symphony_wire::{CallError, Dialer, Hello, HelloError, LocalHello, Mux, Proto
 
 use crate::proto::{
     Ctl, CtlError, DoneInfo, EventFilter, ExplainInfo, GossipKeysInfo, InitInfo, JoinInfo,
-    KvDeleteResult, KvEntry, KvListing, KvWriteResult, NodeInfo, ReadConsistency, Request,
-    Response, Role, ServiceInfo, ServicePatchView, ServiceSpecView, SnapshotInfo, StatusInfo,
-    TaskInfo, TokenInfo,
+    KvDeleteResult, KvEntry, KvHistoryInfo, KvListing, KvWriteResult, NodeInfo, ReadConsistency,
+    Request, Response, Role, ServiceInfo, ServicePatchView, ServiceSpecView, SnapshotInfo,
+    StatusInfo, TaskInfo, TokenInfo,
 };
 
 /// How long connecting and the hello may take.
@@ -292,9 +292,52 @@ impl Client {
         let request = Request::KvGet {
             key: key.into(),
             consistency,
+            revision: None,
         };
         self.expect(request, |r| match r {
             Response::KvGet(entry) => Ok(entry),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `key` as it was at `revision` (one the history still keeps).
+    pub async fn kv_get_at(
+        &self,
+        key: impl Into<String>,
+        revision: u64,
+        consistency: ReadConsistency,
+    ) -> Result<Option<KvEntry>, ClientError> {
+        let request = Request::KvGet {
+            key: key.into(),
+            consistency,
+            revision: Some(revision),
+        };
+        self.expect(request, |r| match r {
+            Response::KvGet(entry) => Ok(entry),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// A stream of [`Response::KvEvents`]: every change to keys starting with `prefix`, from
+    /// revision `from_revision` (default: from now).
+    pub async fn kv_watch(
+        &self,
+        prefix: impl Into<String>,
+        from_revision: Option<u64>,
+    ) -> Result<ReplyStream, ClientError> {
+        self.stream(Request::KvWatch {
+            prefix: prefix.into(),
+            from_revision,
+        })
+        .await
+    }
+
+    /// How much KV history is kept; with `keep`, keep that many revisions from now on.
+    pub async fn kv_history(&self, keep: Option<u64>) -> Result<KvHistoryInfo, ClientError> {
+        self.expect(Request::KvHistory { keep }, |r| match r {
+            Response::KvHistory(info) => Ok(info),
             other => Err(other),
         })
         .await

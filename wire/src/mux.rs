@@ -284,6 +284,11 @@ impl<P: Protocol> Drop for ReplyStream<P> {
     }
 }
 
+/// Removes the waiter of `id` (the lock is not held past this).
+fn take<P: Protocol>(shared: &Shared<P>, id: u64) -> Option<Waiter<P>> {
+    shared.waiters().remove(&id)
+}
+
 /// Hands one response frame to its waiter; `false` when the connection is unusable.
 async fn deliver<P: Protocol>(shared: &Shared<P>, body: &[u8]) -> bool {
     let response: ResponseFrame<P::Response, P::Error> = match frame::decode(body) {
@@ -311,22 +316,25 @@ async fn deliver<P: Protocol>(shared: &Shared<P>, body: &[u8]) -> bool {
     };
     let id = response.id;
     match response.body {
-        Body::Reply(reply) => match shared.waiters().remove(&id) {
+        Body::Reply(reply) => match take(shared, id) {
             Some(Waiter::Call(waiter)) => {
                 let _ = waiter.send(Ok(reply));
             }
-            // A single answer to a stream request is its only item.
+            // A single answer to a stream request is its only item; it waits for room like
+            // any item, so that it is never lost behind a full buffer.
             Some(Waiter::Stream(items)) => {
-                let _ = items.try_send(Ok(reply));
+                let _ = items.send(Ok(reply)).await;
             }
             None => {}
         },
-        Body::Error(error) => match shared.waiters().remove(&id) {
+        Body::Error(error) => match take(shared, id) {
             Some(Waiter::Call(waiter)) => {
                 let _ = waiter.send(Err(CallError::Remote(error)));
             }
+            // The error that ends a stream (e.g. where to resume a watch) comes after the
+            // items the consumer has not read yet, never instead of them.
             Some(Waiter::Stream(items)) => {
-                let _ = items.try_send(Err(CallError::Remote(error)));
+                let _ = items.send(Err(CallError::Remote(error))).await;
             }
             None => {}
         },

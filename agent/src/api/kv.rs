@@ -1,9 +1,13 @@
-//! The key-value store: put, get, list and delete, with compare-and-set on revisions.
+//! The key-value store: put, get (now or as of a kept revision), list and delete, with
+//! compare-and-set on revisions, and the history kept (`kv history`).
 
-use symphony_consensus::{Command, CommandResult, Consensus, KvCommand, KvRecord};
+use symphony_consensus::state::kv_history::{MAX_BYTES, MIN_KEEP};
+use symphony_consensus::{Command, CommandResult, Consensus, KvCommand};
 use symphony_ctl::proto::{
-    CtlError, KvDeleteResult, KvEntry, KvListing, KvWriteResult, ReadConsistency, Response,
+    CtlError, KvDeleteResult, KvHistoryInfo, KvListing, KvWriteResult, ReadConsistency, Response,
 };
+
+use super::kv_watch::entry;
 
 use crate::errors::{bad_request, unexpected_result};
 use crate::manager::propose::{propose, propose_client, read};
@@ -36,9 +40,51 @@ pub async fn get(
     consensus: &Consensus,
     key: String,
     consistency: ReadConsistency,
+    revision: Option<u64>,
 ) -> Result<Response, CtlError> {
-    let record = read(consensus, consistency, |state| state.kv.get(&key).cloned()).await?;
-    Ok(Response::KvGet(record.map(|record| entry(key, record))))
+    let Some(revision) = revision else {
+        let record = read(consensus, consistency, |state| state.kv.get(&key).cloned()).await?;
+        return Ok(Response::KvGet(record.map(|record| entry(key, record))));
+    };
+    let (record, keep) = read(consensus, consistency, |state| {
+        (state.kv.get_at(&key, revision), state.kv.history().keep())
+    })
+    .await?;
+    match record {
+        Ok(Ok(record)) => Ok(Response::KvGet(record.map(|record| entry(key, record)))),
+        Ok(Err(now)) => Err(bad_request(format!(
+            "revision {revision} is in the future: the KV store is at revision {now}"
+        ))),
+        Err(compacted) => Err(CtlError::kv_compacted(
+            compacted.requested,
+            compacted.oldest,
+            keep,
+        )),
+    }
+}
+
+/// How much history is kept; with `keep`, keep that many revisions from now on.
+pub async fn history(consensus: &Consensus, keep: Option<u64>) -> Result<Response, CtlError> {
+    if let Some(revisions) = keep {
+        if revisions < MIN_KEEP {
+            return Err(bad_request(format!(
+                "keep at least {MIN_KEEP} revisions (watchers that lose their manager resume from the history)"
+            )));
+        }
+        propose(consensus, Command::Kv(KvCommand::KeepHistory { revisions })).await?;
+    }
+    let info = read(consensus, ReadConsistency::Stale, |state| {
+        let history = state.kv.history();
+        KvHistoryInfo {
+            keep: history.keep(),
+            max_bytes: MAX_BYTES,
+            oldest: history.oldest(),
+            revision: state.kv.revision(),
+            kept: u64::try_from(history.len()).unwrap_or(u64::MAX),
+        }
+    })
+    .await?;
+    Ok(Response::KvHistory(info))
 }
 
 pub async fn list(
@@ -74,16 +120,6 @@ pub async fn delete(
             Ok(Response::KvDelete(KvDeleteResult { deleted, revision }))
         }
         other => Err(unexpected_result(other)),
-    }
-}
-
-fn entry(key: String, record: KvRecord) -> KvEntry {
-    KvEntry {
-        key,
-        value: record.value,
-        create_revision: record.create_revision,
-        mod_revision: record.mod_revision,
-        version: record.version,
     }
 }
 

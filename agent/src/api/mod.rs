@@ -5,7 +5,7 @@
 //! - [`status`]: `status` on a manager or a worker;
 //! - [`membership`]: `init`, `join`, `leave`, `recover` (carried out by the node's supervisor)
 //!   and `snapshot save`;
-//! - [`kv`]: the key-value store;
+//! - [`kv`]: the key-value store; [`kv_watch`]: its watch stream;
 //! - [`tokens`]: join tokens;
 //! - [`gossip_keys`]: the gossip keyring's rotation;
 //! - [`nodes`]: `node ls`, `inspect`, `update`, `promote`, `demote`, `rm`;
@@ -17,6 +17,7 @@
 pub mod events;
 pub mod gossip_keys;
 pub mod kv;
+pub mod kv_watch;
 pub mod membership;
 pub mod nodes;
 pub mod services;
@@ -48,6 +49,15 @@ pub fn stream(
                 return Ok(Err(not_manager(ctx, "events")));
             }
             Ok(events::stream(ctx, since, filter))
+        }
+        Request::KvWatch {
+            prefix,
+            from_revision,
+        } => {
+            if ctx.node.is_worker() {
+                return Ok(Err(not_manager(ctx, "kv watch")));
+            }
+            Ok(kv_watch::stream(ctx, prefix, from_revision))
         }
         other => Err(other),
     }
@@ -90,7 +100,12 @@ pub async fn handle(
             value,
             if_revision,
         } => kv::put(&consensus(ctx)?, key, value, if_revision).await,
-        Request::KvGet { key, consistency } => kv::get(&consensus(ctx)?, key, consistency).await,
+        Request::KvGet {
+            key,
+            consistency,
+            revision,
+        } => kv::get(&consensus(ctx)?, key, consistency, revision).await,
+        Request::KvHistory { keep } => kv::history(&consensus(ctx)?, keep).await,
         Request::KvList {
             prefix,
             consistency,
@@ -145,10 +160,12 @@ pub async fn handle(
             services::update(&consensus(ctx)?, name, *patch).await
         }
         Request::ServiceRollback { name } => services::rollback(&consensus(ctx)?, name).await,
-        Request::ServiceLogs { .. } | Request::Events { .. } => Err(CtlError::new(
-            ErrorCode::BadRequest,
-            format!("`{}` is a stream; send it as one", spec.name),
-        )),
+        Request::ServiceLogs { .. } | Request::Events { .. } | Request::KvWatch { .. } => {
+            Err(CtlError::new(
+                ErrorCode::BadRequest,
+                format!("`{}` is a stream; send it as one", spec.name),
+            ))
+        }
     }
 }
 

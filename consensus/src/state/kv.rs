@@ -1,6 +1,7 @@
 //! The `kv` table: keys and values with etcd's revisions — one global revision bumped by every
 //! put and every effective delete, and per key the revision it was created and last changed
-//! at and how often it was written.
+//! at and how often it was written — and the recent history of changes
+//! ([`super::kv_history`]), for watches and reads as of a revision.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -8,7 +9,8 @@ use std::io;
 use serde::{Deserialize, Serialize};
 
 use super::CommandResult;
-use super::table::{Changes, Table};
+use super::kv_history::{KvChange, KvCompacted, KvHistory};
+use super::table::{Changes, Table, key_u64, u64_key};
 use crate::codec::{decode, encode};
 
 /// A key's value and its etcd-style revisions.
@@ -27,6 +29,8 @@ pub struct KvTable {
     entries: BTreeMap<String, KvRecord>,
     /// Bumped by every put and every effective delete.
     revision: u64,
+    /// The changes of the last revisions.
+    history: KvHistory,
 }
 
 /// Changes to the KV table. With `if_revision`, only if the key's `mod_revision` is that (0:
@@ -43,13 +47,25 @@ pub enum KvCommand {
         key: String,
         if_revision: Option<u64>,
     },
+    /// Keeps the changes of the last `revisions` revisions (at least
+    /// [`super::kv_history::MIN_KEEP`]) for watches and reads as of a revision.
+    KeepHistory { revisions: u64 },
 }
 
 /// The name of this table (its rows on disk, its change watch).
 pub const TABLE: &str = "sm_kv";
-/// Row keys: an entry is `e` and its key, the revision is `r`.
+/// Row keys: an entry is `e` and its key, the revision is `r`, a change of the history `h` and
+/// its revision (big-endian), the history's bounds `b`.
 const ENTRY: u8 = b'e';
 const REVISION: &[u8] = b"r";
+const CHANGE: u8 = b'h';
+const BOUNDS: &[u8] = b"b";
+
+fn change_row(revision: u64) -> Vec<u8> {
+    let mut row = vec![CHANGE];
+    row.extend_from_slice(&u64_key(revision));
+    row
+}
 
 fn entry_row(key: &str) -> Vec<u8> {
     let mut row = Vec::with_capacity(key.len() + 1);
@@ -76,6 +92,42 @@ impl KvTable {
         self.entries.is_empty()
     }
 
+    /// The history of changes.
+    pub fn history(&self) -> &KvHistory {
+        &self.history
+    }
+
+    /// `key` as of `revision`: compacted revisions are refused, and so are revisions not yet
+    /// made (`Ok(Err(now))`, with the current revision).
+    pub fn get_at(
+        &self,
+        key: &str,
+        revision: u64,
+    ) -> Result<Result<Option<KvRecord>, u64>, KvCompacted> {
+        if revision > self.revision {
+            return Ok(Err(self.revision));
+        }
+        self.history
+            .at(key, revision, self.entries.get(key))
+            .map(Ok)
+    }
+
+    /// Records a change in the history and marks the rows it touched.
+    fn remember(&mut self, change: KvChange, changes: &mut Changes) {
+        let dropped = self.history.record(self.revision, change);
+        changes.touch(TABLE, change_row(self.revision));
+        self.touch_dropped(dropped, changes);
+    }
+
+    fn touch_dropped(&self, dropped: Vec<u64>, changes: &mut Changes) {
+        if !dropped.is_empty() {
+            changes.touch(TABLE, BOUNDS.to_vec());
+        }
+        for revision in dropped {
+            changes.touch(TABLE, change_row(revision));
+        }
+    }
+
     /// The keys that start with `prefix`, in key order.
     pub fn list<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a KvRecord)> {
         self.entries
@@ -98,7 +150,8 @@ impl KvTable {
                 }
                 self.revision += 1;
                 let revision = self.revision;
-                let record = match self.entries.remove(key) {
+                let prev = self.entries.remove(key);
+                let record = match &prev {
                     Some(old) => KvRecord {
                         value: value.clone(),
                         create_revision: old.create_revision,
@@ -112,28 +165,46 @@ impl KvTable {
                         version: 1,
                     },
                 };
-                self.entries.insert(key.clone(), record);
+                self.entries.insert(key.clone(), record.clone());
                 changes.touch(TABLE, entry_row(key));
                 changes.touch(TABLE, REVISION.to_vec());
+                let change = KvChange {
+                    key: key.clone(),
+                    record: Some(record),
+                    prev,
+                };
+                self.remember(change, changes);
                 CommandResult::KvPut { revision }
             }
             KvCommand::Delete { key, if_revision } => {
                 if let Some(failed) = self.compare(key, *if_revision) {
                     return failed;
                 }
-                if self.entries.remove(key).is_none() {
+                let Some(prev) = self.entries.remove(key) else {
                     return CommandResult::KvDelete {
                         deleted: false,
                         revision: self.revision,
                     };
-                }
+                };
                 self.revision += 1;
                 changes.touch(TABLE, entry_row(key));
                 changes.touch(TABLE, REVISION.to_vec());
+                let change = KvChange {
+                    key: key.clone(),
+                    record: None,
+                    prev: Some(prev),
+                };
+                self.remember(change, changes);
                 CommandResult::KvDelete {
                     deleted: true,
                     revision: self.revision,
                 }
+            }
+            KvCommand::KeepHistory { revisions } => {
+                let dropped = self.history.set_keep(*revisions);
+                changes.touch(TABLE, BOUNDS.to_vec());
+                self.touch_dropped(dropped, changes);
+                CommandResult::Done
             }
         }
     }
@@ -162,6 +233,8 @@ impl Table for KvTable {
     fn row_keys(&self) -> Vec<Vec<u8>> {
         let mut keys: Vec<Vec<u8>> = self.entries.keys().map(|key| entry_row(key)).collect();
         keys.push(REVISION.to_vec());
+        keys.push(BOUNDS.to_vec());
+        keys.extend(self.history.revisions().map(change_row));
         keys
     }
 
@@ -172,7 +245,13 @@ impl Table for KvTable {
                     .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
                 self.entries.get(name).map(encode).transpose()
             }
+            Some((&CHANGE, revision)) => {
+                self.history.get(key_u64(revision)?).map(encode).transpose()
+            }
             _ if key == REVISION => encode(&self.revision).map(Some),
+            _ if key == BOUNDS => {
+                encode(&(self.history.compacted_through(), self.history.keep())).map(Some)
+            }
             _ => Ok(None),
         }
     }
@@ -184,7 +263,12 @@ impl Table for KvTable {
                     .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
                 self.entries.insert(name, decode(value)?);
             }
+            Some((&CHANGE, revision)) => self.history.load(key_u64(revision)?, decode(value)?),
             _ if key == REVISION => self.revision = decode(value)?,
+            _ if key == BOUNDS => {
+                let (compacted_through, keep) = decode(value)?;
+                self.history.load_bounds(compacted_through, keep);
+            }
             _ => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -337,14 +421,104 @@ mod tests {
             &mut changes,
         );
         let touched: Vec<&Vec<u8>> = changes.of(TABLE).collect();
-        assert_eq!(touched.len(), 2, "the entry and the revision");
+        assert_eq!(touched.len(), 3, "the entry, the revision and the change");
         assert_eq!(state.kv.encode_row(&entry_row("k2")).unwrap(), None);
 
+        state.apply(
+            &Command::Kv(KvCommand::KeepHistory { revisions: 1 }),
+            &mut Changes::default(),
+        );
         let mut copy = KvTable::default();
         for key in state.kv.row_keys() {
             let value = state.kv.encode_row(&key).unwrap().unwrap();
             copy.load_row(&key, &value).unwrap();
         }
         assert_eq!(copy, state.kv);
+        assert_eq!(copy.history().len(), 3);
+    }
+
+    #[test]
+    fn every_write_is_in_the_history_with_what_it_replaced() {
+        let mut state = ClusterState::default();
+        put(&mut state, "a", "1", None);
+        put(&mut state, "a", "2", None);
+        put(&mut state, "b", "1", Some(7)); // fails: no change
+        delete(&mut state, "a", None);
+        delete(&mut state, "a", None); // nothing to delete: no change
+        let super::super::kv_history::KvRead { changes, last } =
+            state.kv.history().after(0, "", 100, usize::MAX).unwrap();
+        type Seen<'a> = (u64, Option<&'a [u8]>, Option<&'a [u8]>);
+        let seen: Vec<Seen> = changes
+            .iter()
+            .map(|(revision, change)| {
+                (
+                    *revision,
+                    change.record.as_ref().map(|r| r.value.as_slice()),
+                    change.prev.as_ref().map(|r| r.value.as_slice()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (1, Some(&b"1"[..]), None),
+                (2, Some(&b"2"[..]), Some(&b"1"[..])),
+                (3, None, Some(&b"2"[..]))
+            ]
+        );
+        assert_eq!(last, Some(3));
+        assert_eq!(
+            state.kv.get_at("a", 1).unwrap().unwrap().unwrap().value,
+            b"1"
+        );
+        assert_eq!(state.kv.get_at("a", 3).unwrap().unwrap(), None);
+        assert_eq!(
+            state.kv.get_at("a", 4).unwrap(),
+            Err(3),
+            "a future revision"
+        );
+    }
+
+    #[test]
+    fn compaction_is_the_same_on_every_replica_and_persisted() {
+        let mut state = ClusterState::default();
+        state.apply(
+            &Command::Kv(KvCommand::KeepHistory { revisions: 0 }),
+            &mut Changes::default(),
+        );
+        assert_eq!(
+            state.kv.history().keep(),
+            super::super::kv_history::MIN_KEEP
+        );
+        let mut changes = Changes::default();
+        for i in 0..150 {
+            state.apply(
+                &Command::Kv(KvCommand::Put {
+                    key: format!("k{}", i % 7),
+                    value: vec![1],
+                    if_revision: None,
+                }),
+                &mut changes,
+            );
+        }
+        assert_eq!(state.kv.history().compacted_through(), 50);
+        assert!(
+            changes.contains(TABLE, &change_row(1)),
+            "a dropped change's row goes"
+        );
+        assert_eq!(state.kv.encode_row(&change_row(1)).unwrap(), None);
+        assert_eq!(
+            state
+                .kv
+                .history()
+                .after(49, "", 10, usize::MAX)
+                .unwrap_err()
+                .oldest,
+            51
+        );
+        assert!(state.kv.get_at("k1", 49).is_err());
+        // The value at a kept revision, though written before it.
+        let at_60 = state.kv.get_at("k0", 60).unwrap().unwrap().unwrap();
+        assert!(at_60.mod_revision <= 60 && at_60.mod_revision > 53);
     }
 }

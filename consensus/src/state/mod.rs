@@ -9,7 +9,8 @@
 //! and its rows:
 //! - [`cluster`]: the cluster's identity, join tokens and gossip keyring ([`gossip_keys`]);
 //! - [`nodes`]: every node, manager or worker;
-//! - [`kv`]: the key-value store with etcd's revisions;
+//! - [`kv`]: the key-value store with etcd's revisions, and its recent history
+//!   ([`kv_history`]);
 //! - [`services`]: what operators declared should run;
 //! - [`tasks`]: every run of a service's task, with its placement and observed states;
 //! - [`table`]: what a table is to the store, and the [`Changes`] apply records.
@@ -20,6 +21,7 @@
 pub mod cluster;
 pub mod gossip_keys;
 pub mod kv;
+pub mod kv_history;
 pub mod nodes;
 pub mod services;
 pub mod table;
@@ -32,6 +34,7 @@ use serde::{Deserialize, Serialize};
 pub use cluster::{ClusterCommand, ClusterInfo, ClusterTable};
 pub use gossip_keys::{GossipKeyCommand, GossipKeyRecord, GossipKeyring, KeySecret};
 pub use kv::{KvCommand, KvRecord, KvTable};
+pub use kv_history::{KvChange, KvCompacted, KvHistory};
 pub use nodes::{
     Availability, NodeCommand, NodeJoin, NodeRecord, NodeRole, NodeStatus, NodeTable, Resources,
 };
@@ -108,6 +111,9 @@ impl fmt::Display for Command {
             },
             Command::Kv(KvCommand::Put { key, .. }) => write!(f, "kv-put({key})"),
             Command::Kv(KvCommand::Delete { key, .. }) => write!(f, "kv-delete({key})"),
+            Command::Kv(KvCommand::KeepHistory { revisions }) => {
+                write!(f, "kv-keep-history({revisions})")
+            }
             Command::Service(command) => match command {
                 ServiceCommand::Create { name, .. } => write!(f, "service-create({name})"),
                 ServiceCommand::Scale { name, replicas, .. } => {

@@ -3,6 +3,7 @@
 
 mod events;
 mod gossip;
+mod kv;
 mod parse;
 mod service;
 mod table;
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::proto::{DoneInfo, KvEntry, NodeInfo, ReadConsistency, Role, StatusInfo};
+use crate::proto::{DoneInfo, NodeInfo, ReadConsistency, Role, StatusInfo};
 use crate::{Client, ClientError};
 pub use table::{Table, fields};
 
@@ -72,7 +73,7 @@ pub enum Command {
     Status,
     /// Read and write the replicated key-value store.
     #[command(subcommand)]
-    Kv(KvCommand),
+    Kv(kv::KvCommand),
     /// Show or rotate the join tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -87,38 +88,6 @@ pub enum Command {
     Service(Box<service::ServiceCommand>),
     /// Stream the cluster's events (node status, tasks, services, leaders) as they happen.
     Events(events::EventsArgs),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum KvCommand {
-    /// Set KEY to VALUE; prints the new cluster revision.
-    Put {
-        key: String,
-        value: String,
-        /// Only write if the key's revision is N (0: only if the key does not exist).
-        #[arg(long, value_name = "N")]
-        if_revision: Option<u64>,
-    },
-    /// Print the value of KEY.
-    Get {
-        key: String,
-        #[command(flatten)]
-        read: ReadArgs,
-    },
-    /// List the keys that start with PREFIX (all keys without one).
-    Ls {
-        #[arg(default_value = "")]
-        prefix: String,
-        #[command(flatten)]
-        read: ReadArgs,
-    },
-    /// Delete KEY.
-    Rm {
-        key: String,
-        /// Only delete if the key's revision is N.
-        #[arg(long, value_name = "N")]
-        if_revision: Option<u64>,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,7 +216,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let status = client.status().await?;
             emit(json, status_json(&status), || status_text(&status));
         }
-        Command::Kv(command) => run_kv(&client, json, command).await?,
+        Command::Kv(command) => kv::run(&client, json, command).await?,
         Command::Service(command) => service::run(&client, json, *command).await?,
         Command::Gossip(command) => gossip::run(&client, json, command).await?,
         Command::Events(args) => events::run(&client, json, args).await?,
@@ -340,70 +309,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn run_kv(client: &Client, json: bool, command: KvCommand) -> Result<(), CliError> {
-    match command {
-        KvCommand::Put {
-            key,
-            value,
-            if_revision,
-        } => {
-            let result = client
-                .kv_put(key.clone(), value.into_bytes(), if_revision)
-                .await
-                .map_err(explain_compare)?;
-            emit(
-                json,
-                json!({"key": key, "revision": result.revision}),
-                || format!("OK revision {}\n", result.revision),
-            );
-        }
-        KvCommand::Get { key, read } => match client.kv_get(key.clone(), read.consistency()).await?
-        {
-            Some(entry) => emit(json, entry_json(&entry), || {
-                format!("{}\n", String::from_utf8_lossy(&entry.value))
-            }),
-            None => return Err(CliError::Failed(format!("key '{key}' does not exist"))),
-        },
-        KvCommand::Ls { prefix, read } => {
-            let listing = client.kv_list(prefix, read.consistency()).await?;
-            emit(
-                json,
-                json!({
-                    "revision": listing.revision,
-                    "entries": listing.entries.iter().map(entry_json).collect::<Vec<_>>(),
-                }),
-                || {
-                    let mut table = Table::new(["KEY", "REVISION", "VERSION", "VALUE"]);
-                    for entry in &listing.entries {
-                        table.row([
-                            entry.key.clone(),
-                            entry.mod_revision.to_string(),
-                            entry.version.to_string(),
-                            String::from_utf8_lossy(&entry.value).into_owned(),
-                        ]);
-                    }
-                    table.render()
-                },
-            );
-        }
-        KvCommand::Rm { key, if_revision } => {
-            let result = client
-                .kv_delete(key.clone(), if_revision)
-                .await
-                .map_err(explain_compare)?;
-            if !result.deleted && !json {
-                return Err(CliError::Failed(format!("key '{key}' does not exist")));
-            }
-            emit(
-                json,
-                json!({"key": key, "deleted": result.deleted, "revision": result.revision}),
-                || format!("OK revision {}\n", result.revision),
-            );
-        }
-    }
-    Ok(())
-}
-
 fn done(json: bool, info: DoneInfo) {
     emit(json, json!({"message": info.message}), || {
         format!("{}\n", info.message)
@@ -417,24 +322,6 @@ fn emit(json: bool, value: Value, human: impl FnOnce() -> String) {
     } else {
         print!("{}", human());
     }
-}
-
-fn explain_compare(error: ClientError) -> CliError {
-    match error.remote() {
-        // The agent's sentence names the key and both revisions.
-        Some(remote) if remote.compare.is_some() => CliError::Failed(remote.message.clone()),
-        _ => CliError::Client(error),
-    }
-}
-
-fn entry_json(entry: &KvEntry) -> Value {
-    json!({
-        "key": entry.key,
-        "value": String::from_utf8_lossy(&entry.value),
-        "create_revision": entry.create_revision,
-        "mod_revision": entry.mod_revision,
-        "version": entry.version,
-    })
 }
 
 fn status_json(status: &StatusInfo) -> Value {
@@ -790,7 +677,7 @@ mod tests {
         assert_eq!(cli.socket, PathBuf::from("x.sock"));
         assert!(matches!(
             cli.command,
-            Command::Kv(KvCommand::Put {
+            Command::Kv(kv::KvCommand::Put {
                 if_revision: Some(0),
                 ..
             })

@@ -83,12 +83,28 @@ impl CtlError {
 
     /// History after `requested` is no longer all kept; resume after `oldest`.
     pub fn compacted(what: &str, requested: u64, oldest: u64) -> Self {
-        let mut error = CtlError::new(
-            ErrorCode::Compacted,
+        CtlError::history_gone(
             format!(
                 "{what} after revision {requested} are no longer all kept here; resume from revision {oldest} (--since {oldest}) and read the current state for what came before"
             ),
-        );
+            requested,
+            oldest,
+        )
+    }
+
+    /// A KV watch or read as of a revision the history no longer keeps.
+    pub fn kv_compacted(requested: u64, oldest: u64, keep: u64) -> Self {
+        CtlError::history_gone(
+            format!(
+                "revision {requested} of the KV store was compacted; the oldest revision still kept is {oldest} (watch with --from-revision {oldest} after reading the current values with kv ls). The cluster keeps the last {keep} revisions: change it with `symphony-ctl kv history --keep N`"
+            ),
+            requested,
+            oldest,
+        )
+    }
+
+    fn history_gone(message: String, requested: u64, oldest: u64) -> Self {
+        let mut error = CtlError::new(ErrorCode::Compacted, message);
         error.compacted = Some(Compacted {
             requested_revision: requested,
             oldest_revision: oldest,

@@ -154,6 +154,9 @@ pub enum Request {
     KvGet {
         key: String,
         consistency: ReadConsistency,
+        /// As of this revision (still kept in the history) instead of now.
+        #[serde(default)]
+        revision: Option<u64>,
     },
     KvList {
         prefix: String,
@@ -163,6 +166,17 @@ pub enum Request {
         key: String,
         /// Compare-and-delete, as for `KvPut`.
         if_revision: Option<u64>,
+    },
+    /// A stream: every put and delete of the keys starting with `prefix` (a whole key is its
+    /// own prefix), in revision order, from revision `from_revision` on (default: after now),
+    /// as this manager's replica applies them; never ends by itself.
+    KvWatch {
+        prefix: String,
+        from_revision: Option<u64>,
+    },
+    /// How much KV history is kept; with `keep`, keep that many revisions from now on.
+    KvHistory {
+        keep: Option<u64>,
     },
     TokenShow {
         role: Role,
@@ -257,6 +271,9 @@ pub enum Response {
     KvGet(Option<KvEntry>),
     KvList(KvListing),
     KvDelete(KvDeleteResult),
+    /// Items of a `kv watch` stream: the changes of one or more revisions.
+    KvEvents(Vec<KvEvent>),
+    KvHistory(KvHistoryInfo),
     Token(TokenInfo),
     /// Every `gossip key` request: the keyring as it is now, ids only.
     GossipKeys(GossipKeysInfo),
@@ -299,6 +316,9 @@ impl Request {
             Request::KvDelete { .. } => spec("kv rm", Leader),
             Request::KvGet { consistency, .. } => read("kv get", *consistency),
             Request::KvList { consistency, .. } => read("kv ls", *consistency),
+            // Any manager streams its replica's history: revisions are the same on all.
+            Request::KvWatch { .. } => spec("kv watch", Manager),
+            Request::KvHistory { .. } => spec("kv history", Leader),
             // Tokens are secrets: only the leader's (current) view of them is shown.
             Request::TokenShow { .. } => spec("token show", Leader),
             Request::TokenRotate { .. } => spec("token rotate", Leader),
@@ -339,6 +359,8 @@ impl Response {
             Response::KvGet(_) => "kv get",
             Response::KvList(_) => "kv ls",
             Response::KvDelete(_) => "kv rm",
+            Response::KvEvents(_) => "kv events",
+            Response::KvHistory(_) => "kv history",
             Response::Token(_) => "token",
             Response::GossipKeys(_) => "gossip keys",
             Response::NodeList(_) => "node ls",
@@ -371,6 +393,7 @@ mod tests {
         let get = |consistency| Request::KvGet {
             key: "k".into(),
             consistency,
+            revision: None,
         };
         assert_eq!(
             get(ReadConsistency::Linearizable).spec().route,

@@ -152,6 +152,31 @@ pub struct KvListing {
     pub revision: u64,
 }
 
+/// One put or delete, as `kv watch` delivers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvEvent {
+    /// The revision the change made.
+    pub revision: u64,
+    /// The key written or deleted.
+    pub key: String,
+    /// The key as the put left it; `None` for a delete.
+    pub entry: Option<KvEntry>,
+}
+
+/// How much KV history is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvHistoryInfo {
+    /// Revisions kept at most (also bounded by bytes: `max_bytes`).
+    pub keep: u64,
+    pub max_bytes: u64,
+    /// The oldest revision a watch can start from or a read be made at.
+    pub oldest: u64,
+    /// The current revision.
+    pub revision: u64,
+    /// Changes kept now.
+    pub kept: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvDeleteResult {
     /// Whether the key existed.
