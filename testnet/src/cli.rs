@@ -13,6 +13,7 @@ use crate::bench::gossip::{GossipOptions, ProfileKind};
 use crate::bench::kv::{KvOptions, Target};
 use crate::bench::start::StartOptions;
 use crate::bench::update::UpdateOptions;
+use crate::bench::watch::WatchOptions;
 use crate::chaos::ChaosOptions;
 use crate::chaos::command::ChaosCommand;
 use crate::lab::command::{Action, NodeOp};
@@ -247,6 +248,54 @@ pub enum BenchCommand {
     Update(UpdateBenchArgs),
     /// New services' tasks on real agents: p50/p99 from `service create` to each task running.
     Start(StartBenchArgs),
+    /// `kv watch` at many watchers: p50/p99 from a put to its delivery, and the managers'
+    /// memory.
+    Watch(WatchBenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WatchBenchArgs {
+    /// Managers, each serving its share of the watchers.
+    #[arg(long, default_value_t = 3)]
+    pub managers: usize,
+
+    /// Watch streams on the prefix `bench/`.
+    #[arg(long, default_value_t = 1_000)]
+    pub watchers: usize,
+
+    /// Control connections the watchers share, spread over the managers.
+    #[arg(long, default_value_t = 20)]
+    pub connections: usize,
+
+    /// Puts, one after the other, through the leader.
+    #[arg(long, default_value_t = 200)]
+    pub puts: usize,
+
+    /// Bytes of each put's value.
+    #[arg(long, default_value_t = 100)]
+    pub value_bytes: usize,
+
+    /// Seconds forming, opening the watches and delivering may each take.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_s: u64,
+
+    /// The symphony-agent binary (default: $SYMPHONY_AGENT_BIN, or next to this binary).
+    #[arg(long, value_name = "PATH")]
+    pub agent_bin: Option<PathBuf>,
+}
+
+impl From<WatchBenchArgs> for WatchOptions {
+    fn from(args: WatchBenchArgs) -> WatchOptions {
+        WatchOptions {
+            managers: args.managers,
+            watchers: args.watchers,
+            connections: args.connections,
+            puts: args.puts,
+            value_bytes: args.value_bytes,
+            timeout_s: args.timeout_s,
+            agent_bin: args.agent_bin,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -723,6 +772,12 @@ mod tests {
         match bench("start") {
             BenchCommand::Start(args) => {
                 assert_eq!(StartOptions::from(args), StartOptions::default());
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match bench("watch") {
+            BenchCommand::Watch(args) => {
+                assert_eq!(WatchOptions::from(args), WatchOptions::default());
             }
             other => panic!("parsed as {other:?}"),
         }

@@ -7,6 +7,7 @@
 //!   detection times, idle CPU and memory;
 //! - [`start`]: new services' tasks on real agents: create to running, p50/p99;
 //! - [`update`]: a rolling update of many tasks: its duration and the dips below the count;
+//! - [`watch`]: `kv watch` at many watchers: put to delivery, p50/p99, and the managers' memory;
 //! - [`gossip`]: gossip at scale, in the in-process simulator of `symphony_gossip::sim`;
 //! - [`latency`]: the one summary of measured times (nearest-rank percentiles) they all report
 //!   with, and [`figures`]: milliseconds and rounding.
@@ -19,3 +20,4 @@ pub mod kv;
 pub mod latency;
 pub mod start;
 pub mod update;
+pub mod watch;
