@@ -9,6 +9,7 @@ mod service;
 mod table;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
@@ -32,6 +33,11 @@ pub struct Cli {
     /// Print JSON instead of tables, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Give up after this long (e.g. 500ms, 10s, 2m), streams included (`kv watch`,
+    /// `events`, `service logs --follow` end then). Default: as long as the command needs.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse::duration_ms)]
+    pub timeout: Option<u64>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -184,10 +190,39 @@ pub enum CliError {
     Client(#[from] ClientError),
     #[error("{0}")]
     Failed(String),
+    #[error(
+        "no answer within the --timeout of {after_ms} ms; a change asked for may or may not have been made: read the state before trying again"
+    )]
+    TimedOut { after_ms: u64 },
 }
 
-/// Runs one command and prints its result.
+/// Runs one command and prints its result, within `--timeout` if given.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.timeout {
+        // A stream asked to run for a while ends well when its time is up.
+        Some(after_ms) if is_stream(&cli.command) => {
+            match tokio::time::timeout(Duration::from_millis(after_ms), run_command(cli)).await {
+                Ok(result) => result,
+                Err(_) => Ok(()),
+            }
+        }
+        Some(after_ms) => tokio::time::timeout(Duration::from_millis(after_ms), run_command(cli))
+            .await
+            .unwrap_or(Err(CliError::TimedOut { after_ms })),
+        None => run_command(cli).await,
+    }
+}
+
+/// Commands that print until interrupted.
+fn is_stream(command: &Command) -> bool {
+    match command {
+        Command::Kv(kv::KvCommand::Watch { .. }) | Command::Events(_) => true,
+        Command::Service(command) => service::is_follow(command),
+        _ => false,
+    }
+}
+
+async fn run_command(cli: Cli) -> Result<(), CliError> {
     let client = Client::connect(&cli.socket).await?;
     let json = cli.json;
     match cli.command {
@@ -645,6 +680,62 @@ fn labels_text(labels: &std::collections::BTreeMap<String, String>) -> String {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    /// A socket that accepts connections and never says anything.
+    fn silent_socket(name: &str) -> (PathBuf, tokio::task::JoinHandle<()>) {
+        let path =
+            std::env::temp_dir().join(format!("symphony-ctl-{name}-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        (path, holder)
+    }
+
+    #[tokio::test]
+    async fn timeout_bounds_every_command_and_ends_a_stream_well() {
+        let (path, holder) = silent_socket("timeout");
+        let socket = path.to_str().unwrap();
+        let cli = Cli::try_parse_from([
+            "symphony-ctl",
+            "--socket",
+            socket,
+            "--timeout",
+            "200ms",
+            "kv",
+            "get",
+            "k",
+        ])
+        .unwrap();
+        assert_eq!(cli.timeout, Some(200));
+        let started = std::time::Instant::now();
+        let error = run(cli).await.unwrap_err();
+        assert!(
+            matches!(error, CliError::TimedOut { after_ms: 200 }),
+            "{error}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let watch = Cli::try_parse_from([
+            "symphony-ctl",
+            "--socket",
+            socket,
+            "kv",
+            "watch",
+            "a/",
+            "--timeout",
+            "200ms",
+        ])
+        .unwrap();
+        assert!(is_stream(&watch.command));
+        run(watch).await.unwrap();
+        assert!(Cli::try_parse_from(["symphony-ctl", "--timeout", "soon", "status"]).is_err());
+        holder.abort();
+        let _ = std::fs::remove_file(&path);
+    }
 
     #[test]
     fn command_line_definition_is_consistent() {

@@ -413,6 +413,11 @@ fn parse_scale(text: &str) -> Result<(String, u32), String> {
     Ok((name.to_string(), count))
 }
 
+/// Whether the command follows a stream until interrupted (`logs --follow`).
+pub fn is_follow(command: &ServiceCommand) -> bool {
+    matches!(command, ServiceCommand::Logs { follow: true, .. })
+}
+
 pub async fn run(client: &Client, json: bool, command: ServiceCommand) -> Result<(), CliError> {
     match command {
         ServiceCommand::Create(args) => {
