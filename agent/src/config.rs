@@ -90,6 +90,11 @@ pub struct AgentArgs {
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
 
+    /// Serve Prometheus metrics (text format) on `GET /metrics` at this address, e.g.
+    /// `127.0.0.1:9100` (port 0: one the OS picks, logged at start-up); none by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Log filter, e.g. `info` or `symphony_agent=debug,openraft=warn`; `RUST_LOG` is used when
     /// this is not given.
     #[arg(long)]

@@ -190,6 +190,24 @@ impl Leadership {
     }
 }
 
+/// Raft's metrics as they change, for whoever counts what happens between two values (the
+/// agent's leader changes and snapshots); openraft publishes the values, not the events.
+pub struct MetricsWatch {
+    metrics: openraft::alias::WatchReceiverOf<TypeConfig, RaftMetrics<TypeConfig>>,
+}
+
+impl MetricsWatch {
+    /// Reads the latest value without copying it.
+    pub fn read<T>(&self, read: impl FnOnce(&RaftMetrics<TypeConfig>) -> T) -> T {
+        read(&self.metrics.borrow_watched())
+    }
+
+    /// Waits for the next change; `false` once the Raft node has stopped.
+    pub async fn changed(&mut self) -> bool {
+        self.metrics.changed().await.is_ok()
+    }
+}
+
 /// The agent's handle on its Raft node.
 #[derive(Clone)]
 pub struct Consensus {
@@ -416,6 +434,13 @@ impl Consensus {
                 metrics.current_leader.is_some()
             }
             openraft::ServerState::Candidate | openraft::ServerState::Shutdown => false,
+        }
+    }
+
+    /// Watches this node's Raft metrics as they change.
+    pub fn watch_metrics(&self) -> MetricsWatch {
+        MetricsWatch {
+            metrics: self.raft.metrics(),
         }
     }
 
