@@ -120,6 +120,10 @@ async fn a_scrape_shows_the_work_done_and_passes_promtool() {
         "no task, no series"
     );
     assert_eq!(sample(&before, "symphony_services"), Some(0.0));
+    assert_eq!(
+        sample(&before, r#"symphony_nodes{role="manager",status="ready"}"#),
+        Some(1.0)
+    );
     // The revision is the agent binary's (the versions test checks it against this build's).
     let build = format!(
         r#"symphony_build_info{{version="{}",revision=""#,
@@ -243,9 +247,10 @@ async fn a_worker_join_moves_the_remote_and_gossip_metrics() {
         let open = sample(&text, r#"symphony_connections_open{api="remote"}"#);
         let members = sample(&text, alive);
         let received = sample(&text, "symphony_gossip_packets_received_total");
-        match (joins, sessions, open, members, received) {
-            (Some(1.0), Some(s), Some(o), Some(m), Some(r)) if s >= 1.0 && o >= 1.0 && m >= 1.0 && r >= 1.0 => Ok(()),
-            seen => Err(format!("(joins, sessions, open remote connections, alive members, gossip received) = {seen:?}")),
+        let workers = sample(&text, r#"symphony_nodes{role="worker",status="ready"}"#);
+        match (joins, sessions, open, members, received, workers) {
+            (Some(1.0), Some(s), Some(o), Some(m), Some(r), Some(1.0)) if s >= 1.0 && o >= 1.0 && m >= 1.0 && r >= 1.0 => Ok(()),
+            seen => Err(format!("(joins, sessions, open remote connections, alive members, gossip received, ready workers) = {seen:?}")),
         }
     })
     .await

@@ -15,7 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use symphony_consensus::{Consensus, TaskState};
+use symphony_consensus::{Consensus, NodeRole, TaskState};
 use symphony_gossip::MemberLiveness;
 
 use super::Metrics;
@@ -46,6 +46,12 @@ struct BuildLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct NodeLabels {
+    role: &'static str,
+    status: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -82,25 +88,46 @@ pub async fn scrape(sources: &Sources) -> Result<String, std::fmt::Error> {
 
 fn gauge(value: usize) -> Gauge {
     let gauge: Gauge = Gauge::default();
-    gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+    gauge.set(count_value(value));
     gauge
 }
 
-/// The replica's tables. Keys on every manager (each holds the whole store); services and
-/// tasks only on the leader, so that summing over a cluster's nodes counts each once.
+/// What the leader alone reports from its replica, so that a sum over the nodes counts each
+/// service, task and node once.
+#[derive(Default)]
+struct LeaderView {
+    services: usize,
+    tasks: BTreeMap<TaskState, usize>,
+    nodes: BTreeMap<NodeLabels, usize>,
+}
+
+/// The replica's tables: keys on every manager (each holds the whole store); services, tasks
+/// and nodes only on the leader.
 fn register_state(consensus: &Consensus, registry: &mut Registry) {
     let leads = consensus.leadership().leads();
-    let (keys, revision, services, tasks) = consensus.read_stale(|state| {
-        let (services, tasks) = if leads {
-            let mut tasks: BTreeMap<TaskState, usize> = BTreeMap::new();
+    let (keys, revision, leader) = consensus.read_stale(|state| {
+        let leader = leads.then(|| {
+            let mut view = LeaderView {
+                services: state.services.len(),
+                ..LeaderView::default()
+            };
             for task in state.tasks.values() {
-                *tasks.entry(task.state).or_default() += 1;
+                *view.tasks.entry(task.state).or_default() += 1;
             }
-            (Some(state.services.len()), tasks)
-        } else {
-            (None, BTreeMap::new())
-        };
-        (state.kv.len(), state.kv.revision(), services, tasks)
+            for node in state.nodes.values() {
+                let role = match node.role {
+                    NodeRole::Manager => "manager",
+                    NodeRole::Worker => "worker",
+                };
+                let labels = NodeLabels {
+                    role,
+                    status: node.status.as_str(),
+                };
+                *view.nodes.entry(labels).or_default() += 1;
+            }
+            view
+        });
+        (state.kv.len(), state.kv.revision(), leader)
     });
     registry.register(
         "kv_keys",
@@ -112,27 +139,39 @@ fn register_state(consensus: &Consensus, registry: &mut Registry) {
         "The KV store's revision, in this manager's replica",
         gauge(usize::try_from(revision).unwrap_or(usize::MAX)),
     );
-    let Some(services) = services else {
+    let Some(leader) = leader else {
         return;
     };
     registry.register(
         "services",
         "Services declared (on the leader only)",
-        gauge(services),
+        gauge(leader.services),
     );
-    let by_state: Family<StateLabels, Gauge> = Family::default();
-    for (state, count) in tasks {
-        by_state
-            .get_or_create(&StateLabels {
-                state: state.as_str(),
-            })
-            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    let tasks: Family<StateLabels, Gauge> = Family::default();
+    for (state, count) in leader.tasks {
+        let labels = StateLabels {
+            state: state.as_str(),
+        };
+        tasks.get_or_create(&labels).set(count_value(count));
     }
     registry.register(
         "tasks",
         "Tasks in the cluster state by observed state (on the leader only)",
-        by_state,
+        tasks,
     );
+    let nodes: Family<NodeLabels, Gauge> = Family::default();
+    for (labels, count) in leader.nodes {
+        nodes.get_or_create(&labels).set(count_value(count));
+    }
+    registry.register(
+        "nodes",
+        "Nodes in the cluster state by role and status as the leader decided it (on the leader only)",
+        nodes,
+    );
+}
+
+fn count_value(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 /// The gossip driver's counters (since it started: they begin again when the driver is
