@@ -111,6 +111,8 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         ConsensusConfig::new(identity.raft_node_id, args.config_dir.join(RAFT_DIR));
     consensus_config.snapshot_interval = args.snapshot_interval;
     consensus_config.events_kept = args.events_kept;
+    let metrics = crate::metrics::Metrics::default();
+    consensus_config.commit_timings = metrics.commits.clone();
     consensus_config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
     consensus_config.election_timeout_min = Duration::from_millis(args.election_timeout_ms);
     consensus_config.election_timeout_max = Duration::from_millis(args.election_timeout_ms * 2);
@@ -201,7 +203,6 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
     }
 
     let shutdown = CancellationToken::new();
-    let metrics = crate::metrics::Metrics::default();
     let supervisor = tokio::spawn(supervisor::run(owner, commands, shutdown.clone()));
     let control = tokio::spawn(crate::control::serve(
         control_listener,

@@ -35,6 +35,9 @@ pub struct ConsensusConfig {
     pub transport: Transport,
     /// Events kept in memory for readers (see [`crate::events`]).
     pub events_kept: usize,
+    /// Where the store records how long each commit (with its fsync) takes; shared, so the
+    /// caller keeps one across the Raft node's restarts.
+    pub commit_timings: store::CommitTimings,
 }
 
 impl ConsensusConfig {
@@ -48,6 +51,7 @@ impl ConsensusConfig {
             election_timeout_max: Duration::from_millis(300),
             transport: Transport::plain(),
             events_kept: crate::events::DEFAULT_CAPACITY,
+            commit_timings: store::CommitTimings::default(),
         }
     }
 
@@ -247,6 +251,7 @@ impl Consensus {
                 dir: config.data_dir.clone(),
             },
             health.clone(),
+            config.commit_timings.clone(),
         )
         .map_err(|error| ConsensusError::Store(error.to_string()))?;
         let state = state_machine.shared_state();

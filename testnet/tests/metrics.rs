@@ -162,6 +162,11 @@ async fn a_scrape_shows_the_work_done_and_passes_promtool() {
     assert_eq!(moved(PUTS_REFUSED), 1.0, "{after}");
     assert_eq!(moved(PUT_LATENCIES), 6.0, "{after}");
     assert!(moved("symphony_raft_applied_index") >= 5.0);
+    // Each put waited for at least one store commit (several may share one).
+    assert!(
+        moved("symphony_raft_store_commit_duration_seconds_count") >= 1.0,
+        "{after}"
+    );
     assert!(moved("symphony_raft_commit_index") >= 5.0);
     assert_eq!(sample(&after, "symphony_kv_keys"), Some(5.0));
     assert_eq!(moved("symphony_kv_revision"), 5.0);

@@ -3,7 +3,9 @@
 //!
 //! Two kinds of numbers, kept apart because they have different owners:
 //! - **instruments** this module owns: counters and histograms that the code doing the work
-//!   bumps as it goes (requests served, their latency, open connections, Raft leader changes).
+//!   bumps as it goes (requests served, their latency, open connections, Raft leader changes;
+//!   and the store's commit times, which the consensus crate's own atomics hold, since it must
+//!   not know this module).
 //!   They are `prometheus-client` handles — atomics behind an `Arc` — so bumping one takes no
 //!   lock and no channel, and each part is handed only the handle it bumps ([`Requests`] to the
 //!   servers, [`RaftCounters`] to the Raft watcher), never the whole set;
@@ -37,4 +39,6 @@ pub use server::MetricsError;
 pub struct Metrics {
     pub requests: Requests,
     pub raft: RaftCounters,
+    /// Handed to the consensus config, so every Raft node this agent runs records into it.
+    pub commits: symphony_consensus::store::CommitTimings,
 }

@@ -6,11 +6,15 @@
 //! the supervisor runs (none on a worker, a new one after `init`, a join or a heal), and
 //! counts what changed between two values it saw.
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use symphony_consensus::Consensus;
 use symphony_consensus::ServerState;
+use symphony_consensus::store::CommitTimings;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::NodeHandle;
@@ -96,6 +100,24 @@ pub async fn watch(mut node: NodeHandle, counters: RaftCounters, shutdown: Cance
                 }
             }
         }
+    }
+}
+
+/// The store's commit times as a histogram: the consensus crate keeps the counts in its own
+/// atomics (it knows nothing of Prometheus), and this encodes a reading of them.
+#[derive(Debug)]
+pub struct CommitHistogram(pub CommitTimings);
+
+impl Collector for CommitHistogram {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let times = self.0.read();
+        let mut metric = encoder.encode_descriptor(
+            "raft_store_commit_duration_seconds",
+            "Time of each Raft store commit, one redb transaction with its fsync, that Raft appends wait for.",
+            None,
+            MetricType::Histogram,
+        )?;
+        metric.encode_histogram::<NoLabelSet>(times.sum_seconds, times.count, &times.buckets, None)
     }
 }
 

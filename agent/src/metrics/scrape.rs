@@ -77,6 +77,9 @@ pub async fn scrape(sources: &Sources) -> Result<String, std::fmt::Error> {
     sources.metrics.requests.register(&mut registry);
     sources.metrics.raft.register(&mut registry);
     if let Some(consensus) = sources.node.consensus() {
+        registry.register_collector(Box::new(super::raft::CommitHistogram(
+            sources.metrics.commits.clone(),
+        )));
         super::raft::register_gauges(&consensus, &mut registry);
         register_state(&consensus, &mut registry);
     }
