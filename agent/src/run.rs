@@ -221,6 +221,11 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         metrics.raft.clone(),
         shutdown.clone(),
     ));
+    let status_watch = tokio::spawn(crate::metrics::liveness::watch(
+        node.clone(),
+        metrics.status_changes.clone(),
+        shutdown.clone(),
+    ));
     let metrics_addr = metrics_listener.as_ref().map(|(_, bound)| *bound);
     let metrics_server = metrics_listener.map(|(listener, _)| {
         tokio::spawn(crate::metrics::server::serve(
@@ -308,6 +313,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         executor,
         reporter,
         raft_watch,
+        status_watch,
         supervisor
     );
     if let Some(metrics_server) = metrics_server {

@@ -221,24 +221,38 @@ fn bound_metrics_addr(log: &str) -> Option<SocketAddr> {
     addr.parse().ok()
 }
 
+/// Gossip fast enough that a killed worker is down within a few seconds.
+const GOSSIP_ARGS: [&str; 6] = [
+    "--gossip-probe-period-ms",
+    "200",
+    "--gossip-probe-rtt-ms",
+    "100",
+    "--gossip-suspect-ms",
+    "2000",
+];
+/// How long a killed worker may take to be marked down.
+const DOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A manager (on an OS-given metrics port) and a worker: the node-to-node API's counters and
 /// open connections move with the join and the session, both nodes count gossip traffic and
-/// see each other alive, and the worker, which has no Raft node, reports no Raft metrics.
+/// see each other alive, and the worker, which has no Raft node, reports no Raft metrics; once
+/// the worker is killed, the manager counts its status change to down.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_join_moves_the_remote_and_gossip_metrics() {
-    let cluster = Cluster::formed(
-        1,
-        ClusterOptions::with_agent_args(&["--metrics-addr", "127.0.0.1:0"]),
-    )
-    .await
-    .unwrap();
+    let mut manager_args = vec!["--metrics-addr", "127.0.0.1:0"];
+    manager_args.extend(GOSSIP_ARGS);
+    let cluster = Cluster::formed(1, ClusterOptions::with_agent_args(&manager_args))
+        .await
+        .unwrap();
     let log = cluster.run_log(0);
     let manager = bound_metrics_addr(&log)
         .unwrap_or_else(|| panic!("no bound metrics address in the start-up line:\n{log}"));
     let worker_addr = free_addr().unwrap();
-    let (_worker, _) = cluster
+    let mut worker_args = vec!["--metrics-addr".to_string(), worker_addr.to_string()];
+    worker_args.extend(GOSSIP_ARGS.iter().map(|arg| (*arg).to_string()));
+    let (mut worker, _) = cluster
         .join_worker(AgentOptions {
-            extra_args: vec!["--metrics-addr".to_string(), worker_addr.to_string()],
+            extra_args: worker_args,
             ..AgentOptions::default()
         })
         .await
@@ -286,6 +300,24 @@ async fn a_worker_join_moves_the_remote_and_gossip_metrics() {
     )
     .await
     .map(|text| promtool_check(&text))
+    .unwrap();
+
+    let down = r#"symphony_node_status_changes_total{status="down"}"#;
+    assert_eq!(
+        sample(&scrape(manager).await, down),
+        None,
+        "nobody went down yet"
+    );
+    worker.kill9().unwrap();
+    poll_until(
+        DOWN_TIMEOUT,
+        "the manager to count the worker going down",
+        async || match sample(&scrape(manager).await, down) {
+            Some(1.0) => Ok(()),
+            seen => Err(format!("status changes to down: {seen:?}")),
+        },
+    )
+    .await
     .unwrap();
 }
 

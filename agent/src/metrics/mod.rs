@@ -16,6 +16,7 @@
 //!
 //! Files:
 //! - [`requests`]: requests by API, kind and outcome, their latency, open connections;
+//! - [`liveness`]: node status changes, counted from the replica;
 //! - [`raft`]: the watcher that counts leader changes and snapshots, and the Raft gauges;
 //! - [`scrape`]: one scrape: the instruments and the readings, encoded as text;
 //! - [`server`]: the minimal HTTP/1 server (hyper) that answers `GET /metrics`.
@@ -24,6 +25,7 @@
 //! counters ending in `_total`, and label values from fixed lists only (request kinds, error
 //! codes, states), never ids, keys or addresses.
 
+pub mod liveness;
 pub mod raft;
 pub mod requests;
 pub mod scrape;
@@ -39,6 +41,7 @@ pub use server::MetricsError;
 pub struct Metrics {
     pub requests: Requests,
     pub raft: RaftCounters,
+    pub status_changes: liveness::StatusChanges,
     /// Handed to the consensus config, so every Raft node this agent runs records into it.
     pub commits: symphony_consensus::store::CommitTimings,
 }

@@ -77,6 +77,7 @@ pub async fn scrape(sources: &Sources) -> Result<String, std::fmt::Error> {
     sources.metrics.requests.register(&mut registry);
     sources.metrics.raft.register(&mut registry);
     if let Some(consensus) = sources.node.consensus() {
+        sources.metrics.status_changes.register(&mut registry);
         registry.register_collector(Box::new(super::raft::CommitHistogram(
             sources.metrics.commits.clone(),
         )));
