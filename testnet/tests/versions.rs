@@ -21,7 +21,8 @@ fn assert_version(binary: &Path, name: &str) {
     assert_eq!(
         printed.trim(),
         format!("{name} {}", symphony_ctl::VERSION_WITH_REVISION),
-        "{name} --version"
+        "{name} --version (if only the revision differs, {} is older than this test: cargo build -p symphony-agent)",
+        binary.display()
     );
     assert!(printed.contains(&format!("(git {})", symphony_ctl::GIT_REVISION)));
 }
