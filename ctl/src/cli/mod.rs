@@ -228,14 +228,29 @@ pub enum CliError {
     Client(#[from] ClientError),
     #[error("{0}")]
     Failed(String),
+    #[error("cannot write {what} to standard output: {source}")]
+    Output {
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// Runs one command and prints its result.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     // The only command that talks to no agent.
     if let Command::Completions { shell } = cli.command {
-        write_completions(shell, &mut std::io::stdout().lock());
-        return Ok(());
+        // Generated into memory first: clap_complete panics on a failed write, and a reader
+        // that stops early (`| head`) closes the pipe.
+        let mut script = Vec::new();
+        write_completions(shell, &mut script);
+        return match std::io::Write::write_all(&mut std::io::stdout().lock(), &script) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(source) => Err(CliError::Output {
+                what: "the completion script",
+                source,
+            }),
+        };
     }
     let client = Client::connect(&cli.socket).await?;
     let json = cli.json;
