@@ -75,8 +75,9 @@ pub async fn scrape(sources: &Sources) -> Result<String, std::fmt::Error> {
         build,
     );
     sources.metrics.requests.register(&mut registry);
-    sources.metrics.raft.register(&mut registry);
+    // Raft, store and cluster-state metrics only where a Raft node runs: a worker has none.
     if let Some(consensus) = sources.node.consensus() {
+        sources.metrics.raft.register(&mut registry);
         sources.metrics.status_changes.register(&mut registry);
         registry.register_collector(Box::new(super::raft::CommitHistogram(
             sources.metrics.commits.clone(),
