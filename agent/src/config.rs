@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "symphony-agent",
-    version,
+    version = symphony_ctl::VERSION_WITH_REVISION,
     about = "The Symphony agent: one binary on every machine, manager or worker"
 )]
 pub struct AgentArgs {
@@ -18,7 +18,7 @@ pub struct AgentArgs {
         long,
         global = true,
         env = "SYMPHONY_CONFIG_DIR",
-        default_value = ".symphony"
+        default_value = symphony_ctl::DEFAULT_CONFIG_DIR
     )]
     pub config_dir: PathBuf,
 
@@ -89,6 +89,11 @@ pub struct AgentArgs {
     /// A label this node reports when it joins, as key=value; repeat for more.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
+
+    /// Serve Prometheus metrics (text format) on `GET /metrics` at this address, e.g.
+    /// `127.0.0.1:9100` (port 0: one the OS picks, logged at start-up); none by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 
     /// Log filter, e.g. `info` or `symphony_agent=debug,openraft=warn`; `RUST_LOG` is used when
     /// this is not given.
@@ -203,6 +208,15 @@ mod tests {
         assert_eq!(args.log_format, LogFormat::Text);
         assert_eq!(args.gossip_profile, GossipProfile::Lan);
         assert_eq!(args.listen_gossip_addr, None);
+    }
+
+    #[test]
+    fn the_default_socket_is_where_symphony_ctl_looks() {
+        let args = AgentArgs::try_parse_from(["symphony-agent"]).unwrap();
+        assert_eq!(
+            args.config_dir.join(crate::run::CONTROL_SOCKET),
+            std::path::PathBuf::from(symphony_ctl::DEFAULT_SOCKET)
+        );
     }
 
     #[test]

@@ -6,14 +6,15 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use symphony_ctl::proto::Ctl;
+use symphony_ctl::proto::{Ctl, Request};
 use symphony_wire::{Caller, Limits, Protocol, Reply};
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
+use crate::metrics::{Api, Requests};
 
 /// A client must say hello this soon after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,8 +61,14 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
     Ok(listener)
 }
 
-/// Serves the control socket until `shutdown`.
-pub async fn serve(listener: UnixListener, ctx: Context, shutdown: CancellationToken) {
+/// Serves the control socket until `shutdown`, counting each request and connection in
+/// `requests`.
+pub async fn serve(
+    listener: UnixListener,
+    ctx: Context,
+    requests: Requests,
+    shutdown: CancellationToken,
+) {
     let cap = ctx.node.config().connection_cap;
     let limits = Limits {
         max_connections: cap,
@@ -73,26 +80,46 @@ pub async fn serve(listener: UnixListener, ctx: Context, shutdown: CancellationT
         .server_config(Ctl::ID, limits, |identity| identity.node_id);
     symphony_wire::listen::serve(listener, config, shutdown, move |connection| {
         let ctx = ctx.clone();
-        symphony_wire::serve::serve::<Ctl, _, _>(
+        let requests = requests.clone();
+        let open = requests.connection(Api::Control);
+        let served = symphony_wire::serve::serve::<Ctl, _, _>(
             connection,
             MAX_IN_FLIGHT,
             move |_caller: Arc<Caller>, request| {
                 let ctx = ctx.clone();
+                let requests = requests.clone();
                 async move {
+                    let started = Instant::now();
                     let name = request.name();
-                    let request = match crate::api::stream(&ctx, request) {
-                        Ok(Ok(items)) => return Reply::Stream(items),
-                        Ok(Err(error)) => return Reply::One(Err(error)),
-                        Err(request) => request,
+                    let reply = answer(&ctx, request).await;
+                    let error = match &reply {
+                        Reply::One(Err(error)) => Some(error.code),
+                        _ => None,
                     };
-                    let result = crate::api::handle(&ctx, request, false).await;
-                    if let Err(error) = &result {
-                        tracing::debug!(request = name, code = %error.code, %error, "control request failed");
-                    }
-                    Reply::One(result)
+                    requests.observe(Api::Control, name, error, started.elapsed());
+                    reply
                 }
             },
-        )
+        );
+        async move {
+            let _open = open;
+            served.await;
+        }
     })
     .await;
+}
+
+/// One request's reply: a stream's items, or its one answer.
+async fn answer(ctx: &Context, request: Request) -> Reply<Ctl> {
+    let name = request.name();
+    let request = match crate::api::stream(ctx, request) {
+        Ok(Ok(items)) => return Reply::Stream(items),
+        Ok(Err(error)) => return Reply::One(Err(error)),
+        Err(request) => request,
+    };
+    let result = crate::api::handle(ctx, request, false).await;
+    if let Err(error) = &result {
+        tracing::debug!(request = name, code = %error.code, %error, "control request failed");
+    }
+    Reply::One(result)
 }

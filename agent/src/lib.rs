@@ -20,6 +20,9 @@
 //! - [`exec`]: what runs tasks on this node (manager or worker): the executor, its feed of
 //!   assignments and its reports, the process driver and the task shim, task logs;
 //! - [`gossip`]: the keeper of the node's gossip driver;
+//! - [`metrics`]: the Prometheus metrics on `--metrics-addr` — the request and Raft
+//!   instruments, the readings of the other tasks' published state at each scrape, the HTTP
+//!   endpoint;
 //! - [`keyring`]: the node's gossip keys, kept in `gossip-keys.json`;
 //! - [`errors`]: the errors many handlers share;
 //! - [`restore`]: `symphony-agent snapshot restore`, seeding a manager from a snapshot file;
@@ -39,6 +42,7 @@ pub mod incarnation;
 pub mod keyring;
 pub mod logging;
 pub mod manager;
+pub mod metrics;
 pub mod node;
 pub mod remote;
 pub mod restore;

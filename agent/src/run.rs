@@ -66,6 +66,8 @@ pub enum RunError {
     Restore(String),
     #[error(transparent)]
     Worker(#[from] WorkerStateError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// Runs the agent until SIGTERM or SIGINT, or one of its offline commands.
@@ -99,11 +101,18 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
             source,
         })?;
     let gossip_addr = gossip_listen_addr(&args, remote_addr);
+    // Bound with the other listeners, so that a bad --metrics-addr stops the start at once.
+    let metrics_listener = match args.metrics_addr {
+        Some(addr) => Some(crate::metrics::server::bind(addr).await?),
+        None => None,
+    };
 
     let mut consensus_config =
         ConsensusConfig::new(identity.raft_node_id, args.config_dir.join(RAFT_DIR));
     consensus_config.snapshot_interval = args.snapshot_interval;
     consensus_config.events_kept = args.events_kept;
+    let metrics = crate::metrics::Metrics::default();
+    consensus_config.commit_timings = metrics.commits.clone();
     consensus_config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
     consensus_config.election_timeout_min = Duration::from_millis(args.election_timeout_ms);
     consensus_config.election_timeout_max = Duration::from_millis(args.election_timeout_ms * 2);
@@ -198,13 +207,37 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
     let control = tokio::spawn(crate::control::serve(
         control_listener,
         ctx.clone(),
+        metrics.requests.clone(),
         shutdown.clone(),
     ));
     let remote = tokio::spawn(crate::remote::server::serve(
         remote_listener,
         ctx.clone(),
+        metrics.requests.clone(),
         shutdown.clone(),
     ));
+    let raft_watch = tokio::spawn(crate::metrics::raft::watch(
+        node.clone(),
+        metrics.raft.clone(),
+        shutdown.clone(),
+    ));
+    let status_watch = tokio::spawn(crate::metrics::liveness::watch(
+        node.clone(),
+        metrics.status_changes.clone(),
+        shutdown.clone(),
+    ));
+    let metrics_addr = metrics_listener.as_ref().map(|(_, bound)| *bound);
+    let metrics_server = metrics_listener.map(|(listener, _)| {
+        tokio::spawn(crate::metrics::server::serve(
+            listener,
+            crate::metrics::scrape::Sources {
+                metrics: metrics.clone(),
+                node: node.clone(),
+                gossip: gossip.clone(),
+            },
+            shutdown.clone(),
+        ))
+    });
     let gossip_keeper = tokio::spawn(crate::gossip::keep(
         node.clone(),
         ctx.keys.clone(),
@@ -260,6 +293,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         gossip_addr = %advertised.gossip_addr,
         role,
         control_socket = %socket_path.display(),
+        metrics_addr = metrics_addr.map(|addr| addr.to_string()),
         version = crate::VERSION,
         "agent started"
     );
@@ -278,8 +312,13 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         feed,
         executor,
         reporter,
+        raft_watch,
+        status_watch,
         supervisor
     );
+    if let Some(metrics_server) = metrics_server {
+        let _ = metrics_server.await;
+    }
     let _ = std::fs::remove_file(&socket_path);
     tracing::info!("stopped");
     Ok(())

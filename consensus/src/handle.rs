@@ -35,6 +35,9 @@ pub struct ConsensusConfig {
     pub transport: Transport,
     /// Events kept in memory for readers (see [`crate::events`]).
     pub events_kept: usize,
+    /// Where the store records how long each commit (with its fsync) takes; shared, so the
+    /// caller keeps one across the Raft node's restarts.
+    pub commit_timings: store::CommitTimings,
 }
 
 impl ConsensusConfig {
@@ -48,6 +51,7 @@ impl ConsensusConfig {
             election_timeout_max: Duration::from_millis(300),
             transport: Transport::plain(),
             events_kept: crate::events::DEFAULT_CAPACITY,
+            commit_timings: store::CommitTimings::default(),
         }
     }
 
@@ -190,6 +194,24 @@ impl Leadership {
     }
 }
 
+/// Raft's metrics as they change, for whoever counts what happens between two values (the
+/// agent's leader changes and snapshots); openraft publishes the values, not the events.
+pub struct MetricsWatch {
+    metrics: openraft::alias::WatchReceiverOf<TypeConfig, RaftMetrics<TypeConfig>>,
+}
+
+impl MetricsWatch {
+    /// Reads the latest value without copying it.
+    pub fn read<T>(&self, read: impl FnOnce(&RaftMetrics<TypeConfig>) -> T) -> T {
+        read(&self.metrics.borrow_watched())
+    }
+
+    /// Waits for the next change; `false` once the Raft node has stopped.
+    pub async fn changed(&mut self) -> bool {
+        self.metrics.changed().await.is_ok()
+    }
+}
+
 /// The agent's handle on its Raft node.
 #[derive(Clone)]
 pub struct Consensus {
@@ -229,6 +251,7 @@ impl Consensus {
                 dir: config.data_dir.clone(),
             },
             health.clone(),
+            config.commit_timings.clone(),
         )
         .map_err(|error| ConsensusError::Store(error.to_string()))?;
         let state = state_machine.shared_state();
@@ -416,6 +439,13 @@ impl Consensus {
                 metrics.current_leader.is_some()
             }
             openraft::ServerState::Candidate | openraft::ServerState::Shutdown => false,
+        }
+    }
+
+    /// Watches this node's Raft metrics as they change.
+    pub fn watch_metrics(&self) -> MetricsWatch {
+        MetricsWatch {
+            metrics: self.raft.metrics(),
         }
     }
 

@@ -26,6 +26,7 @@ pub mod types;
 
 pub use handle::{
     Consensus, ConsensusConfig, ConsensusError, Leadership, MemberProgress, MembershipView,
+    MetricsWatch,
 };
 pub use state::{
     Availability, ClusterCommand, ClusterInfo, ClusterState, Command, CommandResult, Constraint,

@@ -27,7 +27,8 @@ fn millis(wait: Duration) -> u64 {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "cannot connect to the control socket at {path}: {source}; is symphony-agent running with that --config-dir?"
+        "cannot connect to the control socket at {path}: {source}; is symphony-agent running with that --config-dir? (an agent started without --config-dir serves {default}; for another, pass --socket DIR/control.sock or set SYMPHONY_SOCKET)",
+        default = crate::DEFAULT_SOCKET
     )]
     Connect {
         path: PathBuf,
@@ -618,5 +619,32 @@ fn dial_error(path: &Path, error: symphony_wire::DialError) -> ClientError {
             path: path.to_path_buf(),
             source: HelloError::Closed,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A newcomer who mistypes the socket (or runs the agent elsewhere) is told which socket was
+    /// tried and where an agent started without flags puts its own.
+    #[tokio::test]
+    async fn a_missing_socket_is_named_with_the_agents_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let tried = dir.path().join("nowhere.sock");
+        let error = match Client::connect(&tried).await {
+            Ok(_) => panic!("connected to a socket that does not exist"),
+            Err(error) => error,
+        };
+        let ClientError::Connect { path, .. } = &error else {
+            panic!("expected a connect error, got {error:?}");
+        };
+        assert_eq!(path, &tried);
+        let sentence = error.to_string();
+        assert!(
+            sentence.contains(&tried.display().to_string()),
+            "{sentence}"
+        );
+        assert!(sentence.contains(crate::DEFAULT_SOCKET), "{sentence}");
     }
 }

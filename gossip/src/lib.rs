@@ -48,5 +48,8 @@ pub use packet::PacketError;
 pub use seal::{GossipKey, KeyId, Keyring, KeyringError};
 pub use stats::GossipStats;
 
+/// A member's state in a [`MemberState`] (alive, suspect, down), re-exported so callers can
+/// read it without depending on foca.
+pub use foca::State as MemberLiveness;
 /// Re-exported so callers can build a [`Profile::Custom`] without depending on foca.
 pub use foca::{Config as FocaConfig, PeriodicParams};

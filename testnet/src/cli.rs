@@ -21,7 +21,7 @@ use crate::lab::{Addressing, LabError, Lifetime, UpOptions};
 
 /// Local Symphony clusters, end-to-end checks and benchmarks.
 #[derive(Debug, Parser)]
-#[command(name = "testnet", version, about)]
+#[command(name = "testnet", version = symphony_ctl::VERSION_WITH_REVISION, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

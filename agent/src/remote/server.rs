@@ -2,7 +2,7 @@
 //! [`RemoteRoute`] and answered by the manager-side handler, or — on a worker — relayed.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use symphony_ctl::proto::{CtlError, ErrorCode};
 use symphony_wire::{Caller, Limits, Protocol, Reply};
@@ -14,13 +14,20 @@ use super::proto::{Remote, RemoteCall, RemoteReply, RemoteRequest, RemoteRoute};
 use crate::context::Context;
 use crate::errors::not_initialised;
 use crate::manager::{admission, dispatcher, membership, sessions};
+use crate::metrics::{Api, Requests};
 use crate::tokens::constant_time_eq;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_IN_FLIGHT: usize = 1024;
 
-/// Accepts node-to-node connections until `shutdown`.
-pub async fn serve(listener: TcpListener, ctx: Context, shutdown: CancellationToken) {
+/// Accepts node-to-node connections until `shutdown`, counting each call and connection in
+/// `requests`.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Context,
+    requests: Requests,
+    shutdown: CancellationToken,
+) {
     let cap = ctx.node.config().connection_cap;
     let limits = Limits {
         max_connections: cap,
@@ -32,16 +39,43 @@ pub async fn serve(listener: TcpListener, ctx: Context, shutdown: CancellationTo
         .server_config(Remote::ID, limits, |identity| identity.node_id);
     symphony_wire::listen::serve(listener, config, shutdown, move |connection| {
         let ctx = ctx.clone();
-        symphony_wire::serve::serve::<Remote, _, _>(
+        let requests = requests.clone();
+        let open = requests.connection(Api::Remote);
+        let served = symphony_wire::serve::serve::<Remote, _, _>(
             connection,
             MAX_IN_FLIGHT,
             move |_caller: Arc<Caller>, call| {
                 let ctx = ctx.clone();
-                async move { serve_call(&ctx, call).await }
+                let requests = requests.clone();
+                async move {
+                    let started = Instant::now();
+                    let kind = metric_kind(&call.request);
+                    let reply = serve_call(&ctx, call).await;
+                    let error = match &reply {
+                        Reply::One(Err(error)) => Some(error.code),
+                        _ => None,
+                    };
+                    requests.observe(Api::Remote, kind, error, started.elapsed());
+                    reply
+                }
             },
-        )
+        );
+        async move {
+            let _open = open;
+            served.await;
+        }
     })
     .await;
+}
+
+/// The kind a call is counted under: its declared name, except that every forwarded control
+/// request is one kind here; the manager that forwarded it counted it by its own name on its
+/// control socket already.
+fn metric_kind(request: &RemoteRequest) -> &'static str {
+    match request {
+        RemoteRequest::Forward { .. } => "forward",
+        other => other.spec().0,
+    }
 }
 
 /// Answers one call: a stream for the requests that are streams, one reply for the rest.

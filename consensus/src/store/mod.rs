@@ -17,6 +17,7 @@ pub mod log;
 pub mod seed;
 pub mod snapshot;
 pub mod state_machine;
+pub mod timing;
 mod writer;
 
 use std::io;
@@ -31,6 +32,7 @@ pub use self::health::{StoreFault, StoreHealth};
 pub use self::log::LogStore;
 pub use self::snapshot::SnapshotPayload;
 pub use self::state_machine::{SharedState, StateMachineStore, TableWatch};
+pub use self::timing::{CommitTimes, CommitTimings};
 
 /// The Raft log: index → encoded entry.
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
@@ -73,13 +75,14 @@ pub enum OpenError {
 
 /// Opens (or creates) the store in `options.dir` and loads what it holds.
 pub fn open(options: &StoreOptions) -> Result<(LogStore, StateMachineStore), OpenError> {
-    open_with_health(options, StoreHealth::default())
+    open_with_health(options, StoreHealth::default(), CommitTimings::default())
 }
 
-/// [`open`], recording a failed write in `health`.
+/// [`open`], recording a failed write in `health` and each commit's time in `timings`.
 pub fn open_with_health(
     options: &StoreOptions,
     health: StoreHealth,
+    timings: CommitTimings,
 ) -> Result<(LogStore, StateMachineStore), OpenError> {
     std::fs::create_dir_all(&options.dir).map_err(|source| OpenError::CreateDir {
         path: options.dir.clone(),
@@ -97,7 +100,7 @@ pub fn open_with_health(
         })?;
     }
     let db = Database::create(&path).map_err(database_error)?;
-    load(db, path, health)
+    load(db, path, health, timings)
 }
 
 /// Creates an empty store at `path` all at once: made and synced under another name, then
@@ -144,7 +147,7 @@ pub fn open_on_backend(
             path: path.clone(),
             source: Box::new(source),
         })?;
-    load(db, path, health)
+    load(db, path, health, CommitTimings::default())
 }
 
 /// Makes the tables, starts the writer and loads the log and the state.
@@ -152,6 +155,7 @@ fn load(
     db: Database,
     path: PathBuf,
     health: StoreHealth,
+    timings: CommitTimings,
 ) -> Result<(LogStore, StateMachineStore), OpenError> {
     let db = Arc::new(db);
     let load_error = |source| OpenError::Load {
@@ -159,7 +163,7 @@ fn load(
         source,
     };
     create_tables(&db).map_err(load_error)?;
-    let writer = writer::Writer::start(db.clone(), health).map_err(load_error)?;
+    let writer = writer::Writer::start(db.clone(), health, timings).map_err(load_error)?;
     let log = LogStore::load(&db, writer.clone()).map_err(load_error)?;
     let state_machine = StateMachineStore::load(&db, writer).map_err(load_error)?;
     Ok((log, state_machine))

@@ -68,7 +68,11 @@ pub async fn seed_single_voter(
     {
         let db = Arc::new(Database::create(&tmp_path).map_err(io_error)?);
         create_tables(&db)?;
-        let writer = Writer::start(db, super::health::StoreHealth::default())?;
+        let writer = Writer::start(
+            db,
+            super::health::StoreHealth::default(),
+            super::timing::CommitTimings::default(),
+        )?;
         let membership = Membership::new(
             vec![BTreeSet::from([raft_node_id])],
             BTreeMap::from([(raft_node_id, node)]),

@@ -23,6 +23,7 @@ use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::health::StoreHealth;
+use super::timing::CommitTimings;
 use super::{LOG, LOG_META, SM_META, io_error, rows_table};
 use crate::types::TypeConfig;
 
@@ -137,7 +138,12 @@ impl Drop for WriterThread {
 impl Writer {
     /// Starts the writer thread for `db`. It ends when every `Writer` clone is dropped. A write
     /// that fails is recorded in `health`.
-    pub(crate) fn start(db: Arc<Database>, health: StoreHealth) -> io::Result<Writer> {
+    /// Each commit's time goes to `timings`.
+    pub(crate) fn start(
+        db: Arc<Database>,
+        health: StoreHealth,
+        timings: CommitTimings,
+    ) -> io::Result<Writer> {
         let (queue, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("raft-store-writer".into())
@@ -147,7 +153,8 @@ impl Writer {
                 // write, so the node's owner starts the Raft node again from the file.
                 // (A commit that panics is caught nearer, in `write_loop`, so its callers are
                 // answered; this is the last resort for the rest of the loop.)
-                let run = std::panic::AssertUnwindSafe(|| write_loop(&db, &receiver, &health));
+                let run =
+                    std::panic::AssertUnwindSafe(|| write_loop(&db, &receiver, &health, &timings));
                 if let Err(panic) = std::panic::catch_unwind(run) {
                     let error = panicked(panic.as_ref());
                     tracing::error!(%error, "the Raft store writer stopped");
@@ -193,7 +200,12 @@ fn stopped() -> io::Error {
     )
 }
 
-fn write_loop(db: &Database, receiver: &mpsc::Receiver<(Write, Done)>, health: &StoreHealth) {
+fn write_loop(
+    db: &Database,
+    receiver: &mpsc::Receiver<(Write, Done)>,
+    health: &StoreHealth,
+    timings: &CommitTimings,
+) {
     let mut pending = RowWrites::default();
     let mut pending_since: Option<Instant> = None;
     loop {
@@ -239,12 +251,17 @@ fn write_loop(db: &Database, receiver: &mpsc::Receiver<(Write, Done)>, health: &
         flush_state |= pending.len() >= MAX_PENDING_ROWS
             || pending_since.is_some_and(|since| since.elapsed() >= STATE_FLUSH_INTERVAL);
         let state = (flush_state && pending_since.is_some()).then_some(&pending);
+        let writes_something = !writes.is_empty() || state.is_some();
+        let started = Instant::now();
         // A panic in a commit fails that commit, as an I/O error would: every write waiting
         // on it is told, so the Raft node stops and its owner starts it again from the file.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             crate::failpoint::check("store.commit").and_then(|()| commit(db, &writes, state))
         }))
         .unwrap_or_else(|panic| Err(panicked(panic.as_ref())));
+        if writes_something && result.is_ok() {
+            timings.record(started.elapsed());
+        }
         if let Err(error) = &result {
             // openraft stops the node on a storage error it is told about: nothing after this
             // write is acknowledged, so nothing acknowledged is lost. The node's owner starts

@@ -22,7 +22,7 @@ pub use table::{Table, fields};
 #[derive(Debug, Parser)]
 #[command(
     name = "symphony-ctl",
-    version,
+    version = crate::VERSION_WITH_REVISION,
     about = "Drive a Symphony node through its control socket"
 )]
 pub struct Cli {
@@ -94,6 +94,19 @@ pub enum Command {
     Service(Box<service::ServiceCommand>),
     /// Stream the cluster's events (node status, tasks, services, leaders) as they happen.
     Events(events::EventsArgs),
+    /// Print shell completions for this command line, e.g.
+    /// `symphony-ctl completions bash > /etc/bash_completion.d/symphony-ctl`; needs no agent.
+    Completions {
+        /// bash, zsh or fish (also elvish and powershell).
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Writes `shell`'s completion script for `symphony-ctl`, generated from the [`Cli`] definition
+/// itself so that it names every command and flag this binary has.
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "symphony-ctl", out);
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,6 +207,11 @@ pub enum CliError {
         "no answer within the --timeout of {after_ms} ms; a change asked for may or may not have been made: read the state before trying again"
     )]
     TimedOut { after_ms: u64 },
+    #[error("cannot write {what} to standard output: {source}")]
+    Output {
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// Runs one command and prints its result, within `--timeout` if given.
@@ -223,6 +241,21 @@ fn is_stream(command: &Command) -> bool {
 }
 
 async fn run_command(cli: Cli) -> Result<(), CliError> {
+    // The only command that talks to no agent.
+    if let Command::Completions { shell } = cli.command {
+        // Generated into memory first: clap_complete panics on a failed write, and a reader
+        // that stops early (`| head`) closes the pipe.
+        let mut script = Vec::new();
+        write_completions(shell, &mut script);
+        return match std::io::Write::write_all(&mut std::io::stdout().lock(), &script) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(source) => Err(CliError::Output {
+                what: "the completion script",
+                source,
+            }),
+        };
+    }
     let client = Client::connect(&cli.socket).await?;
     let json = cli.json;
     match cli.command {
@@ -255,6 +288,8 @@ async fn run_command(cli: Cli) -> Result<(), CliError> {
         Command::Service(command) => service::run(&client, json, *command).await?,
         Command::Gossip(command) => gossip::run(&client, json, command).await?,
         Command::Events(args) => events::run(&client, json, args).await?,
+        // Answered above, before connecting.
+        Command::Completions { .. } => {}
         Command::Token(TokenCommand::Show { role }) => {
             let token = client.token_show(role.into()).await?;
             emit(
@@ -749,6 +784,34 @@ mod tests {
         assert_eq!(ago(3_600_000, 1), "59m ago");
         assert_eq!(ago(200_000_000, 1), "2d ago");
         assert_eq!(ago(1, 5), "0s ago");
+    }
+
+    #[test]
+    fn completions_name_the_subcommands() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut script = Vec::new();
+            write_completions(shell, &mut script);
+            let script = String::from_utf8(script).unwrap();
+            assert!(script.contains("symphony-ctl"), "{shell}: {script}");
+            for subcommand in ["status", "kv", "service", "node", "completions"] {
+                assert!(script.contains(subcommand), "{shell} lacks {subcommand}");
+            }
+        }
+    }
+
+    #[test]
+    fn version_names_the_git_revision() {
+        use clap::CommandFactory;
+        let version = Cli::command().render_version();
+        assert!(
+            version.contains(&format!("(git {})", crate::GIT_REVISION)),
+            "{version}"
+        );
+        assert!(!crate::GIT_REVISION.is_empty());
     }
 
     #[test]

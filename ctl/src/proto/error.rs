@@ -228,7 +228,14 @@ impl ErrorCode {
 
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ErrorCode {
+    /// The code as scripts see it (`no_leader`), from a fixed list: also a metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::UnknownRequest => "unknown_request",
             ErrorCode::FrameTooLarge => "frame_too_large",
@@ -247,8 +254,7 @@ impl std::fmt::Display for ErrorCode {
             ErrorCode::NoSpace => "no_space",
             ErrorCode::Compacted => "compacted",
             ErrorCode::UntrustedCa => "untrusted_ca",
-        };
-        f.write_str(name)
+        }
     }
 }
 
