@@ -22,4 +22,6 @@ pub struct Context {
     pub keys: Arc<KeyringStore>,
     /// The node's TLS key, certificate and CA bundle.
     pub tls: Arc<TlsStore>,
+    /// The agent's instruments, for the metrics scrape a support bundle holds.
+    pub metrics: crate::metrics::Metrics,
 }

@@ -196,6 +196,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         remote: Arc::new(RemotePool::new(identity.node_id)),
         keys: Arc::new(crate::keyring::KeyringStore::load(&args.config_dir)),
         tls,
+        metrics: metrics.clone(),
     };
     let mut owner = Owner::new(state, RaftPort::new(raft_addr), ctx.clone());
     if let Some(listener) = raft_listener {

@@ -9,10 +9,10 @@ use std::time::Duration;
 use symphony_wire::{CallError, Dialer, Hello, HelloError, LocalHello, Mux, Protocol, Refusal};
 
 use crate::proto::{
-    Ctl, CtlError, DoneInfo, EventFilter, ExplainInfo, GossipKeysInfo, InitInfo, JoinInfo,
-    KvDeleteResult, KvEntry, KvHistoryInfo, KvListing, KvWriteResult, NodeInfo, ReadConsistency,
-    Request, Response, Role, ServiceInfo, ServicePatchView, ServiceSpecView, SnapshotInfo,
-    StatusInfo, TaskInfo, TokenInfo,
+    Ctl, CtlError, DiagnosticsInfo, DoneInfo, EventFilter, ExplainInfo, GossipKeysInfo, InitInfo,
+    JoinInfo, KvDeleteResult, KvEntry, KvHistoryInfo, KvListing, KvWriteResult, NodeInfo,
+    ReadConsistency, Request, Response, Role, ServiceInfo, ServicePatchView, ServiceSpecView,
+    SnapshotInfo, StatusInfo, TaskInfo, TokenInfo,
 };
 
 /// How long connecting and the hello may take.
@@ -331,6 +331,15 @@ impl Client {
         self.stream(Request::KvWatch {
             prefix: prefix.into(),
             from_revision,
+        })
+        .await
+    }
+
+    /// A node's diagnostics (this one's, or with `node_id` another's, through this manager).
+    pub async fn diagnostics(&self, node_id: Option<u64>) -> Result<DiagnosticsInfo, ClientError> {
+        self.expect(Request::Diagnostics { node_id }, |r| match r {
+            Response::Diagnostics(info) => Ok(*info),
+            other => Err(other),
         })
         .await
     }

@@ -9,11 +9,13 @@
 //! - [`tokens`]: join tokens;
 //! - [`gossip_keys`]: the gossip keyring's rotation;
 //! - [`nodes`]: `node ls`, `inspect`, `update`, `promote`, `demote`, `rm`;
-//! - [`services`]: services and their tasks and logs.
+//! - [`services`]: services and their tasks and logs;
+//! - [`diagnostics`]: what a support bundle holds of a node.
 //!
 //! Adding a request: its type and route in the protocol, its handler in its resource's file and
 //! one line in [`handle`], and its call in the client and the CLI.
 
+pub mod diagnostics;
 pub mod events;
 pub mod gossip_keys;
 pub mod kv;
@@ -160,6 +162,7 @@ pub async fn handle(
             services::update(&consensus(ctx)?, name, *patch).await
         }
         Request::ServiceRollback { name } => services::rollback(&consensus(ctx)?, name).await,
+        Request::Diagnostics { node_id } => diagnostics::handle(ctx, node_id).await,
         Request::ServiceLogs { .. } | Request::Events { .. } | Request::KvWatch { .. } => {
             Err(CtlError::new(
                 ErrorCode::BadRequest,

@@ -1,8 +1,10 @@
 //! Logging: a `RUST_LOG`-style filter, text or JSON lines, and the node id on every line (also
 //! on lines from openraft's own tasks, which no span of ours covers); repeated lines limited
-//! per call site ([`rate_limit`]).
+//! per call site ([`rate_limit`]); the last lines kept in memory for support bundles
+//! ([`recent`]).
 
 pub mod rate_limit;
+pub mod recent;
 
 use std::fmt;
 
@@ -28,7 +30,7 @@ pub fn init(filter: Option<&str>, format: LogFormat, node_id: u64) -> Result<(),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(recent::Tee)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match format {
         LogFormat::Text => builder

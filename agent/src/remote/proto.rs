@@ -111,6 +111,9 @@ pub enum RemoteRequest {
         tail: Option<u64>,
         follow: bool,
     },
+    /// To any node: its diagnostics for a support bundle (no secret in them). `secret` is that
+    /// node's own secret, which only it and the managers hold.
+    Diagnostics { secret: String },
 }
 
 impl RemoteRequest {
@@ -129,6 +132,7 @@ impl RemoteRequest {
             RemoteRequest::WhoLeads => ("who leads", RemoteRoute::Local),
             RemoteRequest::GossipKeysHeld => ("gossip keys held", RemoteRoute::Local),
             RemoteRequest::CaBundle => ("CA bundle", RemoteRoute::Local),
+            RemoteRequest::Diagnostics { .. } => ("diagnostics", RemoteRoute::Local),
         }
     }
 }
@@ -182,6 +186,7 @@ pub enum RemoteReply {
     GossipKeysHeld(Option<AppliedKeys>),
     /// The CA bundle (PEM certificates); `None` while the node belongs to no cluster.
     CaBundle(Option<String>),
+    Diagnostics(Box<symphony_ctl::proto::DiagnosticsInfo>),
 }
 
 /// One message of a worker's assignments stream. `seq` counts the messages that change the

@@ -150,6 +150,10 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
     if let RemoteRequest::CaBundle = call.request {
         return Ok(RemoteReply::CaBundle(ca_bundle(ctx)));
     }
+    // And this one, by any node that the caller proves to be a manager to.
+    if let RemoteRequest::Diagnostics { secret } = &call.request {
+        return crate::api::diagnostics::serve_remote(ctx, secret).await;
+    }
     if ctx.node.is_worker() {
         return crate::worker::relay::handle(ctx, call.request).await;
     }
@@ -249,6 +253,9 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
         )),
         RemoteRequest::GossipKeysHeld => Ok(RemoteReply::GossipKeysHeld(ctx.keys.applied())),
         RemoteRequest::CaBundle => Ok(RemoteReply::CaBundle(ca_bundle(ctx))),
+        RemoteRequest::Diagnostics { secret } => {
+            crate::api::diagnostics::serve_remote(ctx, &secret).await
+        }
         RemoteRequest::Assignments { .. } | RemoteRequest::TaskLogs { .. } => Err(CtlError::new(
             ErrorCode::BadRequest,
             "this request is a stream",

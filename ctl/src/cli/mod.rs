@@ -1,6 +1,7 @@
 //! The `symphony-ctl` command line: argument parsing, one call per command, and output as a
 //! table for people or JSON for scripts (`--json`).
 
+mod debug;
 mod events;
 mod gossip;
 mod kv;
@@ -94,6 +95,9 @@ pub enum Command {
     Service(Box<service::ServiceCommand>),
     /// Stream the cluster's events (node status, tasks, services, leaders) as they happen.
     Events(events::EventsArgs),
+    /// Diagnostics: `debug bundle` writes a support archive with no secret in it.
+    #[command(subcommand)]
+    Debug(debug::DebugCommand),
     /// Print shell completions for this command line, e.g.
     /// `symphony-ctl completions bash > /etc/bash_completion.d/symphony-ctl`; needs no agent.
     Completions {
@@ -288,6 +292,7 @@ async fn run_command(cli: Cli) -> Result<(), CliError> {
         Command::Service(command) => service::run(&client, json, *command).await?,
         Command::Gossip(command) => gossip::run(&client, json, command).await?,
         Command::Events(args) => events::run(&client, json, args).await?,
+        Command::Debug(command) => debug::run(&client, json, command).await?,
         // Answered above, before connecting.
         Command::Completions { .. } => {}
         Command::Token(TokenCommand::Show { role }) => {

@@ -254,6 +254,12 @@ pub enum Request {
         tail: Option<u64>,
         follow: bool,
     },
+    /// What a support bundle holds of one node: its command line, recent log lines, Raft
+    /// state and metrics, with secrets removed. `node_id`: another node's, fetched by this
+    /// manager over the node-to-node API; `None`: this node's.
+    Diagnostics {
+        node_id: Option<u64>,
+    },
     /// A stream: the cluster's events after revision `since` (default: from now), as this
     /// manager's replica applies them; never ends by itself.
     Events {
@@ -293,6 +299,7 @@ pub enum Response {
     Logs(Vec<ServiceLogLine>),
     /// Items of an `events` stream: the events of one or more revisions, whole.
     Events(Vec<EventView>),
+    Diagnostics(Box<DiagnosticsInfo>),
 }
 
 impl Request {
@@ -340,6 +347,9 @@ impl Request {
             Request::ServiceLogs { .. } => spec("service logs", Manager),
             // Any manager streams its replica's events.
             Request::Events { .. } => spec("events", Manager),
+            Request::Diagnostics { node_id: None } => spec("diagnostics", Local),
+            // Another node's: a manager knows its address and secret.
+            Request::Diagnostics { node_id: Some(_) } => spec("diagnostics", Manager),
         }
     }
 
@@ -374,6 +384,7 @@ impl Response {
             Response::Explain(_) => "explain",
             Response::Logs(_) => "logs",
             Response::Events(_) => "events",
+            Response::Diagnostics(_) => "diagnostics",
         }
     }
 }

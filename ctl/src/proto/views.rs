@@ -284,3 +284,19 @@ pub struct NodeInfo {
     #[serde(default)]
     pub tasks: u32,
 }
+
+/// One node's diagnostics, for a support bundle. Nothing secret: flag values that look like
+/// secrets and join tokens in log lines are replaced by `<removed>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DiagnosticsInfo {
+    pub node_id: u64,
+    pub agent_version: String,
+    /// The agent's command line.
+    pub argv: Vec<String>,
+    /// Its last log lines, oldest first.
+    pub recent_log: Vec<String>,
+    /// Its Raft node's state (a manager's), as openraft reports it.
+    pub raft: Option<String>,
+    /// A scrape of its metrics, when it serves them.
+    pub metrics: Option<String>,
+}

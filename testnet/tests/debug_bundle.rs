@@ -1,0 +1,123 @@
+//! `symphony-ctl debug bundle --all` end to end, on a manager and a worker: the archive holds
+//! status, node ls and each node's flags, recent log lines, Raft state (the manager's) and a
+//! metrics scrape — and none of the cluster's secrets: join tokens, the gossip key, the
+//! worker's node secret, any node's TLS key.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use clap::Parser;
+use symphony_ctl::cli::Cli;
+use symphony_ctl::proto::Role;
+use symphony_testnet::harness::{AgentOptions, Cluster, ClusterOptions};
+
+/// The archive's files by path.
+fn unpack(path: &Path) -> BTreeMap<String, String> {
+    let file = std::fs::File::open(path).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut files = BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut text = String::new();
+        entry.read_to_string(&mut text).unwrap();
+        files.insert(name, text);
+    }
+    files
+}
+
+/// Every secret a config dir holds, in the forms it could leak in.
+fn secrets_of(config_dir: &Path) -> Vec<String> {
+    let mut secrets = Vec::new();
+    let keys: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(config_dir.join("gossip-keys.json")).unwrap())
+            .unwrap();
+    for key in keys["keyring"]["keys"].as_array().unwrap() {
+        let bytes: Vec<u8> = key["secret"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| u8::try_from(b.as_u64().unwrap()).unwrap())
+            .collect();
+        secrets.push(bytes.iter().map(|b| format!("{b:02x}")).collect());
+        secrets.push(
+            bytes
+                .iter()
+                .map(u8::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    if let Ok(worker) = std::fs::read(config_dir.join("worker.json")) {
+        let worker: serde_json::Value = serde_json::from_slice(&worker).unwrap();
+        secrets.push(worker["node_secret"].as_str().unwrap().to_string());
+    }
+    let key = std::fs::read_to_string(config_dir.join("tls/node.key")).unwrap();
+    secrets.extend(
+        key.lines()
+            .filter(|line| !line.starts_with("-----") && line.len() > 16)
+            .map(str::to_string),
+    );
+    secrets
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bundle_holds_what_it_promises_and_no_secret() {
+    let cluster = Cluster::formed(1, ClusterOptions::default()).await.unwrap();
+    let (worker, worker_id) = cluster.join_worker(AgentOptions::default()).await.unwrap();
+    let client = cluster.client(0).await.unwrap();
+    client.kv_put("greeting", "hello", None).await.unwrap();
+    let manager_id = client.status().await.unwrap().node_id;
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bundle.tar.gz");
+    let socket = cluster.socket_path(0).unwrap();
+    let cli = Cli::try_parse_from([
+        "symphony-ctl",
+        "--socket",
+        socket.to_str().unwrap(),
+        "debug",
+        "bundle",
+        "--all",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    symphony_ctl::cli::run(cli).await.unwrap();
+    let files = unpack(&out);
+
+    let at = |path: String| -> &String {
+        files
+            .get(&format!("symphony-bundle/{path}"))
+            .unwrap_or_else(|| panic!("{path} is not in {:?}", files.keys()))
+    };
+    assert!(at("status.json".into()).contains(&manager_id.to_string()));
+    assert!(at("nodes.json".into()).contains(&worker_id.to_string()));
+    assert!(
+        !files.contains_key("symphony-bundle/problems.txt"),
+        "{files:?}"
+    );
+    for node in [manager_id, worker_id] {
+        assert!(at(format!("nodes/{node}/flags.txt")).contains("--config-dir"));
+        assert!(at(format!("nodes/{node}/agent.log")).contains(&node.to_string()));
+        assert!(at(format!("nodes/{node}/metrics.txt")).contains("symphony_build_info"));
+    }
+    assert!(at(format!("nodes/{manager_id}/raft.txt")).contains("current_term"));
+    assert!(!files.contains_key(&format!("symphony-bundle/nodes/{worker_id}/raft.txt")));
+
+    let mut secrets = vec![
+        client.token_show(Role::Manager).await.unwrap().token,
+        client.token_show(Role::Worker).await.unwrap().token,
+    ];
+    secrets.extend(secrets_of(&cluster.record(0).unwrap().config_dir));
+    secrets.extend(secrets_of(worker.config_dir()));
+    assert!(secrets.len() > 6, "{secrets:?}");
+    for (path, text) in &files {
+        for secret in &secrets {
+            assert!(!text.contains(secret.as_str()), "{path} holds a secret");
+        }
+    }
+}
