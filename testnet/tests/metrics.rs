@@ -171,6 +171,21 @@ async fn a_scrape_shows_the_work_done_and_passes_promtool() {
     assert_eq!(sample(&after, "symphony_kv_keys"), Some(5.0));
     assert_eq!(moved("symphony_kv_revision"), 5.0);
 
+    // An open watch is counted while it runs.
+    assert_eq!(sample(&after, "symphony_kv_watchers"), Some(0.0));
+    let watch = client.kv_watch("key-", None).await.unwrap();
+    poll_until(
+        Duration::from_secs(10),
+        "the watch counted",
+        async || match sample(&scrape(metrics_addr).await, "symphony_kv_watchers") {
+            Some(1.0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await
+    .unwrap();
+    drop(watch);
+
     // Only /metrics, only GET (and HEAD).
     assert_eq!(http(metrics_addr, "GET", "/").await.0, 404);
     assert_eq!(http(metrics_addr, "POST", "/metrics").await.0, 405);

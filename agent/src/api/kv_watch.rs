@@ -48,7 +48,9 @@ pub fn stream(
         .map_err(|error| compacted(&consensus, error))?;
     let (out, items) = mpsc::channel(QUEUED);
     let node = ctx.node.clone();
+    let watching = ctx.metrics.kv_watchers.open();
     tokio::spawn(async move {
+        let _watching = watching;
         let mut consensus = consensus;
         let mut changed = consensus.watch_tables(&[kv::TABLE]);
         loop {

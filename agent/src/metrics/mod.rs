@@ -44,4 +44,36 @@ pub struct Metrics {
     pub status_changes: liveness::StatusChanges,
     /// Handed to the consensus config, so every Raft node this agent runs records into it.
     pub commits: symphony_consensus::store::CommitTimings,
+    /// `kv watch` streams open on this manager.
+    pub kv_watchers: KvWatchers,
+}
+
+/// `kv watch` streams open now; each stream holds a [`Watching`] guard while it runs.
+#[derive(Clone, Debug, Default)]
+pub struct KvWatchers(prometheus_client::metrics::gauge::Gauge);
+
+impl KvWatchers {
+    /// Counts one watch open until the guard is dropped, however the stream ends.
+    pub fn open(&self) -> Watching {
+        self.0.inc();
+        Watching(self.0.clone())
+    }
+
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "kv_watchers",
+            "kv watch streams this manager serves now",
+            self.0.clone(),
+        );
+    }
+}
+
+/// One open watch.
+#[derive(Debug)]
+pub struct Watching(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }

@@ -79,6 +79,7 @@ pub async fn scrape(sources: &Sources) -> Result<String, std::fmt::Error> {
     if let Some(consensus) = sources.node.consensus() {
         sources.metrics.raft.register(&mut registry);
         sources.metrics.status_changes.register(&mut registry);
+        sources.metrics.kv_watchers.register(&mut registry);
         registry.register_collector(Box::new(super::raft::CommitHistogram(
             sources.metrics.commits.clone(),
         )));
