@@ -235,6 +235,57 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// On a terminal, a command that takes more than a second says it is still waiting, on one
+/// line of stderr that it clears when done (a snapshot, a recovery, a membership change, a
+/// `--wait`); piped, it stays quiet.
+struct Progress {
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(stream: bool) -> Progress {
+        use std::io::IsTerminal;
+        if stream || !std::io::stderr().is_terminal() {
+            return Progress { ticker: None };
+        }
+        let ticker = tokio::spawn(async {
+            let started = tokio::time::Instant::now();
+            let mut ticks =
+                tokio::time::interval_at(started + Duration::from_secs(1), Duration::from_secs(1));
+            loop {
+                ticks.tick().await;
+                eprint!(
+                    "\rwaiting for the agent's answer... {}s",
+                    started.elapsed().as_secs()
+                );
+                PROGRESS_SHOWN.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        Progress {
+            ticker: Some(ticker),
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+            clear_progress();
+        }
+    }
+}
+
+/// Whether a progress line is on the terminal now.
+static PROGRESS_SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Clears the progress line, if one is shown, before anything else is printed.
+fn clear_progress() {
+    if PROGRESS_SHOWN.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        eprint!("\r\x1b[K");
+    }
+}
+
 /// Commands that print until interrupted.
 fn is_stream(command: &Command) -> bool {
     match command {
@@ -245,6 +296,7 @@ fn is_stream(command: &Command) -> bool {
 }
 
 async fn run_command(cli: Cli) -> Result<(), CliError> {
+    let _progress = Progress::start(is_stream(&cli.command));
     // The only command that talks to no agent.
     if let Command::Completions { shell } = cli.command {
         // Generated into memory first: clap_complete panics on a failed write, and a reader
@@ -392,6 +444,7 @@ fn done(json: bool, info: DoneInfo) {
 
 /// Prints `value` as JSON, or the text `human` renders.
 fn emit(json: bool, value: Value, human: impl FnOnce() -> String) {
+    clear_progress();
     if json {
         println!("{value}");
     } else {
