@@ -88,8 +88,16 @@ fn stream_assignments(
         ));
     }
     let consensus = ctx.node.consensus().ok_or_else(not_initialised)?;
+    if consensus.has_stopped() {
+        // Its replica no longer moves: the node must follow one that does.
+        return Err(CtlError::new(
+            ErrorCode::Unavailable,
+            "this manager's Raft node has stopped; ask another manager for assignments",
+        ));
+    }
     sessions::authenticate_worker(&consensus, node_id, secret)?;
-    let mut updates = dispatcher::assignments(consensus, node_id);
+    let heartbeat = dispatcher::heartbeat_every(ctx.node.config().settings.isolation_lease);
+    let mut updates = dispatcher::assignments(consensus, node_id, heartbeat);
     let (replies, receiver) = tokio::sync::mpsc::channel(8);
     tokio::spawn(async move {
         while let Some(update) = updates.recv().await {
