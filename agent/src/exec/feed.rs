@@ -1,11 +1,12 @@
 //! Where a node's assignments come from, and when it last heard the cluster.
 //!
-//! A worker reads the assignments stream of the manager its session is with (moving to the
-//! next one gossip sees when that one stops answering); a manager reads its own replica the same
-//! way, without the network. Either way the executor sees one [`Assigned`] set, kept whole
-//! across increments, and the time of the last message that said the cluster counts this node
-//! ready — for a manager, also only while its own Raft node is in touch with a quorum. That
-//! time is what the isolation lease runs from.
+//! A worker reads the assignments stream of the manager its session is with, moving to the
+//! next one gossip sees when that one stops answering or stops vouching for it (a manager
+//! vouches only from a replica in touch with a quorum, see [`dispatcher`]); a manager reads its
+//! own replica the same way, without the network, while its Raft node runs. Either way the
+//! executor sees one [`Assigned`] set, kept whole across increments, and the time of the last
+//! message that said the cluster counts this node ready — for a manager, also only while its
+//! own Raft node is in touch with a quorum. That time is what the isolation lease runs from.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -224,6 +225,9 @@ impl Follower<'_> {
                     let request = RemoteRequest::Assignments {
                         node_id: ctx.node.node_id(),
                         secret: secret.clone(),
+                        heartbeat_ms: Some(
+                            u64::try_from(self.heartbeat.as_millis()).unwrap_or(u64::MAX),
+                        ),
                     };
                     let mut stream = match ctx.remote.stream(&manager.remote_addr, request).await {
                         Ok(stream) => stream,

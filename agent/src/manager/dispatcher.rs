@@ -61,6 +61,16 @@ pub fn heartbeat_every(lease: Duration) -> Duration {
     (lease / 4).clamp(MIN_HEARTBEAT, HEARTBEAT)
 }
 
+/// How often a stream beats for a node that asked for `asked` (its own lease's
+/// [`heartbeat_every`]; nodes may run with other leases than this manager), or by this
+/// manager's `lease` for a node that did not say.
+pub fn heartbeat_for(asked: Option<Duration>, lease: Duration) -> Duration {
+    asked.map_or_else(
+        || heartbeat_every(lease),
+        |asked| asked.clamp(MIN_HEARTBEAT, HEARTBEAT),
+    )
+}
+
 /// Whether an update vouches for the node: the replica counts it ready, and the replica is
 /// current (its Raft node is in touch with a quorum).
 fn vouches(node_ready: bool, in_touch: bool) -> bool {
@@ -205,6 +215,19 @@ mod tests {
         assert_eq!(heartbeat_every(Duration::from_secs(10)), HEARTBEAT);
         assert_eq!(heartbeat_every(Duration::from_secs(3600)), HEARTBEAT);
         assert_eq!(heartbeat_every(Duration::ZERO), MIN_HEARTBEAT);
+    }
+
+    #[test]
+    fn a_stream_beats_as_often_as_its_node_asks_within_bounds() {
+        let lease = Duration::from_secs(10);
+        assert_eq!(heartbeat_for(None, lease), HEARTBEAT);
+        let asked = Duration::from_millis(750);
+        assert_eq!(heartbeat_for(Some(asked), lease), asked);
+        assert_eq!(
+            heartbeat_for(Some(Duration::from_secs(60)), lease),
+            HEARTBEAT
+        );
+        assert_eq!(heartbeat_for(Some(Duration::ZERO), lease), MIN_HEARTBEAT);
     }
 
     #[test]

@@ -47,8 +47,13 @@ pub async fn serve(listener: TcpListener, ctx: Context, shutdown: CancellationTo
 /// Answers one call: a stream for the requests that are streams, one reply for the rest.
 async fn serve_call(ctx: &Context, call: RemoteCall) -> Reply<Remote> {
     match call.request {
-        RemoteRequest::Assignments { node_id, secret } => {
-            match stream_assignments(ctx, node_id, &secret) {
+        RemoteRequest::Assignments {
+            node_id,
+            secret,
+            heartbeat_ms,
+        } => {
+            let asked = heartbeat_ms.map(Duration::from_millis);
+            match stream_assignments(ctx, node_id, &secret, asked) {
                 Ok(stream) => Reply::Stream(stream),
                 Err(error) => Reply::One(Err(error)),
             }
@@ -80,6 +85,7 @@ fn stream_assignments(
     ctx: &Context,
     node_id: u64,
     secret: &str,
+    heartbeat: Option<Duration>,
 ) -> Result<tokio::sync::mpsc::Receiver<Result<RemoteReply, CtlError>>, CtlError> {
     if ctx.node.is_worker() {
         return Err(CtlError::new(
@@ -96,7 +102,8 @@ fn stream_assignments(
         ));
     }
     sessions::authenticate_worker(&consensus, node_id, secret)?;
-    let heartbeat = dispatcher::heartbeat_every(ctx.node.config().settings.isolation_lease);
+    let heartbeat =
+        dispatcher::heartbeat_for(heartbeat, ctx.node.config().settings.isolation_lease);
     let mut updates = dispatcher::assignments(consensus, node_id, heartbeat);
     let (replies, receiver) = tokio::sync::mpsc::channel(8);
     tokio::spawn(async move {
