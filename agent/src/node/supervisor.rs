@@ -186,24 +186,34 @@ impl Owner {
     /// safe: nothing the kernel may have dropped is trusted. A Raft node that stopped without a
     /// failed write (openraft stops on any storage error, a snapshot that could not be built or
     /// installed among them) is started again the same way: left stopped, the manager would
-    /// stay in the cluster with a replica that no longer moves.
+    /// stay in the cluster with a replica that no longer moves. And one whose store failed a
+    /// write openraft did not wait for (the state rows), which keeps running, is stopped and
+    /// started again after a grace: until then its store counts as failed, and the node stays
+    /// out of the gossip pool for ever.
     async fn heal(&mut self) {
         let Some(consensus) = self.current().consensus else {
             return;
         };
         let fault = consensus.store_fault();
-        let step = heal_step(
-            consensus.has_stopped(),
-            fault.as_ref(),
-            self.heal_after.is_some_and(|at| Instant::now() < at),
-            || crate::manager::propose::check_room(consensus.data_dir()).is_ok(),
-        );
+        let delay = match self.heal_after {
+            None => Delay::Unset,
+            Some(at) if Instant::now() < at => Delay::Running,
+            Some(_) => Delay::Passed,
+        };
+        let step = heal_step(consensus.has_stopped(), fault.as_ref(), delay, || {
+            crate::manager::propose::check_room(consensus.data_dir()).is_ok()
+        });
         match step {
             HealStep::Healthy => {
                 self.heal_delay = FIRST_HEAL_DELAY;
+                self.heal_after = None;
                 return;
             }
             HealStep::Wait => return,
+            HealStep::Grace => {
+                self.heal_after = Some(Instant::now() + self.heal_delay);
+                return;
+            }
             HealStep::Restart => {}
         }
         self.heal_after = Some(Instant::now() + self.heal_delay);
@@ -251,31 +261,41 @@ impl Owner {
 enum HealStep {
     /// It runs and its store writes: nothing to heal.
     Healthy,
-    /// Not now: it is still stopping, its delay has not passed, or its disk is still full.
+    /// Not now: the delay since the last attempt has not passed, or the disk is still full.
     Wait,
-    /// Start it again from its store.
+    /// Its store failed a write but the Raft node still runs: openraft stops it when the
+    /// failed write was one it waited for; give it the delay to, then restart it anyway (a
+    /// failed write of the state rows alone stops nothing, and the store is not trusted).
+    Grace,
+    /// Start it again from its store (stopping it first if it still runs).
     Restart,
 }
 
-/// The decision of `heal`, from whether the Raft node has `stopped`, its store's `fault`,
-/// whether the delay since the last attempt is still `delaying`, and whether its disk has
-/// room (asked only for a full disk).
+/// Where the delay before the next attempt stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delay {
+    /// Nothing was attempted since the node last ran healthy.
+    Unset,
+    Running,
+    Passed,
+}
+
+/// The decision of `heal`, from whether the Raft node has `stopped`, its store's `fault`, the
+/// `delay` since the last attempt, and whether its disk has room (asked only for a full disk).
 fn heal_step(
     stopped: bool,
     fault: Option<&symphony_consensus::store::StoreFault>,
-    delaying: bool,
+    delay: Delay,
     has_room: impl FnOnce() -> bool,
 ) -> HealStep {
-    if !stopped {
-        // A failed write stops the node a moment later; until then, nothing is restarted.
-        return if fault.is_some() {
-            HealStep::Wait
-        } else {
-            HealStep::Healthy
-        };
+    if !stopped && fault.is_none() {
+        return HealStep::Healthy;
     }
-    if delaying || fault.is_some_and(|fault| fault.no_space) && !has_room() {
+    if delay == Delay::Running || fault.is_some_and(|fault| fault.no_space) && !has_room() {
         return HealStep::Wait;
+    }
+    if !stopped && delay == Delay::Unset {
+        return HealStep::Grace;
     }
     HealStep::Restart
 }
@@ -394,34 +414,58 @@ mod tests {
     #[test]
     fn a_stopped_raft_node_is_started_again_whatever_stopped_it() {
         let room = || true;
-        assert_eq!(heal_step(false, None, false, room), HealStep::Healthy);
-        // A failed write, the node not stopped yet.
         assert_eq!(
-            heal_step(false, Some(&fault(false)), false, room),
-            HealStep::Wait
+            heal_step(false, None, Delay::Unset, room),
+            HealStep::Healthy
         );
         assert_eq!(
-            heal_step(true, Some(&fault(false)), false, room),
+            heal_step(false, None, Delay::Passed, room),
+            HealStep::Healthy
+        );
+        assert_eq!(
+            heal_step(true, Some(&fault(false)), Delay::Unset, room),
             HealStep::Restart
         );
         // Stopped without a failed write (a snapshot it could not build or install).
-        assert_eq!(heal_step(true, None, false, room), HealStep::Restart);
+        assert_eq!(heal_step(true, None, Delay::Unset, room), HealStep::Restart);
         // Not before the delay since the last attempt has passed.
-        assert_eq!(heal_step(true, None, true, room), HealStep::Wait);
+        assert_eq!(heal_step(true, None, Delay::Running, room), HealStep::Wait);
         assert_eq!(
-            heal_step(true, Some(&fault(false)), true, room),
+            heal_step(true, None, Delay::Passed, room),
+            HealStep::Restart
+        );
+    }
+
+    #[test]
+    fn a_failed_write_that_did_not_stop_the_node_restarts_it_after_a_grace() {
+        let room = || true;
+        let failed = fault(false);
+        assert_eq!(
+            heal_step(false, Some(&failed), Delay::Unset, room),
+            HealStep::Grace
+        );
+        assert_eq!(
+            heal_step(false, Some(&failed), Delay::Running, room),
             HealStep::Wait
+        );
+        assert_eq!(
+            heal_step(false, Some(&failed), Delay::Passed, room),
+            HealStep::Restart
         );
     }
 
     #[test]
     fn a_full_disk_is_waited_for_and_only_it_asks_for_room() {
         assert_eq!(
-            heal_step(true, Some(&fault(true)), false, || false),
+            heal_step(true, Some(&fault(true)), Delay::Unset, || false),
             HealStep::Wait
         );
         assert_eq!(
-            heal_step(true, Some(&fault(true)), false, || true),
+            heal_step(false, Some(&fault(true)), Delay::Passed, || false),
+            HealStep::Wait
+        );
+        assert_eq!(
+            heal_step(true, Some(&fault(true)), Delay::Unset, || true),
             HealStep::Restart
         );
         let asked = std::cell::Cell::new(false);
@@ -430,7 +474,7 @@ mod tests {
             false
         };
         assert_eq!(
-            heal_step(true, Some(&fault(false)), false, room),
+            heal_step(true, Some(&fault(false)), Delay::Unset, room),
             HealStep::Restart
         );
         assert!(!asked.get(), "another failure does not wait for room");
