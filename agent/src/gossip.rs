@@ -233,12 +233,13 @@ fn gossip_target(state: &NodeState) -> Option<Target> {
             role: Role::Worker,
         });
     }
-    // A manager whose store has stopped writing is out of the pool until it is healed: the
-    // leader then marks it down, so `node ls` never shows it ready meanwhile.
+    // A manager whose store has stopped writing, or whose Raft node has stopped for another
+    // reason, is out of the pool until it is healed: the leader then marks it down (and moves
+    // its tasks), so `node ls` never shows it ready meanwhile.
     if state
         .consensus
         .as_ref()
-        .is_some_and(|consensus| consensus.store_fault().is_some())
+        .is_some_and(|consensus| consensus.store_fault().is_some() || consensus.has_stopped())
     {
         return None;
     }

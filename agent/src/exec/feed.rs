@@ -1,11 +1,12 @@
 //! Where a node's assignments come from, and when it last heard the cluster.
 //!
-//! A worker reads the assignments stream of the manager its session is with (moving to the
-//! next one gossip sees when that one stops answering); a manager reads its own replica the same
-//! way, without the network. Either way the executor sees one [`Assigned`] set, kept whole
-//! across increments, and the time of the last message that said the cluster counts this node
-//! ready — for a manager, also only while its own Raft node is in touch with a quorum. That
-//! time is what the isolation lease runs from.
+//! A worker reads the assignments stream of the manager its session is with, moving to the
+//! next one gossip sees when that one stops answering or stops vouching for it (a manager
+//! vouches only from a replica in touch with a quorum, see [`dispatcher`]); a manager reads its
+//! own replica the same way, without the network, while its Raft node runs. Either way the
+//! executor sees one [`Assigned`] set, kept whole across increments, and the time of the last
+//! message that said the cluster counts this node ready — for a manager, also only while its
+//! own Raft node is in touch with a quorum. That time is what the isolation lease runs from.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -45,8 +46,23 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut node = ctx.node.clone();
+    let lease = ctx.node.config().settings.isolation_lease;
     loop {
         let state = node.state();
+        if state.worker.is_none()
+            && state
+                .consensus
+                .as_ref()
+                .is_some_and(symphony_consensus::Consensus::has_stopped)
+        {
+            // This manager's Raft node has stopped (its store failed): its replica no longer
+            // moves, so it assigns nothing new and vouches for nothing until the supervisor
+            // starts the node again, which changes the node's state.
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = node.changed() => continue,
+            }
+        }
         let source = if let Some(worker) = &state.worker {
             Source::Manager {
                 secret: worker.node_secret.clone(),
@@ -99,6 +115,8 @@ pub async fn run(
             assigned: &assigned,
             contact: &contact,
             seq: None,
+            heartbeat: dispatcher::heartbeat_every(lease),
+            give_up: give_up_after(lease),
         };
         let ended = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -122,12 +140,50 @@ enum Source {
     Replica(Consensus),
 }
 
+/// How long a worker stays on a manager's stream that has not vouched for it (said that the
+/// cluster counts it ready, from a replica in touch with a quorum): about half the isolation
+/// lease, but at least two heartbeats. A manager that was cut off or whose Raft node stopped
+/// keeps a connection open and may keep beating from a replica that no longer moves; the
+/// worker must move on to one that does while its lease still runs, or it would neither hear
+/// of new tasks nor keep its lease although the rest of the cluster is reachable.
+pub fn give_up_after(lease: Duration) -> Duration {
+    let heartbeat = dispatcher::heartbeat_every(lease);
+    (lease / 2).min(heartbeat * 3).max(heartbeat * 2)
+}
+
+/// When a manager's stream has gone on too long without vouching for the node.
+#[derive(Debug, Clone, Copy)]
+struct Vouching {
+    last: Instant,
+    give_up: Duration,
+}
+
+impl Vouching {
+    /// A stream just opened: it has until `give_up` from now.
+    fn new(now: Instant, give_up: Duration) -> Vouching {
+        Vouching { last: now, give_up }
+    }
+
+    fn vouched(&mut self, at: Instant) {
+        self.last = self.last.max(at);
+    }
+
+    /// When the stream is given up unless it vouches again.
+    fn deadline(&self) -> Instant {
+        self.last + self.give_up
+    }
+}
+
 /// Applies one stream's updates to the set.
 struct Follower<'a> {
     assigned: &'a watch::Sender<Assigned>,
     contact: &'a watch::Sender<Option<Instant>>,
     /// The last sequence number applied on this stream.
     seq: Option<u64>,
+    /// How often a quiet stream beats, for this node's isolation lease.
+    heartbeat: Duration,
+    /// How long a manager's stream may go without vouching for this node.
+    give_up: Duration,
 }
 
 impl Follower<'_> {
@@ -135,13 +191,19 @@ impl Follower<'_> {
         match source {
             Source::Replica(consensus) => {
                 let node_id = ctx.node.node_id();
-                let mut updates = dispatcher::assignments(consensus.clone(), node_id);
+                let mut updates =
+                    dispatcher::assignments(consensus.clone(), node_id, self.heartbeat);
                 let mut ticks = tokio::time::interval(Duration::from_millis(500));
                 loop {
                     tokio::select! {
                         update = updates.recv() => match update {
-                            Some(update) => self.apply(update, consensus.in_touch_with_quorum())?,
-                            None => return Ok(()),
+                            Some(update) => {
+                                self.apply(update, consensus.in_touch_with_quorum())?;
+                            }
+                            // The Raft node stopped: the next source is chosen afresh.
+                            None => return Err(crate::errors::internal(
+                                "this manager's replica stopped streaming its assignments",
+                            )),
                         },
                         // A manager is in touch while its Raft node is, whatever the stream.
                         _ = ticks.tick() => {
@@ -163,6 +225,9 @@ impl Follower<'_> {
                     let request = RemoteRequest::Assignments {
                         node_id: ctx.node.node_id(),
                         secret: secret.clone(),
+                        heartbeat_ms: Some(
+                            u64::try_from(self.heartbeat.as_millis()).unwrap_or(u64::MAX),
+                        ),
                     };
                     let mut stream = match ctx.remote.stream(&manager.remote_addr, request).await {
                         Ok(stream) => stream,
@@ -172,17 +237,32 @@ impl Follower<'_> {
                         }
                     };
                     self.seq = None;
+                    let mut vouching = Vouching::new(Instant::now(), self.give_up);
                     loop {
-                        match stream.next().await {
-                            Some(Ok(RemoteReply::Assignments(update))) => {
-                                self.apply(update, true)?
+                        let next = tokio::time::timeout_at(vouching.deadline(), stream.next());
+                        match next.await {
+                            Ok(Some(Ok(RemoteReply::Assignments(update)))) => {
+                                if self.apply(update, true)? {
+                                    vouching.vouched(Instant::now());
+                                }
                             }
-                            Some(Ok(_)) => break,
-                            Some(Err(error)) => {
+                            Ok(Some(Ok(_)) | None) => break,
+                            Ok(Some(Err(error))) => {
                                 last_error = Some(crate::errors::internal(error.to_string()));
                                 break;
                             }
-                            None => break,
+                            Err(_) => {
+                                tracing::debug!(
+                                    manager = manager.node_id,
+                                    "the manager has not vouched for this node for {:?}; trying the next",
+                                    self.give_up
+                                );
+                                last_error = Some(crate::errors::internal(format!(
+                                    "manager {} did not vouch for this node within {:?}",
+                                    manager.node_id, self.give_up
+                                )));
+                                break;
+                            }
                         }
                     }
                 }
@@ -194,8 +274,8 @@ impl Follower<'_> {
     }
 
     /// Applies one update; a gap in the numbering ends the stream (the next starts with a
-    /// full set).
-    fn apply(&mut self, update: AssignmentUpdate, in_touch: bool) -> Result<(), CtlError> {
+    /// full set). Says whether it vouched for the node (and so moved its last contact).
+    fn apply(&mut self, update: AssignmentUpdate, in_touch: bool) -> Result<bool, CtlError> {
         let ready = match update {
             AssignmentUpdate::Full {
                 seq,
@@ -237,10 +317,11 @@ impl Follower<'_> {
                 node_ready
             }
         };
-        if ready && in_touch {
+        let vouched = ready && in_touch;
+        if vouched {
             self.touch();
         }
-        Ok(())
+        Ok(vouched)
     }
 
     fn touch(&self) {
@@ -252,4 +333,42 @@ fn gap(last: Option<u64>, got: u64) -> CtlError {
     crate::errors::internal(format!(
         "the assignments stream skipped from {last:?} to {got}; asking for the full set again"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_leaves_a_stream_that_stops_vouching_while_its_lease_runs() {
+        // The chaos runs' lease: beats every 750 ms, given up after two missed.
+        let lease = Duration::from_secs(3);
+        assert_eq!(give_up_after(lease), Duration::from_millis(1_500));
+        assert!(give_up_after(lease) < lease);
+        // The default lease: half of it.
+        assert_eq!(
+            give_up_after(Duration::from_secs(10)),
+            Duration::from_secs(5)
+        );
+        // A long lease: three beats, not half an hour.
+        assert_eq!(
+            give_up_after(Duration::from_secs(3_600)),
+            dispatcher::HEARTBEAT * 3
+        );
+        // Never less than two beats, so one late beat is not enough.
+        let tiny = Duration::from_millis(100);
+        assert_eq!(give_up_after(tiny), dispatcher::heartbeat_every(tiny) * 2);
+    }
+
+    #[test]
+    fn only_vouching_moves_the_deadline() {
+        let start = Instant::now();
+        let mut vouching = Vouching::new(start, Duration::from_secs(2));
+        assert_eq!(vouching.deadline(), start + Duration::from_secs(2));
+        vouching.vouched(start + Duration::from_secs(1));
+        assert_eq!(vouching.deadline(), start + Duration::from_secs(3));
+        // A late report of an earlier vouch does not move it back.
+        vouching.vouched(start);
+        assert_eq!(vouching.deadline(), start + Duration::from_secs(3));
+    }
 }

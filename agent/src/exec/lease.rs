@@ -47,6 +47,14 @@ pub fn read(dir: &Path) -> Option<u64> {
         .ok()
 }
 
+/// Whether a lease whose deadline on disk is `deadline_ms` (none: unreadable or never written)
+/// has run out by `now_ms`, or will within `within`: a task whose lease cannot be renewed is
+/// stopped by its shim then.
+pub fn runs_out(deadline_ms: Option<u64>, now_ms: u64, within: Duration) -> bool {
+    let within = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
+    deadline_ms.is_none_or(|deadline| deadline <= now_ms.saturating_add(within))
+}
+
 /// Whether the task in `dir` has a lease that ran out.
 pub fn expired(dir: &Path) -> bool {
     read(dir).is_some_and(|deadline| now_ms() > deadline)
@@ -55,6 +63,19 @@ pub fn expired(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unrenewed_lease_runs_out_at_its_deadline_or_without_one() {
+        let within = Duration::from_secs(1);
+        assert!(!runs_out(Some(10_000), 5_000, within));
+        assert!(!runs_out(Some(10_000), 8_999, within));
+        assert!(runs_out(Some(10_000), 9_000, within), "within the margin");
+        assert!(runs_out(Some(10_000), 20_000, within), "past it");
+        assert!(
+            runs_out(None, 0, within),
+            "a lease nobody can read holds nothing"
+        );
+    }
 
     #[test]
     fn a_deadline_runs_from_the_last_contact() {

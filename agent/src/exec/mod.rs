@@ -365,6 +365,7 @@ impl Executor {
         };
         let deadline = lease::deadline(self.settings.isolation_lease, contact.elapsed());
         self.lease_deadline = Some(deadline);
+        let mut unrenewable = Vec::new();
         for local in self.tasks.values() {
             if local.file.assignment.spec.on_isolation != OnIsolation::Stop
                 || local.file.state < TaskState::Starting
@@ -372,10 +373,23 @@ impl Executor {
             {
                 continue;
             }
-            let dir = self.store.task_dir(local.file.assignment.task_id);
+            let id = local.file.assignment.task_id;
+            let dir = self.store.task_dir(id);
             if let Err(error) = lease::write(&dir, deadline) {
-                tracing::warn!(task = local.file.assignment.task_id, %error, "cannot renew a task's isolation lease");
+                tracing::warn!(task = id, %error, "cannot renew a task's isolation lease");
+                if lease::runs_out(lease::read(&dir), lease::now_ms(), TICK * 2) {
+                    unrenewable.push((id, error));
+                }
             }
+        }
+        // Its shim stops it when the lease it holds runs out: the executor stops it first, so
+        // that it ends `shutdown` with the reason (and is replaced whatever its restart
+        // policy), not `failed` by a signal nobody explains.
+        for (id, error) in unrenewable {
+            self.stop(
+                id,
+                Some(&format!("cannot renew the task's isolation lease: {error}")),
+            );
         }
     }
 

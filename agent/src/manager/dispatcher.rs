@@ -2,8 +2,12 @@
 //!
 //! Any manager serves a node's assignments from its own replica: the whole set of tasks placed
 //! on the node first, then what changes, numbered, and a heartbeat when nothing does (which
-//! also tells the node whether the cluster thinks it is ready). A manager's own executor reads
-//! the same stream without the network. What the node reports about its tasks goes to the
+//! also tells the node whether the cluster thinks it is ready). A manager vouches for the node
+//! (`node_ready`) only while its own Raft node is in touch with a quorum: a replica cut off
+//! from the cluster, or one whose Raft node has stopped, is stale, and its word must not keep a
+//! worker's isolation lease alive. A stream ends when the Raft node it reads has stopped (a
+//! failed store; the supervisor starts a new one from the file): the node then asks a manager
+//! whose replica moves. A manager's own executor reads the same stream without the network. What the node reports about its tasks goes to the
 //! leader, which records a node's batch as one Raft entry; the log itself checks that a node
 //! reports only on its own tasks and only forward.
 
@@ -20,8 +24,12 @@ use tokio::sync::mpsc;
 use super::propose::propose;
 use crate::remote::proto::{Assignment, AssignmentUpdate};
 
-/// How often a quiet assignments stream says it is still there.
+/// How often a quiet assignments stream says it is still there, at most.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
+/// ... and at least: a shorter one would only cost.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+/// How often a stream looks whether the Raft node it reads has stopped.
+const STOPPED_CHECK: Duration = Duration::from_millis(250);
 /// Updates buffered for a slow node before the stream waits for it.
 const BUFFER: usize = 64;
 
@@ -47,6 +55,28 @@ fn assigned(state: &ClusterState, node_id: u64) -> BTreeMap<u64, Assignment> {
         .collect()
 }
 
+/// How often a quiet stream beats for nodes whose isolation lease is `lease`: several times
+/// within the lease, so that one late beat does not make a node think itself cut off.
+pub fn heartbeat_every(lease: Duration) -> Duration {
+    (lease / 4).clamp(MIN_HEARTBEAT, HEARTBEAT)
+}
+
+/// How often a stream beats for a node that asked for `asked` (its own lease's
+/// [`heartbeat_every`]; nodes may run with other leases than this manager), or by this
+/// manager's `lease` for a node that did not say.
+pub fn heartbeat_for(asked: Option<Duration>, lease: Duration) -> Duration {
+    asked.map_or_else(
+        || heartbeat_every(lease),
+        |asked| asked.clamp(MIN_HEARTBEAT, HEARTBEAT),
+    )
+}
+
+/// Whether an update vouches for the node: the replica counts it ready, and the replica is
+/// current (its Raft node is in touch with a quorum).
+fn vouches(node_ready: bool, in_touch: bool) -> bool {
+    node_ready && in_touch
+}
+
 fn node_ready(state: &ClusterState, node_id: u64) -> bool {
     state
         .nodes
@@ -54,8 +84,13 @@ fn node_ready(state: &ClusterState, node_id: u64) -> bool {
         .is_some_and(|node| node.status == NodeStatus::Ready)
 }
 
-/// Streams `node_id`'s assignments from `consensus`'s replica until the receiver is dropped.
-pub fn assignments(consensus: Consensus, node_id: u64) -> mpsc::Receiver<AssignmentUpdate> {
+/// Streams `node_id`'s assignments from `consensus`'s replica until the receiver is dropped or
+/// the Raft node stops; a quiet stream beats every `heartbeat`.
+pub fn assignments(
+    consensus: Consensus,
+    node_id: u64,
+    heartbeat: Duration,
+) -> mpsc::Receiver<AssignmentUpdate> {
     let (updates, receiver) = mpsc::channel(BUFFER);
     tokio::spawn(async move {
         let mut changes = consensus.watch_tables(&[tasks::TABLE, nodes::TABLE]);
@@ -69,24 +104,37 @@ pub fn assignments(consensus: Consensus, node_id: u64) -> mpsc::Receiver<Assignm
         let full = AssignmentUpdate::Full {
             seq: 0,
             tasks: sent.values().cloned().collect(),
-            node_ready: ready,
+            node_ready: vouches(ready, consensus.in_touch_with_quorum()),
         };
         if updates.send(full).await.is_err() {
             return;
         }
         let mut seq = 0;
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
-        heartbeat.reset();
+        let mut beat = tokio::time::interval(heartbeat);
+        beat.reset();
+        let mut stopped_check = tokio::time::interval(STOPPED_CHECK);
+        stopped_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = updates.closed() => return,
                 alive = changes.changed() => if !alive { return },
-                _ = heartbeat.tick() => {
-                    if updates.send(AssignmentUpdate::Heartbeat { seq, node_ready: ready }).await.is_err() {
+                _ = stopped_check.tick() => {
+                    if consensus.has_stopped() {
+                        tracing::debug!(node_id, "the Raft node stopped; ending the node's assignments stream");
                         return;
                     }
                     continue;
                 }
+                _ = beat.tick() => {
+                    let node_ready = vouches(ready, consensus.in_touch_with_quorum());
+                    if updates.send(AssignmentUpdate::Heartbeat { seq, node_ready }).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            if consensus.has_stopped() {
+                return;
             }
             let now = consensus.read_stale(|state| {
                 let count = state.tasks.node_changes(node_id);
@@ -120,12 +168,12 @@ pub fn assignments(consensus: Consensus, node_id: u64) -> mpsc::Receiver<Assignm
                 seq,
                 changed,
                 removed,
-                node_ready: ready,
+                node_ready: vouches(ready, consensus.in_touch_with_quorum()),
             };
             if updates.send(increment).await.is_err() {
                 return;
             }
-            heartbeat.reset();
+            beat.reset();
         }
     });
     receiver
@@ -151,4 +199,43 @@ pub async fn record_reports(
 /// Whether an assignment asks for its task to run.
 pub fn wants_running(assignment: &Assignment) -> bool {
     assignment.desired == DesiredState::Running
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quiet_stream_beats_several_times_within_the_isolation_lease() {
+        // The chaos runs' lease, and the default.
+        assert_eq!(
+            heartbeat_every(Duration::from_secs(3)),
+            Duration::from_millis(750)
+        );
+        assert_eq!(heartbeat_every(Duration::from_secs(10)), HEARTBEAT);
+        assert_eq!(heartbeat_every(Duration::from_secs(3600)), HEARTBEAT);
+        assert_eq!(heartbeat_every(Duration::ZERO), MIN_HEARTBEAT);
+    }
+
+    #[test]
+    fn a_stream_beats_as_often_as_its_node_asks_within_bounds() {
+        let lease = Duration::from_secs(10);
+        assert_eq!(heartbeat_for(None, lease), HEARTBEAT);
+        let asked = Duration::from_millis(750);
+        assert_eq!(heartbeat_for(Some(asked), lease), asked);
+        assert_eq!(
+            heartbeat_for(Some(Duration::from_secs(60)), lease),
+            HEARTBEAT
+        );
+        assert_eq!(heartbeat_for(Some(Duration::ZERO), lease), MIN_HEARTBEAT);
+    }
+
+    #[test]
+    fn only_a_replica_in_touch_with_a_quorum_vouches_for_a_ready_node() {
+        assert!(vouches(true, true));
+        // Cut off, or its Raft node stopped: what it says of the node may be long stale.
+        assert!(!vouches(true, false));
+        assert!(!vouches(false, true));
+        assert!(!vouches(false, false));
+    }
 }

@@ -183,27 +183,46 @@ impl Owner {
     /// Starts a Raft node whose store failed again from what is on disk, once the cause is
     /// gone: a full disk once it has room above its floor, any other failure after a growing
     /// delay. Reopening the file (not reusing the failed store) is what makes a failed fsync
-    /// safe: nothing the kernel may have dropped is trusted.
+    /// safe: nothing the kernel may have dropped is trusted. A Raft node that stopped without a
+    /// failed write (openraft stops on any storage error, a snapshot that could not be built or
+    /// installed among them) is started again the same way: left stopped, the manager would
+    /// stay in the cluster with a replica that no longer moves. And one whose store failed a
+    /// write openraft did not wait for (the state rows), which keeps running, is stopped and
+    /// started again after a grace: until then its store counts as failed, and the node stays
+    /// out of the gossip pool for ever.
     async fn heal(&mut self) {
         let Some(consensus) = self.current().consensus else {
             return;
         };
-        let Some(fault) = consensus.store_fault() else {
-            self.heal_delay = FIRST_HEAL_DELAY;
-            return;
+        let fault = consensus.store_fault();
+        let delay = match self.heal_after {
+            None => Delay::Unset,
+            Some(at) if Instant::now() < at => Delay::Running,
+            Some(_) => Delay::Passed,
         };
-        if !consensus.has_stopped() {
-            return;
-        }
-        if self.heal_after.is_some_and(|at| Instant::now() < at) {
-            return;
-        }
-        if fault.no_space && crate::manager::propose::check_room(consensus.data_dir()).is_err() {
-            return;
+        let step = heal_step(consensus.has_stopped(), fault.as_ref(), delay, || {
+            crate::manager::propose::check_room(consensus.data_dir()).is_ok()
+        });
+        match step {
+            HealStep::Healthy => {
+                self.heal_delay = FIRST_HEAL_DELAY;
+                self.heal_after = None;
+                return;
+            }
+            HealStep::Wait => return,
+            HealStep::Grace => {
+                self.heal_after = Some(Instant::now() + self.heal_delay);
+                return;
+            }
+            HealStep::Restart => {}
         }
         self.heal_after = Some(Instant::now() + self.heal_delay);
         self.heal_delay = (self.heal_delay * 2).min(MAX_HEAL_DELAY);
-        tracing::info!(fault = %fault.message, "starting the Raft node again from its store");
+        let why = fault.map_or_else(
+            || "the Raft node stopped (a storage error other than a write; see above)".to_string(),
+            |fault| fault.message,
+        );
+        tracing::info!(fault = %why, "starting the Raft node again from its store");
         consensus.shutdown().await;
         let config = self.consensus_config();
         let local = self.config().setup.local.clone();
@@ -235,6 +254,50 @@ impl Owner {
             consensus.shutdown().await;
         }
     }
+}
+
+/// What the supervisor's `heal` does about its Raft node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HealStep {
+    /// It runs and its store writes: nothing to heal.
+    Healthy,
+    /// Not now: the delay since the last attempt has not passed, or the disk is still full.
+    Wait,
+    /// Its store failed a write but the Raft node still runs: openraft stops it when the
+    /// failed write was one it waited for; give it the delay to, then restart it anyway (a
+    /// failed write of the state rows alone stops nothing, and the store is not trusted).
+    Grace,
+    /// Start it again from its store (stopping it first if it still runs).
+    Restart,
+}
+
+/// Where the delay before the next attempt stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delay {
+    /// Nothing was attempted since the node last ran healthy.
+    Unset,
+    Running,
+    Passed,
+}
+
+/// The decision of `heal`, from whether the Raft node has `stopped`, its store's `fault`, the
+/// `delay` since the last attempt, and whether its disk has room (asked only for a full disk).
+fn heal_step(
+    stopped: bool,
+    fault: Option<&symphony_consensus::store::StoreFault>,
+    delay: Delay,
+    has_room: impl FnOnce() -> bool,
+) -> HealStep {
+    if !stopped && fault.is_none() {
+        return HealStep::Healthy;
+    }
+    if delay == Delay::Running || fault.is_some_and(|fault| fault.no_space) && !has_room() {
+        return HealStep::Wait;
+    }
+    if !stopped && delay == Delay::Unset {
+        return HealStep::Grace;
+    }
+    HealStep::Restart
 }
 
 /// Carries out role commands until `shutdown`, then stops the Raft port and the Raft node.
@@ -333,4 +396,87 @@ pub fn channels(
         command_receiver,
         NodeHandle::new(receiver, commands, config),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use symphony_consensus::store::StoreFault;
+
+    use super::*;
+
+    fn fault(no_space: bool) -> StoreFault {
+        StoreFault {
+            no_space,
+            message: "failed".into(),
+        }
+    }
+
+    #[test]
+    fn a_stopped_raft_node_is_started_again_whatever_stopped_it() {
+        let room = || true;
+        assert_eq!(
+            heal_step(false, None, Delay::Unset, room),
+            HealStep::Healthy
+        );
+        assert_eq!(
+            heal_step(false, None, Delay::Passed, room),
+            HealStep::Healthy
+        );
+        assert_eq!(
+            heal_step(true, Some(&fault(false)), Delay::Unset, room),
+            HealStep::Restart
+        );
+        // Stopped without a failed write (a snapshot it could not build or install).
+        assert_eq!(heal_step(true, None, Delay::Unset, room), HealStep::Restart);
+        // Not before the delay since the last attempt has passed.
+        assert_eq!(heal_step(true, None, Delay::Running, room), HealStep::Wait);
+        assert_eq!(
+            heal_step(true, None, Delay::Passed, room),
+            HealStep::Restart
+        );
+    }
+
+    #[test]
+    fn a_failed_write_that_did_not_stop_the_node_restarts_it_after_a_grace() {
+        let room = || true;
+        let failed = fault(false);
+        assert_eq!(
+            heal_step(false, Some(&failed), Delay::Unset, room),
+            HealStep::Grace
+        );
+        assert_eq!(
+            heal_step(false, Some(&failed), Delay::Running, room),
+            HealStep::Wait
+        );
+        assert_eq!(
+            heal_step(false, Some(&failed), Delay::Passed, room),
+            HealStep::Restart
+        );
+    }
+
+    #[test]
+    fn a_full_disk_is_waited_for_and_only_it_asks_for_room() {
+        assert_eq!(
+            heal_step(true, Some(&fault(true)), Delay::Unset, || false),
+            HealStep::Wait
+        );
+        assert_eq!(
+            heal_step(false, Some(&fault(true)), Delay::Passed, || false),
+            HealStep::Wait
+        );
+        assert_eq!(
+            heal_step(true, Some(&fault(true)), Delay::Unset, || true),
+            HealStep::Restart
+        );
+        let asked = std::cell::Cell::new(false);
+        let room = || {
+            asked.set(true);
+            false
+        };
+        assert_eq!(
+            heal_step(true, Some(&fault(false)), Delay::Unset, room),
+            HealStep::Restart
+        );
+        assert!(!asked.get(), "another failure does not wait for room");
+    }
 }

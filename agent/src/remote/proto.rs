@@ -75,7 +75,14 @@ pub enum RemoteRequest {
     WorkerLeaving { node_id: u64, secret: String },
     /// A stream: the tasks assigned to a worker, the whole set first and then what changes,
     /// numbered so a gap is seen; served by any manager from its replica.
-    Assignments { node_id: u64, secret: String },
+    Assignments {
+        node_id: u64,
+        secret: String,
+        /// How often the node wants a quiet stream to beat (a quarter of its own isolation
+        /// lease); absent from older agents, whose stream beats by the manager's lease.
+        #[serde(default)]
+        heartbeat_ms: Option<u64>,
+    },
     /// What happened to a node's tasks, for the leader to record. `secret` is the worker's
     /// own, or the manager secret when a manager reports on its own tasks.
     TaskReports {

@@ -81,8 +81,13 @@ fn metric_kind(request: &RemoteRequest) -> &'static str {
 /// Answers one call: a stream for the requests that are streams, one reply for the rest.
 async fn serve_call(ctx: &Context, call: RemoteCall) -> Reply<Remote> {
     match call.request {
-        RemoteRequest::Assignments { node_id, secret } => {
-            match stream_assignments(ctx, node_id, &secret) {
+        RemoteRequest::Assignments {
+            node_id,
+            secret,
+            heartbeat_ms,
+        } => {
+            let asked = heartbeat_ms.map(Duration::from_millis);
+            match stream_assignments(ctx, node_id, &secret, asked) {
                 Ok(stream) => Reply::Stream(stream),
                 Err(error) => Reply::One(Err(error)),
             }
@@ -114,6 +119,7 @@ fn stream_assignments(
     ctx: &Context,
     node_id: u64,
     secret: &str,
+    heartbeat: Option<Duration>,
 ) -> Result<tokio::sync::mpsc::Receiver<Result<RemoteReply, CtlError>>, CtlError> {
     if ctx.node.is_worker() {
         return Err(CtlError::new(
@@ -122,8 +128,17 @@ fn stream_assignments(
         ));
     }
     let consensus = ctx.node.consensus().ok_or_else(not_initialised)?;
+    if consensus.has_stopped() {
+        // Its replica no longer moves: the node must follow one that does.
+        return Err(CtlError::new(
+            ErrorCode::Unavailable,
+            "this manager's Raft node has stopped; ask another manager for assignments",
+        ));
+    }
     sessions::authenticate_worker(&consensus, node_id, secret)?;
-    let mut updates = dispatcher::assignments(consensus, node_id);
+    let heartbeat =
+        dispatcher::heartbeat_for(heartbeat, ctx.node.config().settings.isolation_lease);
+    let mut updates = dispatcher::assignments(consensus, node_id, heartbeat);
     let (replies, receiver) = tokio::sync::mpsc::channel(8);
     tokio::spawn(async move {
         while let Some(update) = updates.recv().await {
