@@ -227,6 +227,11 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         metrics.status_changes.clone(),
         shutdown.clone(),
     ));
+    let placement_watch = tokio::spawn(crate::metrics::placements::watch(
+        node.clone(),
+        metrics.placements.clone(),
+        shutdown.clone(),
+    ));
     let metrics_addr = metrics_listener.as_ref().map(|(_, bound)| *bound);
     let metrics_server = metrics_listener.map(|(listener, _)| {
         tokio::spawn(crate::metrics::server::serve(
@@ -315,6 +320,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         reporter,
         raft_watch,
         status_watch,
+        placement_watch,
         supervisor
     );
     if let Some(metrics_server) = metrics_server {

@@ -289,6 +289,43 @@ async fn a_worker_join_moves_the_remote_and_gossip_metrics() {
     })
     .await
     .unwrap();
+    // The worker's session is an open assignment stream on the manager; a service's task
+    // placed on it is a placement.
+    cluster
+        .client(0)
+        .await
+        .unwrap()
+        .service_create(
+            "placed",
+            symphony_ctl::proto::ServiceSpecView {
+                driver: "process".into(),
+                command: vec!["sleep".into(), "1000".into()],
+                mode: "replicated".into(),
+                replicas: Some(2),
+                restart_condition: "any".into(),
+                on_isolation: "keep".into(),
+                stop_grace_ms: 1_000,
+                ..symphony_ctl::proto::ServiceSpecView::default()
+            },
+        )
+        .await
+        .unwrap();
+    poll_until(
+        SETTLE_TIMEOUT,
+        "the session and the placements counted",
+        async || {
+            let text = scrape(manager).await;
+            match (
+                sample(&text, "symphony_sessions"),
+                sample(&text, "symphony_placements_total"),
+            ) {
+                (Some(1.0), Some(2.0)) => Ok(()),
+                seen => Err(format!("(sessions, placements) = {seen:?}")),
+            }
+        },
+    )
+    .await
+    .unwrap();
     poll_until(
         SETTLE_TIMEOUT,
         "the worker to see the manager",

@@ -17,6 +17,7 @@
 //! Files:
 //! - [`requests`]: requests by API, kind and outcome, their latency, open connections;
 //! - [`liveness`]: node status changes, counted from the replica;
+//! - [`placements`]: tasks placed on nodes, counted from the replica's events;
 //! - [`raft`]: the watcher that counts leader changes and snapshots, and the Raft gauges;
 //! - [`scrape`]: one scrape: the instruments and the readings, encoded as text;
 //! - [`server`]: the minimal HTTP/1 server (hyper) that answers `GET /metrics`.
@@ -26,6 +27,7 @@
 //! codes, states), never ids, keys or addresses.
 
 pub mod liveness;
+pub mod placements;
 pub mod raft;
 pub mod requests;
 pub mod scrape;
@@ -45,34 +47,39 @@ pub struct Metrics {
     /// Handed to the consensus config, so every Raft node this agent runs records into it.
     pub commits: symphony_consensus::store::CommitTimings,
     /// `kv watch` streams open on this manager.
-    pub kv_watchers: KvWatchers,
+    pub kv_watchers: OpenStreams,
+    /// Worker sessions this manager serves now: the assignment streams open to it.
+    pub sessions: OpenStreams,
+    /// Tasks placed on nodes, counted from the replica's events.
+    pub placements: placements::Placements,
 }
 
-/// `kv watch` streams open now; each stream holds a [`Watching`] guard while it runs.
+/// Streams of one kind open now; each stream holds an [`Open`] guard while it runs.
 #[derive(Clone, Debug, Default)]
-pub struct KvWatchers(prometheus_client::metrics::gauge::Gauge);
+pub struct OpenStreams(prometheus_client::metrics::gauge::Gauge);
 
-impl KvWatchers {
-    /// Counts one watch open until the guard is dropped, however the stream ends.
-    pub fn open(&self) -> Watching {
+impl OpenStreams {
+    /// Counts one stream open until the guard is dropped, however the stream ends.
+    pub fn open(&self) -> Open {
         self.0.inc();
-        Watching(self.0.clone())
+        Open(self.0.clone())
     }
 
-    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
-        registry.register(
-            "kv_watchers",
-            "kv watch streams this manager serves now",
-            self.0.clone(),
-        );
+    pub fn register(
+        &self,
+        registry: &mut prometheus_client::registry::Registry,
+        name: &str,
+        help: &str,
+    ) {
+        registry.register(name, help, self.0.clone());
     }
 }
 
-/// One open watch.
+/// One open stream.
 #[derive(Debug)]
-pub struct Watching(prometheus_client::metrics::gauge::Gauge);
+pub struct Open(prometheus_client::metrics::gauge::Gauge);
 
-impl Drop for Watching {
+impl Drop for Open {
     fn drop(&mut self) {
         self.0.dec();
     }

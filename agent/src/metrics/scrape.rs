@@ -79,7 +79,17 @@ pub async fn scrape(sources: &Sources) -> Result<String, std::fmt::Error> {
     if let Some(consensus) = sources.node.consensus() {
         sources.metrics.raft.register(&mut registry);
         sources.metrics.status_changes.register(&mut registry);
-        sources.metrics.kv_watchers.register(&mut registry);
+        sources.metrics.kv_watchers.register(
+            &mut registry,
+            "kv_watchers",
+            "kv watch streams this manager serves now",
+        );
+        sources.metrics.sessions.register(
+            &mut registry,
+            "sessions",
+            "Worker sessions this manager serves now (open assignment streams)",
+        );
+        sources.metrics.placements.register(&mut registry);
         registry.register_collector(Box::new(super::raft::CommitHistogram(
             sources.metrics.commits.clone(),
         )));

@@ -140,7 +140,9 @@ fn stream_assignments(
         dispatcher::heartbeat_for(heartbeat, ctx.node.config().settings.isolation_lease);
     let mut updates = dispatcher::assignments(consensus, node_id, heartbeat);
     let (replies, receiver) = tokio::sync::mpsc::channel(8);
+    let session = ctx.metrics.sessions.open();
     tokio::spawn(async move {
+        let _session = session;
         while let Some(update) = updates.recv().await {
             if replies
                 .send(Ok(RemoteReply::Assignments(update)))
