@@ -405,6 +405,12 @@ impl Consensus {
         self.state.watch(tables)
     }
 
+    /// The size of the last snapshot this replica made (to send to a follower) or installed,
+    /// in bytes; 0 before the first.
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.state.snapshot_bytes()
+    }
+
     /// This replica's recent events.
     pub fn events(&self) -> crate::events::EventLog {
         self.state.events().clone()

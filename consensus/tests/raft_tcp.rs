@@ -305,6 +305,14 @@ async fn a_snapshot_larger_than_a_frame_is_sent_in_chunks() {
             assert!(record.value.iter().all(|byte| *byte == i as u8));
         }
     });
+    // Both ends know how large it was: the leader made it, the learner installed it.
+    let size = learner.consensus.snapshot_bytes();
+    assert!(size > (KEYS * VALUE_LEN) as u64, "{size}");
+    assert!(
+        nodes
+            .iter()
+            .any(|node| node.consensus.snapshot_bytes() == size)
+    );
     learner.stop.cancel();
     learner.consensus.shutdown().await;
     shutdown_all(&nodes).await;

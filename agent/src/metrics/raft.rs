@@ -162,6 +162,11 @@ pub fn register_gauges(consensus: &Consensus, registry: &mut Registry) {
         "The last index the newest snapshot covers (0: none yet)",
         index(metrics.snapshot.as_ref()),
     );
+    registry.register(
+        "raft_snapshot_size_bytes",
+        "The size of the last snapshot this node made (to send to a follower) or installed (0: none yet)",
+        gauge(consensus.snapshot_bytes()),
+    );
 }
 
 #[cfg(test)]

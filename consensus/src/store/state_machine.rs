@@ -31,6 +31,9 @@ pub struct SharedState {
     inner: Arc<RwLock<ClusterState>>,
     changes: Arc<TableChanges>,
     events: EventLog,
+    /// The size of the last snapshot this replica made (to send) or installed, in bytes; 0
+    /// before the first.
+    snapshot_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One counter per table, bumped after every apply that changed it, so a reader can wait for
@@ -82,6 +85,19 @@ impl TableWatch {
 }
 
 impl SharedState {
+    /// The size of the last snapshot made or installed here, in bytes (0: none yet).
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.snapshot_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn snapshot_made(&self, bytes: usize) {
+        self.snapshot_bytes.store(
+            u64::try_from(bytes).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     /// This replica's recent events.
     pub fn events(&self) -> &EventLog {
         &self.events
@@ -166,6 +182,7 @@ impl StateMachineStore {
                 inner: Arc::new(RwLock::new(state)),
                 changes: Arc::default(),
                 events,
+                snapshot_bytes: Arc::default(),
             },
             last_applied,
             membership,
@@ -327,6 +344,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), io::Error> {
         crate::failpoint::check("snapshot.install")?;
         let new_state = SnapshotPayload::decode(&snapshot)?;
+        self.state.snapshot_made(snapshot.len());
         let rows = RowWrites::everything(&new_state)?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -349,6 +367,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // Under the read lock the state and the applied position belong together: apply takes
         // the write lock for a whole batch and updates `last_applied` on this same task.
         let data = SnapshotPayload::encode(&self.state.read())?;
+        self.state.snapshot_made(data.len());
         Ok(Some(Snapshot {
             meta: self.snapshot_meta(),
             snapshot: data,
