@@ -437,10 +437,17 @@ impl Consensus {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow_watched();
         match metrics.state {
-            openraft::ServerState::Leader => metrics
-                .last_quorum_acked
-                .as_ref()
-                .is_some_and(|acked| acked.elapsed() < Duration::from_secs(1)),
+            // The only voter is its own quorum: nothing acks it, and nothing needs to (its
+            // `last_quorum_acked` moves only with writes, so an idle one would look cut off).
+            openraft::ServerState::Leader => {
+                let mut voters = metrics.membership_config.membership().voter_ids();
+                let alone = voters.next() == Some(metrics.id) && voters.next().is_none();
+                alone
+                    || metrics
+                        .last_quorum_acked
+                        .as_ref()
+                        .is_some_and(|acked| acked.elapsed() < Duration::from_secs(1))
+            }
             openraft::ServerState::Follower | openraft::ServerState::Learner => {
                 metrics.current_leader.is_some()
             }
