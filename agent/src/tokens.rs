@@ -87,6 +87,20 @@ fn random_hex(bytes: usize) -> String {
     buffer.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// Whether `secret` is this node's own secret — a worker's node secret, or a manager's shared
+/// manager secret — which only the node and the cluster's managers hold: how a manager proves
+/// itself when it asks a node for its task logs or its diagnostics.
+pub fn is_own_secret(state: &crate::node::NodeState, secret: &str) -> bool {
+    let expected = match &state.worker {
+        Some(worker) => worker.node_secret.clone(),
+        None => match state.cluster() {
+            Some(cluster) => cluster.manager_secret,
+            None => return false,
+        },
+    };
+    !expected.is_empty() && constant_time_eq(expected.as_bytes(), secret.as_bytes())
+}
+
 /// Compares secrets in time independent of where they differ, so response times do not leak
 /// how much of a guess was right.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -12,7 +12,7 @@ use symphony_ctl::proto::{CtlError, DiagnosticsInfo, ErrorCode, Response};
 use crate::context::Context;
 use crate::errors::not_initialised;
 use crate::remote::proto::{RemoteReply, RemoteRequest};
-use crate::tokens::constant_time_eq;
+use crate::tokens::is_own_secret;
 
 /// What replaces a secret.
 pub const REMOVED: &str = "<removed>";
@@ -91,11 +91,10 @@ async fn fetch(ctx: &Context, node_id: u64) -> Result<DiagnosticsInfo, CtlError>
 /// Answers a manager's request for this node's diagnostics.
 pub async fn serve_remote(ctx: &Context, secret: &str) -> Result<RemoteReply, CtlError> {
     let state = ctx.node.state();
-    let expected = match &state.worker {
-        Some(worker) => worker.node_secret.clone(),
-        None => state.cluster().ok_or_else(not_initialised)?.manager_secret,
-    };
-    if expected.is_empty() || !constant_time_eq(expected.as_bytes(), secret.as_bytes()) {
+    if state.worker.is_none() && state.cluster().is_none() {
+        return Err(not_initialised());
+    }
+    if !is_own_secret(&state, secret) {
         return Err(CtlError::new(
             ErrorCode::InvalidToken,
             "only the cluster's managers may read this node's diagnostics",

@@ -13,7 +13,7 @@ use super::store::{EXIT_FILE, Store};
 use crate::context::Context;
 use crate::errors::not_initialised;
 use crate::remote::proto::{LogLine, RemoteReply};
-use crate::tokens::constant_time_eq;
+use crate::tokens::is_own_secret;
 
 /// How often a followed log is looked at.
 const POLL: Duration = Duration::from_millis(200);
@@ -31,11 +31,10 @@ pub fn serve(
     follow: bool,
 ) -> Result<Items, CtlError> {
     let state = ctx.node.state();
-    let expected = match &state.worker {
-        Some(worker) => worker.node_secret.clone(),
-        None => state.cluster().ok_or_else(not_initialised)?.manager_secret,
-    };
-    if expected.is_empty() || !constant_time_eq(expected.as_bytes(), secret.as_bytes()) {
+    if state.worker.is_none() && state.cluster().is_none() {
+        return Err(not_initialised());
+    }
+    if !is_own_secret(&state, secret) {
         return Err(CtlError::new(
             ErrorCode::InvalidToken,
             "only the cluster's managers may read this node's task logs",
