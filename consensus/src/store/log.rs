@@ -70,6 +70,11 @@ impl LogStore {
                         format!("log row {} holds entry {}", index.value(), entry.log_id()),
                     ));
                 }
+                if let Some((&last, _)) = memory.entries.last_key_value()
+                    && index.value() != last + 1
+                {
+                    return Err(hole(last, index.value()));
+                }
                 memory.entries.insert(index.value(), entry);
             }
         }
@@ -89,6 +94,17 @@ impl LogStore {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The error of a log with entries missing between `before` and `after`: the store is damaged
+/// (its writer never writes past a failed write, so a hole means the file was altered).
+fn hole(before: u64, after: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "the Raft log has a hole: entry {after} follows entry {before}; the store is damaged"
+        ),
+    )
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -113,11 +129,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
             return Ok(Vec::new());
         }
         let memory = self.memory();
-        Ok(memory
+        let entries: Vec<Entry> = memory
             .entries
             .range((start, end))
             .map(|(_, entry)| entry.clone())
-            .collect())
+            .collect();
+        // A hole would make openraft apply around the missing entries without a word.
+        if let Some(pair) = entries
+            .windows(2)
+            .find(|pair| pair[1].index() != pair[0].index() + 1)
+        {
+            return Err(hole(pair[0].index(), pair[1].index()));
+        }
+        Ok(entries)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {

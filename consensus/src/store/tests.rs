@@ -108,4 +108,37 @@ mod reopen {
         assert_eq!(state.kv.get("k0").unwrap().value, b"50");
         assert_eq!(state.kv.get("k3").unwrap().version, 5);
     }
+
+    /// A log with an entry missing below others is refused with a clear error, rather than
+    /// loaded and applied around the gap (the replica would part from the others for ever).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_log_with_a_hole_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            dir: dir.path().to_path_buf(),
+        };
+        {
+            let (mut log, _sm) = open(&options).unwrap();
+            let entries: Vec<Entry> = (1..=5).map(|i| put(i, "k", &i.to_string())).collect();
+            let (tx, rx) = crate::types::TypeConfig::oneshot();
+            log.append(entries, IOFlushed::signal(tx)).await.unwrap();
+            rx.await.unwrap().unwrap();
+        }
+        {
+            let db = redb::Database::open(dir.path().join(super::super::DB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(super::super::LOG)
+                .unwrap()
+                .remove(3)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let Err(error) = open(&options) else {
+            panic!("a log with a hole was opened");
+        };
+        assert!(
+            error.to_string().contains("entry 4 follows entry 2"),
+            "{error}"
+        );
+    }
 }

@@ -12,6 +12,13 @@
 //! The durable state therefore always matches one applied log id, lags the log by at most that
 //! interval, and the log entries it lags by are replayed on start. This keeps each commit to a
 //! few log pages instead of one page per key touched (what etcd's backend batching does too).
+//!
+//! The first write that fails is the last one tried: every write queued after it fails too,
+//! without touching the file, until the store is opened again. The file therefore always holds
+//! a prefix of what was queued. Without that latch a commit that failed (a failpoint, a
+//! transient error redb does not latch on itself) followed by one that succeeded would leave a
+//! hole in the log — entries missing below entries present — and a replica that restarts from
+//! such a file skips the missing entries for ever, and its state parts from the others'.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -153,8 +160,12 @@ impl Writer {
                 // write, so the node's owner starts the Raft node again from the file.
                 // (A commit that panics is caught nearer, in `write_loop`, so its callers are
                 // answered; this is the last resort for the rest of the loop.)
-                let run =
-                    std::panic::AssertUnwindSafe(|| write_loop(&db, &receiver, &health, &timings));
+                let run = std::panic::AssertUnwindSafe(|| {
+                    write_loop(&receiver, &health, &timings, |writes, state| {
+                        crate::failpoint::check("store.commit")
+                            .and_then(|()| commit(&db, writes, state))
+                    });
+                });
                 if let Err(panic) = std::panic::catch_unwind(run) {
                     let error = panicked(panic.as_ref());
                     tracing::error!(%error, "the Raft store writer stopped");
@@ -200,14 +211,18 @@ fn stopped() -> io::Error {
     )
 }
 
+/// Drains the queue into commits (see the module comment) until every sender is gone.
+/// `commit` writes one transaction: log writes and, when due, the coalesced state rows.
 fn write_loop(
-    db: &Database,
     receiver: &mpsc::Receiver<(Write, Done)>,
     health: &StoreHealth,
     timings: &CommitTimings,
+    mut commit: impl FnMut(&[Write], Option<&RowWrites>) -> io::Result<()>,
 ) {
     let mut pending = RowWrites::default();
     let mut pending_since: Option<Instant> = None;
+    // The first commit that failed: nothing after it is written (see the module comment).
+    let mut failed: Option<io::Error> = None;
     loop {
         // Wait for work; with state rows pending, only until they are due.
         let first = match pending_since {
@@ -220,7 +235,9 @@ fn write_loop(
                     Ok(write) => Some(write),
                     Err(mpsc::RecvTimeoutError::Timeout) => None,
                     Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        let _ = commit(db, &[], Some(&pending));
+                        if failed.is_none() {
+                            let _ = commit(&[], Some(&pending));
+                        }
                         return;
                     }
                 }
@@ -248,6 +265,16 @@ fn write_loop(
             }
             dones.push(done);
         }
+        if let Some(earlier) = &failed {
+            // Pending rows are dropped: the store is reopened from the file, not from them.
+            pending = RowWrites::default();
+            pending_since = None;
+            let result = Err(failed_earlier(earlier));
+            for done in dones {
+                done.complete(&result);
+            }
+            continue;
+        }
         flush_state |= pending.len() >= MAX_PENDING_ROWS
             || pending_since.is_some_and(|since| since.elapsed() >= STATE_FLUSH_INTERVAL);
         let state = (flush_state && pending_since.is_some()).then_some(&pending);
@@ -255,10 +282,9 @@ fn write_loop(
         let started = Instant::now();
         // A panic in a commit fails that commit, as an I/O error would: every write waiting
         // on it is told, so the Raft node stops and its owner starts it again from the file.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crate::failpoint::check("store.commit").and_then(|()| commit(db, &writes, state))
-        }))
-        .unwrap_or_else(|panic| Err(panicked(panic.as_ref())));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(&writes, state)))
+                .unwrap_or_else(|panic| Err(panicked(panic.as_ref())));
         if writes_something && result.is_ok() {
             timings.record(started.elapsed());
         }
@@ -270,6 +296,7 @@ fn write_loop(
                 tracing::error!(%error, writes = writes.len(), "the Raft store could not be written");
             }
             health.failed(error);
+            failed = Some(io::Error::new(error.kind(), error.to_string()));
         }
         if flush_state && result.is_ok() {
             pending = RowWrites::default();
@@ -279,6 +306,17 @@ fn write_loop(
             done.complete(&result);
         }
     }
+}
+
+/// The error of a write refused because an earlier one failed: of the same kind (a full disk
+/// stays a full disk to whoever reads it).
+fn failed_earlier(earlier: &io::Error) -> io::Error {
+    io::Error::new(
+        earlier.kind(),
+        format!(
+            "an earlier write to the Raft store failed ({earlier}); it takes no more until it is opened again"
+        ),
+    )
 }
 
 fn commit(db: &Database, writes: &[Write], state: Option<&RowWrites>) -> io::Result<()> {
@@ -355,4 +393,100 @@ fn write_rows(txn: &WriteTransaction, rows: &RowWrites) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// What the fake commit was asked to write: the appended indexes of each call.
+    type Calls = Arc<Mutex<Vec<Vec<u64>>>>;
+
+    /// Runs `write_loop` on a thread with a commit that fails its `fail_at`-th call (from 1)
+    /// and succeeds otherwise.
+    fn start(
+        fail_at: usize,
+    ) -> (
+        mpsc::Sender<(Write, Done)>,
+        Calls,
+        std::thread::JoinHandle<()>,
+    ) {
+        let (sender, receiver) = mpsc::channel();
+        let calls = Calls::default();
+        let seen = calls.clone();
+        let thread = std::thread::spawn(move || {
+            let health = StoreHealth::default();
+            write_loop(
+                &receiver,
+                &health,
+                &CommitTimings::default(),
+                |writes, _| {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(
+                        writes
+                            .iter()
+                            .filter_map(|write| match write {
+                                Write::Append(entries) => entries.first().map(|(index, _)| *index),
+                                _ => None,
+                            })
+                            .collect(),
+                    );
+                    if seen.len() == fail_at {
+                        Err(io::Error::other("injected"))
+                    } else {
+                        Ok(())
+                    }
+                },
+            );
+        });
+        (sender, calls, thread)
+    }
+
+    /// Queues an append of entry `index` and waits for its outcome.
+    fn append(sender: &mpsc::Sender<(Write, Done)>, index: u64) -> io::Result<()> {
+        let (done, outcome) = oneshot::channel();
+        sender
+            .send((Write::Append(vec![(index, vec![0])]), Done::Caller(done)))
+            .unwrap();
+        outcome.blocking_recv().unwrap()
+    }
+
+    #[test]
+    fn writes_commit_in_order_while_nothing_fails() {
+        let (sender, calls, thread) = start(usize::MAX);
+        for index in 1..=3 {
+            append(&sender, index).unwrap();
+        }
+        drop(sender);
+        thread.join().unwrap();
+        assert_eq!(*calls.lock().unwrap(), vec![vec![1], vec![2], vec![3]]);
+    }
+
+    /// After a failed commit nothing reaches the file: a later write that would succeed on its
+    /// own is refused, so the log on disk never has a hole (entry 2 missing below entry 3).
+    #[test]
+    fn nothing_is_written_after_a_failed_write() {
+        let (sender, calls, thread) = start(2);
+        append(&sender, 1).unwrap();
+        let failed = append(&sender, 2).unwrap_err();
+        assert_eq!(failed.to_string(), "injected");
+        let refused = append(&sender, 3).unwrap_err();
+        assert!(refused.to_string().contains("injected"), "{refused}");
+        // State rows queued now are not flushed at the end either.
+        sender
+            .send((Write::StateRows(RowWrites::default()), Done::Nobody))
+            .unwrap();
+        drop(sender);
+        thread.join().unwrap();
+        assert_eq!(*calls.lock().unwrap(), vec![vec![1], vec![2]]);
+    }
+
+    /// A full disk stays a full disk to whoever is refused after it.
+    #[test]
+    fn a_refused_write_keeps_the_kind_of_the_failure() {
+        let earlier = io::Error::from(io::ErrorKind::StorageFull);
+        assert_eq!(failed_earlier(&earlier).kind(), io::ErrorKind::StorageFull);
+    }
 }

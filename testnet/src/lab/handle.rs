@@ -225,13 +225,16 @@ impl Lab {
     }
 
     /// Sets the failpoints of node `name` (`name=action;...`, see `symphony_consensus::failpoint`;
-    /// empty turns them all off). The running agent reads them at its next check.
+    /// empty turns them all off). The running agent reads them at its next check; the file is
+    /// replaced whole (written aside, then renamed), so no check reads it half written.
     pub fn set_failpoints(&self, name: &str, spec: &str) -> Result<(), LabError> {
         let index = self.state.index_of(name)?;
         let node = &self.state.nodes[index];
         let path = node.config_dir.join(super::state::FAILPOINTS_FILE);
+        let aside = path.with_extension("new");
         std::fs::create_dir_all(&node.config_dir)
-            .and_then(|()| std::fs::write(&path, spec))
+            .and_then(|()| std::fs::write(&aside, spec))
+            .and_then(|()| std::fs::rename(&aside, &path))
             .map_err(LabError::io(format!("cannot write {}", path.display())))
     }
 
