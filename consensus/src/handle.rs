@@ -66,6 +66,13 @@ impl ConsensusConfig {
             // Replicate an entry as soon as it is handed to the log, so the leader's fsync and
             // the followers' run in parallel instead of one after the other.
             broadcast_submitted_on_append: Some(true),
+            // A restarted leader stands for election like any other node, never resumes its
+            // term. Entries are sent before the leader's own fsync, so the followers can commit
+            // entries its log never kept (a crash, a failed write); resumed in the same term,
+            // it would propose at those indexes again, giving one log id to two entries, and
+            // the replicas would part for ever (a stale read and diverging KV revisions in
+            // CI's chaos run). An election in a new term makes the followers' longer log win.
+            enable_leader_restore: Some(false),
             ..Config::default()
         };
         config

@@ -25,6 +25,8 @@
 //!   end of the run;
 //! - [`workers`] and [`sampler`]: the worker check (killed workers go down, recovered ones come
 //!   back, healthy ones are never marked down), fed by `node ls` samples;
+//! - [`replicas`]: at the end, every manager's own replica holds the same KV store (a replica
+//!   that parted from the others passes the history check until it happens to lead);
 //! - [`services`]: two services that run through the run; at the end each is back at its
 //!   count and no slot of the `--on-isolation stop` one ran twice at once;
 //! - [`board`]: what those tasks share while the run goes on; [`tasks`]: stop signals and
@@ -43,6 +45,7 @@ pub mod model;
 pub mod nemesis;
 pub mod options;
 pub mod recovery;
+pub mod replicas;
 pub mod report;
 pub mod runner;
 pub mod sampler;

@@ -17,6 +17,7 @@ use super::history::{ClientId, History, Outcome};
 use super::nemesis::FaultRecord;
 use super::options::FaultKind;
 use super::recovery::Recovery;
+use super::replicas::ReplicaReport;
 use super::services::ServicesReport;
 use super::workers::WorkerReport;
 
@@ -53,6 +54,8 @@ pub struct ChaosRun {
     pub recovery: Recovery,
     /// Keys read at the end, after the recovery.
     pub final_reads: usize,
+    /// Whether the managers' replicas agree at the end.
+    pub replicas: ReplicaReport,
     pub unavailability: Unavailability,
     /// Problems taking the testnet down.
     pub teardown: Option<String>,
@@ -89,6 +92,9 @@ impl ChaosRun {
         }
         if !self.services.ok() {
             failures.push(self.services.line());
+        }
+        if let Some(problem) = &self.replicas.problem {
+            failures.push(format!("the managers' replicas disagree: {problem}"));
         }
         if self.final_reads < self.setup.keys.len() {
             failures.push(format!(
@@ -217,6 +223,9 @@ impl ChaosRun {
                 );
             }
         }
+        if self.recovery.recovered() {
+            let _ = writeln!(out, "{}", self.replicas.line());
+        }
         if let Some(problem) = &self.teardown {
             let _ = writeln!(out, "teardown: {problem}");
         }
@@ -249,6 +258,11 @@ impl ChaosRun {
                 (false, _) => "not_run",
                 (true, true) => "ok",
                 (true, false) => "violated",
+            },
+            "replicas": match (self.replicas.ok(), self.replicas.revision) {
+                (false, _) => "disagree",
+                (true, Some(_)) => "agree",
+                (true, None) => "not_compared",
             },
             "worker_violations": self.workers.violations.len(),
             "recovered": self.recovery.recovered(),

@@ -5,7 +5,9 @@
 //!
 //! The order at the end matters: the clients stop before the recovery (so the history ends with
 //! the faults), the final reads come after it (so every key's last value is read through a
-//! healthy leader, which pins down what the lost writes did), and the check runs before the
+//! healthy leader, which pins down what the lost writes did), every manager's own replica is
+//! then compared with the others' (nothing writes any more, so they must agree), and the check
+//! runs before the
 //! testnet goes (so a failing run can keep the agents' logs).
 
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use super::history::{ClientId, HistoryRecorder};
 use super::nemesis::{Nemesis, NemesisOptions};
 use super::options::ChaosOptions;
 use super::recovery::{self, Recovery};
+use super::replicas;
 use super::report::{ChaosRun, RunSetup, unavailability};
 use super::tasks::{blocking, stopped};
 use super::workload::{self, Workload};
@@ -182,6 +185,11 @@ pub async fn run(
         }
     };
     let final_reads = final_reads(options, &board, &recorder, &keys, &recovery).await;
+    let replicas = if recovery.recovered() {
+        replicas::check(&lab, options.recovery_timeout).await
+    } else {
+        replicas::ReplicaReport::default()
+    };
     let services = services::check(
         &lab,
         services,
@@ -224,6 +232,7 @@ pub async fn run(
         services,
         recovery,
         final_reads,
+        replicas,
         unavailability: unavailability(
             &history,
             options.clients,
