@@ -23,21 +23,16 @@ use symphony_ctl::proto::{
     HealthView, ReadConsistency, Response, Role, ServicePatchView, ServiceSpecView, TaskInfo,
     UpdatePatchView,
 };
-use symphony_testnet::harness::{AgentOptions, AgentProcess, Cluster, ClusterOptions, poll_until};
+use symphony_testnet::harness::{
+    AgentOptions, AgentProcess, Cluster, ClusterOptions, FAST_GOSSIP_ARGS, fast_gossip_args,
+    poll_until,
+};
 use symphony_testnet::lab::docker::{Docker, ensure_probe_image};
 
 const IMAGE: &str = "symphony/probe:1";
 /// The probe with a `HEALTHCHECK` (`cat /tmp/ready`), built from it offline.
 const HEALTH_IMAGE: &str = "symphony/probe-health:1";
 const TIMEOUT: Duration = Duration::from_secs(90);
-const GOSSIP_ARGS: [&str; 6] = [
-    "--gossip-probe-period-ms",
-    "200",
-    "--gossip-probe-rtt-ms",
-    "100",
-    "--gossip-suspect-ms",
-    "2000",
-];
 
 /// Removes the containers of the test's nodes when dropped.
 struct RemoveContainers {
@@ -266,7 +261,7 @@ async fn docker_services_run_log_restart_reject_missing_images_and_survive_a_wor
     }
 
     let started = std::time::Instant::now();
-    let mut cluster = Cluster::start_with(1, ClusterOptions::with_agent_args(&GOSSIP_ARGS))
+    let mut cluster = Cluster::start_with(1, ClusterOptions::with_agent_args(&FAST_GOSSIP_ARGS))
         .await
         .unwrap();
     cluster.bootstrap_dynamic().await.unwrap();
@@ -278,7 +273,7 @@ async fn docker_services_run_log_restart_reject_missing_images_and_survive_a_wor
     let mut worker_ids = Vec::new();
     for socket in [None, Some("/nonexistent/docker.sock")] {
         let mut options = AgentOptions {
-            extra_args: GOSSIP_ARGS.iter().map(|arg| (*arg).to_string()).collect(),
+            extra_args: fast_gossip_args(),
             ..AgentOptions::default()
         };
         if let Some(socket) = socket {
@@ -656,7 +651,7 @@ async fn docker_services_run_log_restart_reject_missing_images_and_survive_a_wor
     // Once the engine-less node's agent starts again and finds an engine, it says so, and the
     // docker task that waited for it runs there.
     workers[1].kill9().unwrap();
-    workers[1].set_extra_args(GOSSIP_ARGS.iter().map(|arg| (*arg).to_string()).collect());
+    workers[1].set_extra_args(fast_gossip_args());
     workers[1].respawn().unwrap();
     workers[1].wait_ready().await.unwrap();
     let placed = wait_running(&cluster, "nodocker", 1).await;
@@ -734,7 +729,7 @@ async fn a_task_whose_engine_goes_away_fails_with_a_clear_error() {
     let proxy_dir = tempfile::tempdir().unwrap();
     let proxy = EngineProxy::start(proxy_dir.path());
 
-    let mut cluster = Cluster::start_with(1, ClusterOptions::with_agent_args(&GOSSIP_ARGS))
+    let mut cluster = Cluster::start_with(1, ClusterOptions::with_agent_args(&FAST_GOSSIP_ARGS))
         .await
         .unwrap();
     cluster.bootstrap_dynamic().await.unwrap();
@@ -742,7 +737,7 @@ async fn a_task_whose_engine_goes_away_fails_with_a_clear_error() {
     let token = client.token_show(Role::Worker).await.unwrap().token;
     let manager_addr = cluster.remote_addr(0).unwrap().to_string();
     let mut options = AgentOptions {
-        extra_args: GOSSIP_ARGS.iter().map(|arg| (*arg).to_string()).collect(),
+        extra_args: fast_gossip_args(),
         ..AgentOptions::default()
     };
     options.extra_args.push("--docker-socket".into());

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use symphony_ctl::proto::ErrorCode;
 use symphony_testnet::harness::{
-    AgentOptions, AgentProcess, Cluster, ClusterOptions, free_addr, poll_until,
+    AgentOptions, AgentProcess, Cluster, ClusterOptions, FAST_GOSSIP_ARGS, fast_gossip_args,
+    free_addr, poll_until,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -236,15 +237,6 @@ fn bound_metrics_addr(log: &str) -> Option<SocketAddr> {
     addr.parse().ok()
 }
 
-/// Gossip fast enough that a killed worker is down within a few seconds.
-const GOSSIP_ARGS: [&str; 6] = [
-    "--gossip-probe-period-ms",
-    "200",
-    "--gossip-probe-rtt-ms",
-    "100",
-    "--gossip-suspect-ms",
-    "2000",
-];
 /// How long a killed worker may take to be marked down.
 const DOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -255,7 +247,7 @@ const DOWN_TIMEOUT: Duration = Duration::from_secs(30);
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_join_moves_the_remote_and_gossip_metrics() {
     let mut manager_args = vec!["--metrics-addr", "127.0.0.1:0"];
-    manager_args.extend(GOSSIP_ARGS);
+    manager_args.extend(FAST_GOSSIP_ARGS);
     let cluster = Cluster::formed(1, ClusterOptions::with_agent_args(&manager_args))
         .await
         .unwrap();
@@ -264,7 +256,7 @@ async fn a_worker_join_moves_the_remote_and_gossip_metrics() {
         .unwrap_or_else(|| panic!("no bound metrics address in the start-up line:\n{log}"));
     let worker_addr = free_addr().unwrap();
     let mut worker_args = vec!["--metrics-addr".to_string(), worker_addr.to_string()];
-    worker_args.extend(GOSSIP_ARGS.iter().map(|arg| (*arg).to_string()));
+    worker_args.extend(fast_gossip_args());
     let (mut worker, _) = cluster
         .join_worker(AgentOptions {
             extra_args: worker_args,

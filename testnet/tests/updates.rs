@@ -14,16 +14,11 @@ use symphony_ctl::proto::{
     HealthView, ReadConsistency, Role, ServiceInfo, ServicePatchView, ServiceSpecView, TaskInfo,
     UpdatePatchView, UpdateView,
 };
-use symphony_testnet::harness::{AgentOptions, AgentProcess, Cluster, ClusterOptions, poll_until};
+use symphony_testnet::harness::{
+    AgentOptions, AgentProcess, Cluster, ClusterOptions, FAST_GOSSIP_ARGS, fast_gossip_args,
+    poll_until,
+};
 
-const GOSSIP_ARGS: [&str; 6] = [
-    "--gossip-probe-period-ms",
-    "200",
-    "--gossip-probe-rtt-ms",
-    "100",
-    "--gossip-suspect-ms",
-    "2000",
-];
 /// Generous: debug builds of several agents on two cores, tests in parallel.
 const TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -33,13 +28,13 @@ struct Fleet {
 }
 
 async fn fleet(managers: usize, workers: usize) -> Fleet {
-    let cluster = Cluster::formed(managers, ClusterOptions::with_agent_args(&GOSSIP_ARGS))
+    let cluster = Cluster::formed(managers, ClusterOptions::with_agent_args(&FAST_GOSSIP_ARGS))
         .await
         .unwrap();
     let mut processes = Vec::new();
     for _ in 0..workers {
         let options = AgentOptions {
-            extra_args: GOSSIP_ARGS.iter().map(|arg| (*arg).to_string()).collect(),
+            extra_args: fast_gossip_args(),
             ..AgentOptions::default()
         };
         let (worker, _) = cluster.join_worker(options).await.unwrap();
