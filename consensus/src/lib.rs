@@ -33,10 +33,10 @@ pub use state::{
     ConstraintField, ConstraintOp, DesiredState, Driver, FailureAction, GossipKeyCommand,
     GossipKeyRecord, GossipKeyring, Health, HealthCheck, KeySecret, KvChange, KvCommand,
     KvCompacted, KvHistory, KvRecord, NewTask, NodeCommand, NodeJoin, NodeRecord, NodeRole,
-    NodeStatus, OnIsolation, Reservations, Resources, RestartCondition, RestartPolicy,
-    ServiceCommand, ServiceMode, ServicePatch, ServiceRecord, ServiceSpec, SpecError, TaskCommand,
-    TaskOutcome, TaskRecord, TaskReport, TaskSpec, TaskState, Transition, UpdateConfig, UpdateKind,
-    UpdateOrder, UpdatePatch, UpdateState, UpdateStatus,
+    NodeStatus, OnIsolation, RebalanceMode, Reservations, Resources, RestartCondition,
+    RestartPolicy, ServiceCommand, ServiceMode, ServicePatch, ServiceRecord, ServiceSpec,
+    SpecError, TaskCommand, TaskOutcome, TaskRecord, TaskReport, TaskSpec, TaskState, Transition,
+    UpdateConfig, UpdateKind, UpdateOrder, UpdatePatch, UpdateState, UpdateStatus,
 };
 pub use types::{ManagerNode, TypeConfig};
 

@@ -555,6 +555,15 @@ impl Client {
             .await
     }
 
+    /// Spreads a replicated service's tasks evenly again over its nodes, start-first.
+    pub async fn service_rebalance(
+        &self,
+        name: impl Into<String>,
+    ) -> Result<ServiceInfo, ClientError> {
+        self.service(Request::ServiceRebalance { name: name.into() })
+            .await
+    }
+
     pub async fn service_remove(&self, name: impl Into<String>) -> Result<DoneInfo, ClientError> {
         self.done(Request::ServiceRemove { name: name.into() })
             .await

@@ -140,6 +140,9 @@ fn update_words(kind: UpdateKind, state: UpdateState) -> &'static str {
         (UpdateKind::Rollback, UpdateState::Updating) => "rolling back",
         (UpdateKind::Rollback, UpdateState::Paused) => "rollback paused",
         (UpdateKind::Rollback, UpdateState::Completed) => "rolled back",
+        (UpdateKind::Rebalance, UpdateState::Updating) => "rebalancing",
+        (UpdateKind::Rebalance, UpdateState::Paused) => "rebalance paused",
+        (UpdateKind::Rebalance, UpdateState::Completed) => "rebalanced",
     }
 }
 

@@ -162,6 +162,7 @@ pub async fn handle(
             services::update(&consensus(ctx)?, name, *patch).await
         }
         Request::ServiceRollback { name } => services::rollback(&consensus(ctx)?, name).await,
+        Request::ServiceRebalance { name } => services::rebalance(&consensus(ctx)?, name).await,
         Request::Diagnostics { node_id } => diagnostics::handle(ctx, node_id).await,
         Request::ServiceLogs { .. } | Request::Events { .. } | Request::KvWatch { .. } => {
             Err(CtlError::new(

@@ -127,6 +127,7 @@ pub fn spec(mode: ServiceMode) -> ServiceSpec {
         },
         update: symphony_consensus::UpdateConfig::default(),
         rollback: None,
+        rebalance: symphony_consensus::RebalanceMode::Manual,
     }
 }
 

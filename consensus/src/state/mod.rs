@@ -40,9 +40,9 @@ pub use nodes::{
 };
 pub use services::{
     Constraint, ConstraintField, ConstraintOp, Driver, FailureAction, HealthCheck, OnIsolation,
-    Reservations, RestartCondition, RestartPolicy, ServiceCommand, ServiceMode, ServicePatch,
-    ServiceRecord, ServiceSpec, ServiceTable, SpecError, TaskSpec, UpdateConfig, UpdateKind,
-    UpdateOrder, UpdatePatch, UpdateState, UpdateStatus,
+    RebalanceMode, Reservations, RestartCondition, RestartPolicy, ServiceCommand, ServiceMode,
+    ServicePatch, ServiceRecord, ServiceSpec, ServiceTable, SpecError, TaskSpec, UpdateConfig,
+    UpdateKind, UpdateOrder, UpdatePatch, UpdateState, UpdateStatus,
 };
 pub use table::{Changes, Table};
 pub use tasks::{
@@ -124,6 +124,7 @@ impl fmt::Display for Command {
                 ServiceCommand::SetUpdateState { name, state, .. } => {
                     write!(f, "service-update-state({name}, {state:?})")
                 }
+                ServiceCommand::Rebalance { name, .. } => write!(f, "service-rebalance({name})"),
                 ServiceCommand::Remove { name } => write!(f, "service-remove({name})"),
             },
             Command::Task(command) => match command {
@@ -297,6 +298,7 @@ pub(crate) mod tests {
             restart: RestartPolicy::default(),
             update: UpdateConfig::default(),
             rollback: None,
+            rebalance: RebalanceMode::Manual,
         }
     }
 

@@ -166,6 +166,9 @@ pub struct UpdateStatus {
 pub enum UpdateKind {
     Update,
     Rollback,
+    /// The same template, moved start-first from the nodes with the most tasks to those with
+    /// the fewest, until no node has two more than another.
+    Rebalance,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +192,9 @@ impl UpdateStatus {
             (UpdateKind::Rollback, UpdateState::Updating) => "rolling back",
             (UpdateKind::Rollback, UpdateState::Paused) => "rollback paused",
             (UpdateKind::Rollback, UpdateState::Completed) => "rolled back",
+            (UpdateKind::Rebalance, UpdateState::Updating) => "rebalancing",
+            (UpdateKind::Rebalance, UpdateState::Paused) => "rebalance paused",
+            (UpdateKind::Rebalance, UpdateState::Completed) => "rebalanced",
         }
     }
 }
@@ -379,6 +385,36 @@ pub struct ServiceSpec {
     /// How a rollback replaces tasks; `None`: as an update does.
     #[serde(default)]
     pub rollback: Option<UpdateConfig>,
+    /// Whether the orchestrator spreads the tasks again by itself when they are uneven.
+    #[serde(default)]
+    pub rebalance: RebalanceMode,
+}
+
+/// When a replicated service's tasks are spread again over the nodes that may run them (after
+/// nodes joined or came back): on request only (`service rebalance`), or also by itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RebalanceMode {
+    #[default]
+    Manual,
+    Auto,
+}
+
+impl RebalanceMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RebalanceMode::Manual => "manual",
+            RebalanceMode::Auto => "auto",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RebalanceMode> {
+        match text {
+            "manual" => Some(RebalanceMode::Manual),
+            "auto" => Some(RebalanceMode::Auto),
+            _ => None,
+        }
+    }
 }
 
 impl ServiceSpec {
@@ -538,6 +574,8 @@ pub struct ServicePatch {
     pub stop_grace_ms: Option<u64>,
     /// `Some(None)` removes the health check.
     pub health: Option<Option<HealthCheck>>,
+    #[serde(default)]
+    pub rebalance: Option<RebalanceMode>,
     pub update: UpdatePatch,
     pub rollback: UpdatePatch,
     /// Replace every task even if nothing they run changed.
@@ -646,6 +684,9 @@ impl ServicePatch {
         if let Some(window) = self.restart_window_ms {
             spec.restart.window_ms = window;
         }
+        if let Some(rebalance) = self.rebalance {
+            spec.rebalance = rebalance;
+        }
         self.update.apply_to(&mut spec.update);
         if !self.rollback.is_empty() {
             let mut rollback = spec.rollback_config();
@@ -714,6 +755,10 @@ pub enum ServiceCommand {
         message: Option<String>,
         at_ms: u64,
     },
+    /// Starts spreading a replicated service's tasks again (an update of kind
+    /// [`UpdateKind::Rebalance`] at the same template); refused for a global service and while
+    /// an update or a rollback is under way.
+    Rebalance { name: String, at_ms: u64 },
     /// Removes the service; its tasks are told to shut down (see the state's apply).
     Remove { name: String },
 }
@@ -890,6 +935,48 @@ impl ServiceTable {
                     update.message.clone_from(message);
                 }
                 update.changed_at_ms = *at_ms;
+                changes.touch(TABLE, name.as_bytes().to_vec());
+                CommandResult::Done
+            }
+            ServiceCommand::Rebalance { name, at_ms } => {
+                let Some(service) = self.0.get_mut(name) else {
+                    return no_such_service(name);
+                };
+                if service.spec.mode == ServiceMode::Global {
+                    return rejected(format!(
+                        "{name} is a global service: it runs one task on every eligible node, so there is nothing to rebalance"
+                    ));
+                }
+                if let Some(update) = service.update.as_ref().filter(|update| {
+                    update.state != UpdateState::Completed
+                        && update.template_version == service.template_version
+                }) {
+                    match (update.kind, update.state) {
+                        (UpdateKind::Rebalance, UpdateState::Updating) => {
+                            return CommandResult::Done;
+                        }
+                        // A paused rebalance starts again.
+                        (UpdateKind::Rebalance, UpdateState::Paused) => {}
+                        // Its new tasks would be of the new template: the update would go on
+                        // without its checks.
+                        _ => {
+                            return rejected(format!(
+                                "{name} is {}: rebalance it once the update is completed or rolled back",
+                                update.describe()
+                            ));
+                        }
+                    }
+                }
+                service.update = Some(UpdateStatus {
+                    kind: UpdateKind::Rebalance,
+                    state: UpdateState::Updating,
+                    template_version: service.template_version,
+                    started_at_ms: *at_ms,
+                    changed_at_ms: *at_ms,
+                    message: None,
+                });
+                service.version += 1;
+                service.updated_at_ms = *at_ms;
                 changes.touch(TABLE, name.as_bytes().to_vec());
                 CommandResult::Done
             }
@@ -1130,6 +1217,85 @@ mod tests {
             start_period_ms: 0,
         });
         assert_eq!(health.validate().unwrap_err().field, "health-cmd");
+    }
+
+    /// A rebalance is an update of the same template; refused for a global service and while
+    /// an update runs, idempotent while one rebalance runs.
+    #[test]
+    fn a_rebalance_keeps_the_template_and_waits_for_no_update() {
+        let mut table = ServiceTable::default();
+        let mut changes = Changes::default();
+        let create = ServiceCommand::Create {
+            name: "web".into(),
+            spec: spec(4),
+            at_ms: 1,
+        };
+        assert_eq!(table.apply(&create, &mut changes), CommandResult::Done);
+        let rebalance = |at_ms| ServiceCommand::Rebalance {
+            name: "web".into(),
+            at_ms,
+        };
+        assert_eq!(
+            table.apply(&rebalance(2), &mut changes),
+            CommandResult::Done
+        );
+        let web = &table["web"];
+        assert_eq!((web.version, web.template_version), (2, 1));
+        let update = web.update.clone().unwrap();
+        assert_eq!(
+            (update.kind, update.state, update.template_version),
+            (UpdateKind::Rebalance, UpdateState::Updating, 1)
+        );
+        assert_eq!(update.describe(), "rebalancing");
+        // Asked again while it runs: nothing changes.
+        assert_eq!(
+            table.apply(&rebalance(3), &mut changes),
+            CommandResult::Done
+        );
+        assert_eq!(table["web"].update.as_ref().unwrap().started_at_ms, 2);
+        // An update takes over; a rebalance waits for it.
+        let greeting = ServiceCommand::Update {
+            name: "web".into(),
+            patch: ServicePatch {
+                env_set: BTreeMap::from([("GREETING".into(), "hi".into())]),
+                ..ServicePatch::default()
+            },
+            at_ms: 4,
+        };
+        assert_eq!(table.apply(&greeting, &mut changes), CommandResult::Done);
+        let CommandResult::Rejected { reason } = table.apply(&rebalance(5), &mut changes) else {
+            panic!("a rebalance during an update was taken");
+        };
+        assert!(reason.contains("updating"), "{reason}");
+        // The rebalance setting is a patchable field, not a new template.
+        let auto = ServiceCommand::Update {
+            name: "web".into(),
+            patch: ServicePatch {
+                rebalance: Some(RebalanceMode::Auto),
+                ..ServicePatch::default()
+            },
+            at_ms: 6,
+        };
+        assert_eq!(table.apply(&auto, &mut changes), CommandResult::Done);
+        assert_eq!(table["web"].spec.rebalance, RebalanceMode::Auto);
+        assert_eq!(table["web"].template_version, 2);
+        // A global service has nothing to rebalance.
+        let mut global = spec(1);
+        global.mode = ServiceMode::Global;
+        let create = ServiceCommand::Create {
+            name: "probe".into(),
+            spec: global,
+            at_ms: 7,
+        };
+        assert_eq!(table.apply(&create, &mut changes), CommandResult::Done);
+        let global = ServiceCommand::Rebalance {
+            name: "probe".into(),
+            at_ms: 8,
+        };
+        assert!(matches!(
+            table.apply(&global, &mut changes),
+            CommandResult::Rejected { .. }
+        ));
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub enum ServiceCommand {
     Update(Box<UpdateArgs>),
     /// Go back to the spec the last update replaced, rolling (--rollback-* settings).
     Rollback { name: String },
+    /// Spread a replicated service's tasks evenly again over the nodes that may run them
+    /// (after nodes joined or came back): tasks move start-first, --update-parallelism at a
+    /// time, from the nodes with the most to those with the fewest.
+    Rebalance { name: String },
     /// Remove services; their tasks stop.
     Rm {
         #[arg(required = true)]
@@ -119,6 +123,10 @@ pub struct CreateArgs {
     /// The image a `docker` task runs (it must be on the node already).
     #[arg(long)]
     image: Option<String>,
+    /// When the tasks are spread again over the nodes: manual (on `service rebalance`) or auto
+    /// (also by itself, once every task runs and a node has two more than another could take).
+    #[arg(long, default_value = "manual")]
+    rebalance: String,
     #[command(flatten)]
     health: HealthArgs,
     #[command(flatten)]
@@ -308,6 +316,9 @@ pub struct UpdateArgs {
     on_isolation: Option<String>,
     #[arg(long, value_parser = parse::duration_ms)]
     stop_grace: Option<u64>,
+    /// manual or auto (see `service create --help`).
+    #[arg(long)]
+    rebalance: Option<String>,
     #[arg(long)]
     image: Option<String>,
     #[command(flatten)]
@@ -362,6 +373,7 @@ impl UpdateArgs {
             health,
             update: self.update.patch(),
             rollback: self.rollback.patch(),
+            rebalance: self.rebalance,
             force: self.force,
         };
         Ok((self.name, patch))
@@ -398,6 +410,7 @@ impl CreateArgs {
             health,
             update,
             rollback,
+            rebalance: self.rebalance,
         };
         Ok((self.name, spec))
     }
@@ -471,6 +484,15 @@ pub async fn run(client: &Client, json: bool, command: ServiceCommand) -> Result
                     )
                 }
                 _ => format!("{} updated (version {}).\n", service.name, service.version),
+            });
+        }
+        ServiceCommand::Rebalance { name } => {
+            let service = client.service_rebalance(name).await?;
+            emit(json, json!(service), || {
+                format!(
+                    "{} rebalancing; `symphony-ctl service inspect {}` follows it.\n",
+                    service.name, service.name
+                )
             });
         }
         ServiceCommand::Rollback { name } => {
@@ -636,6 +658,7 @@ fn service_text(service: &ServiceInfo) -> String {
             ),
         ),
         ("On isolation", spec.on_isolation.clone()),
+        ("Rebalance", spec.rebalance.clone()),
         ("Stop grace", format!("{} ms", spec.stop_grace_ms)),
         ("Image", show(spec.image.clone())),
         (

@@ -245,6 +245,10 @@ pub enum Request {
     ServiceRollback {
         name: String,
     },
+    /// Spreads a replicated service's tasks evenly again, start-first.
+    ServiceRebalance {
+        name: String,
+    },
     ServiceRemove {
         name: String,
     },
@@ -339,6 +343,7 @@ impl Request {
             Request::ServiceRemove { .. } => spec("service rm", Leader),
             Request::ServiceUpdate { .. } => spec("service update", Leader),
             Request::ServiceRollback { .. } => spec("service rollback", Leader),
+            Request::ServiceRebalance { .. } => spec("service rebalance", Leader),
             Request::ServiceList { consistency } => read("service ls", *consistency),
             Request::ServiceInspect { consistency, .. } => read("service inspect", *consistency),
             Request::ServicePs { consistency, .. } => read("service ps", *consistency),

@@ -51,6 +51,13 @@ pub struct ServiceSpecView {
     /// `None`: as `update`.
     #[serde(default)]
     pub rollback: Option<UpdateView>,
+    /// `manual` (only on `service rebalance`) or `auto`.
+    #[serde(default = "manual")]
+    pub rebalance: String,
+}
+
+fn manual() -> String {
+    "manual".into()
 }
 
 /// What `service create` writes when a flag is not given.
@@ -76,6 +83,7 @@ impl Default for ServiceSpecView {
             health: None,
             update: UpdateView::default(),
             rollback: None,
+            rebalance: manual(),
         }
     }
 }
@@ -161,6 +169,9 @@ pub struct ServicePatchView {
     pub update: UpdatePatchView,
     #[serde(default)]
     pub rollback: UpdatePatchView,
+    /// `manual` or `auto`.
+    #[serde(default)]
+    pub rebalance: Option<String>,
     /// Replace every task even if nothing changed.
     #[serde(default)]
     pub force: bool,

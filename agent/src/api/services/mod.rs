@@ -291,6 +291,20 @@ pub async fn rollback(consensus: &Consensus, name: String) -> Result<Response, C
     inspect(consensus, name, ReadConsistency::Stale).await
 }
 
+/// Starts spreading a replicated service's tasks evenly again (refused, with the reason, for a
+/// global service or while an update is under way or paused).
+pub async fn rebalance(consensus: &Consensus, name: String) -> Result<Response, CtlError> {
+    if !consensus.read_stale(|state| state.services.contains_key(&name)) {
+        return Err(no_such_service(&name));
+    }
+    let command = Command::Service(ServiceCommand::Rebalance {
+        name: name.clone(),
+        at_ms: crate::now_ms(),
+    });
+    propose_client(consensus, command).await?;
+    inspect(consensus, name, ReadConsistency::Stale).await
+}
+
 pub async fn remove(consensus: &Consensus, name: String) -> Result<Response, CtlError> {
     if !consensus.read_stale(|state| state.services.contains_key(&name)) {
         return Err(no_such_service(&name));

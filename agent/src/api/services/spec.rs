@@ -2,9 +2,9 @@
 //! parsed numbers) and as the cluster state keeps it. A refusal names the field.
 
 use symphony_consensus::{
-    Constraint, Driver, FailureAction, HealthCheck, OnIsolation, Reservations, RestartCondition,
-    RestartPolicy, ServiceMode, ServicePatch, ServiceSpec, SpecError, TaskSpec, UpdateConfig,
-    UpdateOrder, UpdatePatch,
+    Constraint, Driver, FailureAction, HealthCheck, OnIsolation, RebalanceMode, Reservations,
+    RestartCondition, RestartPolicy, ServiceMode, ServicePatch, ServiceSpec, SpecError, TaskSpec,
+    UpdateConfig, UpdateOrder, UpdatePatch,
 };
 use symphony_ctl::proto::{
     CtlError, ErrorCode, HealthView, ServicePatchView, ServiceSpecView, UpdatePatchView, UpdateView,
@@ -45,6 +45,15 @@ fn restart_condition(text: &str) -> Result<RestartCondition, CtlError> {
             format!("unknown restart condition {other:?}; it is none, on-failure or any"),
         )),
     }
+}
+
+fn rebalance(text: &str) -> Result<RebalanceMode, CtlError> {
+    RebalanceMode::parse(text).ok_or_else(|| {
+        field(
+            "rebalance",
+            format!("unknown rebalance mode {text:?}; it is manual or auto"),
+        )
+    })
 }
 
 fn on_isolation(text: &str) -> Result<OnIsolation, CtlError> {
@@ -196,6 +205,7 @@ pub fn patch_from_view(view: &ServicePatchView) -> Result<ServicePatch, CtlError
             .map(|health_check| health_check.as_ref().map(health)),
         update: update_patch(false, &view.update)?,
         rollback: update_patch(true, &view.rollback)?,
+        rebalance: view.rebalance.as_deref().map(rebalance).transpose()?,
         force: view.force,
     })
 }
@@ -252,6 +262,7 @@ pub fn from_view(view: &ServiceSpecView) -> Result<ServiceSpec, CtlError> {
             .as_ref()
             .map(|rollback| update_config(true, rollback))
             .transpose()?,
+        rebalance: rebalance(&view.rebalance)?,
     };
     spec.validate().map_err(refused)?;
     Ok(spec)
@@ -282,6 +293,7 @@ pub fn to_view(spec: &ServiceSpec) -> ServiceSpecView {
         health: spec.task.health.as_ref().map(health_view),
         update: update_view(&spec.update),
         rollback: spec.rollback.as_ref().map(update_view),
+        rebalance: spec.rebalance.as_str().to_string(),
     }
 }
 
@@ -306,6 +318,7 @@ mod tests {
             restart_window_ms: None,
             on_isolation: "stop".into(),
             stop_grace_ms: 2000,
+            rebalance: "auto".into(),
             ..ServiceSpecView::default()
         }
     }
@@ -319,7 +332,7 @@ mod tests {
     #[test]
     fn each_refusal_names_its_field() {
         type Spoil = fn(&mut ServiceSpecView);
-        let cases: [(&str, Spoil); 6] = [
+        let cases: [(&str, Spoil); 7] = [
             ("driver", |v| v.driver = "docker-ish".into()),
             ("constraint", |v| v.constraints = vec!["zone=a".into()]),
             ("command", |v| v.command.clear()),
@@ -328,6 +341,7 @@ mod tests {
                 v.restart_condition = "always".into()
             }),
             ("on-isolation", |v| v.on_isolation = "pause".into()),
+            ("rebalance", |v| v.rebalance = "sometimes".into()),
         ];
         for (name, spoil) in cases {
             let mut bad = view();

@@ -17,20 +17,25 @@
 //!   slots whose tasks move to the new template now (stop-first: the old task stops and the
 //!   new one is created once it has; start-first: the new one first), and moves the update's
 //!   state on (completed, paused, rolled back);
+//! - a rebalance (`service rebalance`, or by itself for `--rebalance auto` once every slot
+//!   runs and the spread is uneven) is such an update at the same template, start-first,
+//!   moving the slots [`balance`](super::balance) picks;
 //! - slots beyond the count are stopped (scaling down removes the highest slots);
 //! - of the tasks that ended, the newest few per slot are kept for `service ps` and the rest
 //!   forgotten; a removed service's tasks are forgotten once they have stopped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use symphony_consensus::{
-    Availability, ClusterState, DesiredState, NewTask, NodeStatus, OnIsolation, RestartCondition,
-    ServiceCommand, ServiceMode, ServiceRecord, TaskRecord, TaskState, UpdateOrder,
+    Availability, ClusterState, DesiredState, NewTask, NodeStatus, OnIsolation, RebalanceMode,
+    Reservations, RestartCondition, ServiceCommand, ServiceMode, ServiceRecord, TaskRecord,
+    TaskState, UpdateKind, UpdateOrder, UpdateState,
 };
 
+use super::balance;
 use super::rollout::{self, Slot, is_ready};
-use crate::manager::scheduler::filters::meets;
+use crate::manager::scheduler::filters::{fits, meets};
 
 /// The orchestrator's knobs.
 #[derive(Debug, Clone, Copy)]
@@ -141,7 +146,8 @@ impl<'a> Planner<'a> {
         let views: Vec<Slot<'a>> = (0..replicas)
             .map(|slot| self.slot_view(slots.get(&slot).map_or(&[][..], Vec::as_slice)))
             .collect();
-        let rolled = self.rollout(service, &views, &all);
+        let movers = self.rebalance(service, &views);
+        let rolled = self.rollout(service, &views, &all, &movers);
         for slot in 0..replicas {
             let tasks = slots.remove(&slot).unwrap_or_default();
             let roll = rolled(usize::try_from(slot).unwrap_or(usize::MAX));
@@ -169,6 +175,94 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// The slots a rebalance under way moves now; with `--rebalance auto` and no update of any
+    /// kind under way or paused, a rebalance is started (next time round) when every slot runs
+    /// and some would move.
+    fn rebalance(&mut self, service: &ServiceRecord, views: &[Slot<'_>]) -> BTreeSet<usize> {
+        let update = service
+            .update
+            .as_ref()
+            .filter(|update| update.template_version == service.template_version);
+        match update {
+            Some(update)
+                if update.kind == UpdateKind::Rebalance
+                    && update.state == UpdateState::Updating =>
+            {
+                self.movers(service, views, Some(update.started_at_ms))
+            }
+            Some(update) if update.state != UpdateState::Completed => BTreeSet::new(),
+            _ if service.spec.rebalance == RebalanceMode::Auto => {
+                let all_run = views.iter().all(|view| {
+                    view.settled
+                        && view
+                            .current
+                            .is_some_and(|task| task.state == TaskState::Running)
+                });
+                if all_run && !self.movers(service, views, None).is_empty() {
+                    self.decision.services.push(ServiceCommand::Rebalance {
+                        name: service.name.clone(),
+                        at_ms: self.observed.now_ms,
+                    });
+                }
+                BTreeSet::new()
+            }
+            _ => BTreeSet::new(),
+        }
+    }
+
+    /// What [`balance::movers`] says of `service`: over the nodes that may run its tasks, with
+    /// the slots whose current task runs there (those made since `since_ms` do not move again).
+    fn movers(
+        &self,
+        service: &ServiceRecord,
+        views: &[Slot<'_>],
+        since_ms: Option<u64>,
+    ) -> BTreeSet<usize> {
+        let mut reserved: BTreeMap<u64, Reservations> = BTreeMap::new();
+        for task in self.state.tasks.values() {
+            if let Some(node) = task.node_id
+                && !task.state.is_terminal()
+                && task.state >= TaskState::Assigned
+            {
+                let on = reserved.entry(node).or_default();
+                on.cpus_milli += task.spec.reservations.cpus_milli;
+                on.memory_bytes += task.spec.reservations.memory_bytes;
+            }
+        }
+        let needs = service.spec.task.reservations;
+        let nodes: Vec<balance::Node> = self
+            .state
+            .nodes
+            .values()
+            .filter(|node| {
+                node.status == NodeStatus::Ready
+                    && node.availability == Availability::Active
+                    && meets(node, &service.spec.constraints, service.spec.task.driver)
+            })
+            .map(|node| balance::Node {
+                node_id: node.node_id,
+                receives: fits(
+                    node,
+                    reserved.get(&node.node_id).copied().unwrap_or_default(),
+                    needs,
+                ),
+            })
+            .collect();
+        let placed: Vec<balance::Placed> = views
+            .iter()
+            .enumerate()
+            .filter_map(|(index, view)| {
+                let task = view.current.filter(|_| view.settled)?;
+                Some(balance::Placed {
+                    index,
+                    node_id: task.node_id?,
+                    movable: since_ms.is_none_or(|since| task.created_at_ms < since),
+                })
+            })
+            .collect();
+        balance::movers(&nodes, &placed)
+    }
+
     /// Runs the service's update, if any: records its state change and says, for each slot
     /// index, how the slot's task is replaced now (if it is).
     fn rollout(
@@ -176,11 +270,13 @@ impl<'a> Planner<'a> {
         service: &ServiceRecord,
         slots: &[Slot<'_>],
         all: &[&TaskRecord],
+        movers: &BTreeSet<usize>,
     ) -> impl Fn(usize) -> Option<UpdateOrder> + use<> {
         let plan = rollout::plan(
             service,
             slots,
             all,
+            movers,
             &self.observed.ready_for,
             self.observed.now_ms,
         );
@@ -296,7 +392,7 @@ impl<'a> Planner<'a> {
             });
             slots.push((node.node_id, keeps, index));
         }
-        let rolled = self.rollout(service, &views, &all);
+        let rolled = self.rollout(service, &views, &all, &BTreeSet::new());
         for (node_id, keeps, index) in slots {
             let tasks = by_node.remove(&node_id).unwrap_or_default();
             if keeps {

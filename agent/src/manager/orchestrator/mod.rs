@@ -4,6 +4,7 @@
 //! - [`rollout`]: its part for rolling updates and rollbacks;
 //! - this file: the loop that keeps those observations and proposes each decision.
 
+pub mod balance;
 pub mod decide;
 pub mod rollout;
 

@@ -22,9 +22,12 @@
 //!   ended, which the restart policy looks after), the update is completed.
 //!
 //! A rollback runs the same way with the rollback settings; slots whose task already runs
-//! the spec rolled back to (they were never updated) are left as they are.
+//! the spec rolled back to (they were never updated) are left as they are. A rebalance runs
+//! the same way too, with the update settings but always start-first, and its outdated slots
+//! are those [`balance`](super::balance) says move: the new task (same template) is placed by
+//! the scheduler on the node with the fewest of the service's tasks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use symphony_consensus::{
@@ -65,12 +68,14 @@ pub struct Rollout {
 
 /// Plans the next step of `service`'s update, if one is under way.
 ///
-/// `tasks` are all the service's tasks (for its failures), `ready_for` how long this leader
-/// has seen tasks ready, `now_ms` the proposer's clock for the commands.
+/// `tasks` are all the service's tasks (for its failures), `movers` the slots a rebalance
+/// moves, `ready_for` how long this leader has seen tasks ready, `now_ms` the proposer's clock
+/// for the commands.
 pub fn plan(
     service: &ServiceRecord,
     slots: &[Slot<'_>],
     tasks: &[&TaskRecord],
+    movers: &BTreeSet<usize>,
     ready_for: &BTreeMap<u64, Duration>,
     now_ms: u64,
 ) -> Rollout {
@@ -84,17 +89,25 @@ pub fn plan(
     let config: UpdateConfig = match update.kind {
         UpdateKind::Update => service.spec.update,
         UpdateKind::Rollback => service.spec.rollback_config(),
+        // Start-first: a rebalance never takes the service below its count.
+        UpdateKind::Rebalance => UpdateConfig {
+            order: UpdateOrder::StartFirst,
+            ..service.spec.update
+        },
     };
     // A rollback keeps tasks that run what it goes back to, where they may run.
     let same_placement = service
         .previous
         .as_ref()
         .is_some_and(|previous| previous.constraints == service.spec.constraints);
-    let up_to_date = |task: &TaskRecord| {
-        task.template_version == target
-            || (update.kind == UpdateKind::Rollback
-                && same_placement
-                && task.spec == service.spec.task)
+    let up_to_date = |index: usize, task: &TaskRecord| match update.kind {
+        UpdateKind::Rebalance => !movers.contains(&index),
+        UpdateKind::Update | UpdateKind::Rollback => {
+            task.template_version == target
+                || (update.kind == UpdateKind::Rollback
+                    && same_placement
+                    && task.spec == service.spec.task)
+        }
     };
 
     // Failures of the new template since the update started or was resumed.
@@ -153,7 +166,7 @@ pub fn plan(
                 busy += 1;
                 done = false;
             }
-            Some(task) if !up_to_date(task) => {
+            Some(task) if !up_to_date(index, task) => {
                 done = false;
                 if slot.settled {
                     outdated.push((task.state == TaskState::Running, index));
