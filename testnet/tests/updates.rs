@@ -475,3 +475,87 @@ async fn a_task_that_fails_its_health_check_fails_and_its_restart_policy_replace
     assert!(replaced[0].attempt >= 1, "{replaced:?}");
     assert_eq!(replaced[0].health.as_deref(), Some("healthy"));
 }
+
+/// Where `tasks` run: node id → tasks serving there.
+fn spread(tasks: &[TaskInfo]) -> BTreeMap<u64, usize> {
+    let mut on = BTreeMap::new();
+    for task in tasks.iter().filter(|task| serving(task)) {
+        *on.entry(task.node_id.unwrap_or_default()).or_default() += 1;
+    }
+    on
+}
+
+/// Tasks crowd on the one worker there was; a second joins. `--rebalance auto` spreads its
+/// service by itself, a manual one stays until `service rebalance`; both move start-first,
+/// never serving fewer than their count, and end two and two.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebalance_spreads_tasks_onto_a_new_worker_start_first_on_request_or_by_itself() {
+    let mut fleet = fleet(1, 1).await;
+    let client = fleet.client().await;
+    let update = UpdateView {
+        parallelism: 1,
+        monitor_ms: 500,
+        ..UpdateView::default()
+    };
+    client
+        .service_create("web", web(4, update.clone()))
+        .await
+        .unwrap();
+    let auto = ServiceSpecView {
+        rebalance: "auto".into(),
+        ..web(4, update)
+    };
+    client.service_create("api", auto).await.unwrap();
+    let web_before = fleet.wait_running("web", 4).await;
+    fleet.wait_running("api", 4).await;
+    assert_eq!(spread(&web_before).len(), 1, "{web_before:?}");
+
+    let options = AgentOptions {
+        extra_args: fast_gossip_args(),
+        ..AgentOptions::default()
+    };
+    let (second, _) = fleet.cluster.join_worker(options).await.unwrap();
+    fleet._workers.push(second);
+    let watched = watch_update(&fleet, "api", "rebalanced").await;
+    assert!(
+        watched.fewest >= 4,
+        "start-first: {} served at one point: {:?}",
+        watched.fewest,
+        watched.low
+    );
+    let api = fleet.wait_running("api", 4).await;
+    assert_eq!(
+        spread(&api).values().copied().collect::<Vec<_>>(),
+        [2, 2],
+        "{api:?}"
+    );
+    // The manual service has not moved.
+    let web_now = fleet.wait_running("web", 4).await;
+    assert_eq!(spread(&web_now).len(), 1, "{web_now:?}");
+
+    let info = client.service_rebalance("web").await.unwrap();
+    assert_eq!(info.update.unwrap().state, "rebalancing");
+    assert_eq!(info.template_version, 1, "a rebalance keeps the template");
+    let watched = watch_update(&fleet, "web", "rebalanced").await;
+    assert!(
+        watched.fewest >= 4,
+        "start-first: {} served at one point: {:?}",
+        watched.fewest,
+        watched.low
+    );
+    let web_after = fleet.wait_running("web", 4).await;
+    assert_eq!(
+        spread(&web_after).values().copied().collect::<Vec<_>>(),
+        [2, 2],
+        "{web_after:?}"
+    );
+    // A global service has nothing to rebalance, and says so.
+    let global = ServiceSpecView {
+        mode: "global".into(),
+        replicas: None,
+        ..web(1, UpdateView::default())
+    };
+    client.service_create("probe", global).await.unwrap();
+    let refused = client.service_rebalance("probe").await.unwrap_err();
+    assert!(refused.to_string().contains("global"), "{refused}");
+}
