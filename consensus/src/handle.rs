@@ -245,7 +245,8 @@ static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::n
 
 impl Consensus {
     /// Opens the store in `config.data_dir` and starts the Raft node. A node whose store holds
-    /// a cluster resumes it (leadership included). Incoming Raft connections are accepted by
+    /// a cluster resumes it, as a follower: a leader before the restart is elected again or not
+    /// (see `enable_leader_restore` in `raft_config`). Incoming Raft connections are accepted by
     /// whoever owns the Raft port and handed to [`Consensus::serve_connection`].
     pub async fn start(
         config: ConsensusConfig,

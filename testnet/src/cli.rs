@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::bench::failover::FailoverOptions;
 use crate::bench::fleet::FleetOptions;
 use crate::bench::gossip::{GossipOptions, ProfileKind};
-use crate::bench::kv::{KvOptions, Target};
+use crate::bench::kv::{KvOptions, Op, Target};
 use crate::bench::start::StartOptions;
 use crate::bench::update::UpdateOptions;
 use crate::bench::watch::WatchOptions;
@@ -404,9 +404,18 @@ pub struct KvBenchArgs {
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
 
-    /// Measured writes, in total over all clients.
+    /// Measured operations, in total over all clients.
     #[arg(long, default_value_t = 10_000)]
     pub ops: u64,
+
+    /// What the clients do: `put` (a new key each), or `get` (linearizable reads of keys
+    /// written before the measurement, as etcd's benchmark reads).
+    #[arg(long, value_enum, default_value_t = Op::Put)]
+    pub op: Op,
+
+    /// For `--op get`: how many keys are written first and read at random.
+    #[arg(long, default_value_t = 2_000)]
+    pub keys: u64,
 
     /// Bytes per value.
     #[arg(long, default_value_t = 256)]
@@ -574,6 +583,8 @@ impl From<KvBenchArgs> for KvOptions {
             target: args.target,
             clients: args.clients,
             ops: args.ops,
+            op: args.op,
+            keys: args.keys,
             value_size: args.value_size,
             warmup: args.warmup,
             agent_bin: args.agent_bin,

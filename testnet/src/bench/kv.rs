@@ -1,4 +1,5 @@
-//! `testnet bench kv`: write throughput and latency of the replicated KV store.
+//! `testnet bench kv`: write (or linearizable read) throughput and latency of the replicated KV
+//! store.
 //!
 //! `--managers` agents of a [`Cluster`] in a temp dir — processes on 127.0.0.1 with `--backend
 //! local` (the default), containers with `--backend docker` — are formed into one cluster
@@ -12,6 +13,12 @@
 //! spread over `bench/<client>/<n>` so that no two writes hit the same key. Afterwards every
 //! acknowledged write is read back (linearizably, through the leader) and any missing one is
 //! counted as lost.
+//!
+//! With `--op get` the clients read instead: `--keys` keys are written first (unmeasured, as
+//! etcd's benchmark does), then each client reads keys picked at random, linearizably — the
+//! manager a client talks to confirms with a quorum that the leader still leads, through the
+//! leader when it is a follower. A read that does not return its key's value counts as an
+//! error.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -46,8 +53,12 @@ pub struct KvOptions {
     pub target: Target,
     /// Concurrent clients, each with its own control connection.
     pub clients: usize,
-    /// Measured writes, in total over all clients.
+    /// Measured operations, in total over all clients.
     pub ops: u64,
+    /// Puts, or linearizable gets.
+    pub op: Op,
+    /// For gets: how many keys are written first and read.
+    pub keys: u64,
     /// Bytes per value.
     pub value_size: usize,
     /// Unmeasured writes before the measurement, to warm up the agent and its store.
@@ -66,10 +77,30 @@ impl Default for KvOptions {
             target: Target::All,
             clients: 64,
             ops: 10_000,
+            op: Op::Put,
+            keys: 2_000,
             value_size: 256,
             warmup: 200,
             agent_bin: None,
             snapshot_interval: 10_000,
+        }
+    }
+}
+
+/// What the benchmark clients do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Op {
+    /// A put of a new key.
+    Put,
+    /// A linearizable get of a key written before the measurement.
+    Get,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Put => "put",
+            Op::Get => "get",
         }
     }
 }
@@ -168,6 +199,9 @@ pub async fn run(options: KvOptions) -> anyhow::Result<()> {
     if options.managers == 0 || options.clients == 0 || options.ops == 0 {
         bail!("--managers, --clients and --ops must all be at least 1");
     }
+    if options.op == Op::Get && options.keys == 0 {
+        bail!("--op get needs --keys of at least 1");
+    }
 
     let cluster_options = bench_options(
         options.backend,
@@ -193,6 +227,9 @@ pub async fn run(options: KvOptions) -> anyhow::Result<()> {
 
     let mut admin = cluster.client(leader).await?;
     warm_up(&mut admin, options.warmup, options.value_size).await?;
+    if options.op == Op::Get {
+        write_read_set(&targets, &options).await?;
+    }
     let started = Instant::now();
     let mut results = measure(&targets, &options).await?;
     let elapsed = started.elapsed();
@@ -213,9 +250,13 @@ pub async fn run(options: KvOptions) -> anyhow::Result<()> {
     let summary = latencies.summary();
     let writes_per_sec = written as f64 / elapsed.as_secs_f64().max(f64::EPSILON);
     let lost = count_lost(&cluster).await?;
+    let (what, unit) = match options.op {
+        Op::Put => ("put", "writes"),
+        Op::Get => ("get (linearizable)", "reads"),
+    };
 
     println!(
-        "kv put: {written} writes of {} bytes by {} clients through {} ({} managers, {} backend) \
+        "kv {what}: {written} {unit} of {} bytes by {} clients through {} ({} managers, {} backend) \
          in {:.2} s",
         options.value_size,
         options.clients,
@@ -227,7 +268,7 @@ pub async fn run(options: KvOptions) -> anyhow::Result<()> {
         options.backend,
         elapsed.as_secs_f64()
     );
-    println!("  throughput: {writes_per_sec:.1} writes/s");
+    println!("  throughput: {writes_per_sec:.1} {unit}/s");
     println!(
         "  latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         summary.p50_ms, summary.p99_ms, summary.max_ms
@@ -245,13 +286,16 @@ pub async fn run(options: KvOptions) -> anyhow::Result<()> {
         "{}",
         json!({
             "bench": "kv",
+            "op": options.op.as_str(),
             "managers": options.managers,
             "backend": options.backend.as_str(),
             "target": options.target.as_str(),
             "clients": options.clients,
             "ops": options.ops,
             "value_size": options.value_size,
-            "writes_per_sec": round2(writes_per_sec),
+            "ops_per_sec": round2(writes_per_sec),
+            "writes_per_sec": (options.op == Op::Put).then(|| round2(writes_per_sec)),
+            "reads_per_sec": (options.op == Op::Get).then(|| round2(writes_per_sec)),
             "p50_ms": round2(summary.p50_ms),
             "p99_ms": round2(summary.p99_ms),
             "max_ms": round2(summary.max_ms),
@@ -307,6 +351,45 @@ async fn warm_up(client: &mut Client, writes: u64, value_size: usize) -> anyhow:
     Ok(())
 }
 
+/// The value read set key `n` holds: derived from `n`, so a reader can check what it got.
+fn read_set_value(n: u64, size: usize) -> Vec<u8> {
+    SplitMix64::new(n ^ 0x5eed).bytes(size)
+}
+
+fn read_set_key(n: u64) -> String {
+    format!("read/{n}")
+}
+
+/// Writes the keys `--op get` reads (unmeasured), up to 64 at a time.
+async fn write_read_set(targets: &[PathBuf], options: &KvOptions) -> anyhow::Result<()> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for index in 0..options.clients.min(64) {
+        let socket = targets[index % targets.len()].clone();
+        let next = Arc::clone(&next);
+        let (keys, size) = (options.keys, options.value_size);
+        writers.push(tokio::spawn(async move {
+            let client = Client::connect(&socket).await?;
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= keys {
+                    return anyhow::Ok(());
+                }
+                client
+                    .kv_put(read_set_key(n), read_set_value(n, size), None)
+                    .await?;
+            }
+        }));
+    }
+    for writer in writers {
+        writer
+            .await
+            .context("a writer of the read set failed")?
+            .context("the read set could not be written")?;
+    }
+    Ok(())
+}
+
 /// Runs the client tasks and returns what each measured. Client `i` talks to
 /// `targets[i mod len]`. All clients connect before any writes, and start together.
 async fn measure(targets: &[PathBuf], options: &KvOptions) -> anyhow::Result<Vec<ClientResult>> {
@@ -329,6 +412,8 @@ async fn measure(targets: &[PathBuf], options: &KvOptions) -> anyhow::Result<Vec
             next_op: Arc::clone(&next_op),
             total_ops: options.ops,
             value_size: options.value_size,
+            op: options.op,
+            keys: options.keys,
         };
         let start = Arc::clone(&start);
         tasks.push(tokio::spawn(async move {
@@ -351,10 +436,56 @@ struct ClientWorker {
     next_op: Arc<AtomicU64>,
     total_ops: u64,
     value_size: usize,
+    op: Op,
+    keys: u64,
 }
 
 impl ClientWorker {
-    async fn run(mut self) -> ClientResult {
+    async fn run(self) -> ClientResult {
+        match self.op {
+            Op::Put => self.put().await,
+            Op::Get => self.get().await,
+        }
+    }
+
+    /// Linearizable reads of random keys of the read set, each checked against its value.
+    async fn get(mut self) -> ClientResult {
+        let mut result = ClientResult::default();
+        let mut picks = SplitMix64::new(0x9e37_79b9 ^ self.index as u64);
+        loop {
+            let op = self.next_op.fetch_add(1, Ordering::Relaxed);
+            if op >= self.total_ops {
+                return result;
+            }
+            let n = picks.next_u64() % self.keys;
+            let sent = Instant::now();
+            match self
+                .client
+                .kv_get(read_set_key(n), ReadConsistency::Linearizable)
+                .await
+            {
+                Ok(Some(entry)) if entry.value == read_set_value(n, self.value_size) => {
+                    result.latencies.push(sent.elapsed());
+                }
+                Ok(other) => {
+                    result.errors += 1;
+                    result
+                        .first_error
+                        .get_or_insert_with(|| format!("{} read back {other:?}", read_set_key(n)));
+                }
+                Err(error) => {
+                    result.errors += 1;
+                    let broken = error.remote().is_none();
+                    result.first_error.get_or_insert_with(|| error.to_string());
+                    if broken && !self.reconnect(&mut result).await {
+                        return result;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn put(mut self) -> ClientResult {
         let mut result = ClientResult::default();
         // Seeded per client, so that clients write different bytes (no store can profit from
         // repetition).
