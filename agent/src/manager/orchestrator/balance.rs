@@ -12,6 +12,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use symphony_consensus::{
+    Availability, ClusterState, NodeStatus, Reservations, ServiceRecord, TaskState,
+};
+
+use super::rollout::Slot;
+use crate::manager::scheduler::filters::{fits, meets};
+
 /// A node that may run the service's tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Node {
@@ -80,6 +87,59 @@ pub fn movers(nodes: &[Node], placed: &[Placed]) -> BTreeSet<usize> {
         *counts.entry(to).or_default() += 1;
     }
     moves
+}
+
+/// What [`movers`] says of `service` in `state`: over the nodes that may run its tasks, with
+/// the slots (`views`, as the orchestrator sees them) whose current task runs there; tasks made
+/// since `since_ms` (this rebalance's start) do not move again.
+pub fn of_service(
+    state: &ClusterState,
+    service: &ServiceRecord,
+    views: &[Slot<'_>],
+    since_ms: Option<u64>,
+) -> BTreeSet<usize> {
+    let mut reserved: BTreeMap<u64, Reservations> = BTreeMap::new();
+    for task in state.tasks.values() {
+        if let Some(node) = task.node_id
+            && !task.state.is_terminal()
+            && task.state >= TaskState::Assigned
+        {
+            let on = reserved.entry(node).or_default();
+            on.cpus_milli += task.spec.reservations.cpus_milli;
+            on.memory_bytes += task.spec.reservations.memory_bytes;
+        }
+    }
+    let needs = service.spec.task.reservations;
+    let nodes: Vec<Node> = state
+        .nodes
+        .values()
+        .filter(|node| {
+            node.status == NodeStatus::Ready
+                && node.availability == Availability::Active
+                && meets(node, &service.spec.constraints, service.spec.task.driver)
+        })
+        .map(|node| Node {
+            node_id: node.node_id,
+            receives: fits(
+                node,
+                reserved.get(&node.node_id).copied().unwrap_or_default(),
+                needs,
+            ),
+        })
+        .collect();
+    let placed: Vec<Placed> = views
+        .iter()
+        .enumerate()
+        .filter_map(|(index, view)| {
+            let task = view.current.filter(|_| view.settled)?;
+            Some(Placed {
+                index,
+                node_id: task.node_id?,
+                movable: since_ms.is_none_or(|since| task.created_at_ms < since),
+            })
+        })
+        .collect();
+    movers(&nodes, &placed)
 }
 
 #[cfg(test)]

@@ -29,13 +29,13 @@ use std::time::Duration;
 
 use symphony_consensus::{
     Availability, ClusterState, DesiredState, NewTask, NodeStatus, OnIsolation, RebalanceMode,
-    Reservations, RestartCondition, ServiceCommand, ServiceMode, ServiceRecord, TaskRecord,
-    TaskState, UpdateKind, UpdateOrder, UpdateState,
+    ServiceCommand, ServiceMode, ServiceRecord, TaskRecord, TaskState, UpdateKind, UpdateOrder,
+    UpdateState,
 };
 
 use super::balance;
 use super::rollout::{self, Slot, is_ready};
-use crate::manager::scheduler::filters::{fits, meets};
+use crate::manager::scheduler::filters::meets;
 
 /// The orchestrator's knobs.
 #[derive(Debug, Clone, Copy)]
@@ -188,7 +188,7 @@ impl<'a> Planner<'a> {
                 if update.kind == UpdateKind::Rebalance
                     && update.state == UpdateState::Updating =>
             {
-                self.movers(service, views, Some(update.started_at_ms))
+                balance::of_service(self.state, service, views, Some(update.started_at_ms))
             }
             Some(update) if update.state != UpdateState::Completed => BTreeSet::new(),
             _ if service.spec.rebalance == RebalanceMode::Auto => {
@@ -198,7 +198,7 @@ impl<'a> Planner<'a> {
                             .current
                             .is_some_and(|task| task.state == TaskState::Running)
                 });
-                if all_run && !self.movers(service, views, None).is_empty() {
+                if all_run && !balance::of_service(self.state, service, views, None).is_empty() {
                     self.decision.services.push(ServiceCommand::Rebalance {
                         name: service.name.clone(),
                         at_ms: self.observed.now_ms,
@@ -208,59 +208,6 @@ impl<'a> Planner<'a> {
             }
             _ => BTreeSet::new(),
         }
-    }
-
-    /// What [`balance::movers`] says of `service`: over the nodes that may run its tasks, with
-    /// the slots whose current task runs there (those made since `since_ms` do not move again).
-    fn movers(
-        &self,
-        service: &ServiceRecord,
-        views: &[Slot<'_>],
-        since_ms: Option<u64>,
-    ) -> BTreeSet<usize> {
-        let mut reserved: BTreeMap<u64, Reservations> = BTreeMap::new();
-        for task in self.state.tasks.values() {
-            if let Some(node) = task.node_id
-                && !task.state.is_terminal()
-                && task.state >= TaskState::Assigned
-            {
-                let on = reserved.entry(node).or_default();
-                on.cpus_milli += task.spec.reservations.cpus_milli;
-                on.memory_bytes += task.spec.reservations.memory_bytes;
-            }
-        }
-        let needs = service.spec.task.reservations;
-        let nodes: Vec<balance::Node> = self
-            .state
-            .nodes
-            .values()
-            .filter(|node| {
-                node.status == NodeStatus::Ready
-                    && node.availability == Availability::Active
-                    && meets(node, &service.spec.constraints, service.spec.task.driver)
-            })
-            .map(|node| balance::Node {
-                node_id: node.node_id,
-                receives: fits(
-                    node,
-                    reserved.get(&node.node_id).copied().unwrap_or_default(),
-                    needs,
-                ),
-            })
-            .collect();
-        let placed: Vec<balance::Placed> = views
-            .iter()
-            .enumerate()
-            .filter_map(|(index, view)| {
-                let task = view.current.filter(|_| view.settled)?;
-                Some(balance::Placed {
-                    index,
-                    node_id: task.node_id?,
-                    movable: since_ms.is_none_or(|since| task.created_at_ms < since),
-                })
-            })
-            .collect();
-        balance::movers(&nodes, &placed)
     }
 
     /// Runs the service's update, if any: records its state change and says, for each slot
@@ -435,73 +382,6 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Replaces a current task that ended, if the restart policy says so and its delay has
-    /// passed.
-    fn restart(
-        &mut self,
-        service: &ServiceRecord,
-        current: &TaskRecord,
-        slot: Option<u32>,
-        node: Option<u64>,
-    ) {
-        let policy = service.spec.restart;
-        let wanted = match current.state {
-            // Stopped by its worker (cut off from every manager): not the task's doing.
-            TaskState::Shutdown => true,
-            TaskState::Complete => policy.condition == RestartCondition::Any,
-            _ => policy.condition != RestartCondition::None,
-        };
-        if !wanted {
-            return;
-        }
-        if let Some(max) = policy.max_attempts
-            && self.restarts(service, current, slot, node) >= max
-        {
-            return;
-        }
-        let ended_for = self
-            .observed
-            .ended_for
-            .get(&current.id)
-            .copied()
-            .unwrap_or_default();
-        if ended_for < Duration::from_millis(policy.delay_ms) {
-            return;
-        }
-        let attempt = if current.state == TaskState::Shutdown {
-            current.attempt
-        } else {
-            current.attempt + 1
-        };
-        if self.create(service, slot, node, attempt) {
-            self.decision.shutdown.push(current.id);
-        }
-    }
-
-    /// How many times the slot was restarted: all told, or within the policy's window.
-    fn restarts(
-        &self,
-        service: &ServiceRecord,
-        current: &TaskRecord,
-        slot: Option<u32>,
-        node: Option<u64>,
-    ) -> u32 {
-        let Some(window) = service.spec.restart.window_ms else {
-            return current.attempt;
-        };
-        let since = self.observed.now_ms.saturating_sub(window);
-        let mut attempts: Vec<u32> = self
-            .state
-            .tasks
-            .of_service(&service.name)
-            .filter(|task| task.slot == slot && (slot.is_some() || task.node_id == node))
-            .filter(|task| task.attempt > 0 && task.created_at_ms >= since)
-            .map(|task| task.attempt)
-            .collect();
-        attempts.dedup();
-        u32::try_from(attempts.len()).unwrap_or(u32::MAX)
-    }
-
     /// Where `task` runs, and what that means for it.
     fn judge(&self, task: &TaskRecord) -> Where {
         let Some(node_id) = task.node_id else {
@@ -587,5 +467,6 @@ impl<'a> Planner<'a> {
     }
 }
 
+mod restart;
 #[cfg(test)]
 mod tests;
