@@ -11,7 +11,8 @@ use std::time::Duration;
 use symphony_ctl::proto::{ErrorCode, ReadConsistency, Response, ServiceSpecView, TaskInfo};
 use symphony_ctl::{Client, ClientError};
 use symphony_testnet::harness::{
-    AgentOptions, AgentProcess, Cluster, ClusterOptions, poll_until, task_processes,
+    AgentOptions, AgentProcess, Cluster, ClusterOptions, fast_gossip_args, poll_until,
+    task_processes,
 };
 
 /// Fast gossip, and tasks of a down node replaced after 3 s.
@@ -26,14 +27,6 @@ const MANAGER_ARGS: [&str; 10] = [
     "1000",
     "--node-loss-grace-ms",
     "3000",
-];
-const WORKER_ARGS: [&str; 6] = [
-    "--gossip-probe-period-ms",
-    "200",
-    "--gossip-probe-rtt-ms",
-    "100",
-    "--gossip-suspect-ms",
-    "2000",
 ];
 /// Generous: debug builds of several agents on two cores, tests in parallel.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -57,7 +50,7 @@ async fn fleet(managers: usize, workers: &[&[&str]]) -> Fleet {
     };
     for labels in workers {
         let mut options = AgentOptions {
-            extra_args: WORKER_ARGS.iter().map(|arg| (*arg).to_string()).collect(),
+            extra_args: fast_gossip_args(),
             ..AgentOptions::default()
         };
         for label in *labels {
