@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use symphony_ctl::Client;
 use symphony_ctl::proto::ReadConsistency;
+use symphony_ctl::{Client, ClientError};
 use tokio::sync::Barrier;
 use tokio::time::Instant;
 
@@ -474,10 +474,7 @@ impl ClientWorker {
                         .get_or_insert_with(|| format!("{} read back {other:?}", read_set_key(n)));
                 }
                 Err(error) => {
-                    result.errors += 1;
-                    let broken = error.remote().is_none();
-                    result.first_error.get_or_insert_with(|| error.to_string());
-                    if broken && !self.reconnect(&mut result).await {
+                    if !self.failed(&mut result, &error).await {
                         return result;
                     }
                 }
@@ -504,17 +501,21 @@ impl ClientWorker {
                     result.acknowledged.push((key, value, written.revision));
                 }
                 Err(error) => {
-                    result.errors += 1;
-                    let broken = error.remote().is_none();
-                    result.first_error.get_or_insert_with(|| error.to_string());
-                    // A transport error leaves the connection unusable: reconnect once, and
-                    // leave the remaining writes to the other clients if that fails too.
-                    if broken && !self.reconnect(&mut result).await {
+                    if !self.failed(&mut result, &error).await {
                         return result;
                     }
                 }
             }
         }
+    }
+
+    /// Counts a failed operation; whether the client goes on. A transport error leaves the
+    /// connection unusable: it reconnects once, and leaves the remaining operations to the
+    /// other clients if that fails too.
+    async fn failed(&mut self, result: &mut ClientResult, error: &ClientError) -> bool {
+        result.errors += 1;
+        result.first_error.get_or_insert_with(|| error.to_string());
+        error.remote().is_some() || self.reconnect(result).await
     }
 
     async fn reconnect(&mut self, result: &mut ClientResult) -> bool {

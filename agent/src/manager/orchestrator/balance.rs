@@ -12,11 +12,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use symphony_consensus::{
-    Availability, ClusterState, NodeStatus, Reservations, ServiceRecord, TaskState,
-};
+use symphony_consensus::{Availability, ClusterState, NodeStatus, ServiceRecord};
 
 use super::rollout::Slot;
+use crate::manager::scheduler::decide::Load;
 use crate::manager::scheduler::filters::{fits, meets};
 
 /// A node that may run the service's tasks.
@@ -98,17 +97,8 @@ pub fn of_service(
     views: &[Slot<'_>],
     since_ms: Option<u64>,
 ) -> BTreeSet<usize> {
-    let mut reserved: BTreeMap<u64, Reservations> = BTreeMap::new();
-    for task in state.tasks.values() {
-        if let Some(node) = task.node_id
-            && !task.state.is_terminal()
-            && task.state >= TaskState::Assigned
-        {
-            let on = reserved.entry(node).or_default();
-            on.cpus_milli += task.spec.reservations.cpus_milli;
-            on.memory_bytes += task.spec.reservations.memory_bytes;
-        }
-    }
+    // What is reserved where, as the scheduler counts it.
+    let load = Load::of(state);
     let needs = service.spec.task.reservations;
     let nodes: Vec<Node> = state
         .nodes
@@ -120,11 +110,7 @@ pub fn of_service(
         })
         .map(|node| Node {
             node_id: node.node_id,
-            receives: fits(
-                node,
-                reserved.get(&node.node_id).copied().unwrap_or_default(),
-                needs,
-            ),
+            receives: fits(node, load.reserved(node.node_id), needs),
         })
         .collect();
     let placed: Vec<Placed> = views

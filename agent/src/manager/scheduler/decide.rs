@@ -46,7 +46,7 @@ pub struct NodeVerdict {
 
 /// What is reserved and running where, as the state says.
 #[derive(Debug, Default)]
-struct Load<'a> {
+pub(crate) struct Load<'a> {
     reserved: BTreeMap<u64, Reservations>,
     /// Wanted tasks per node.
     total: BTreeMap<u64, u32>,
@@ -55,7 +55,7 @@ struct Load<'a> {
 }
 
 impl<'a> Load<'a> {
-    fn of(state: &'a ClusterState) -> Load<'a> {
+    pub(crate) fn of(state: &'a ClusterState) -> Load<'a> {
         let mut load = Load::default();
         for task in state.tasks.values() {
             let Some(node) = task.node_id else { continue };
@@ -77,7 +77,7 @@ impl<'a> Load<'a> {
         load
     }
 
-    fn reserved(&self, node: u64) -> Reservations {
+    pub(crate) fn reserved(&self, node: u64) -> Reservations {
         self.reserved.get(&node).copied().unwrap_or_default()
     }
 
