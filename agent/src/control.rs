@@ -75,9 +75,12 @@ pub async fn serve(
         max_per_peer: cap,
         handshake_timeout: HELLO_TIMEOUT,
     };
-    let config = ctx
-        .node
-        .server_config(Ctl::ID, limits, |identity| identity.node_id);
+    let config = ctx.node.server_config(
+        Ctl::ID,
+        symphony_wire::Transport::plain(),
+        limits,
+        |identity| identity.node_id,
+    );
     symphony_wire::listen::serve(listener, config, shutdown, move |connection| {
         let ctx = ctx.clone();
         let requests = requests.clone();

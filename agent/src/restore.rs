@@ -25,12 +25,32 @@ pub async fn restore(args: &AgentArgs, file: &Path) -> Result<(), String> {
         .ok_or_else(|| format!("there is no snapshot file at {}", file.display()))?;
     let mut state = SnapshotPayload::decode(&snapshot.snapshot)
         .map_err(|error| format!("the snapshot {} is unreadable: {error}", file.display()))?;
-    let cluster_id = state
+    let cluster = state
         .cluster
-        .as_ref()
-        .map(|cluster| cluster.cluster_id.clone())
+        .clone()
         .ok_or_else(|| format!("the snapshot {} holds no cluster", file.display()))?;
+    let cluster_id = cluster.cluster_id.clone();
     let identity = Identity::load_or_create(&args.config_dir).map_err(|error| error.to_string())?;
+    // The restored manager speaks mutual TLS like any: it issues itself a certificate from the
+    // CA the snapshot holds, for a key of its own.
+    let tls = crate::tls::TlsStore::open(&args.config_dir).map_err(|error| error.to_string())?;
+    let ca = cluster
+        .ca
+        .as_ref()
+        .ok_or_else(|| format!("the snapshot {} holds no cluster CA", file.display()))?;
+    let csr = tls
+        .request(identity.node_id)
+        .map_err(|error| format!("cannot make a certificate request: {error}"))?;
+    let cert = crate::manager::admission::issue_with(
+        ca,
+        &cluster_id,
+        &csr,
+        identity.node_id,
+        symphony_ctl::proto::Role::Manager,
+    )
+    .map_err(|error| error.message)?;
+    tls.store(&cert, &ca.bundle())
+        .map_err(|error| format!("cannot keep this manager's certificate: {error}"))?;
     let advertised = crate::run::advertised(
         args,
         args.listen_raft_addr,

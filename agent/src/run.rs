@@ -116,6 +116,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
     consensus_config.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms);
     consensus_config.election_timeout_min = Duration::from_millis(args.election_timeout_ms);
     consensus_config.election_timeout_max = Duration::from_millis(args.election_timeout_ms * 2);
+    consensus_config.transport = tls.raft_transport();
     let remote_advertised = advertised(&args, args.listen_raft_addr, remote_addr, gossip_addr);
     let local = LocalIdentity {
         node_id: identity.node_id,
@@ -145,6 +146,8 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
     let docker = docker.ok();
     let config = Arc::new(NodeConfig {
         connection_cap: crate::system::connection_cap(open_files),
+        raft_transport: tls.raft_transport(),
+        remote_transport: tls.remote_transport(),
         advertised: advertised.clone(),
         settings: NodeSettings {
             config_dir: args.config_dir.clone(),
@@ -193,7 +196,11 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         node: node.clone(),
         gossip: gossip.clone(),
         session,
-        remote: Arc::new(RemotePool::new(identity.node_id)),
+        remote: Arc::new(RemotePool::new(
+            identity.node_id,
+            tls.remote_transport(),
+            tls.remote_changes(),
+        )),
         keys: Arc::new(crate::keyring::KeyringStore::load(&args.config_dir)),
         tls,
         metrics: metrics.clone(),

@@ -1,11 +1,20 @@
 //! The node's own TLS material in `<config dir>/tls/`: its private key (`node.key`, 0600,
 //! generated on first start and never sent anywhere), the certificate a manager issued it
 //! (`node.crt`) and the CA bundle it trusts (`ca.crt`), each replaced atomically.
+//!
+//! The store also owns how the node's TCP links are wrapped, since that follows from what it
+//! holds: plain while the node has no certificate (a fresh node: it has nothing to protect and
+//! no cluster to prove it belongs to), mutual TLS from the moment one is kept. Listeners and
+//! dialers hold live [`Transport`]s over its channels, so a certificate kept at a join (or
+//! renewed) applies to the next connection without rebuilding anything.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use symphony_pki::{CaBundle, NodeKey, PkiError};
+use symphony_pki::{CaBundle, ClusterCa, NodeKey, PkiError};
+use symphony_wire::Transport;
+use symphony_wire::tls::{ClientAuth, TlsMaterial, TlsTransport};
+use tokio::sync::watch;
 
 /// Why the node's TLS files could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -18,12 +27,18 @@ pub enum TlsStoreError {
     },
     #[error("{path}: {source}")]
     Pki { path: PathBuf, source: PkiError },
+    #[error("the node's certificate cannot be used for TLS: {0}")]
+    Setup(#[from] symphony_wire::tls::TlsSetupError),
 }
 
 /// The node's key and what it was issued.
 pub struct TlsStore {
     dir: PathBuf,
     key: Arc<NodeKey>,
+    /// The Raft port's TLS: every client shows a certificate.
+    raft: watch::Sender<Option<Arc<TlsTransport>>>,
+    /// The node-to-node API's: a client may come without one (a node joining).
+    remote: watch::Sender<Option<Arc<TlsTransport>>>,
 }
 
 impl std::fmt::Debug for TlsStore {
@@ -37,6 +52,14 @@ impl std::fmt::Debug for TlsStore {
 const KEY: &str = "node.key";
 const CERT: &str = "node.crt";
 const CA: &str = "ca.crt";
+const PENDING_CA: &str = "pending-ca.json";
+
+/// A cluster being created: its id and CA, before the state holds them.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PendingCa {
+    cluster_id: String,
+    ca: ClusterCa,
+}
 
 impl TlsStore {
     /// Opens `<config_dir>/tls`, generating the node's key if it has none.
@@ -68,10 +91,69 @@ impl TlsStore {
             }
             Err(error) => return Err(io("read", &key_path)(error)),
         };
-        Ok(TlsStore {
+        let store = TlsStore {
             dir,
             key: Arc::new(key),
-        })
+            raft: watch::Sender::new(None),
+            remote: watch::Sender::new(None),
+        };
+        if let Err(error) = store.publish() {
+            // The node still starts (its control socket works, a new join can issue another
+            // certificate); its links stay plain, which every enrolled node refuses.
+            tracing::error!(%error, "this node's certificate is unusable; its links to the cluster will be refused until it joins again");
+        }
+        Ok(store)
+    }
+
+    /// Builds the node's TLS from its files and hands it to every live transport; nothing
+    /// changes while it has no certificate.
+    fn publish(&self) -> Result<(), TlsStoreError> {
+        let (Some(cert_pem), Some(bundle)) = (self.certificate(), self.ca_bundle()) else {
+            return Ok(());
+        };
+        let cert_path = self.dir.join(CERT);
+        let pki = |source| TlsStoreError::Pki {
+            path: cert_path.clone(),
+            source,
+        };
+        let der = symphony_pki::verify::first_der(&cert_pem).map_err(pki)?;
+        // The cluster is the one the bundle's CA issued the certificate for; an expired one
+        // is still used, so the peers' refusal says why.
+        let identity =
+            symphony_pki::verify::verify_chain(&der, &bundle, std::time::SystemTime::now())
+                .or_else(|_| symphony_pki::verify::identity_of_der(&der))
+                .map_err(pki)?;
+        let material = TlsMaterial {
+            cert_pem,
+            key_der: self.key.der(),
+            bundle,
+            cluster_id: identity.cluster_id,
+        };
+        let raft = TlsTransport::new(&material, ClientAuth::Required)?;
+        let remote = TlsTransport::new(&material, ClientAuth::Optional)?;
+        self.raft.send_replace(Some(Arc::new(raft)));
+        self.remote.send_replace(Some(Arc::new(remote)));
+        Ok(())
+    }
+
+    /// How the Raft port's connections are wrapped, both ways.
+    pub fn raft_transport(&self) -> Transport {
+        Transport::live(self.raft.subscribe())
+    }
+
+    /// How the node-to-node API's connections are wrapped, both ways.
+    pub fn remote_transport(&self) -> Transport {
+        Transport::live(self.remote.subscribe())
+    }
+
+    /// Changes to the node-to-node API's TLS: a pool of connections made before drops them.
+    pub fn remote_changes(&self) -> watch::Receiver<Option<Arc<TlsTransport>>> {
+        self.remote.subscribe()
+    }
+
+    /// Whether the node holds a certificate its links use.
+    pub fn enrolled(&self) -> bool {
+        self.remote.borrow().is_some()
     }
 
     /// A certificate request for the node's key.
@@ -91,7 +173,7 @@ impl TlsStore {
                 }
             })?;
         }
-        Ok(())
+        self.publish()
     }
 
     /// The CA bundle this node trusts, once it was issued a certificate.
@@ -104,6 +186,39 @@ impl TlsStore {
     /// The node's certificate, once it was issued one.
     pub fn certificate(&self) -> Option<String> {
         std::fs::read_to_string(self.dir.join(CERT)).ok()
+    }
+
+    /// Keeps the CA of a cluster this node is creating, until the cluster state holds it: an
+    /// `init --peers` that stops after its peers were issued certificates resumes with the
+    /// same CA, not one they do not trust. A secret, like the state that will hold it.
+    pub fn keep_pending_ca(&self, cluster_id: &str, ca: &ClusterCa) -> Result<(), TlsStoreError> {
+        let path = self.dir.join(PENDING_CA);
+        let pending = PendingCa {
+            cluster_id: cluster_id.to_string(),
+            ca: ca.clone(),
+        };
+        let bytes = serde_json::to_vec(&pending).map_err(|error| TlsStoreError::Io {
+            action: "encode",
+            path: path.clone(),
+            source: std::io::Error::other(error),
+        })?;
+        crate::durable::write_private(&path, &bytes).map_err(|source| TlsStoreError::Io {
+            action: "write",
+            path,
+            source,
+        })
+    }
+
+    /// The CA kept by [`TlsStore::keep_pending_ca`], if any (and readable).
+    pub fn pending_ca(&self) -> Option<(String, ClusterCa)> {
+        let bytes = std::fs::read(self.dir.join(PENDING_CA)).ok()?;
+        let pending: PendingCa = serde_json::from_slice(&bytes).ok()?;
+        Some((pending.cluster_id, pending.ca))
+    }
+
+    /// Forgets the pending CA, once the cluster state holds it.
+    pub fn drop_pending_ca(&self) {
+        let _ = std::fs::remove_file(self.dir.join(PENDING_CA));
     }
 }
 

@@ -6,58 +6,17 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
-use common::{AGENT, free_port};
+use common::start_agent;
 use symphony_agent::remote::proto::{Remote, RemoteReply, RemoteRequest};
+use symphony_ctl::ClientError;
 use symphony_ctl::proto::{CtlError, ErrorCode, Role};
-use symphony_ctl::{Client, ClientError};
 use symphony_pki::{CaBundle, CertRole, ClusterCa, JoinToken};
 use symphony_wire::{Limits, LocalHello, Protocol, Reply, ServerConfig, Transport};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts an agent in `dir` on OS-given ports; returns it, its control client and its
-/// remote port.
-async fn start_agent(dir: &std::path::Path) -> (Agent, Client, u16) {
-    let remote_port = free_port();
-    let agent = Agent(
-        Command::new(AGENT)
-            .arg("--config-dir")
-            .arg(dir)
-            .arg("--listen-raft-addr")
-            .arg(format!("127.0.0.1:{}", free_port()))
-            .arg("--listen-remote-addr")
-            .arg(format!("127.0.0.1:{remote_port}"))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let socket = dir.join("control.sock");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = loop {
-        if let Ok(client) = Client::connect(&socket).await {
-            break client;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent never opened its control socket"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    (agent, client, remote_port)
-}
 
 fn code_of(error: ClientError) -> ErrorCode {
     match error {
@@ -66,18 +25,38 @@ fn code_of(error: ClientError) -> ErrorCode {
     }
 }
 
-/// A node-to-node server that is not the cluster's: it shows `bundle` as its CA and records
-/// the token of every join that reaches it.
+/// A node-to-node server that is not the cluster's: it serves TLS with a certificate of `ca`
+/// and shows `bundle` as its CA, and records the token of every join that reaches it.
 async fn impostor(
+    ca: &ClusterCa,
     bundle: CaBundle,
 ) -> (String, Arc<Mutex<Vec<Option<String>>>>, CancellationToken) {
+    let key = symphony_pki::NodeKey::generate().unwrap();
+    let identity = symphony_pki::CertIdentity {
+        cluster_id: "impostor".into(),
+        role: CertRole::Manager,
+        node_id: 99,
+    };
+    let issued = ca
+        .issue(&key.request("n").unwrap(), &identity, SystemTime::now())
+        .unwrap();
+    let material = symphony_wire::tls::TlsMaterial {
+        cert_pem: issued.cert_pem,
+        key_der: key.der(),
+        bundle: ca.bundle(),
+        cluster_id: "impostor".into(),
+    };
+    let transport = Transport::tls(
+        symphony_wire::tls::TlsTransport::new(&material, symphony_wire::tls::ClientAuth::Optional)
+            .unwrap(),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let joins = Arc::new(Mutex::new(Vec::new()));
     let shutdown = CancellationToken::new();
     let config = ServerConfig {
         protocol: Remote::ID,
-        transport: Transport::plain(),
+        transport,
         limits: Limits::default(),
         local: Arc::new(|| LocalHello {
             node_id: 99,
@@ -117,7 +96,7 @@ async fn impostor(
 #[tokio::test]
 async fn a_token_pinning_another_ca_stops_the_join_before_the_token_is_sent() {
     let theirs = ClusterCa::generate("impostor").unwrap();
-    let (addr, joins, shutdown) = impostor(theirs.bundle()).await;
+    let (addr, joins, shutdown) = impostor(&theirs, theirs.bundle()).await;
     let dir = tempfile::tempdir().unwrap();
     let (_agent, client, _) = start_agent(dir.path()).await;
 

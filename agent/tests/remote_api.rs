@@ -1,64 +1,25 @@
 //! The node-to-node API refuses what only managers may do when the caller cannot prove it is
-//! one: forwarded requests without the manager secret, joins without a valid token.
+//! one: calls that need a certificate from a caller without one, joins without a valid token,
+//! forwarded requests without the manager secret.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use common::{AGENT, free_port};
-use std::process::{Child, Command, Stdio};
+use common::{discovery, node_tls, start_agent};
 use std::time::{Duration, Instant};
+use symphony_wire::tls::ClientAuth;
 
 use symphony_agent::remote::RemoteClient;
 use symphony_agent::remote::proto::{JoinRequest, RemoteReply, RemoteRequest};
-use symphony_ctl::Client;
 use symphony_ctl::proto::{ErrorCode, Request, Role};
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts an agent in `dir` on OS-given ports; returns it, its control client and its
-/// remote port.
-async fn start_agent(dir: &std::path::Path) -> (Agent, Client, u16) {
-    let remote_port = free_port();
-    let agent = Agent(
-        Command::new(AGENT)
-            .arg("--config-dir")
-            .arg(dir)
-            .arg("--listen-raft-addr")
-            .arg(format!("127.0.0.1:{}", free_port()))
-            .arg("--listen-remote-addr")
-            .arg(format!("127.0.0.1:{remote_port}"))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let socket = dir.join("control.sock");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = loop {
-        if let Ok(client) = Client::connect(&socket).await {
-            break client;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent never opened its control socket"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    (agent, client, remote_port)
-}
 
 #[tokio::test]
 async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let (_agent, client, remote_port) = start_agent(dir.path()).await;
     client.init().await.unwrap();
-    let remote = RemoteClient::connect(&format!("127.0.0.1:{remote_port}"), 1)
+    // A caller without a certificate, as a joining node is.
+    let remote = RemoteClient::connect(&format!("127.0.0.1:{remote_port}"), 1, discovery())
         .await
         .unwrap();
 
@@ -69,6 +30,20 @@ async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
         },
     };
     let refused = remote
+        .call(forged.clone(), Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Forbidden, "{}", refused.message);
+    // The secret is the second line: even the manager's own certificate gets nothing for a
+    // wrong one.
+    let insider = RemoteClient::connect(
+        &format!("127.0.0.1:{remote_port}"),
+        1,
+        node_tls(dir.path(), ClientAuth::Optional),
+    )
+    .await
+    .unwrap();
+    let refused = insider
         .call(forged, Duration::from_secs(10))
         .await
         .unwrap_err();
@@ -106,9 +81,25 @@ async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
         .unwrap_err();
     assert_eq!(refused.code, ErrorCode::InvalidToken, "{}", refused.message);
 
-    // A worker's session and leave notice need that worker's own secret: the manager
-    // itself has none, and an unknown node is not found.
+    // A worker's session and leave notice need a certificate: without one, refused whatever
+    // the secret.
     let own_id = client.status().await.unwrap().node_id;
+    for node_id in [own_id, 42] {
+        let session = RemoteRequest::Session {
+            node_id,
+            secret: "guess".into(),
+            members_seen: Some(0),
+            keyring_version: None,
+        };
+        let refused = remote
+            .call(session, Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Forbidden, "{refused:?}");
+    }
+    // And that worker's own secret: the manager itself has none, and an unknown node is not
+    // found (asked with the manager's certificate, which may speak for any node).
+    let remote = insider;
     for node_id in [own_id, 42] {
         // Asking for the gossip view too: a forged session must not get it either.
         let session = RemoteRequest::Session {
@@ -167,9 +158,14 @@ async fn a_session_brings_the_managers_gossip_view_only_to_a_worker_that_sees_le
             .unwrap();
     let secret = state["node_secret"].as_str().unwrap().to_string();
 
-    let remote = RemoteClient::connect(&format!("127.0.0.1:{manager_port}"), 1)
-        .await
-        .unwrap();
+    // The worker's own certificate: a session is the worker's to open.
+    let remote = RemoteClient::connect(
+        &format!("127.0.0.1:{manager_port}"),
+        1,
+        node_tls(worker_dir.path(), ClientAuth::Optional),
+    )
+    .await
+    .unwrap();
     let session = |members_seen| RemoteRequest::Session {
         node_id: joined.node_id,
         secret: secret.clone(),

@@ -9,7 +9,6 @@ use std::time::SystemTime;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
-use x509_parser::time::ASN1Time;
 
 use crate::bundle::CaBundle;
 use crate::error::PkiError;
@@ -47,9 +46,8 @@ pub fn verify_chain(
         .map_or(0, |since| {
             i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
         });
-    let at = ASN1Time::from_timestamp(now_s).map_err(|error| PkiError::malformed("time", error))?;
     let validity = cert.validity();
-    if !validity.is_valid_at(at) {
+    if !valid_at(validity, now_s) {
         return Err(PkiError::Expired {
             not_before_s: validity.not_before.timestamp(),
             not_after_s: validity.not_after.timestamp(),
@@ -61,7 +59,7 @@ pub fn verify_chain(
         let (_, ca) = X509Certificate::from_der(&ca_der)
             .map_err(|error| PkiError::malformed("CA certificate", error))?;
         if ca.is_ca()
-            && ca.validity().is_valid_at(at)
+            && valid_at(ca.validity(), now_s)
             && cert.issuer() == ca.subject()
             && cert.verify_signature(Some(ca.public_key())).is_ok()
         {
@@ -77,6 +75,14 @@ pub fn verify_chain(
             detail: "a CA certificate names no node".into(),
         });
     }
+    identity_of(&cert)
+}
+
+/// Who a certificate names, unchecked: for a node reading its own certificate (which it
+/// checked when it kept it) even when it has expired. Never for a peer's.
+pub fn identity_of_der(cert_der: &[u8]) -> Result<CertIdentity, PkiError> {
+    let (_, cert) = X509Certificate::from_der(cert_der)
+        .map_err(|error| PkiError::malformed("certificate", error))?;
     identity_of(&cert)
 }
 
@@ -101,6 +107,19 @@ fn identity_of(cert: &X509Certificate<'_>) -> Result<CertIdentity, PkiError> {
         });
     };
     CertIdentity::from_uri(uri)
+}
+
+/// How far ahead of this node's clock a certificate's start may be. Certificates are
+/// backdated an hour when issued; a checker whose clock is behind the issuer's by more (a
+/// manager a day off, which the clock faults test) would otherwise refuse every certificate
+/// issued since. A certificate that starts in the future is no risk in itself (it is signed
+/// by the CA all the same); only its end is held strictly.
+pub const NOT_BEFORE_LEEWAY_S: i64 = 2 * 24 * 3600;
+
+/// Whether `validity` holds at `now_s`, with [`NOT_BEFORE_LEEWAY_S`] on its start.
+fn valid_at(validity: &x509_parser::certificate::Validity, now_s: i64) -> bool {
+    validity.not_before.timestamp() <= now_s.saturating_add(NOT_BEFORE_LEEWAY_S)
+        && now_s <= validity.not_after.timestamp()
 }
 
 /// The DER of the first certificate of a PEM text.
@@ -162,10 +181,17 @@ mod tests {
             Err(PkiError::WrongCluster { .. })
         ));
         let cert = issue(&ca, "c", now);
-        // Backdated an hour for skew, not a day.
+        // A checker whose clock is behind the issuer's by a day still takes it; by three days,
+        // not.
         assert!(verify_peer(&cert, &ca.bundle(), "c", now - Duration::from_secs(1800)).is_ok());
+        assert!(verify_peer(&cert, &ca.bundle(), "c", now - Duration::from_secs(86_400)).is_ok());
         assert!(matches!(
-            verify_peer(&cert, &ca.bundle(), "c", now - Duration::from_secs(86_400)),
+            verify_peer(
+                &cert,
+                &ca.bundle(),
+                "c",
+                now - Duration::from_secs(3 * 86_400)
+            ),
             Err(PkiError::Expired { .. })
         ));
         assert!(matches!(

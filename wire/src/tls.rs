@@ -65,6 +65,8 @@ pub struct TlsTransport {
     pub(crate) client: Arc<rustls::ClientConfig>,
     pub(crate) name: ServerName<'static>,
     verifier: Arc<PeerVerifier>,
+    /// A discovery client ([`TlsTransport::discovery`]) learns no identity from the server.
+    pub(crate) discovery: bool,
 }
 
 impl std::fmt::Debug for TlsTransport {
@@ -82,7 +84,7 @@ impl TlsTransport {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = Arc::new(PeerVerifier {
             bundle: material.bundle.clone(),
-            cluster_id: material.cluster_id.clone(),
+            cluster_id: Some(material.cluster_id.clone()),
             provider: provider.clone(),
             client_auth,
         });
@@ -104,13 +106,17 @@ impl TlsTransport {
             client: Arc::new(client),
             name: ServerName::try_from(SERVER_NAME)?,
             verifier,
+            discovery: false,
         })
     }
 
     /// A node that has no certificate yet (it is joining): it dials without one, trusting
     /// servers of `bundle` (which it checked against its token) of cluster `cluster_id`, and
     /// serves nothing.
-    pub fn newcomer(bundle: CaBundle, cluster_id: String) -> Result<Self, TlsSetupError> {
+    /// With `cluster_id` unknown (the joiner has only checked the bundle against its token),
+    /// the server's cluster is whatever the bundle's CA issued it for: a bundle is one
+    /// cluster's.
+    pub fn newcomer(bundle: CaBundle, cluster_id: Option<String>) -> Result<Self, TlsSetupError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = Arc::new(PeerVerifier {
             bundle,
@@ -128,6 +134,33 @@ impl TlsTransport {
             client: Arc::new(client),
             name: ServerName::try_from(SERVER_NAME)?,
             verifier,
+            discovery: false,
+        })
+    }
+
+    /// A node that knows nothing of the cluster yet, asking only for its CA bundle: it dials
+    /// without a certificate and takes the server's as it comes (the handshake's signatures
+    /// are still checked). Nothing that comes over it may be trusted until checked otherwise,
+    /// as a joiner checks the bundle against its token's digest; nothing secret may be sent.
+    pub fn discovery() -> Result<Self, TlsSetupError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(PeerVerifier {
+            bundle: CaBundle::new(String::new()),
+            cluster_id: None,
+            provider: provider.clone(),
+            client_auth: ClientAuth::Required,
+        });
+        let client = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServer { provider }))
+            .with_no_client_auth();
+        Ok(TlsTransport {
+            server: None,
+            client: Arc::new(client),
+            name: ServerName::try_from(SERVER_NAME)?,
+            verifier,
+            discovery: true,
         })
     }
 
@@ -141,14 +174,18 @@ impl TlsTransport {
 #[derive(Debug)]
 struct PeerVerifier {
     bundle: CaBundle,
-    cluster_id: String,
+    /// `None`: any cluster the bundle's CAs issued for (a newcomer's view).
+    cluster_id: Option<String>,
     provider: Arc<CryptoProvider>,
     client_auth: ClientAuth,
 }
 
 impl PeerVerifier {
     fn check(&self, der: &[u8], now: SystemTime) -> Result<CertIdentity, PkiError> {
-        symphony_pki::verify_peer(der, &self.bundle, &self.cluster_id, now)
+        match &self.cluster_id {
+            Some(cluster_id) => symphony_pki::verify_peer(der, &self.bundle, cluster_id, now),
+            None => symphony_pki::verify::verify_chain(der, &self.bundle, now),
+        }
     }
 
     fn verify(&self, end_entity: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls::Error> {
@@ -253,5 +290,56 @@ impl ClientCertVerifier for PeerVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         ServerCertVerifier::supported_verify_schemes(self)
+    }
+}
+
+/// The discovery client's verifier: any server certificate, with valid handshake signatures.
+#[derive(Debug)]
+struct AnyServer {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        // TLS 1.3 only: a 1.2 handshake never gets here.
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

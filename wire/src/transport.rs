@@ -1,6 +1,7 @@
 //! The one place a connected byte stream is wrapped before the hello.
 //!
-//! A transport is plain (the control socket; every TCP link today) or mutual TLS
+//! A transport is plain (the control socket; a node's links while it has no certificate) or
+//! mutual TLS
 //! ([`crate::tls`]), whose `server` and `client` run the handshake and whose [`PeerInfo`] names
 //! the peer its certificate proves. Everything above — hello, framing, protocols — sees only a
 //! [`BoxStream`] and a [`PeerInfo`].
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use symphony_pki::CertIdentity;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 
 use crate::tls::TlsTransport;
 
@@ -51,7 +53,18 @@ pub struct PeerInfo {
 /// How connections are wrapped; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Transport {
-    tls: Option<Arc<TlsTransport>>,
+    mode: Mode,
+}
+
+#[derive(Debug, Clone, Default)]
+enum Mode {
+    #[default]
+    Plain,
+    Tls(Arc<TlsTransport>),
+    /// Whatever the channel holds when a connection starts: a node's links follow its
+    /// certificate (none while it has none yet, then the one it was issued, then its renewal)
+    /// without anyone rebuilding listeners or dialers.
+    Live(watch::Receiver<Option<Arc<TlsTransport>>>),
 }
 
 impl Transport {
@@ -63,12 +76,29 @@ impl Transport {
     /// Mutual TLS.
     pub fn tls(tls: TlsTransport) -> Transport {
         Transport {
-            tls: Some(Arc::new(tls)),
+            mode: Mode::Tls(Arc::new(tls)),
+        }
+    }
+
+    /// Plain while `current` holds `None`, TLS with what it holds otherwise, read afresh for
+    /// each connection.
+    pub fn live(current: watch::Receiver<Option<Arc<TlsTransport>>>) -> Transport {
+        Transport {
+            mode: Mode::Live(current),
         }
     }
 
     pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
+        self.current().is_some()
+    }
+
+    /// What a connection started now is wrapped in.
+    fn current(&self) -> Option<Arc<TlsTransport>> {
+        match &self.mode {
+            Mode::Plain => None,
+            Mode::Tls(tls) => Some(tls.clone()),
+            Mode::Live(current) => current.borrow().clone(),
+        }
     }
 
     /// Wraps a connection this side accepted.
@@ -77,7 +107,7 @@ impl Transport {
         stream: S,
         addr: PeerAddr,
     ) -> std::io::Result<(BoxStream, PeerInfo)> {
-        let Some(tls) = &self.tls else {
+        let Some(tls) = self.current() else {
             return Ok((
                 Box::new(stream),
                 PeerInfo {
@@ -94,7 +124,7 @@ impl Transport {
         let stream = tokio_rustls::TlsAcceptor::from(config.clone())
             .accept(stream)
             .await?;
-        let identity = peer_identity(tls, stream.get_ref().1.peer_certificates())?;
+        let identity = peer_identity(&tls, stream.get_ref().1.peer_certificates())?;
         Ok((Box::new(stream), PeerInfo { addr, identity }))
     }
 
@@ -105,13 +135,13 @@ impl Transport {
         stream: S,
         _addr: &str,
     ) -> std::io::Result<(BoxStream, Option<CertIdentity>)> {
-        let Some(tls) = &self.tls else {
+        let Some(tls) = self.current() else {
             return Ok((Box::new(stream), None));
         };
         let stream = tokio_rustls::TlsConnector::from(tls.client.clone())
             .connect(tls.name.clone(), stream)
             .await?;
-        let identity = peer_identity(tls, stream.get_ref().1.peer_certificates())?;
+        let identity = peer_identity(&tls, stream.get_ref().1.peer_certificates())?;
         Ok((Box::new(stream), identity))
     }
 }
@@ -122,6 +152,9 @@ fn peer_identity(
     tls: &TlsTransport,
     certificates: Option<&[rustls::pki_types::CertificateDer<'static>]>,
 ) -> std::io::Result<Option<CertIdentity>> {
+    if tls.discovery {
+        return Ok(None);
+    }
     certificates
         .and_then(|certificates| certificates.first())
         .map(|certificate| tls.identify(certificate.as_ref()))

@@ -155,8 +155,20 @@ pub fn issue_certificate(
     role: Role,
 ) -> Result<String, CtlError> {
     let ca = cluster.ca.as_ref().ok_or_else(tokens::no_ca)?;
+    issue_with(ca, &cluster.cluster_id, csr, node_id, role)
+}
+
+/// Issues a certificate with `ca` for node `node_id` of `cluster_id` as `role`, to the key of
+/// `csr`, whatever else the request asks for.
+pub fn issue_with(
+    ca: &symphony_pki::ClusterCa,
+    cluster_id: &str,
+    csr: &str,
+    node_id: u64,
+    role: Role,
+) -> Result<String, CtlError> {
     let identity = CertIdentity {
-        cluster_id: cluster.cluster_id.clone(),
+        cluster_id: cluster_id.to_string(),
         role: match role {
             Role::Manager => CertRole::Manager,
             Role::Worker => CertRole::Worker,

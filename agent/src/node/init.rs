@@ -12,7 +12,7 @@ use symphony_consensus::{
     Availability, ClusterInfo, Command, GossipKeyring, ManagerNode, NodeRecord, NodeRole,
     NodeStatus, Resources,
 };
-use symphony_ctl::proto::{CtlError, ErrorCode, InitInfo, JoinInfo, Role};
+use symphony_ctl::proto::{CtlError, ErrorCode, InitInfo, JoinInfo};
 use symphony_pki::{CaBundle, ClusterCa};
 
 use super::supervisor::Owner;
@@ -51,12 +51,34 @@ pub async fn init(
     }
     let consensus = owner.start_raft().await?;
     let identity = owner.current().identity;
+    // The cluster's id and CA come first: the first managers' Raft links are mutual TLS from
+    // the first election on, so each needs its certificate before the group starts. They are
+    // kept aside until the cluster state holds them, so that an `init` that stopped between
+    // its steps resumes with the CA its peers were enrolled with.
+    let (cluster_id, ca) = match owner.ctx.tls.pending_ca() {
+        Some(pending) => pending,
+        None => {
+            let cluster_id = tokens::cluster_id();
+            let ca = ClusterCa::generate(&cluster_id)
+                .map_err(|error| internal(format!("cannot create the cluster CA: {error}")))?;
+            owner
+                .ctx
+                .tls
+                .keep_pending_ca(&cluster_id, &ca)
+                .map_err(|error| internal(format!("cannot keep the new cluster CA: {error}")))?;
+            (cluster_id, ca)
+        }
+    };
     // A Raft group without cluster info means an earlier `init` stopped between its two
     // steps: finish the bootstrap instead of refusing.
     if !consensus.is_initialised().await.map_err(consensus_error)? {
         let mut members = BTreeMap::from([(identity.raft_node_id, manager_node(owner))]);
+        let mut fresh = Vec::new();
         for peer in &peers {
-            let (raft_id, node) = identify_peer(owner, peer).await?;
+            let (raft_id, node, enrolled) = identify_peer(owner, peer).await?;
+            if !enrolled {
+                fresh.push(node.remote_addr.clone());
+            }
             if members.insert(raft_id, node).is_some() {
                 return Err(CtlError::new(
                     ErrorCode::BadRequest,
@@ -64,10 +86,23 @@ pub async fn init(
                 ));
             }
         }
+        super::enrol::enrol_self(owner, &cluster_id, &ca)?;
+        for remote_addr in &fresh {
+            super::enrol::enrol_peer(owner, remote_addr, &cluster_id, &ca)
+                .await
+                .map_err(|error| {
+                    CtlError::new(
+                        error.code,
+                        format!("cannot enrol the peer at {remote_addr}: {}", error.message),
+                    )
+                })?;
+        }
         consensus
             .initialise(members)
             .await
             .map_err(consensus_error)?;
+    } else if !owner.ctx.tls.enrolled() {
+        super::enrol::enrol_self(owner, &cluster_id, &ca)?;
     }
     consensus.wait_for_leadership(ELECTION_TIMEOUT).await.map_err(|error| {
         CtlError::new(
@@ -78,9 +113,6 @@ pub async fn init(
         )
     })?;
     let now = crate::now_ms();
-    let cluster_id = tokens::cluster_id();
-    let ca = ClusterCa::generate(&cluster_id)
-        .map_err(|error| internal(format!("cannot create the cluster CA: {error}")))?;
     let ca_digest = ca
         .bundle()
         .digest()
@@ -120,7 +152,7 @@ pub async fn init(
             Err(error) => return Err(error),
         }
     }
-    issue_own_certificate(owner, &cluster);
+    owner.ctx.tls.drop_pending_ca();
     tracing::info!(%cluster_id, peers = peers.len(), "initialised a new cluster");
     owner.membership_changed();
     Ok(InitInfo {
@@ -128,40 +160,6 @@ pub async fn init(
         node_id: identity.node_id,
         raft_node_id: identity.raft_node_id,
     })
-}
-
-/// The manager that creates the cluster issues its own certificate. A failure is logged, not
-/// fatal: the cluster works, and the node can be issued one later.
-fn issue_own_certificate(owner: &Owner, cluster: &ClusterInfo) {
-    let identity = owner.current().identity;
-    let issued = owner
-        .ctx
-        .tls
-        .request(identity.node_id)
-        .map_err(|error| internal(error.to_string()))
-        .and_then(|csr| {
-            crate::manager::admission::issue_certificate(
-                cluster,
-                &csr,
-                identity.node_id,
-                Role::Manager,
-            )
-        });
-    let stored = issued.and_then(|cert| {
-        let bundle = cluster
-            .ca
-            .as_ref()
-            .map(ClusterCa::bundle)
-            .ok_or_else(tokens::no_ca)?;
-        owner
-            .ctx
-            .tls
-            .store(&cert, &bundle)
-            .map_err(|error| internal(error.to_string()))
-    });
-    if let Err(error) = stored {
-        tracing::warn!(%error, "cannot issue this manager its own certificate");
-    }
 }
 
 /// What a joining node checks and brings before it asks: the CA bundle of the node at `addr`,
@@ -175,17 +173,7 @@ pub(crate) async fn prepare_join(
     addr: &str,
 ) -> Result<(Option<CaBundle>, String), CtlError> {
     let pinned = token.map(tokens::parse).transpose()?;
-    let reply = owner
-        .ctx
-        .remote
-        .call(addr, RemoteRequest::CaBundle, JOIN_TIMEOUT)
-        .await?;
-    let RemoteReply::CaBundle(bundle) = reply else {
-        return Err(internal(
-            "the node asked for its CA bundle answered with something else",
-        ));
-    };
-    let bundle = bundle.map(CaBundle::new);
+    let bundle = super::enrol::fetch_bundle(owner, addr, JOIN_TIMEOUT).await?;
     if let Some(pinned) = &pinned {
         let bundle = bundle.as_ref().ok_or_else(|| {
             CtlError::new(
@@ -258,15 +246,31 @@ pub(crate) fn keep_certificate(owner: &Owner, bundle: Option<&CaBundle>, reply: 
 }
 
 /// Learns a peer's ids from the peer itself, and checks it is free to join.
-async fn identify_peer(owner: &Owner, peer: &str) -> Result<(u64, ManagerNode), CtlError> {
+/// Also says whether the peer holds a certificate of this node's CA already (enrolled by an
+/// earlier try of this `init` that stopped before the Raft group started).
+async fn identify_peer(owner: &Owner, peer: &str) -> Result<(u64, ManagerNode, bool), CtlError> {
     let own_raft_id = owner.current().identity.raft_node_id;
-    let transport = owner.config().setup.config.transport.clone();
-    let identity: PeerIdentity = identify(own_raft_id, transport, peer).await.map_err(|error| {
+    let unreachable = |error: &dyn std::fmt::Display| {
         CtlError::new(
             ErrorCode::Unavailable,
-            format!("cannot reach the peer {peer} on its Raft address: {error}; is its agent running with that --listen-raft-addr?"),
+            format!(
+                "cannot reach the peer {peer} on its Raft address: {error}; is its agent running with that --listen-raft-addr, and is it a fresh node?"
+            ),
         )
-    })?;
+    };
+    // A fresh peer holds no certificate yet, so it serves in plain.
+    let plain = identify(own_raft_id, symphony_wire::Transport::plain(), peer).await;
+    let (identity, enrolled): (PeerIdentity, bool) = match plain {
+        Ok(identity) => (identity, false),
+        Err(error) if owner.ctx.tls.enrolled() => {
+            // Our own TLS trusts only our CA: a peer it reaches was enrolled by us.
+            match identify(own_raft_id, owner.config().raft_transport.clone(), peer).await {
+                Ok(identity) => (identity, true),
+                Err(_) => return Err(unreachable(&error)),
+            }
+        }
+        Err(error) => return Err(unreachable(&error)),
+    };
     if identity.initialised {
         return Err(CtlError::new(
             ErrorCode::WrongCluster,
@@ -281,6 +285,7 @@ async fn identify_peer(owner: &Owner, peer: &str) -> Result<(u64, ManagerNode), 
             raft_addr: strip_scheme(peer).to_string(),
             remote_addr: identity.remote_addr,
         },
+        enrolled,
     ))
 }
 
@@ -304,7 +309,7 @@ pub async fn join(
         current.as_ref().map(|cluster| cluster.cluster_id.clone()),
         Some(csr),
     );
-    let reply = send_join(owner, addr, request).await?;
+    let reply = send_join(owner, addr, request, bundle.as_ref()).await?;
     keep_certificate(owner, bundle.as_ref(), &reply);
     // The leader replicates the state to this node; wait until it holds the cluster.
     let deadline = tokio::time::Instant::now() + JOIN_CATCH_UP_TIMEOUT;
@@ -342,13 +347,16 @@ pub(crate) async fn send_join(
     owner: &Owner,
     addr: &str,
     request: JoinRequest,
+    bundle: Option<&CaBundle>,
 ) -> Result<JoinReply, CtlError> {
-    match owner
-        .ctx
-        .remote
-        .call(addr, RemoteRequest::Join(request), JOIN_TIMEOUT)
-        .await?
-    {
+    let request = RemoteRequest::Join(request);
+    let reply = match super::enrol::join_transport(owner, bundle)? {
+        None => owner.ctx.remote.call(addr, request, JOIN_TIMEOUT).await?,
+        Some(newcomer) => {
+            super::enrol::call_once(owner, addr, newcomer, request, JOIN_TIMEOUT).await?
+        }
+    };
+    match reply {
         RemoteReply::Joined(reply) => Ok(reply),
         _ => Err(internal(
             "the cluster answered the join with something else",

@@ -16,6 +16,7 @@
 //!
 //! A worker's join and leave are in [`crate::worker`].
 
+pub mod enrol;
 pub mod init;
 pub mod leave;
 pub mod raft_port;
@@ -81,6 +82,10 @@ pub struct NodeConfig {
     pub setup: ConsensusSetup,
     /// The most connections each listener holds at once (from the open-files limit).
     pub connection_cap: usize,
+    /// How the Raft port's connections are wrapped (live: follows the node's certificate).
+    pub raft_transport: Transport,
+    /// How the node-to-node API's connections are wrapped (live too).
+    pub remote_transport: Transport,
 }
 
 /// The node as its supervisor last published it.
@@ -204,13 +209,14 @@ impl NodeHandle {
     pub fn server_config(
         &self,
         protocol: ProtocolId,
+        transport: Transport,
         limits: Limits,
         id: fn(&Identity) -> u64,
     ) -> ServerConfig {
         let node = self.clone();
         ServerConfig {
             protocol,
-            transport: Transport::plain(),
+            transport,
             limits,
             local: Arc::new(move || LocalHello {
                 node_id: id(&node.identity()),

@@ -73,7 +73,10 @@ impl RaftPort {
             max_per_peer: cap.min(RAFT_CONNECTIONS_PER_PEER),
             handshake_timeout: HANDSHAKE_TIMEOUT,
         };
-        let config = node.server_config(RAFT_PROTOCOL, limits, |identity| identity.raft_node_id);
+        let transport = node.config().raft_transport.clone();
+        let config = node.server_config(RAFT_PROTOCOL, transport, limits, |identity| {
+            identity.raft_node_id
+        });
         let task = tokio::spawn(symphony_wire::listen::serve(
             listener,
             config,
@@ -100,6 +103,15 @@ async fn serve(node: NodeHandle, connection: Connection) {
         return;
     }
     let peer = connection.peer.addr;
+    // Only managers speak Raft. The transport already refused a client without a certificate
+    // of this cluster (once this node holds one); a worker's certificate is of this cluster
+    // too, and must not reach openraft (Nomad's and Consul's CVE-2021-37218/37219).
+    if let Some(identity) = &connection.peer.identity
+        && identity.role != symphony_pki::CertRole::Manager
+    {
+        tracing::warn!(%peer, %identity, "a Raft connection from a node that is not a manager; closed");
+        return;
+    }
     match node.start_raft().await {
         Ok(consensus) => consensus.serve_connection(connection).await,
         Err(error) => {

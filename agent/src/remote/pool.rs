@@ -5,10 +5,13 @@
 //! control clients pipeline to the leader instead of queueing behind each other.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use symphony_ctl::proto::{CtlError, ErrorCode};
-use symphony_wire::{CallError, Dialer, LocalHello, Mux, Protocol};
+use symphony_wire::tls::TlsTransport;
+use symphony_wire::{CallError, Dialer, LocalHello, Mux, Protocol, Transport};
+use tokio::sync::watch;
 
 use super::proto::{Remote, RemoteCall, RemoteReply, RemoteRequest};
 
@@ -23,15 +26,20 @@ pub struct RemoteClient {
 }
 
 impl RemoteClient {
-    /// Connects to `addr` and exchanges hellos, as node `local_node_id`.
-    pub async fn connect(addr: &str, local_node_id: u64) -> Result<RemoteClient, CtlError> {
-        let dialer = Dialer::new(
-            Remote::ID,
-            LocalHello {
+    /// Connects to `addr` over `transport` and exchanges hellos, as node `local_node_id`.
+    pub async fn connect(
+        addr: &str,
+        local_node_id: u64,
+        transport: Transport,
+    ) -> Result<RemoteClient, CtlError> {
+        let dialer = Dialer {
+            protocol: Remote::ID,
+            transport,
+            local: LocalHello {
                 node_id: local_node_id,
                 agent_version: crate::VERSION.to_string(),
             },
-        );
+        };
         let connection = dialer
             .tcp(addr, None, CONNECT_TIMEOUT)
             .await
@@ -100,31 +108,61 @@ fn unreachable(addr: &str, why: &dyn std::fmt::Display) -> CtlError {
 }
 
 /// Connections to other nodes by address.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RemotePool {
     local_node_id: u64,
-    clients: tokio::sync::Mutex<HashMap<String, RemoteClient>>,
+    transport: Transport,
+    clients: tokio::sync::Mutex<Clients>,
+}
+
+#[derive(Debug)]
+struct Clients {
+    by_addr: HashMap<String, RemoteClient>,
+    /// The node's TLS: when it changes (the node was issued its certificate, or a renewal),
+    /// connections made before are dropped, so that no call goes out as the node was then
+    /// (a newcomer without a certificate, say).
+    tls: watch::Receiver<Option<Arc<TlsTransport>>>,
+}
+
+impl Clients {
+    fn live(&mut self) -> &mut HashMap<String, RemoteClient> {
+        if self.tls.has_changed().unwrap_or(false) {
+            self.tls.borrow_and_update();
+            self.by_addr.clear();
+        }
+        &mut self.by_addr
+    }
 }
 
 impl RemotePool {
-    pub fn new(local_node_id: u64) -> RemotePool {
+    pub fn new(
+        local_node_id: u64,
+        transport: Transport,
+        tls: watch::Receiver<Option<Arc<TlsTransport>>>,
+    ) -> RemotePool {
         RemotePool {
             local_node_id,
-            clients: tokio::sync::Mutex::default(),
+            transport,
+            clients: tokio::sync::Mutex::new(Clients {
+                by_addr: HashMap::new(),
+                tls,
+            }),
         }
     }
 
     /// A live connection to `addr`.
     pub async fn client(&self, addr: &str) -> Result<RemoteClient, CtlError> {
-        if let Some(client) = self.clients.lock().await.get(addr)
+        if let Some(client) = self.clients.lock().await.live().get(addr)
             && !client.is_closed()
         {
             return Ok(client.clone());
         }
         // Connect without holding the pool: a node that does not answer (paused, cut off)
         // must not hold up calls to every other node for the connect timeout.
-        let client = RemoteClient::connect(addr, self.local_node_id).await?;
+        let client =
+            RemoteClient::connect(addr, self.local_node_id, self.transport.clone()).await?;
         let mut clients = self.clients.lock().await;
+        let clients = clients.live();
         match clients.get(addr) {
             // Another call connected meanwhile: keep one connection per node.
             Some(existing) if !existing.is_closed() => Ok(existing.clone()),

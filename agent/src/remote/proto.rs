@@ -121,6 +121,18 @@ pub enum RemoteRequest {
     /// To any node: its diagnostics for a support bundle (no secret in them). `secret` is that
     /// node's own secret, which only it and the managers hold.
     Diagnostics { secret: String },
+    /// To a fresh node named by `init --peers`, before the new cluster's Raft group starts: a
+    /// certificate request for its key. Answered only by a node that belongs to no cluster and
+    /// holds no certificate.
+    CertificateRequest,
+    /// To the same fresh node: the certificate issued for that request (naming it a manager of
+    /// `cluster_id`) and the CA bundle it checks out against. Kept only by a fresh node that
+    /// holds no certificate yet, and only if it names that node.
+    Enrol {
+        cluster_id: String,
+        certificate: String,
+        bundle: String,
+    },
 }
 
 impl RemoteRequest {
@@ -140,6 +152,8 @@ impl RemoteRequest {
             RemoteRequest::GossipKeysHeld => ("gossip keys held", RemoteRoute::Local),
             RemoteRequest::CaBundle => ("CA bundle", RemoteRoute::Local),
             RemoteRequest::Diagnostics { .. } => ("diagnostics", RemoteRoute::Local),
+            RemoteRequest::CertificateRequest => ("certificate request", RemoteRoute::Local),
+            RemoteRequest::Enrol { .. } => ("enrol", RemoteRoute::Local),
         }
     }
 }
@@ -194,6 +208,13 @@ pub enum RemoteReply {
     /// The CA bundle (PEM certificates); `None` while the node belongs to no cluster.
     CaBundle(Option<String>),
     Diagnostics(Box<symphony_ctl::proto::DiagnosticsInfo>),
+    /// A fresh node's certificate request (PEM), for its `node_id`.
+    CertificateRequest {
+        node_id: u64,
+        csr: String,
+    },
+    /// The certificate was checked and kept.
+    Enrolled,
 }
 
 /// One message of a worker's assignments stream. `seq` counts the messages that change the

@@ -9,6 +9,7 @@ use symphony_wire::{Caller, Limits, Protocol, Reply};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::authorize::authorize;
 use super::forward::{leader_elsewhere, refuse_unless_leading};
 use super::proto::{Remote, RemoteCall, RemoteReply, RemoteRequest, RemoteRoute};
 use crate::context::Context;
@@ -34,9 +35,12 @@ pub async fn serve(
         max_per_peer: cap,
         handshake_timeout: HELLO_TIMEOUT,
     };
-    let config = ctx
-        .node
-        .server_config(Remote::ID, limits, |identity| identity.node_id);
+    let config = ctx.node.server_config(
+        Remote::ID,
+        ctx.node.config().remote_transport.clone(),
+        limits,
+        |identity| identity.node_id,
+    );
     symphony_wire::listen::serve(listener, config, shutdown, move |connection| {
         let ctx = ctx.clone();
         let requests = requests.clone();
@@ -44,13 +48,21 @@ pub async fn serve(
         let served = symphony_wire::serve::serve::<Remote, _, _>(
             connection,
             MAX_IN_FLIGHT,
-            move |_caller: Arc<Caller>, call| {
+            move |caller: Arc<Caller>, call| {
                 let ctx = ctx.clone();
                 let requests = requests.clone();
                 async move {
                     let started = Instant::now();
                     let kind = metric_kind(&call.request);
-                    let reply = serve_call(&ctx, call).await;
+                    let allowed = authorize(
+                        &call.request,
+                        caller.peer.identity.as_ref(),
+                        ctx.tls.enrolled(),
+                    );
+                    let reply = match allowed {
+                        Ok(()) => serve_call(&ctx, call).await,
+                        Err(error) => Reply::One(Err(error)),
+                    };
                     let error = match &reply {
                         Reply::One(Err(error)) => Some(error.code),
                         _ => None,
@@ -171,6 +183,16 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
     if let RemoteRequest::Diagnostics { secret } = &call.request {
         return crate::api::diagnostics::serve_remote(ctx, secret).await;
     }
+    // The bootstrap enrolment, which only a fresh node takes part in.
+    match &call.request {
+        RemoteRequest::CertificateRequest => return crate::node::enrol::certificate_request(ctx),
+        RemoteRequest::Enrol {
+            cluster_id,
+            certificate,
+            bundle,
+        } => return crate::node::enrol::keep_enrolment(ctx, cluster_id, certificate, bundle),
+        _ => {}
+    }
     if ctx.node.is_worker() {
         return crate::worker::relay::handle(ctx, call.request).await;
     }
@@ -273,6 +295,12 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
         RemoteRequest::Diagnostics { secret } => {
             crate::api::diagnostics::serve_remote(ctx, &secret).await
         }
+        RemoteRequest::CertificateRequest => crate::node::enrol::certificate_request(ctx),
+        RemoteRequest::Enrol {
+            cluster_id,
+            certificate,
+            bundle,
+        } => crate::node::enrol::keep_enrolment(ctx, &cluster_id, &certificate, &bundle),
         RemoteRequest::Assignments { .. } | RemoteRequest::TaskLogs { .. } => Err(CtlError::new(
             ErrorCode::BadRequest,
             "this request is a stream",

@@ -36,7 +36,7 @@ pub async fn join(owner: &mut Owner, token: String, addr: &str) -> Result<JoinIn
         ));
     }
     let request = join_request(owner, Some(token), None, Some(csr));
-    let reply = match send_join(owner, addr, request).await {
+    let reply = match send_join(owner, addr, request, bundle.as_ref()).await {
         Ok(reply) => reply,
         Err(error) => {
             listen_again(owner).await;

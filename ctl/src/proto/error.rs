@@ -212,6 +212,9 @@ pub enum ErrorCode {
     /// the address may not be this cluster's (or the token is another cluster's). Nothing
     /// secret was sent.
     UntrustedCa,
+    /// The caller's certificate does not allow the call: its role (a worker calling what only
+    /// managers may), the node it names (acting for another node), or none shown.
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -254,6 +257,7 @@ impl ErrorCode {
             ErrorCode::NoSpace => "no_space",
             ErrorCode::Compacted => "compacted",
             ErrorCode::UntrustedCa => "untrusted_ca",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }

@@ -142,7 +142,8 @@ async fn a_certificate_of_another_cluster_of_the_same_ca_is_refused() {
 async fn a_client_without_a_certificate_passes_only_where_newcomers_may() {
     let ca = ClusterCa::generate(CLUSTER).unwrap();
     let node = material(&ca, CLUSTER, CertRole::Manager, 1);
-    let newcomer = Transport::tls(TlsTransport::newcomer(ca.bundle(), CLUSTER.into()).unwrap());
+    let newcomer =
+        Transport::tls(TlsTransport::newcomer(ca.bundle(), Some(CLUSTER.into())).unwrap());
     let (accepted, _) = handshake(&transport(&node, ClientAuth::Required), &newcomer).await;
     assert!(
         accepted.is_err(),
@@ -159,4 +160,53 @@ async fn a_client_without_a_certificate_passes_only_where_newcomers_may() {
     // A newcomer serves nothing.
     let (accepted, _) = handshake(&newcomer, &transport(&node, ClientAuth::Required)).await;
     assert!(accepted.is_err());
+}
+
+#[tokio::test]
+async fn a_newcomer_that_knows_only_the_bundle_checks_the_server_by_it() {
+    let ca = ClusterCa::generate(CLUSTER).unwrap();
+    let other = ClusterCa::generate(CLUSTER).unwrap();
+    let node = material(&ca, CLUSTER, CertRole::Manager, 1);
+    let newcomer = Transport::tls(TlsTransport::newcomer(ca.bundle(), None).unwrap());
+    let (accepted, dialled) = handshake(&transport(&node, ClientAuth::Optional), &newcomer).await;
+    accepted.unwrap();
+    assert_eq!(dialled.unwrap().unwrap().cluster_id, CLUSTER);
+    let stranger = Transport::tls(TlsTransport::newcomer(other.bundle(), None).unwrap());
+    let (_, dialled) = handshake(&transport(&node, ClientAuth::Optional), &stranger).await;
+    assert!(dialled.is_err(), "a server of another CA, trusted");
+}
+
+#[tokio::test]
+async fn discovery_reaches_only_listeners_that_let_newcomers_in_and_learns_no_identity() {
+    let ca = ClusterCa::generate(CLUSTER).unwrap();
+    let node = material(&ca, CLUSTER, CertRole::Manager, 1);
+    let discovery = Transport::tls(TlsTransport::discovery().unwrap());
+    let (accepted, dialled) = handshake(&transport(&node, ClientAuth::Optional), &discovery).await;
+    let (peer, _) = accepted.unwrap();
+    assert_eq!(peer.identity, None);
+    assert_eq!(dialled.unwrap(), None, "discovery trusts no server's name");
+    let (accepted, _) = handshake(&transport(&node, ClientAuth::Required), &discovery).await;
+    assert!(accepted.is_err());
+}
+
+#[tokio::test]
+async fn a_live_transport_follows_its_channel_per_connection() {
+    let ca = ClusterCa::generate(CLUSTER).unwrap();
+    let node = material(&ca, CLUSTER, CertRole::Manager, 1);
+    let (set, current) = tokio::sync::watch::channel(None);
+    let live = Transport::live(current);
+    let plain = Transport::plain();
+    let (accepted, _) = handshake(&live, &plain).await;
+    assert_eq!(
+        accepted.unwrap().1,
+        b"hello",
+        "plain while it holds nothing"
+    );
+    set.send_replace(Some(std::sync::Arc::new(
+        TlsTransport::new(&node, ClientAuth::Required).unwrap(),
+    )));
+    let (accepted, _) = handshake(&live, &plain).await;
+    assert!(accepted.is_err(), "a plaintext client once it holds TLS");
+    let (accepted, _) = handshake(&live, &transport(&node, ClientAuth::Required)).await;
+    assert_eq!(accepted.unwrap().0.identity.unwrap().node_id, 1);
 }
