@@ -121,3 +121,66 @@ async fn a_bundle_holds_what_it_promises_and_no_secret() {
         }
     }
 }
+
+/// Every line every node logged during a run — at debug level, through joins (a worker and a
+/// manager), a token rotation, a gossip key rotation and a snapshot — holds none of the
+/// cluster's secrets: join tokens (old and new), gossip keys, the worker's node secret, any
+/// node's TLS key. `snapshot save` writes its file for its owner only.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_reaches_any_log_and_a_snapshot_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    let mut options = ClusterOptions::default();
+    options.agent.log_level = "debug".into();
+    let mut cluster = Cluster::formed(1, options.clone()).await.unwrap();
+    let client = cluster.client(0).await.unwrap();
+    let mut secrets = vec![
+        client.token_show(Role::Manager).await.unwrap().token,
+        client.token_show(Role::Worker).await.unwrap().token,
+    ];
+    let (worker, _) = cluster.join_worker(options.agent.clone()).await.unwrap();
+    let second = cluster.add_manager_by_join().await.unwrap();
+    client.kv_put("greeting", "hello", None).await.unwrap();
+    let wait = Duration::from_secs(20);
+    let installed = client.gossip_key_install(wait).await.unwrap();
+    let newest = installed.keys.iter().map(|key| key.id).max().unwrap();
+    client.gossip_key_use(newest, wait, false).await.unwrap();
+    secrets.push(client.token_rotate(Role::Worker).await.unwrap().token);
+    secrets.push(client.token_rotate(Role::Manager).await.unwrap().token);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.snap");
+    client
+        .snapshot_save(file.display().to_string())
+        .await
+        .unwrap();
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the snapshot file is readable by others"
+    );
+
+    for index in [0, second] {
+        secrets.extend(secrets_of(&cluster.record(index).unwrap().config_dir));
+    }
+    secrets.extend(secrets_of(worker.config_dir()));
+    assert!(secrets.len() > 10, "{secrets:?}");
+    let logs = [
+        ("manager 0", cluster.run_log(0)),
+        ("manager 1", cluster.run_log(second)),
+        ("worker", worker.log()),
+    ];
+    for (who, log) in &logs {
+        assert!(log.lines().count() > 20, "{who} logged almost nothing");
+        for line in log.lines() {
+            for secret in &secrets {
+                assert!(
+                    !line.contains(secret.as_str()),
+                    "{who} logged a secret: {line}"
+                );
+            }
+        }
+    }
+}

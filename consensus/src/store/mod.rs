@@ -193,14 +193,22 @@ pub(crate) fn io_error(error: impl Into<redb::Error>) -> io::Error {
 }
 
 /// Writes `bytes` to `path` atomically: a temp file, fsync, rename, fsync of the directory.
+/// The file is readable by its owner only (0600) from its creation: a snapshot holds the
+/// cluster's secrets (the CA key, the tokens, the managers' secret, the gossip keys).
 pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
     let tmp = path.with_extension("tmp");
     {
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
     }

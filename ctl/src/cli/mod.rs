@@ -387,7 +387,7 @@ async fn run_command(cli: Cli) -> Result<(), CliError> {
             let info = client.snapshot_save(path.display().to_string()).await?;
             emit(json, json!(info), || {
                 format!(
-                    "Saved a snapshot at log index {} to {} ({} bytes).\n",
+                    "Saved a snapshot at log index {} to {} ({} bytes). It holds the cluster's secrets (the CA key, the join tokens, the gossip keys): it is readable by its owner only; keep it as safe as a manager's config dir.\n",
                     info.last_log_index
                         .map_or("-".to_string(), |i| i.to_string()),
                     info.path,
