@@ -81,25 +81,10 @@ async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
         .unwrap_err();
     assert_eq!(refused.code, ErrorCode::InvalidToken, "{}", refused.message);
 
-    // A worker's session and leave notice need a certificate: without one, refused whatever
-    // the secret.
+    // A worker's session and leave notice need a certificate (without one, refused whatever
+    // the secret) and that worker's own secret: the manager itself has none, and an unknown
+    // node is not found (asked with the manager's certificate, which may speak for any node).
     let own_id = client.status().await.unwrap().node_id;
-    for node_id in [own_id, 42] {
-        let session = RemoteRequest::Session {
-            node_id,
-            secret: "guess".into(),
-            members_seen: Some(0),
-            keyring_version: None,
-        };
-        let refused = remote
-            .call(session, Duration::from_secs(10))
-            .await
-            .unwrap_err();
-        assert_eq!(refused.code, ErrorCode::Forbidden, "{refused:?}");
-    }
-    // And that worker's own secret: the manager itself has none, and an unknown node is not
-    // found (asked with the manager's certificate, which may speak for any node).
-    let remote = insider;
     for node_id in [own_id, 42] {
         // Asking for the gossip view too: a forged session must not get it either.
         let session = RemoteRequest::Session {
@@ -109,6 +94,11 @@ async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
             keyring_version: None,
         };
         let refused = remote
+            .call(session.clone(), Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Forbidden, "{refused:?}");
+        let refused = insider
             .call(session, Duration::from_secs(10))
             .await
             .unwrap_err();
@@ -120,7 +110,7 @@ async fn forwarding_needs_the_manager_secret_and_joining_a_token() {
             node_id,
             secret: "guess".into(),
         };
-        let refused = remote
+        let refused = insider
             .call(leaving, Duration::from_secs(10))
             .await
             .unwrap_err();

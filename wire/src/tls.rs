@@ -153,7 +153,9 @@ impl TlsTransport {
         let client = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServer { provider }))
+            .with_custom_certificate_verifier(Arc::new(AnyServer {
+                signatures: verifier.clone(),
+            }))
             .with_no_client_auth();
         Ok(TlsTransport {
             server: None,
@@ -293,10 +295,11 @@ impl ClientCertVerifier for PeerVerifier {
     }
 }
 
-/// The discovery client's verifier: any server certificate, with valid handshake signatures.
+/// The discovery client's verifier: any server certificate, with valid handshake signatures
+/// (checked as the cluster's verifier checks them).
 #[derive(Debug)]
 struct AnyServer {
-    provider: Arc<CryptoProvider>,
+    signatures: Arc<PeerVerifier>,
 }
 
 impl ServerCertVerifier for AnyServer {
@@ -313,14 +316,11 @@ impl ServerCertVerifier for AnyServer {
 
     fn verify_tls12_signature(
         &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // TLS 1.3 only: a 1.2 handshake never gets here.
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
+        ServerCertVerifier::verify_tls12_signature(&*self.signatures, message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -329,17 +329,10 @@ impl ServerCertVerifier for AnyServer {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        ServerCertVerifier::verify_tls13_signature(&*self.signatures, message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        ServerCertVerifier::supported_verify_schemes(&*self.signatures)
     }
 }
