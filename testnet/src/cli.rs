@@ -11,6 +11,7 @@ use crate::bench::failover::FailoverOptions;
 use crate::bench::fleet::FleetOptions;
 use crate::bench::gossip::{GossipOptions, ProfileKind};
 use crate::bench::kv::{KvOptions, Op, Target};
+use crate::bench::schedule::ScheduleOptions;
 use crate::bench::start::StartOptions;
 use crate::bench::update::UpdateOptions;
 use crate::bench::watch::WatchOptions;
@@ -248,6 +249,10 @@ pub enum BenchCommand {
     Update(UpdateBenchArgs),
     /// New services' tasks on real agents: p50/p99 from `service create` to each task running.
     Start(StartBenchArgs),
+    /// Many tasks placed by three real managers on simulated workers in this process (they
+    /// join, hold sessions and report every assigned task running at once): placements per
+    /// second, time until all run, the leader's CPU and memory.
+    Schedule(ScheduleBenchArgs),
     /// `kv watch` at many watchers: p50/p99 from a put to its delivery, and the managers'
     /// memory.
     Watch(WatchBenchArgs),
@@ -294,6 +299,57 @@ impl From<WatchBenchArgs> for WatchOptions {
             value_bytes: args.value_bytes,
             timeout_s: args.timeout_s,
             agent_bin: args.agent_bin,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScheduleBenchArgs {
+    /// Simulated workers, in this process.
+    #[arg(long, default_value_t = 1_000)]
+    pub workers: usize,
+
+    /// Replicas of the one service.
+    #[arg(long, default_value_t = 100_000)]
+    pub tasks: u32,
+
+    /// Real managers (agent processes).
+    #[arg(long, default_value_t = 3)]
+    pub managers: usize,
+
+    /// Joins in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub join_concurrency: usize,
+
+    /// Seconds forming, joining and the run may each take.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_s: u64,
+
+    /// The symphony-agent binary (default: $SYMPHONY_AGENT_BIN, or next to this binary).
+    #[arg(long, value_name = "PATH")]
+    pub agent_bin: Option<PathBuf>,
+
+    /// Passed to every manager as --log-level.
+    #[arg(long, default_value = "warn")]
+    pub log_level: String,
+
+    /// Keep the managers' dirs (and logs) under this dir instead of in a temp dir removed at
+    /// the end.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+}
+
+impl From<ScheduleBenchArgs> for ScheduleOptions {
+    fn from(args: ScheduleBenchArgs) -> ScheduleOptions {
+        ScheduleOptions {
+            workers: args.workers,
+            tasks: args.tasks,
+            managers: args.managers,
+            join_concurrency: args.join_concurrency,
+            timeout_s: args.timeout_s,
+            agent_bin: args.agent_bin,
+            log_level: args.log_level,
+            work_dir: args.work_dir,
         }
     }
 }
@@ -783,6 +839,12 @@ mod tests {
         match bench("start") {
             BenchCommand::Start(args) => {
                 assert_eq!(StartOptions::from(args), StartOptions::default());
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match bench("schedule") {
+            BenchCommand::Schedule(args) => {
+                assert_eq!(ScheduleOptions::from(args), ScheduleOptions::default());
             }
             other => panic!("parsed as {other:?}"),
         }

@@ -28,6 +28,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Fleet(args)) => bench::fleet::run(args.into()).await,
         Command::Bench(BenchCommand::Update(args)) => bench::update::run(args.into()).await,
         Command::Bench(BenchCommand::Start(args)) => bench::start::run(args.into()).await,
+        Command::Bench(BenchCommand::Schedule(args)) => bench::schedule::run(args.into()).await,
         Command::Bench(BenchCommand::Watch(args)) => bench::watch::run(args.into()).await,
         Command::Lab(command) => Ok(lab::command::run(command.try_into()?).await?),
         Command::Chaos(args) => Ok(chaos::command::run(args.try_into()?).await?),

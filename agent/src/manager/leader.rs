@@ -3,7 +3,9 @@
 //! whether it leads, and each gets only the handles it needs.
 //!
 //! A loop's memory lives as long as its term: a new term starts every loop afresh (the
-//! liveness reconciler's warm-up is what keeps a new leader from marking the fleet down).
+//! liveness reconciler's warm-up is what keeps a new leader from marking the fleet down). The
+//! loops that decide from the replica start only once it holds everything committed before the
+//! term (see [`caught_up`]).
 
 use std::time::Duration;
 
@@ -81,18 +83,51 @@ async fn supervise(node: &mut NodeHandle, handles: LeaderHandles, shutdown: &Can
     }
 }
 
-/// Starts every leader loop under `stop`.
+/// Starts every leader loop under `stop`: at once the one that reads no state (handover),
+/// the others once this leader's replica has caught up with its term (see [`caught_up`]).
 fn start(handles: &LeaderHandles, stop: CancellationToken) -> CancellationToken {
-    tokio::spawn(super::promoter::run(
-        handles.consensus.clone(),
-        stop.clone(),
-    ));
-    tokio::spawn(super::liveness::run(handles.clone(), stop.clone()));
-    tokio::spawn(super::orchestrator::run(handles.clone(), stop.clone()));
-    tokio::spawn(super::scheduler::run(handles.clone(), stop.clone()));
     tokio::spawn(super::handover::run(
         handles.consensus.clone(),
         stop.clone(),
     ));
+    let handles = handles.clone();
+    let loops = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = loops.cancelled() => return,
+            () = caught_up(&handles.consensus) => {}
+        }
+        tracing::debug!("the replica holds everything committed before this term");
+        tokio::spawn(super::promoter::run(
+            handles.consensus.clone(),
+            loops.clone(),
+        ));
+        tokio::spawn(super::liveness::run(handles.clone(), loops.clone()));
+        tokio::spawn(super::orchestrator::run(handles.clone(), loops.clone()));
+        tokio::spawn(super::scheduler::run(handles, loops));
+    });
     stop
+}
+
+/// How long after a failed barrier it is tried again.
+const CATCH_UP_RETRY: Duration = Duration::from_millis(100);
+
+/// Waits until this leader's replica has applied the first entry of its term, and with it
+/// every entry committed before. A new leader may hold entries of the old one that were
+/// replicated but whose commit it has not heard of yet: they are applied only once its own
+/// term's first entry commits. Loops that decided from the replica before that would redo what
+/// those entries did — the orchestrator created a second task in slots whose first task's
+/// entry was not applied yet, and both ran once placed. A linearizable read (read index) is
+/// that barrier, as Nomad's leader waits on a Raft barrier before its leader loop.
+async fn caught_up(consensus: &Consensus) {
+    loop {
+        match consensus.read_linearizable(|_| ()).await {
+            Ok(()) => return,
+            // Not leading any more (the supervisor stops this term), or no quorum yet.
+            Err(error) => {
+                tracing::debug!(%error, "the replica has not caught up with this term yet");
+                tokio::time::sleep(CATCH_UP_RETRY).await;
+            }
+        }
+    }
 }

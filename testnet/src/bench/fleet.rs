@@ -1121,8 +1121,9 @@ fn check_memory(min_available: u64) -> anyhow::Result<()> {
 }
 
 /// Raises this process's soft limit on open files to the hard limit: the benchmark keeps one
-/// control connection per agent open. Returns the soft limit now in force.
-fn raise_nofile_limit() -> u64 {
+/// control connection per agent open (and `bench schedule` one connection per simulated
+/// worker). Returns the soft limit now in force.
+pub(crate) fn raise_nofile_limit() -> u64 {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);
     // `None` is "unlimited".
