@@ -77,7 +77,7 @@ async fn call(
 pub async fn join(name: &str, token: &str, addr: &str) -> Result<Joined, SimError> {
     let pinned = JoinToken::parse(token)?;
     let node_id = random_id();
-    let link = link::dial(addr, node_id, None).await?;
+    let link = link::dial(addr, node_id, link::As::Discovery).await?;
     let RemoteReply::CaBundle(bundle) = call(&link, RemoteRequest::CaBundle).await? else {
         return Err(SimError::Unexpected(format!(
             "{addr} answered the CA bundle request with something else"
@@ -116,6 +116,8 @@ pub async fn join(name: &str, token: &str, addr: &str) -> Result<Joined, SimErro
         labels: Default::default(),
         csr: Some(csr),
     };
+    // The token goes only over a link that trusts the bundle the token pins.
+    let link = link::dial(addr, node_id, link::As::Newcomer(&bundle)).await?;
     let RemoteReply::Joined(reply) = call(&link, RemoteRequest::Join(request)).await? else {
         return Err(SimError::Unexpected(format!(
             "{addr} answered the join with something else"

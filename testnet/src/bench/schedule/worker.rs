@@ -75,7 +75,7 @@ impl SimWorker {
         let link = link::dial(
             &self.manager.remote_addr,
             joined.node_id,
-            Some(&joined.material),
+            link::As::Member(&joined.material),
         )
         .await?;
         let conn = Conn {
