@@ -6,6 +6,8 @@
 //!   budget for large frames still arriving;
 //! - [`frame`]: MessagePack bodies in those frames, with a size limit, and the buffers given
 //!   back after large frames;
+//! - [`double_option`]: `Option<Option<T>>` fields ("leave", "clear", "set") that stay three
+//!   things in MessagePack;
 //! - [`hello`]: the first frame each way — protocol name, version, who is speaking — and the
 //!   typed refusal a mismatched peer gets;
 //! - [`transport`]: the one place a byte stream is wrapped before the hello (plain, or mutual
@@ -28,6 +30,7 @@
 pub mod backoff;
 pub mod codec;
 pub mod dial;
+pub mod double_option;
 pub mod envelope;
 pub mod frame;
 pub mod hello;

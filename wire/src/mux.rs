@@ -289,12 +289,30 @@ fn take<P: Protocol>(shared: &Shared<P>, id: u64) -> Option<Waiter<P>> {
     shared.waiters().remove(&id)
 }
 
+/// A response frame that did not decode: the id it names, if even that reads, and why.
+#[derive(Debug)]
+pub struct UnreadableResponse {
+    pub id: Option<u64>,
+    pub error: FrameError,
+}
+
+/// Decodes a received response frame: what the client's reader does with every frame after
+/// the hello (public for the fuzz targets, which feed it arbitrary bytes).
+pub fn decode_response<P: Protocol>(
+    body: &[u8],
+) -> Result<ResponseFrame<P::Response, P::Error>, UnreadableResponse> {
+    frame::decode(body).map_err(|error| UnreadableResponse {
+        id: frame::decode::<RequestId>(body).ok().map(|frame| frame.id),
+        error,
+    })
+}
+
 /// Hands one response frame to its waiter; `false` when the connection is unusable.
 async fn deliver<P: Protocol>(shared: &Shared<P>, body: &[u8]) -> bool {
-    let response: ResponseFrame<P::Response, P::Error> = match frame::decode(body) {
+    let response = match decode_response::<P>(body) {
         Ok(response) => response,
-        Err(error) => {
-            let Ok(RequestId { id }) = frame::decode::<RequestId>(body) else {
+        Err(UnreadableResponse { id, error }) => {
+            let Some(id) = id else {
                 tracing::debug!(peer = %shared.peer, %error, "an unreadable frame; closing the connection");
                 return false;
             };

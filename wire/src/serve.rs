@@ -98,7 +98,7 @@ where
                 break;
             }
         };
-        let frame = match parse::<P>(&body) {
+        let frame = match decode_request::<P>(&body) {
             Ok(frame) => frame,
             Err((id, fault)) => {
                 if let Some(bytes) = encode_error::<P>(id, fault)
@@ -176,8 +176,10 @@ async fn forward_stream<P: Protocol>(
     }
 }
 
-/// Decodes a request frame, or says why it cannot be (and under which id to say it).
-fn parse<P: Protocol>(body: &[u8]) -> Result<RequestFrame<P::Request>, (u64, Fault)> {
+/// Decodes a received request frame, or says why it cannot be and under which id to say it:
+/// what the serve loop does with every frame after the hello (public for the fuzz targets,
+/// which feed it arbitrary bytes).
+pub fn decode_request<P: Protocol>(body: &[u8]) -> Result<RequestFrame<P::Request>, (u64, Fault)> {
     let error = match frame::decode::<RequestFrame<P::Request>>(body) {
         Ok(frame) if frame.request.is_some() || frame.cancel => return Ok(frame),
         Ok(frame) => {

@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 use openraft::entry::RaftEntry;
 use openraft::raft::{TransferLeaderRequest, VoteRequest};
 
+use symphony_wire::frame::{self, FrameError};
+
 use super::rpc::RaftRequest;
 use crate::types::{LogId, TypeConfig, Vote};
 
@@ -36,11 +38,32 @@ const TRANSFER_WINDOW: Duration = Duration::from_secs(3);
 
 /// What the guard needs to know about this node's Raft state.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Local {
+pub struct Local {
     /// Voters and learners; empty while this node belongs to no group.
     pub members: BTreeSet<u64>,
     /// This node's current vote.
     pub vote: Option<Vote>,
+}
+
+/// Why a frame received on the Raft port does not reach openraft.
+#[derive(Debug, thiserror::Error)]
+pub enum Unread {
+    #[error("undecodable request: {0}")]
+    Undecodable(#[from] FrameError),
+    /// The guard refused it; the sentence says why.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Decodes one frame received on the Raft port from `caller` (the Raft id of its hello) and
+/// checks it: the one path from a peer's bytes to a request openraft may see. The session's
+/// reader calls it on every frame; the fuzz target `raft` feeds it arbitrary bytes.
+pub fn read(body: &[u8], guard: &Guard, caller: u64, local: &Local) -> Result<RaftRequest, Unread> {
+    let mut request: RaftRequest = frame::decode(body)?;
+    guard
+        .check(&mut request, caller, local)
+        .map_err(Unread::Refused)?;
+    Ok(request)
 }
 
 /// Leadership transfers announced to this node; shared by its connections.
@@ -59,7 +82,7 @@ struct Announced {
 impl Guard {
     /// Checks `request` from `caller` (the Raft id of its hello); may clear a vote's transfer
     /// flag. `Err` says why the request is refused.
-    pub(crate) fn check(
+    pub fn check(
         &self,
         request: &mut RaftRequest,
         caller: u64,

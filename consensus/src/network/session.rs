@@ -82,16 +82,14 @@ pub(crate) async fn serve_connection(
         let mut pipeline: Option<PipelineInput> = None;
         let mut snapshot = SnapshotSlot::default();
         while let Some(body) = source.next().await {
-            let decoded = frame::decode::<RaftRequest>(&body?).map(|mut request| {
-                let checked = guard.check(&mut request, caller, &local_state(raft));
-                (request, checked)
-            });
-            let owed = match decoded {
-                Ok((_, Err(refusal))) => {
-                    tracing::warn!(caller, %refusal, "refused a Raft request");
-                    Owed::Reply(RaftReply::Failed(refusal))
+            let owed = match guard::read(&body?, guard, caller, &local_state(raft)) {
+                Err(refusal) => {
+                    if matches!(refusal, guard::Unread::Refused(_)) {
+                        tracing::warn!(caller, %refusal, "refused a Raft request");
+                    }
+                    Owed::Reply(RaftReply::Failed(refusal.to_string()))
                 }
-                Ok((RaftRequest::Append(rpc), Ok(()))) => {
+                Ok(RaftRequest::Append(rpc)) => {
                     let input = match pipeline.take() {
                         Some(input) if !input.ended.load(Ordering::Acquire) => input,
                         _ => {
@@ -113,18 +111,13 @@ pub(crate) async fn serve_connection(
                     pipeline = Some(input);
                     Owed::AppendResult
                 }
-                Ok((RaftRequest::Identify, Ok(()))) => {
-                    Owed::Reply(RaftReply::Identity(PeerIdentity {
-                        raft_node_id: local_id,
-                        node_id: identity.node_id,
-                        remote_addr: identity.remote_addr.clone(),
-                        initialised: raft.is_initialized().await.unwrap_or(false),
-                    }))
-                }
-                Ok((request, Ok(()))) => Owed::Reply(handle(raft, &mut snapshot, request).await),
-                Err(error) => {
-                    Owed::Reply(RaftReply::Failed(format!("undecodable request: {error}")))
-                }
+                Ok(RaftRequest::Identify) => Owed::Reply(RaftReply::Identity(PeerIdentity {
+                    raft_node_id: local_id,
+                    node_id: identity.node_id,
+                    remote_addr: identity.remote_addr.clone(),
+                    initialised: raft.is_initialized().await.unwrap_or(false),
+                })),
+                Ok(request) => Owed::Reply(handle(raft, &mut snapshot, request).await),
             };
             if owed_tx.send(owed).await.is_err() {
                 // The writer stopped; it reports why.

@@ -100,12 +100,13 @@ impl SnapshotReceiver {
 
 /// The snapshot transfer state of one connection, driven by its requests in order.
 #[derive(Default)]
-pub(crate) struct SnapshotSlot {
+pub struct SnapshotSlot {
     current: Option<SnapshotReceiver>,
 }
 
 /// What the connection does after a snapshot request.
-pub(crate) enum SnapshotStep {
+#[derive(Debug)]
+pub enum SnapshotStep {
     /// Acknowledge this many bytes held.
     Ack(u64),
     /// Install this snapshot, sent under this vote.
@@ -114,10 +115,7 @@ pub(crate) enum SnapshotStep {
 
 impl SnapshotSlot {
     /// Handles a snapshot request; an error abandons the transfer in progress.
-    pub(crate) fn handle(
-        &mut self,
-        request: RaftRequest,
-    ) -> Result<SnapshotStep, SnapshotReceiveError> {
+    pub fn handle(&mut self, request: RaftRequest) -> Result<SnapshotStep, SnapshotReceiveError> {
         let result = self.step(request);
         if result.is_err() {
             self.current = None;

@@ -23,6 +23,8 @@ pub mod gossip_keys;
 pub mod kv;
 pub mod kv_history;
 pub mod nodes;
+#[cfg(test)]
+mod properties;
 pub mod services;
 pub mod table;
 pub mod tasks;

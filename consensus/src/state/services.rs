@@ -559,6 +559,7 @@ pub struct ServicePatch {
     pub env_set: BTreeMap<String, String>,
     pub env_unset: Vec<String>,
     /// `Some(None)` clears it.
+    #[serde(default, with = "symphony_wire::double_option")]
     pub workdir: Option<Option<String>>,
     pub image: Option<String>,
     pub replicas: Option<u32>,
@@ -568,11 +569,16 @@ pub struct ServicePatch {
     pub reserve_memory_bytes: Option<u64>,
     pub restart_condition: Option<RestartCondition>,
     pub restart_delay_ms: Option<u64>,
+    /// `Some(None)`: no limit.
+    #[serde(default, with = "symphony_wire::double_option")]
     pub restart_max_attempts: Option<Option<u32>>,
+    /// `Some(None)`: no window.
+    #[serde(default, with = "symphony_wire::double_option")]
     pub restart_window_ms: Option<Option<u64>>,
     pub on_isolation: Option<OnIsolation>,
     pub stop_grace_ms: Option<u64>,
     /// `Some(None)` removes the health check.
+    #[serde(default, with = "symphony_wire::double_option")]
     pub health: Option<Option<HealthCheck>>,
     #[serde(default)]
     pub rebalance: Option<RebalanceMode>,
@@ -1217,6 +1223,41 @@ mod tests {
             start_period_ms: 0,
         });
         assert_eq!(health.validate().unwrap_err().field, "health-cmd");
+    }
+
+    /// Found by the property tests: `Some(None)` ("clear it") was written as nil and read
+    /// back as `None` ("leave it"), so a patch that removed a health check, a working dir or a
+    /// restart limit left them as they were once it went through the log.
+    #[test]
+    fn a_patch_that_clears_fields_clears_them_after_the_log() {
+        let mut with_all = spec(1);
+        with_all.task.workdir = Some("/srv".into());
+        with_all.task.health = Some(HealthCheck {
+            command: vec!["true".into()],
+            interval_ms: 1000,
+            timeout_ms: 1000,
+            retries: 3,
+            start_period_ms: 0,
+        });
+        with_all.restart.max_attempts = Some(3);
+        with_all.restart.window_ms = Some(60_000);
+        let clear = ServicePatch {
+            workdir: Some(None),
+            health: Some(None),
+            restart_max_attempts: Some(None),
+            restart_window_ms: Some(None),
+            ..ServicePatch::default()
+        };
+        let logged: ServicePatch = decode(&encode(&clear).unwrap()).unwrap();
+        assert_eq!(logged, clear);
+        let cleared = logged.apply_to(&with_all).unwrap();
+        assert_eq!(cleared.task.workdir, None);
+        assert_eq!(cleared.task.health, None);
+        assert_eq!(cleared.restart.max_attempts, None);
+        assert_eq!(cleared.restart.window_ms, None);
+        // A patch that leaves them leaves them, after the log too.
+        let leave: ServicePatch = decode(&encode(&ServicePatch::default()).unwrap()).unwrap();
+        assert_eq!(leave.apply_to(&with_all).unwrap(), with_all);
     }
 
     /// A rebalance is an update of the same template; refused for a global service and while

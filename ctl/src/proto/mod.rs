@@ -396,6 +396,8 @@ impl Response {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
     use super::*;
 
     #[test]
@@ -419,5 +421,28 @@ mod tests {
         assert_eq!(Request::Status.spec().route, Route::Local);
         assert_eq!(Request::Leave.spec().route, Route::Membership);
         assert_eq!(get(ReadConsistency::Stale).name(), "kv get");
+    }
+
+    /// `service update --no-healthcheck` sends `health: Some(None)`; it once arrived as `None`
+    /// (MessagePack's one nil), and the health check stayed.
+    #[test]
+    fn a_patch_that_clears_fields_arrives_as_sent() {
+        let patch = ServicePatchView {
+            health: Some(None),
+            workdir: Some(None),
+            restart_max_attempts: Some(None),
+            restart_window_ms: Some(Some(5)),
+            ..ServicePatchView::default()
+        };
+        let request = Request::ServiceUpdate {
+            name: "web".into(),
+            patch: Box::new(patch.clone()),
+        };
+        let frame = symphony_wire::frame::encode(&RequestFrame::new(1, request)).unwrap();
+        let back: RequestFrame = symphony_wire::frame::decode(&frame).unwrap();
+        match back.request {
+            Some(Request::ServiceUpdate { patch: back, .. }) => assert_eq!(*back, patch),
+            other => panic!("decoded {other:?}"),
+        }
     }
 }

@@ -136,7 +136,7 @@ pub struct ServicePatchView {
     #[serde(default)]
     pub env_unset: Vec<String>,
     /// `Some(None)`: no working dir.
-    #[serde(default)]
+    #[serde(default, with = "symphony_wire::double_option")]
     pub workdir: Option<Option<String>>,
     #[serde(default)]
     pub image: Option<String>,
@@ -154,16 +154,18 @@ pub struct ServicePatchView {
     pub restart_condition: Option<String>,
     #[serde(default)]
     pub restart_delay_ms: Option<u64>,
-    #[serde(default)]
+    /// `Some(None)`: no limit.
+    #[serde(default, with = "symphony_wire::double_option")]
     pub restart_max_attempts: Option<Option<u32>>,
-    #[serde(default)]
+    /// `Some(None)`: no window.
+    #[serde(default, with = "symphony_wire::double_option")]
     pub restart_window_ms: Option<Option<u64>>,
     #[serde(default)]
     pub on_isolation: Option<String>,
     #[serde(default)]
     pub stop_grace_ms: Option<u64>,
     /// `Some(None)`: no health check.
-    #[serde(default)]
+    #[serde(default, with = "symphony_wire::double_option")]
     pub health: Option<Option<HealthView>>,
     #[serde(default)]
     pub update: UpdatePatchView,
