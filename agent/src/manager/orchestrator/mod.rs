@@ -26,6 +26,11 @@ use super::propose::propose;
 const SWEEP: Duration = Duration::from_secs(1);
 /// ... and at most this often: a burst of changes is looked at once.
 const MIN_GAP: Duration = Duration::from_millis(20);
+/// A decision holds the replica's read lock, which the Raft apply waits for, and costs time in
+/// proportion to the tasks (about 10 ms a pass at 100,000). After a pass the loop waits at
+/// least this many times as long as the pass took, so that under a stream of changes (every
+/// task report is one) it takes at most a third of a core and of the replica's time.
+const GAP_PER_PASS: u32 = 2;
 /// The most tasks one Raft entry creates.
 const CREATE_BATCH: usize = 2_000;
 
@@ -43,6 +48,7 @@ pub async fn run(handles: LeaderHandles, stop: CancellationToken) {
             let observed = timers.observe(state, started);
             decide(state, &observed, &handles.orchestrator)
         });
+        let gap = MIN_GAP.max(started.elapsed() * GAP_PER_PASS);
         let recheck = decision.recheck_in.map_or(SWEEP, |wait| wait.min(SWEEP));
         if !decision.is_empty()
             && let Err(error) = carry_out(&consensus, decision).await
@@ -57,7 +63,7 @@ pub async fn run(handles: LeaderHandles, stop: CancellationToken) {
         }
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep_until(started + MIN_GAP) => {}
+            () = tokio::time::sleep_until(started + gap) => {}
         }
     }
 }
@@ -115,36 +121,37 @@ struct Timers {
 }
 
 impl Timers {
+    /// What this leader has seen, in one pass over the tasks: each timer keeps its start while
+    /// its condition holds and is dropped when it ends.
     fn observe(&mut self, state: &ClusterState, now: Instant) -> Observations {
-        self.down_since.retain(|id, _| {
-            state
-                .nodes
-                .get(id)
-                .is_some_and(|node| node.status == NodeStatus::Down)
-        });
+        let mut down_since = BTreeMap::new();
         for node in state.nodes.values() {
             if node.status == NodeStatus::Down {
-                self.down_since.entry(node.node_id).or_insert(now);
+                let at = self.down_since.get(&node.node_id).copied().unwrap_or(now);
+                down_since.insert(node.node_id, at);
             }
         }
-        self.ended_since.retain(|id, _| {
-            state
-                .tasks
-                .get(id)
-                .is_some_and(|task| task.state.is_terminal())
-        });
+        // The tasks iterate in id order, so the new maps are built from sorted input.
+        let mut ended_since = Vec::new();
+        let mut ready_since = Vec::new();
         for task in state.tasks.values() {
-            if task.state.is_terminal() && task.desired == DesiredState::Running {
-                self.ended_since.entry(task.id).or_insert(now);
+            if task.state.is_terminal() {
+                // Timed from when it ended wanting to run; kept if its desired state changed since.
+                match self.ended_since.get(&task.id) {
+                    Some(at) => ended_since.push((task.id, *at)),
+                    None if task.desired == DesiredState::Running => {
+                        ended_since.push((task.id, now));
+                    }
+                    None => {}
+                }
+            } else if rollout::is_ready(task) {
+                let at = self.ready_since.get(&task.id).copied().unwrap_or(now);
+                ready_since.push((task.id, at));
             }
         }
-        self.ready_since
-            .retain(|id, _| state.tasks.get(id).is_some_and(rollout::is_ready));
-        for task in state.tasks.values() {
-            if rollout::is_ready(task) {
-                self.ready_since.entry(task.id).or_insert(now);
-            }
-        }
+        self.down_since = down_since;
+        self.ended_since = ended_since.into_iter().collect();
+        self.ready_since = ready_since.into_iter().collect();
         Observations {
             down_for: since(&self.down_since, now),
             ended_for: since(&self.ended_since, now),
@@ -168,5 +175,77 @@ pub fn default_settings() -> Settings {
         isolation_lease: Duration::from_secs(10),
         keep_ended: 5,
         max_creates: 10_000,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use symphony_consensus::{ServiceMode, TaskState};
+
+    use super::*;
+    use crate::manager::testing::{
+        cluster, create_service, place, report, set_status, spec, tasks_result,
+    };
+
+    #[test]
+    fn timers_keep_their_start_while_their_condition_holds() {
+        let mut state = cluster(1);
+        create_service(
+            &mut state,
+            "web",
+            spec(ServiceMode::Replicated { replicas: 2 }),
+        );
+        let created = decide(&state, &Observations::default(), &default_settings()).create;
+        let ids = tasks_result(
+            &mut state,
+            TaskCommand::Create {
+                tasks: created,
+                at_ms: 1,
+            },
+        )
+        .changed;
+        place(&mut state, ids.iter().map(|id| (*id, 10)).collect());
+        for id in &ids {
+            report(&mut state, *id, TaskState::Running, None);
+        }
+        let (first, second) = (ids[0], ids[1]);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut timers = Timers::default();
+
+        let seen = timers.observe(&state, t0);
+        assert_eq!(seen.ready_for.get(&first), Some(&Duration::ZERO));
+        let seen = timers.observe(&state, at(5));
+        assert_eq!(seen.ready_for.get(&second), Some(&Duration::from_secs(5)));
+        assert!(seen.ended_for.is_empty() && seen.down_for.is_empty());
+
+        // The first ends: it is timed as ended from now, no longer as ready.
+        report(&mut state, first, TaskState::Failed, Some(1));
+        let seen = timers.observe(&state, at(6));
+        assert_eq!(seen.ended_for.get(&first), Some(&Duration::ZERO));
+        assert_eq!(seen.ready_for.get(&first), None);
+        assert_eq!(seen.ready_for.get(&second), Some(&Duration::from_secs(6)));
+        // Asked to stay down since, it keeps its time; the node going down is timed too.
+        tasks_result(
+            &mut state,
+            TaskCommand::SetDesired {
+                changes: vec![(first, DesiredState::Shutdown)],
+            },
+        );
+        set_status(&mut state, 10, NodeStatus::Down);
+        let seen = timers.observe(&state, at(8));
+        assert_eq!(seen.ended_for.get(&first), Some(&Duration::from_secs(2)));
+        assert_eq!(seen.down_for.get(&10), Some(&Duration::ZERO));
+        let seen = timers.observe(&state, at(9));
+        assert_eq!(seen.down_for.get(&10), Some(&Duration::from_secs(1)));
+
+        // The node is back: its timer is gone and starts afresh next time.
+        set_status(&mut state, 10, NodeStatus::Ready);
+        assert!(timers.observe(&state, at(10)).down_for.is_empty());
+        set_status(&mut state, 10, NodeStatus::Down);
+        assert_eq!(
+            timers.observe(&state, at(11)).down_for.get(&10),
+            Some(&Duration::ZERO)
+        );
     }
 }

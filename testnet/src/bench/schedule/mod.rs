@@ -294,6 +294,9 @@ pub async fn run(options: ScheduleOptions) -> anyhow::Result<()> {
         final_counts.session_failures,
         final_counts.duplicates
     );
+    if let Some(why) = tally.last_report_failure() {
+        println!("  the last report batch sent again had failed with: {why}");
+    }
     drop(client);
     drop(cluster);
     println!(

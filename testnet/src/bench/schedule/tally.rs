@@ -41,6 +41,8 @@ struct Seen {
 pub struct Tally {
     tasks: Mutex<HashMap<u64, Seen>>,
     counts: watch::Sender<Counts>,
+    /// Why the last report batch that was sent again had failed.
+    last_report_failure: Mutex<Option<String>>,
 }
 
 impl Default for Tally {
@@ -48,6 +50,7 @@ impl Default for Tally {
         Tally {
             tasks: Mutex::new(HashMap::new()),
             counts: watch::Sender::new(Counts::default()),
+            last_report_failure: Mutex::new(None),
         }
     }
 }
@@ -118,8 +121,20 @@ impl Tally {
             .send_modify(|counts| counts.stream_restarts += 1);
     }
 
-    pub fn report_retried(&self) {
+    pub fn report_retried(&self, why: String) {
+        *self
+            .last_report_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(why);
         self.counts.send_modify(|counts| counts.report_retries += 1);
+    }
+
+    /// Why the last report batch sent again had failed, if one was.
+    pub fn last_report_failure(&self) -> Option<String> {
+        self.last_report_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     pub fn session_failed(&self) {

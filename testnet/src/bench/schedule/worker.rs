@@ -287,8 +287,12 @@ async fn send_reports(
                 tally.reported(&running, Instant::now());
                 pending.drain(..count);
             }
-            _ => {
-                tally.report_retried();
+            other => {
+                let why = match other {
+                    Ok(reply) => format!("unexpected reply {reply:?}"),
+                    Err(error) => error.to_string(),
+                };
+                tally.report_retried(why);
                 tokio::time::sleep(RETRY).await;
             }
         }
