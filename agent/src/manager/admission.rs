@@ -329,7 +329,7 @@ fn node_join(
         agent_version: join.agent_version,
         labels: join.labels,
         node_secret,
-        certificate,
+        certificate: certificate.map(Box::new),
     }
 }
 

@@ -130,9 +130,10 @@ pub struct NodeJoin {
     pub labels: BTreeMap<String, String>,
     /// A worker's secret, new at every join.
     pub node_secret: Option<String>,
-    /// The certificate the leader issued with this join, if the join asked for one.
+    /// The certificate the leader issued with this join, if the join asked for one. Boxed:
+    /// rarely read, and it would make every `NodeCommand` as large as a join.
     #[serde(default)]
-    pub certificate: Option<NodeCertificate>,
+    pub certificate: Option<Box<NodeCertificate>>,
 }
 
 /// Changes to the nodes table.
@@ -349,7 +350,7 @@ fn new_record(join: &NodeJoin, at_ms: u64) -> NodeRecord {
         demoted: false,
         gossip_addr: join.gossip_addr.clone(),
         node_secret: join.node_secret.clone(),
-        certificate: join.certificate.clone(),
+        certificate: join.certificate.as_deref().cloned(),
     }
 }
 

@@ -133,7 +133,7 @@ fn node_join() -> impl Strategy<Value = NodeJoin> {
         resources(),
         labels(),
         prop::option::of(small_text()),
-        prop::option::of(node_certificate()),
+        prop::option::of(node_certificate().prop_map(Box::new)),
     )
         .prop_map(
             |(node_id, role, raft_node_id, resources, labels, node_secret, certificate)| NodeJoin {
