@@ -150,21 +150,8 @@ async fn managers(ctx: &Context) -> Vec<String> {
                 .map(|manager| manager.remote_addr),
         );
     } else {
-        let remembered = ctx
-            .node
-            .worker()
-            .map(|worker| worker.managers)
-            .unwrap_or_default();
-        let gossip = ctx.gossip.running().map(|running| running.gossip);
-        let current = ctx.session.view().map(|view| view.manager);
-        let candidates = crate::worker::session::candidates(
-            current,
-            gossip.as_ref(),
-            ctx.node.node_id(),
-            remembered,
-        )
-        .await;
-        addrs.extend(candidates.into_iter().map(|manager| manager.remote_addr));
+        let managers = crate::worker::session::managers_to_try(ctx).await;
+        addrs.extend(managers.into_iter().map(|manager| manager.remote_addr));
     }
     let mut seen = std::collections::BTreeSet::new();
     addrs.retain(|addr| seen.insert(addr.clone()));

@@ -63,6 +63,22 @@ where
     }
 }
 
+/// A new connection with the certificate in `dir` (the worker `node_id`'s) opens a session.
+async fn session_works(remote_port: u16, node_id: u64, dir: &Path) {
+    let link = RemoteClient::connect(
+        &format!("127.0.0.1:{remote_port}"),
+        node_id,
+        node_tls(dir, ClientAuth::Required),
+    )
+    .await
+    .unwrap();
+    let reply = link
+        .call(session(node_id, &secret_of(dir)), CALL)
+        .await
+        .unwrap();
+    assert!(matches!(reply, RemoteReply::Session(_)), "{reply:?}");
+}
+
 async fn status_of(manager: &Client, node_id: u64) -> Option<String> {
     manager
         .node_list(ReadConsistency::Linearizable)
@@ -262,18 +278,7 @@ async fn every_node_renews_its_certificate_while_the_cluster_works() {
         Some("ready")
     );
     // The worker's new certificate is taken: its session goes on over it.
-    let link = RemoteClient::connect(
-        &format!("127.0.0.1:{}", ports.remote),
-        worker_id,
-        node_tls(worker_dir.path(), ClientAuth::Required),
-    )
-    .await
-    .unwrap();
-    let reply = link
-        .call(session(worker_id, &secret_of(worker_dir.path())), CALL)
-        .await
-        .unwrap();
-    assert!(matches!(reply, RemoteReply::Session(_)), "{reply:?}");
+    session_works(ports.remote, worker_id, worker_dir.path()).await;
     drop(worker);
     // The cluster recorded what it issued.
     let ca = manager
@@ -406,16 +411,5 @@ async fn a_worker_whose_certificate_expired_re_enrols_as_itself_and_a_copy_of_it
     assert_eq!(record.labels.get("zone").map(String::as_str), Some("b"));
     assert_eq!(record.joined_at_ms, joined_at);
     // Its links work with the new certificate.
-    let link = RemoteClient::connect(
-        &format!("127.0.0.1:{}", ports.remote),
-        worker_id,
-        node_tls(worker_dir.path(), ClientAuth::Required),
-    )
-    .await
-    .unwrap();
-    let reply = link
-        .call(session(worker_id, &secret_of(worker_dir.path())), CALL)
-        .await
-        .unwrap();
-    assert!(matches!(reply, RemoteReply::Session(_)), "{reply:?}");
+    session_works(ports.remote, worker_id, worker_dir.path()).await;
 }

@@ -59,11 +59,7 @@ pub async fn join(owner: &mut Owner, token: String, addr: &str) -> Result<JoinIn
         ));
     };
     // Kept before the membership, so that gossip starts sealed under the cluster's keys.
-    if let Some(keyring) = &reply.gossip_keys
-        && let Err(error) = owner.ctx.keys.offer(&reply.cluster_id, keyring)
-    {
-        tracing::warn!(%error, "cannot keep the gossip keyring on disk; the session will bring it again");
-    }
+    keep_keyring(owner, &reply.cluster_id, reply.gossip_keys.as_ref());
     let worker = WorkerState {
         cluster_id: reply.cluster_id.clone(),
         node_secret,
@@ -120,11 +116,7 @@ async fn rejoin(
             "the cluster did not admit this node as a worker again; was a manager token given?",
         ));
     };
-    if let Some(keyring) = &reply.gossip_keys
-        && let Err(error) = owner.ctx.keys.offer(&reply.cluster_id, keyring)
-    {
-        tracing::warn!(%error, "cannot keep the gossip keyring on disk; the session will bring it again");
-    }
+    keep_keyring(owner, &reply.cluster_id, reply.gossip_keys.as_ref());
     let managers = if reply.managers.is_empty() {
         worker.managers
     } else {
@@ -145,6 +137,20 @@ async fn rejoin(
         role: Role::Worker,
         leader_raft_id: reply.leader_raft_id,
     })
+}
+
+/// Keeps the gossip keyring a join brought, before the membership, so that gossip starts
+/// sealed under the cluster's keys.
+fn keep_keyring(
+    owner: &Owner,
+    cluster_id: &str,
+    keyring: Option<&symphony_consensus::GossipKeyring>,
+) {
+    if let Some(keyring) = keyring
+        && let Err(error) = owner.ctx.keys.offer(cluster_id, keyring)
+    {
+        tracing::warn!(%error, "cannot keep the gossip keyring on disk; the session will bring it again");
+    }
 }
 
 /// A fresh node whose worker join did not happen serves its Raft port again, as it did
