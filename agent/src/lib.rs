@@ -24,6 +24,8 @@
 //!   instruments, the readings of the other tasks' published state at each scrape, the HTTP
 //!   endpoint;
 //! - [`keyring`]: the node's gossip keys, kept in `gossip-keys.json`;
+//! - [`tls`]: the node's key, certificate and CA bundle, and the live TLS of its links;
+//! - [`renew`]: the node renewing its own certificate between half and four fifths of its life;
 //! - [`errors`]: the errors many handlers share;
 //! - [`restore`]: `symphony-agent snapshot restore`, seeding a manager from a snapshot file;
 //! - [`tokens`]: cluster ids, join tokens and secrets from a CSPRNG;
@@ -45,6 +47,7 @@ pub mod manager;
 pub mod metrics;
 pub mod node;
 pub mod remote;
+pub mod renew;
 pub mod restore;
 pub mod run;
 pub mod system;
@@ -57,8 +60,12 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Milliseconds since the Unix epoch, for timestamps proposers put into commands.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    millis_since_epoch(std::time::SystemTime::now())
+}
+
+/// `at` in milliseconds since the epoch (0 before it).
+pub fn millis_since_epoch(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| {
             u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
         })

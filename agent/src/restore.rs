@@ -47,6 +47,7 @@ pub async fn restore(args: &AgentArgs, file: &Path) -> Result<(), String> {
         &csr,
         identity.node_id,
         symphony_ctl::proto::Role::Manager,
+        cluster.cert_lifetime(),
     )
     .map_err(|error| error.message)?;
     tls.store(&cert, &ca.bundle())

@@ -234,6 +234,12 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         metrics.status_changes.clone(),
         shutdown.clone(),
     ));
+    let removed_watch = tokio::spawn(crate::manager::removed::watch(
+        node.clone(),
+        ctx.tls.clone(),
+        shutdown.clone(),
+    ));
+    let renewer = tokio::spawn(crate::renew::run(ctx.clone(), shutdown.clone()));
     let placement_watch = tokio::spawn(crate::metrics::placements::watch(
         node.clone(),
         metrics.placements.clone(),
@@ -327,6 +333,8 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         reporter,
         raft_watch,
         status_watch,
+        removed_watch,
+        renewer,
         placement_watch,
         supervisor
     );

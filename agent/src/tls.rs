@@ -8,12 +8,13 @@
 //! dialers hold live [`Transport`]s over its channels, so a certificate kept at a join (or
 //! renewed) applies to the next connection without rebuilding anything.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use symphony_pki::{CaBundle, ClusterCa, NodeKey, PkiError};
 use symphony_wire::Transport;
-use symphony_wire::tls::{ClientAuth, TlsMaterial, TlsTransport};
+use symphony_wire::tls::{ClientAuth, PeerCheck, TlsMaterial, TlsTransport};
 use tokio::sync::watch;
 
 /// Why the node's TLS files could not be read or written.
@@ -39,6 +40,11 @@ pub struct TlsStore {
     raft: watch::Sender<Option<Arc<TlsTransport>>>,
     /// The node-to-node API's: a client may come without one (a node joining).
     remote: watch::Sender<Option<Arc<TlsTransport>>>,
+    /// The nodes removed from the cluster, whose certificates this node refuses in every
+    /// handshake (both ways) and on every call. Set only by the task that follows a
+    /// manager's replica (`manager::removed::watch`); empty on a worker, which holds no
+    /// state (the managers it talks to refuse for it).
+    removed: watch::Sender<Arc<BTreeSet<u64>>>,
 }
 
 impl std::fmt::Debug for TlsStore {
@@ -96,6 +102,7 @@ impl TlsStore {
             key: Arc::new(key),
             raft: watch::Sender::new(None),
             remote: watch::Sender::new(None),
+            removed: watch::Sender::new(Arc::new(BTreeSet::new())),
         };
         if let Err(error) = store.publish() {
             // The node still starts (its control socket works, a new join can issue another
@@ -129,8 +136,14 @@ impl TlsStore {
             bundle,
             cluster_id: identity.cluster_id,
         };
-        let raft = TlsTransport::new(&material, ClientAuth::Required)?;
-        let remote = TlsTransport::new(&material, ClientAuth::Optional)?;
+        // Read at every handshake, so a removal applies to the next connection without
+        // rebuilding the TLS configuration.
+        let removed = self.removed.subscribe();
+        let check: PeerCheck = Arc::new(move |identity: &symphony_pki::CertIdentity| {
+            !removed.borrow().contains(&identity.node_id)
+        });
+        let raft = TlsTransport::checked(&material, ClientAuth::Required, Some(check.clone()))?;
+        let remote = TlsTransport::checked(&material, ClientAuth::Optional, Some(check))?;
         self.raft.send_replace(Some(Arc::new(raft)));
         self.remote.send_replace(Some(Arc::new(remote)));
         Ok(())
@@ -151,9 +164,49 @@ impl TlsStore {
         self.remote.subscribe()
     }
 
+    /// Whether the node's certificate checks out against its bundle now: not expired, so its
+    /// peers take it. A node whose certificate expired while it was off (and so could not
+    /// renew it) joins again with a token, as a newcomer.
+    pub fn holds_valid_certificate(&self) -> bool {
+        let (Some(cert), Some(bundle)) = (self.certificate(), self.ca_bundle()) else {
+            return false;
+        };
+        symphony_pki::verify::first_der(&cert)
+            .and_then(|der| {
+                symphony_pki::verify::verify_chain(&der, &bundle, std::time::SystemTime::now())
+            })
+            .is_ok()
+    }
+
     /// Whether the node holds a certificate its links use.
     pub fn enrolled(&self) -> bool {
         self.remote.borrow().is_some()
+    }
+
+    /// Sets the nodes removed from the cluster (see [`TlsStore::is_removed`]).
+    pub fn set_removed(&self, removed: &BTreeSet<u64>) {
+        self.removed.send_if_modified(|held| {
+            if **held == *removed {
+                return false;
+            }
+            *held = Arc::new(removed.clone());
+            true
+        });
+    }
+
+    /// The nodes removed from the cluster, as this node last learnt.
+    pub fn removed(&self) -> Arc<BTreeSet<u64>> {
+        self.removed.borrow().clone()
+    }
+
+    /// Whether `node_id` was removed from the cluster, as this node last learnt.
+    pub fn is_removed(&self, node_id: u64) -> bool {
+        self.removed.borrow().contains(&node_id)
+    }
+
+    /// The digest of the node's public key, which every certificate it is issued carries.
+    pub fn key_digest(&self) -> String {
+        self.key.public_key_digest()
     }
 
     /// A certificate request for the node's key.
@@ -258,8 +311,25 @@ mod tests {
                 std::time::SystemTime::now(),
             )
             .unwrap();
+        assert!(!store.holds_valid_certificate());
         store.store(&issued.cert_pem, &ca.bundle()).unwrap();
+        assert!(store.holds_valid_certificate());
         assert_eq!(again.certificate().unwrap(), issued.cert_pem);
         assert_eq!(again.ca_bundle().unwrap(), ca.bundle());
+        assert_eq!(
+            symphony_pki::verify::public_key_digest(&issued.cert_pem).unwrap(),
+            store.key_digest()
+        );
+    }
+
+    #[test]
+    fn removed_nodes_are_remembered_until_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TlsStore::open(dir.path()).unwrap();
+        assert!(!store.is_removed(7));
+        store.set_removed(&BTreeSet::from([7]));
+        assert!(store.is_removed(7) && !store.is_removed(8));
+        store.set_removed(&BTreeSet::new());
+        assert!(!store.is_removed(7));
     }
 }

@@ -9,10 +9,10 @@ use std::time::Duration;
 use symphony_wire::{CallError, Dialer, Hello, HelloError, LocalHello, Mux, Protocol, Refusal};
 
 use crate::proto::{
-    Ctl, CtlError, DiagnosticsInfo, DoneInfo, EventFilter, ExplainInfo, GossipKeysInfo, InitInfo,
-    JoinInfo, KvDeleteResult, KvEntry, KvHistoryInfo, KvListing, KvWriteResult, NodeInfo,
-    ReadConsistency, Request, Response, Role, ServiceInfo, ServicePatchView, ServiceSpecView,
-    SnapshotInfo, StatusInfo, TaskInfo, TokenInfo,
+    CaStatusInfo, ClusterSettingsInfo, Ctl, CtlError, DiagnosticsInfo, DoneInfo, EventFilter,
+    ExplainInfo, GossipKeysInfo, InitInfo, JoinInfo, KvDeleteResult, KvEntry, KvHistoryInfo,
+    KvListing, KvWriteResult, NodeInfo, ReadConsistency, Request, Response, Role, ServiceInfo,
+    ServicePatchView, ServiceSpecView, SnapshotInfo, StatusInfo, TaskInfo, TokenInfo,
 };
 
 /// How long connecting and the hello may take.
@@ -158,14 +158,65 @@ impl Client {
         self.init_with(Vec::new(), None).await
     }
 
+    /// `init --cert-expiry`: a new cluster whose node certificates live `cert_expiry`.
+    pub async fn init_with_cert_expiry(
+        &self,
+        cert_expiry: Duration,
+    ) -> Result<InitInfo, ClientError> {
+        self.init_request(Vec::new(), None, Some(millis(cert_expiry)))
+            .await
+    }
+
     /// `init --peers` (the peers' Raft addresses) or `init --join-addr` (a remote address).
     pub async fn init_with(
         &self,
         peers: Vec<String>,
         join_addr: Option<String>,
     ) -> Result<InitInfo, ClientError> {
-        self.expect(Request::Init { peers, join_addr }, |r| match r {
+        self.init_request(peers, join_addr, None).await
+    }
+
+    /// Any `init`, as the command line asks for it.
+    pub async fn init_request(
+        &self,
+        peers: Vec<String>,
+        join_addr: Option<String>,
+        cert_expiry_ms: Option<u64>,
+    ) -> Result<InitInfo, ClientError> {
+        let request = Request::Init {
+            peers,
+            join_addr,
+            cert_expiry_ms,
+        };
+        self.expect(request, |r| match r {
             Response::Init(info) => Ok(info),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `cluster update`: changes the settings given (`None`: unchanged).
+    pub async fn cluster_update(
+        &self,
+        cert_expiry: Option<Duration>,
+    ) -> Result<ClusterSettingsInfo, ClientError> {
+        let request = Request::ClusterUpdate {
+            cert_expiry_ms: cert_expiry.map(millis),
+        };
+        self.expect(request, |r| match r {
+            Response::Cluster(info) => Ok(info),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `ca status`.
+    pub async fn ca_status(
+        &self,
+        consistency: ReadConsistency,
+    ) -> Result<CaStatusInfo, ClientError> {
+        self.expect(Request::CaStatus { consistency }, |r| match r {
+            Response::CaStatus(info) => Ok(info),
             other => Err(other),
         })
         .await

@@ -70,6 +70,11 @@ impl CaBundle {
     }
 }
 
+/// SHA-256 of `bytes`, as lowercase hex.
+pub(crate) fn hex_digest(bytes: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

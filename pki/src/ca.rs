@@ -22,9 +22,28 @@ use crate::identity::CertIdentity;
 
 /// How long the root is valid.
 pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-/// How long a node certificate is valid. Long, until certificates renew themselves: a node
-/// certificate outlives no root.
-pub const NODE_CERT_LIFETIME: Duration = Duration::from_secs(5 * 365 * 24 * 3600);
+/// How long a node certificate is valid unless the cluster says otherwise (`init
+/// --cert-expiry`, `cluster update --cert-expiry`): every node renews its own well before the
+/// end, so a short life costs nothing and bounds how long a stolen key is worth anything.
+pub const DEFAULT_NODE_CERT_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The shortest lifetime a cluster may set: renewal starts at half of it, and a node needs a
+/// few seconds to ask; tests use lifetimes not much longer.
+pub const MIN_NODE_CERT_LIFETIME: Duration = Duration::from_secs(30);
+/// The longest: a node certificate must end well before the root it chains to (renewing the
+/// root is an operator's rotation, not something a node does).
+pub const MAX_NODE_CERT_LIFETIME: Duration = Duration::from_secs(5 * 365 * 24 * 3600);
+
+/// Checks a node certificate lifetime an operator asked for.
+pub fn check_lifetime(lifetime: Duration) -> Result<Duration, PkiError> {
+    if lifetime < MIN_NODE_CERT_LIFETIME || lifetime > MAX_NODE_CERT_LIFETIME {
+        return Err(PkiError::Lifetime {
+            asked_s: lifetime.as_secs(),
+            min_s: MIN_NODE_CERT_LIFETIME.as_secs(),
+            max_s: MAX_NODE_CERT_LIFETIME.as_secs(),
+        });
+    }
+    Ok(lifetime)
+}
 
 /// The root CA: its certificate and its private key, both PEM. The key is a secret of the
 /// managers.
@@ -86,22 +105,26 @@ impl ClusterCa {
     }
 
     /// Issues a certificate for `identity` to the key of `request_pem`, valid from an hour
-    /// before `now`. The request must be signed by the key it carries.
+    /// before `now` for [`DEFAULT_NODE_CERT_LIFETIME`]. The request must be signed by the key
+    /// it carries.
     pub fn issue(
         &self,
         request_pem: &str,
         identity: &CertIdentity,
         now: SystemTime,
     ) -> Result<IssuedCert, PkiError> {
-        let request =
-            CertificateSigningRequestParams::from_pem(request_pem).map_err(
-                |error| match error {
-                    rcgen::Error::InvalidCertificationRequestSignature => {
-                        PkiError::BadRequestSignature
-                    }
-                    other => PkiError::malformed("certificate request", other),
-                },
-            )?;
+        self.issue_valid_for(request_pem, identity, now, DEFAULT_NODE_CERT_LIFETIME)
+    }
+
+    /// Like [`ClusterCa::issue`], valid until `now + lifetime` (and from an hour before `now`).
+    pub fn issue_valid_for(
+        &self,
+        request_pem: &str,
+        identity: &CertIdentity,
+        now: SystemTime,
+        lifetime: Duration,
+    ) -> Result<IssuedCert, PkiError> {
+        let request = read_request(request_pem)?;
         let key = KeyPair::from_pem(&self.key_pem)
             .map_err(|error| PkiError::malformed("CA key", error))?;
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, key)
@@ -127,7 +150,7 @@ impl ClusterCa {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         params.use_authority_key_identifier_extension = true;
-        set_validity(&mut params, now, NODE_CERT_LIFETIME);
+        set_validity(&mut params, now, lifetime);
         params.serial_number = Some(random_serial());
         let cert = params
             .signed_by(&request.public_key, &issuer)
@@ -136,6 +159,21 @@ impl ClusterCa {
             cert_pem: cert.pem(),
         })
     }
+}
+
+/// Reads a certificate request, checks it is signed by the key it carries, and returns that
+/// key's digest (as [`crate::NodeKey::public_key_digest`] computes it).
+pub fn request_key_digest(request_pem: &str) -> Result<String, PkiError> {
+    use rcgen::PublicKeyData;
+    let request = read_request(request_pem)?;
+    Ok(crate::bundle::hex_digest(request.public_key.der_bytes()))
+}
+
+fn read_request(request_pem: &str) -> Result<CertificateSigningRequestParams, PkiError> {
+    CertificateSigningRequestParams::from_pem(request_pem).map_err(|error| match error {
+        rcgen::Error::InvalidCertificationRequestSignature => PkiError::BadRequestSignature,
+        other => PkiError::malformed("certificate request", other),
+    })
 }
 
 fn set_validity(params: &mut CertificateParams, now: SystemTime, lifetime: Duration) {
@@ -213,6 +251,57 @@ mod tests {
             .map(|name| name.to_string())
             .collect();
         assert_eq!(names, vec!["URI(symphony://c0ffee/worker/9)".to_string()]);
+    }
+
+    #[test]
+    fn certificates_live_as_long_as_asked_backdated_an_hour() {
+        let ca = ClusterCa::generate("c0ffee").unwrap();
+        let key = NodeKey::generate().unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let issued = ca
+            .issue_valid_for(
+                &key.request("n").unwrap(),
+                &identity(CertRole::Worker, 4),
+                now,
+                Duration::from_secs(40),
+            )
+            .unwrap();
+        let validity = crate::verify::validity_of(&issued.cert_pem).unwrap();
+        assert_eq!(validity.not_before, now - crate::BACKDATE);
+        assert_eq!(validity.not_after, now + Duration::from_secs(40));
+        assert_eq!(validity.issued_at(), now);
+        assert_eq!(
+            crate::verify::public_key_digest(&issued.cert_pem).unwrap(),
+            key.public_key_digest(),
+            "the certificate carries the request's key"
+        );
+        assert_eq!(
+            request_key_digest(&key.request("again").unwrap()).unwrap(),
+            key.public_key_digest()
+        );
+        let other = NodeKey::generate().unwrap();
+        assert_ne!(other.public_key_digest(), key.public_key_digest());
+    }
+
+    #[test]
+    fn absurd_lifetimes_are_refused() {
+        for (seconds, ok) in [
+            (0, false),
+            (29, false),
+            (30, true),
+            (90 * 24 * 3600, true),
+            (5 * 365 * 24 * 3600, true),
+            (5 * 365 * 24 * 3600 + 1, false),
+        ] {
+            let checked = check_lifetime(Duration::from_secs(seconds));
+            assert_eq!(checked.is_ok(), ok, "{seconds}");
+            if !ok {
+                assert!(matches!(
+                    checked,
+                    Err(PkiError::Lifetime { asked_s, min_s: 30, .. }) if asked_s == seconds
+                ));
+            }
+        }
     }
 
     #[test]

@@ -35,6 +35,15 @@ pub enum PkiError {
     /// The certificate names a node of another cluster.
     #[error("the certificate belongs to cluster {got}, not {expected}")]
     WrongCluster { expected: String, got: String },
+    /// A node certificate lifetime outside what a cluster may set.
+    #[error(
+        "a certificate lifetime of {asked_s} s is not allowed: it must be between {min_s} s and {max_s} s"
+    )]
+    Lifetime {
+        asked_s: u64,
+        min_s: u64,
+        max_s: u64,
+    },
     /// The bundle holds no certificate.
     #[error("the CA bundle is empty")]
     EmptyBundle,

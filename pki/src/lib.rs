@@ -27,7 +27,7 @@ pub use error::PkiError;
 pub use identity::{CertIdentity, CertRole};
 pub use node_key::NodeKey;
 pub use token::{JoinToken, TokenError, secrets_equal};
-pub use verify::verify_peer;
+pub use verify::{Validity, verify_peer};
 
 /// How long a certificate is backdated, so that a peer whose clock is a little behind the
 /// issuer's accepts it at once.

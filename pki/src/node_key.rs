@@ -39,6 +39,13 @@ impl NodeKey {
         self.key.serialize_der()
     }
 
+    /// The SHA-256 digest (hex) of this key's public half: what a certificate issued to it, or
+    /// a request made with it, shows ([`crate::verify::public_key_digest`],
+    /// [`crate::ca::request_key_digest`]).
+    pub fn public_key_digest(&self) -> String {
+        crate::bundle::hex_digest(self.key.public_key_raw())
+    }
+
     /// A certificate request for this key. The common name is informational: the issuing
     /// manager ignores it.
     pub fn request(&self, common_name: &str) -> Result<String, PkiError> {

@@ -109,6 +109,47 @@ fn identity_of(cert: &X509Certificate<'_>) -> Result<CertIdentity, PkiError> {
     CertIdentity::from_uri(uri)
 }
 
+/// When a certificate is valid, as it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+}
+
+impl Validity {
+    /// When it was issued: its start is backdated by [`crate::BACKDATE`] (clamped to its end,
+    /// for a certificate issued otherwise). Its lifetime counts from here.
+    pub fn issued_at(&self) -> SystemTime {
+        (self.not_before + crate::BACKDATE).min(self.not_after)
+    }
+}
+
+/// The validity of the first certificate of `cert_pem`, unchecked (a node reading its own).
+pub fn validity_of(cert_pem: &str) -> Result<Validity, PkiError> {
+    let der = first_der(cert_pem)?;
+    let (_, cert) = X509Certificate::from_der(&der)
+        .map_err(|error| PkiError::malformed("certificate", error))?;
+    let at = |timestamp: i64| {
+        SystemTime::UNIX_EPOCH
+            + std::time::Duration::from_secs(u64::try_from(timestamp).unwrap_or(0))
+    };
+    Ok(Validity {
+        not_before: at(cert.validity().not_before.timestamp()),
+        not_after: at(cert.validity().not_after.timestamp()),
+    })
+}
+
+/// The SHA-256 digest (hex) of the public key of the first certificate of `cert_pem`: which
+/// key the certificate was issued to, comparable with [`crate::NodeKey::public_key_digest`].
+pub fn public_key_digest(cert_pem: &str) -> Result<String, PkiError> {
+    let der = first_der(cert_pem)?;
+    let (_, cert) = X509Certificate::from_der(&der)
+        .map_err(|error| PkiError::malformed("certificate", error))?;
+    Ok(crate::bundle::hex_digest(
+        cert.public_key().subject_public_key.data.as_ref(),
+    ))
+}
+
 /// How far ahead of this node's clock a certificate's start may be. Certificates are
 /// backdated an hour when issued; a checker whose clock is behind the issuer's by more (a
 /// manager a day off, which the clock faults test) would otherwise refuse every certificate
@@ -199,7 +240,7 @@ mod tests {
                 &cert,
                 &ca.bundle(),
                 "c",
-                now + crate::ca::NODE_CERT_LIFETIME + Duration::from_secs(60)
+                now + crate::ca::DEFAULT_NODE_CERT_LIFETIME + Duration::from_secs(60)
             ),
             Err(PkiError::Expired { .. })
         ));

@@ -41,6 +41,11 @@ pub enum TlsSetupError {
     Name(#[from] rustls::pki_types::InvalidDnsNameError),
 }
 
+/// A check of the identity a valid certificate proves, beyond the CA and the cluster: `false`
+/// refuses the peer in the handshake (as a revoked certificate). The protocol above decides
+/// what it means (the agent refuses the nodes removed from its cluster); this crate only asks.
+pub type PeerCheck = Arc<dyn Fn(&CertIdentity) -> bool + Send + Sync>;
+
 /// What a node needs to speak TLS: its certificate and key, and whom it trusts.
 #[derive(Clone)]
 pub struct TlsMaterial {
@@ -81,12 +86,23 @@ impl TlsTransport {
     /// A node with its certificate: it serves (asking clients for theirs as `client_auth`
     /// says) and dials with it.
     pub fn new(material: &TlsMaterial, client_auth: ClientAuth) -> Result<Self, TlsSetupError> {
+        Self::checked(material, client_auth, None)
+    }
+
+    /// Like [`TlsTransport::new`], refusing (both ways) every peer whose identity `check`
+    /// refuses.
+    pub fn checked(
+        material: &TlsMaterial,
+        client_auth: ClientAuth,
+        check: Option<PeerCheck>,
+    ) -> Result<Self, TlsSetupError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = Arc::new(PeerVerifier {
             bundle: material.bundle.clone(),
             cluster_id: Some(material.cluster_id.clone()),
             provider: provider.clone(),
             client_auth,
+            peer_check: check,
         });
         let chain = vec![CertificateDer::from(symphony_pki::verify::first_der(
             &material.cert_pem,
@@ -123,6 +139,7 @@ impl TlsTransport {
             cluster_id,
             provider: provider.clone(),
             client_auth: ClientAuth::Required,
+            peer_check: None,
         });
         let client = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -149,6 +166,7 @@ impl TlsTransport {
             cluster_id: None,
             provider: provider.clone(),
             client_auth: ClientAuth::Required,
+            peer_check: None,
         });
         let client = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -172,14 +190,32 @@ impl TlsTransport {
     }
 }
 
-/// One verifier for both sides: the bundle, the cluster, and rustls's signature checks.
-#[derive(Debug)]
+/// One verifier for both sides: the bundle, the cluster, the caller's own check, and rustls's
+/// signature checks.
 struct PeerVerifier {
     bundle: CaBundle,
     /// `None`: any cluster the bundle's CAs issued for (a newcomer's view).
     cluster_id: Option<String>,
     provider: Arc<CryptoProvider>,
     client_auth: ClientAuth,
+    peer_check: Option<PeerCheck>,
+}
+
+impl std::fmt::Debug for PeerVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerVerifier")
+            .field("cluster_id", &self.cluster_id)
+            .field("client_auth", &self.client_auth)
+            .field("checked", &self.peer_check.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a peer's certificate was refused.
+enum Refusal {
+    Pki(PkiError),
+    /// Valid, but the check refused the identity it proves.
+    Checked,
 }
 
 impl PeerVerifier {
@@ -190,16 +226,25 @@ impl PeerVerifier {
         }
     }
 
+    fn admit(&self, der: &[u8], now: SystemTime) -> Result<CertIdentity, Refusal> {
+        let identity = self.check(der, now).map_err(Refusal::Pki)?;
+        match &self.peer_check {
+            Some(check) if !check(&identity) => Err(Refusal::Checked),
+            _ => Ok(identity),
+        }
+    }
+
     fn verify(&self, end_entity: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls::Error> {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs());
-        self.check(end_entity.as_ref(), now)
+        self.admit(end_entity.as_ref(), now)
             .map(|_| ())
-            .map_err(|error| {
-                rustls::Error::InvalidCertificate(match error {
-                    PkiError::UnknownIssuer => CertificateError::UnknownIssuer,
-                    PkiError::Expired { .. } => CertificateError::Expired,
-                    PkiError::Malformed { .. } => CertificateError::BadEncoding,
-                    _ => CertificateError::ApplicationVerificationFailure,
+            .map_err(|refusal| {
+                rustls::Error::InvalidCertificate(match refusal {
+                    Refusal::Pki(PkiError::UnknownIssuer) => CertificateError::UnknownIssuer,
+                    Refusal::Pki(PkiError::Expired { .. }) => CertificateError::Expired,
+                    Refusal::Pki(PkiError::Malformed { .. }) => CertificateError::BadEncoding,
+                    Refusal::Pki(_) => CertificateError::ApplicationVerificationFailure,
+                    Refusal::Checked => CertificateError::Revoked,
                 })
             })
     }

@@ -7,6 +7,7 @@
 //!   and `snapshot save`;
 //! - [`kv`]: the key-value store; [`kv_watch`]: its watch stream;
 //! - [`tokens`]: join tokens;
+//! - [`cluster`]: cluster-wide settings (`cluster update`) and `ca status`;
 //! - [`gossip_keys`]: the gossip keyring's rotation;
 //! - [`nodes`]: `node ls`, `inspect`, `update`, `promote`, `demote`, `rm`;
 //! - [`services`]: services and their tasks and logs;
@@ -15,6 +16,7 @@
 //! Adding a request: its type and route in the protocol, its handler in its resource's file and
 //! one line in [`handle`], and its call in the client and the CLI.
 
+pub mod cluster;
 pub mod diagnostics;
 pub mod events;
 pub mod gossip_keys;
@@ -90,9 +92,19 @@ pub async fn handle(
     }
     match request {
         Request::Status => Ok(Response::Status(Box::new(status::status(ctx).await))),
-        Request::Init { peers, join_addr } => {
-            ctx.node.init(peers, join_addr).await.map(Response::Init)
-        }
+        Request::Init {
+            peers,
+            join_addr,
+            cert_expiry_ms,
+        } => ctx
+            .node
+            .init(
+                peers,
+                join_addr,
+                cert_expiry_ms.map(std::time::Duration::from_millis),
+            )
+            .await
+            .map(Response::Init),
         Request::Join { token, addr } => ctx.node.join(token, addr).await.map(Response::Join),
         Request::Leave => ctx.node.leave().await.map(Response::Done),
         Request::RecoverForceNewCluster => ctx.node.recover().await.map(Response::Done),
@@ -117,6 +129,12 @@ pub async fn handle(
         }
         Request::TokenShow { role } => tokens::show(&consensus(ctx)?, role).await,
         Request::TokenRotate { role } => tokens::rotate(&consensus(ctx)?, role).await,
+        Request::ClusterUpdate { cert_expiry_ms } => {
+            cluster::update(&consensus(ctx)?, cert_expiry_ms).await
+        }
+        Request::CaStatus { consistency } => {
+            cluster::ca_status(&consensus(ctx)?, consistency).await
+        }
         Request::GossipKeyInstall { wait_ms } => gossip_keys::install(ctx, wait_ms).await,
         Request::GossipKeyUse { id, wait_ms, force } => {
             gossip_keys::use_key(ctx, id, wait_ms, force).await

@@ -1,14 +1,22 @@
 //! On the leader: admitting a node that asks to join — a manager with the manager token (or
 //! named by `init --peers`), a worker with the worker token. The token decides the role; a
 //! wrong or rotated one is refused and nothing is written. The record is written by one
-//! [`NodeCommand::Join`], merged in the log into whatever record the node had.
+//! [`NodeCommand::Join`], merged in the log into whatever record the node had, with what was
+//! issued to it (its key's digest, the certificate's end, the root).
+//!
+//! **Joining again under an id the cluster knows** (a node whose certificate expired while it
+//! was off re-enrols with a token, and keeps its id, role and state): a token proves the right
+//! to join, not to be a particular node, so a token holder could otherwise claim any node's id
+//! and be issued its certificate. The join keeps an existing id only if its certificate request
+//! is for the key the cluster last issued that id a certificate for (the node's key never
+//! leaves its config dir, and never changes). A removed node's id joins no more.
 
 use symphony_consensus::{
-    ClusterInfo, Command, Consensus, GossipKeyring, ManagerNode, NodeCommand, NodeJoin, NodeRole,
-    NodeStatus, Resources,
+    ClusterInfo, Command, Consensus, GossipKeyring, ManagerNode, NodeCertificate, NodeCommand,
+    NodeJoin, NodeRole, NodeStatus, Resources,
 };
 use symphony_ctl::proto::{CtlError, ErrorCode, Role};
-use symphony_pki::{CertIdentity, CertRole, PkiError};
+use symphony_pki::{CaBundle, CertIdentity, CertRole, PkiError};
 
 use super::propose::{propose, require_cluster};
 use crate::errors::{bad_request, consensus_error};
@@ -28,6 +36,16 @@ pub async fn admit(consensus: &Consensus, join: JoinRequest) -> Result<JoinReply
                 join.node_id, cluster.cluster_id
             ),
         ));
+    }
+    if cluster.is_removed(join.node_id) {
+        return Err(CtlError::new(
+            ErrorCode::NodeRemoved,
+            format!(
+                "node {} was removed from cluster {}; a removed node joins again only with a fresh --config-dir (a new node id)",
+                join.node_id, cluster.cluster_id
+            ),
+        )
+        .not_applied());
     }
     let member = consensus
         .membership()
@@ -98,16 +116,32 @@ pub async fn admit(consensus: &Consensus, join: JoinRequest) -> Result<JoinReply
             None => {}
         }
     }
+    if join.token.is_some() {
+        let held = consensus.read_stale(|state| {
+            state
+                .nodes
+                .get(&node_id)
+                .and_then(|record| record.certificate.clone())
+        });
+        check_same_key(node_id, held.as_ref(), join.csr.as_deref())?;
+    }
     // Issued before anything is written, so a request that cannot be signed changes nothing.
     let certificate = join
         .csr
         .as_deref()
         .map(|csr| issue_certificate(&cluster, csr, node_id, role))
         .transpose()?;
+    let record = match (&certificate, &cluster.ca) {
+        (Some(certificate), Some(ca)) => Some(certificate_record(certificate, &ca.bundle())?),
+        _ => None,
+    };
     let (node, node_secret) = match role {
         Role::Worker => {
             let secret = tokens::secret();
-            (node_join(join, role, Some(secret.clone())), Some(secret))
+            (
+                node_join(join, role, Some(secret.clone()), record),
+                Some(secret),
+            )
         }
         Role::Manager => {
             // Refuse a clone before it is added to the Raft group; the log checks again.
@@ -124,7 +158,7 @@ pub async fn admit(consensus: &Consensus, join: JoinRequest) -> Result<JoinReply
                     .await
                     .map_err(consensus_error)?;
             }
-            (node_join(join, role, None), None)
+            (node_join(join, role, None, record), None)
         }
     };
     let command = Command::Node(NodeCommand::Join {
@@ -146,8 +180,55 @@ pub async fn admit(consensus: &Consensus, join: JoinRequest) -> Result<JoinReply
     })
 }
 
-/// A certificate for `node_id` as `role` of `cluster`, for the key of `csr`: the identity is
-/// the leader's decision, whatever the request asked for.
+/// Refuses a token join under `node_id` unless its certificate request `csr` is for the key
+/// of the certificate last issued under that id (`held`; `None` for a new id, or one admitted
+/// before certificates were recorded, which any join may take as before).
+fn check_same_key(
+    node_id: u64,
+    held: Option<&NodeCertificate>,
+    csr: Option<&str>,
+) -> Result<(), CtlError> {
+    let Some(held) = held else {
+        return Ok(());
+    };
+    let asked = csr.map(symphony_pki::ca::request_key_digest).transpose();
+    match asked {
+        Ok(Some(digest)) if digest.eq_ignore_ascii_case(&held.key_digest) => Ok(()),
+        Ok(_) => {
+            tracing::warn!(
+                node_id,
+                "a join claimed a known node id without that node's key; refused"
+            );
+            Err(CtlError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "node id {node_id} belongs to a node of this cluster, and this join does not prove it holds that node's key; a node joins again from its own config dir, and a new node from a fresh one"
+                ),
+            )
+            .not_applied())
+        }
+        Err(error) => Err(bad_request(format!(
+            "the join's certificate request was refused: {error}"
+        ))),
+    }
+}
+
+/// What the node's record keeps of `cert_pem`, issued from `bundle`.
+pub fn certificate_record(cert_pem: &str, bundle: &CaBundle) -> Result<NodeCertificate, CtlError> {
+    let unreadable = |error: PkiError| {
+        crate::errors::internal(format!("cannot read a certificate just issued: {error}"))
+    };
+    let validity = symphony_pki::verify::validity_of(cert_pem).map_err(unreadable)?;
+    Ok(NodeCertificate {
+        key_digest: symphony_pki::verify::public_key_digest(cert_pem).map_err(unreadable)?,
+        not_after_ms: crate::millis_since_epoch(validity.not_after),
+        root_digest: bundle.digest().map_err(unreadable)?,
+    })
+}
+
+/// A certificate for `node_id` as `role` of `cluster`, for the key of `csr`, valid for the
+/// cluster's current lifetime: the identity is the leader's decision, whatever the request
+/// asked for.
 pub fn issue_certificate(
     cluster: &ClusterInfo,
     csr: &str,
@@ -155,17 +236,25 @@ pub fn issue_certificate(
     role: Role,
 ) -> Result<String, CtlError> {
     let ca = cluster.ca.as_ref().ok_or_else(tokens::no_ca)?;
-    issue_with(ca, &cluster.cluster_id, csr, node_id, role)
+    issue_with(
+        ca,
+        &cluster.cluster_id,
+        csr,
+        node_id,
+        role,
+        cluster.cert_lifetime(),
+    )
 }
 
 /// Issues a certificate with `ca` for node `node_id` of `cluster_id` as `role`, to the key of
-/// `csr`, whatever else the request asks for.
+/// `csr`, valid for `lifetime` (backdated an hour), whatever else the request asks for.
 pub fn issue_with(
     ca: &symphony_pki::ClusterCa,
     cluster_id: &str,
     csr: &str,
     node_id: u64,
     role: Role,
+    lifetime: std::time::Duration,
 ) -> Result<String, CtlError> {
     let identity = CertIdentity {
         cluster_id: cluster_id.to_string(),
@@ -175,7 +264,7 @@ pub fn issue_with(
         },
         node_id,
     };
-    ca.issue(csr, &identity, std::time::SystemTime::now())
+    ca.issue_valid_for(csr, &identity, std::time::SystemTime::now(), lifetime)
         .map(|issued| issued.cert_pem)
         .map_err(|error| match error {
             PkiError::Malformed { .. } | PkiError::BadRequestSignature => bad_request(format!(
@@ -213,7 +302,12 @@ fn manager_clash(consensus: &Consensus, join: &JoinRequest) -> Option<String> {
 
 /// The record a joining node asks for: a manager with its Raft id and address, a worker with
 /// the secret the leader hands it.
-fn node_join(join: JoinRequest, role: Role, node_secret: Option<String>) -> NodeJoin {
+fn node_join(
+    join: JoinRequest,
+    role: Role,
+    node_secret: Option<String>,
+    certificate: Option<NodeCertificate>,
+) -> NodeJoin {
     let manager = role == Role::Manager;
     NodeJoin {
         node_id: join.node_id,
@@ -235,6 +329,7 @@ fn node_join(join: JoinRequest, role: Role, node_secret: Option<String>) -> Node
         agent_version: join.agent_version,
         labels: join.labels,
         node_secret,
+        certificate: certificate.map(Box::new),
     }
 }
 
@@ -252,4 +347,38 @@ pub fn manager_contacts(consensus: &Consensus) -> Vec<ManagerContact> {
             })
             .collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_known_id_joins_again_only_with_its_key() {
+        let key = symphony_pki::NodeKey::generate().unwrap();
+        let held = NodeCertificate {
+            key_digest: key.public_key_digest(),
+            not_after_ms: 1,
+            root_digest: "r".into(),
+        };
+        let own = key.request("again").unwrap();
+        assert!(check_same_key(5, Some(&held), Some(&own)).is_ok());
+        let other = symphony_pki::NodeKey::generate()
+            .unwrap()
+            .request("thief")
+            .unwrap();
+        let refused = check_same_key(5, Some(&held), Some(&other)).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Forbidden);
+        let without = check_same_key(5, Some(&held), None).unwrap_err();
+        assert_eq!(
+            without.code,
+            ErrorCode::Forbidden,
+            "no request proves no key"
+        );
+        // A new id, or one recorded before keys were: as before.
+        assert!(check_same_key(5, None, Some(&other)).is_ok());
+        assert!(check_same_key(5, None, None).is_ok());
+    }
 }

@@ -137,12 +137,24 @@ pub fn assignments(
                 return;
             }
             let now = consensus.read_stale(|state| {
+                let removed = state
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|cluster| cluster.is_removed(node_id));
                 let count = state.tasks.node_changes(node_id);
                 let now_ready = node_ready(state, node_id);
                 let current = (count != seen).then(|| assigned(state, node_id));
-                (count, now_ready, current)
+                (removed, count, now_ready, current)
             });
-            let (count, now_ready, current) = now;
+            let (removed, count, now_ready, current) = now;
+            if removed {
+                // `node rm`: the node's open session ends with its certificate's use.
+                tracing::info!(
+                    node_id,
+                    "the node was removed; ending its assignments stream"
+                );
+                return;
+            }
             seen = count;
             let mut changed = Vec::new();
             let mut removed = Vec::new();

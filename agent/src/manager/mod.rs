@@ -6,6 +6,9 @@
 //!   manager that leaves);
 //! - [`sessions`]: workers' sessions (any manager) and leave notices (the leader);
 //! - [`gossip_keys`]: on the leader, whether every node is ready for a key rotation's step;
+//! - [`renewal`]: any manager renewing a node's certificate, for the node its certificate
+//!   names;
+//! - [`removed`]: the removed nodes, followed from the replica into the node's TLS;
 //! - [`dispatcher`]: nodes' assignment streams (any manager) and their task reports (the
 //!   leader);
 //! - [`leader`]: the supervisor of the leader's loops, which start when this node becomes
@@ -26,6 +29,8 @@ pub mod membership;
 pub mod orchestrator;
 pub mod promoter;
 pub mod propose;
+pub mod removed;
+pub mod renewal;
 pub mod scheduler;
 pub mod sessions;
 #[cfg(test)]

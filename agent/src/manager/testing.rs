@@ -37,6 +37,7 @@ pub fn cluster(workers: u64) -> ClusterState {
         demoted: false,
         gossip_addr: None,
         node_secret: None,
+        certificate: None,
     };
     let bootstrap = Command::Bootstrap {
         cluster: ClusterInfo {
@@ -47,6 +48,8 @@ pub fn cluster(workers: u64) -> ClusterState {
             manager_secret: "s".into(),
             gossip_keys: Default::default(),
             ca: None,
+            cert_lifetime_s: None,
+            removed_nodes: Default::default(),
         },
         node: manager,
     };
@@ -77,6 +80,7 @@ pub fn add_worker(state: &mut ClusterState, id: u64) {
                 agent_version: String::new(),
                 labels: BTreeMap::new(),
                 node_secret: Some("s".into()),
+                certificate: None,
             },
             at_ms: 0,
         }),

@@ -70,15 +70,19 @@ pub(crate) async fn fetch_bundle(
     Ok(bundle.map(CaBundle::new))
 }
 
-/// How a joining node sends its join: over its ordinary links (`None`) if it holds a
+/// How a joining node sends its join: over its ordinary links (`None`) if it holds a valid
 /// certificate of the CA the cluster showed (a manager of the bootstrap, a node joining
-/// again), else as a newcomer that trusts only `bundle`.
+/// again), else as a newcomer that trusts only `bundle` (a fresh node, or one whose
+/// certificate expired: the cluster refuses that one in the handshake).
 pub(crate) fn join_transport(
     owner: &Owner,
     bundle: Option<&CaBundle>,
 ) -> Result<Option<Transport>, CtlError> {
     let own = owner.ctx.tls.ca_bundle();
-    if owner.ctx.tls.enrolled() && (bundle.is_none() || own.as_ref() == bundle) {
+    if owner.ctx.tls.enrolled()
+        && owner.ctx.tls.holds_valid_certificate()
+        && (bundle.is_none() || own.as_ref() == bundle)
+    {
         return Ok(None);
     }
     let bundle = bundle.ok_or_else(|| {
@@ -93,15 +97,28 @@ pub(crate) fn join_transport(
     Ok(Some(Transport::tls(newcomer)))
 }
 
-/// Issues this node, which creates cluster `cluster_id`, its own manager certificate.
-pub(crate) fn enrol_self(owner: &Owner, cluster_id: &str, ca: &ClusterCa) -> Result<(), CtlError> {
+/// Issues this node, which creates cluster `cluster_id`, its own manager certificate, valid for
+/// `lifetime`.
+pub(crate) fn enrol_self(
+    owner: &Owner,
+    cluster_id: &str,
+    ca: &ClusterCa,
+    lifetime: Duration,
+) -> Result<(), CtlError> {
     let node_id = owner.current().identity.node_id;
     let csr = owner
         .ctx
         .tls
         .request(node_id)
         .map_err(|error| internal(format!("cannot make a certificate request: {error}")))?;
-    let cert = crate::manager::admission::issue_with(ca, cluster_id, &csr, node_id, Role::Manager)?;
+    let cert = crate::manager::admission::issue_with(
+        ca,
+        cluster_id,
+        &csr,
+        node_id,
+        Role::Manager,
+        lifetime,
+    )?;
     owner
         .ctx
         .tls
@@ -110,12 +127,14 @@ pub(crate) fn enrol_self(owner: &Owner, cluster_id: &str, ca: &ClusterCa) -> Res
 }
 
 /// Enrols the fresh peer whose node-to-node API is at `remote_addr` as a manager of
-/// `cluster_id`. The peer has no certificate, so it is spoken to in plain.
+/// `cluster_id`, with a certificate valid for `lifetime`. The peer has no certificate, so it
+/// is spoken to in plain.
 pub(crate) async fn enrol_peer(
     owner: &Owner,
     remote_addr: &str,
     cluster_id: &str,
     ca: &ClusterCa,
+    lifetime: Duration,
 ) -> Result<(), CtlError> {
     let reply = call_once(
         owner,
@@ -130,8 +149,14 @@ pub(crate) async fn enrol_peer(
             "the peer asked for a certificate request answered with something else",
         ));
     };
-    let certificate =
-        crate::manager::admission::issue_with(ca, cluster_id, &csr, node_id, Role::Manager)?;
+    let certificate = crate::manager::admission::issue_with(
+        ca,
+        cluster_id,
+        &csr,
+        node_id,
+        Role::Manager,
+        lifetime,
+    )?;
     let reply = call_once(
         owner,
         remote_addr,

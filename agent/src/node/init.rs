@@ -28,15 +28,33 @@ const JOIN_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a join may take, through every hop to the leader.
 pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `init`, `init --peers` or `init --join-addr`.
+/// `init`, `init --peers` or `init --join-addr`; `cert_expiry` is the new cluster's node
+/// certificate lifetime (default [`symphony_pki::ca::DEFAULT_NODE_CERT_LIFETIME`]).
 pub async fn init(
     owner: &mut Owner,
     peers: Vec<String>,
     join_addr: Option<String>,
+    cert_expiry: Option<Duration>,
 ) -> Result<InitInfo, CtlError> {
     if let Some(worker) = owner.current().worker {
         return Err(already_in(&worker.cluster_id));
     }
+    let cert_lifetime = cert_expiry
+        .map(|asked| {
+            symphony_pki::ca::check_lifetime(asked).map_err(|error| {
+                CtlError::new(ErrorCode::BadRequest, format!("--cert-expiry: {error}"))
+                    .not_applied()
+            })
+        })
+        .transpose()?;
+    if join_addr.is_some() && cert_lifetime.is_some() {
+        return Err(CtlError::new(
+            ErrorCode::BadRequest,
+            "--cert-expiry is set when a cluster is created; a joining manager takes the cluster's (change it with `symphony-ctl cluster update --cert-expiry`)",
+        )
+        .not_applied());
+    }
+    let lifetime = cert_lifetime.unwrap_or(symphony_pki::ca::DEFAULT_NODE_CERT_LIFETIME);
     if let Some(addr) = join_addr {
         let joined = join(owner, None, &addr).await?;
         let identity = owner.current().identity;
@@ -86,9 +104,9 @@ pub async fn init(
                 ));
             }
         }
-        super::enrol::enrol_self(owner, &cluster_id, &ca)?;
+        super::enrol::enrol_self(owner, &cluster_id, &ca, lifetime)?;
         for remote_addr in &fresh {
-            super::enrol::enrol_peer(owner, remote_addr, &cluster_id, &ca)
+            super::enrol::enrol_peer(owner, remote_addr, &cluster_id, &ca, lifetime)
                 .await
                 .map_err(|error| {
                     CtlError::new(
@@ -102,7 +120,7 @@ pub async fn init(
             .await
             .map_err(consensus_error)?;
     } else if !owner.ctx.tls.enrolled() {
-        super::enrol::enrol_self(owner, &cluster_id, &ca)?;
+        super::enrol::enrol_self(owner, &cluster_id, &ca, lifetime)?;
     }
     consensus.wait_for_leadership(ELECTION_TIMEOUT).await.map_err(|error| {
         CtlError::new(
@@ -124,9 +142,18 @@ pub async fn init(
         worker_token: tokens::join_token(&ca_digest, NodeRole::Worker),
         manager_secret: tokens::manager_secret(),
         gossip_keys: GossipKeyring::first(tokens::gossip_key()?, now),
-        ca: Some(ca),
+        cert_lifetime_s: cert_lifetime.map(|lifetime| lifetime.as_secs()),
+        removed_nodes: Default::default(),
+        ca: Some(ca.clone()),
     };
-    let node = own_record(owner, now);
+    let mut node = own_record(owner, now);
+    // What this node was issued above (or by an earlier try of this `init`), recorded like
+    // every node's.
+    node.certificate = owner.ctx.tls.certificate().and_then(|cert| {
+        crate::manager::admission::certificate_record(&cert, &ca.bundle())
+            .map_err(|error| tracing::warn!(%error, "cannot record this node's certificate"))
+            .ok()
+    });
     // Just after its election a leader may still refuse writes for a moment; the bootstrap
     // is safe to repeat, since a second one is rejected and the first one's id is kept.
     let deadline = tokio::time::Instant::now() + ELECTION_TIMEOUT;
@@ -441,5 +468,6 @@ pub fn manager_record(
         demoted: false,
         gossip_addr: Some(advertised.gossip_addr.clone()),
         node_secret: None,
+        certificate: None,
     }
 }

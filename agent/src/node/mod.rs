@@ -131,6 +131,7 @@ pub enum RoleCommand {
     Init {
         peers: Vec<String>,
         join_addr: Option<String>,
+        cert_expiry: Option<std::time::Duration>,
         reply: oneshot::Sender<Result<InitInfo, CtlError>>,
     },
     Join {
@@ -249,10 +250,12 @@ impl NodeHandle {
         &self,
         peers: Vec<String>,
         join_addr: Option<String>,
+        cert_expiry: Option<std::time::Duration>,
     ) -> Result<InitInfo, CtlError> {
         self.ask(|reply| RoleCommand::Init {
             peers,
             join_addr,
+            cert_expiry,
             reply,
         })
         .await

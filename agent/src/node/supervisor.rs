@@ -334,9 +334,10 @@ async fn carry_out(owner: &mut Owner, command: RoleCommand) {
         RoleCommand::Init {
             peers,
             join_addr,
+            cert_expiry,
             reply,
         } => {
-            let _ = reply.send(super::init::init(owner, peers, join_addr).await);
+            let _ = reply.send(super::init::init(owner, peers, join_addr, cert_expiry).await);
         }
         RoleCommand::Join { token, addr, reply } => {
             let result = if crate::tokens::is_worker_token(&token) {

@@ -133,6 +133,19 @@ pub enum RemoteRequest {
         certificate: String,
         bundle: String,
     },
+    /// To a manager, over the caller's mutual TLS: a new certificate for the caller's key
+    /// (`csr`), for the node its current certificate names, with the role the cluster state
+    /// gives that node and the cluster's current lifetime. Answered by the manager that
+    /// receives it (every manager holds the CA); never passed on, since the caller's
+    /// certificate is what names the node.
+    RenewCertificate { csr: String },
+    /// From the manager that issued a renewal to the leader: what to record of it in the
+    /// node's record. `secret` is the manager secret.
+    CertificateIssued {
+        secret: String,
+        node_id: u64,
+        certificate: symphony_consensus::NodeCertificate,
+    },
 }
 
 impl RemoteRequest {
@@ -154,6 +167,8 @@ impl RemoteRequest {
             RemoteRequest::Diagnostics { .. } => ("diagnostics", RemoteRoute::Local),
             RemoteRequest::CertificateRequest => ("certificate request", RemoteRoute::Local),
             RemoteRequest::Enrol { .. } => ("enrol", RemoteRoute::Local),
+            RemoteRequest::RenewCertificate { .. } => ("renew certificate", RemoteRoute::Local),
+            RemoteRequest::CertificateIssued { .. } => ("certificate issued", RemoteRoute::Leader),
         }
     }
 }
@@ -215,6 +230,11 @@ pub enum RemoteReply {
     },
     /// The certificate was checked and kept.
     Enrolled,
+    /// A renewed certificate (PEM) and the CA bundle it checks out against.
+    Renewed {
+        certificate: String,
+        bundle: String,
+    },
 }
 
 /// One message of a worker's assignments stream. `seq` counts the messages that change the

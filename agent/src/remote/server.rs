@@ -54,14 +54,36 @@ pub async fn serve(
                 async move {
                     let started = Instant::now();
                     let kind = metric_kind(&call.request);
+                    let identity = caller.peer.identity.as_ref();
+                    // Checked per call, so a connection opened before its node was removed
+                    // makes no call after.
                     let allowed = authorize(
                         &call.request,
-                        caller.peer.identity.as_ref(),
+                        identity,
                         ctx.tls.enrolled(),
+                        &ctx.tls.removed(),
                     );
                     let reply = match allowed {
-                        Ok(()) => serve_call(&ctx, call).await,
                         Err(error) => Reply::One(Err(error)),
+                        Ok(()) => match call.request {
+                            // The one call answered for the identity the caller's
+                            // certificate proves, not for anything the request says.
+                            RemoteRequest::RenewCertificate { csr } => Reply::One(
+                                crate::manager::renewal::renew(&ctx, identity, &csr)
+                                    .await
+                                    .map(|(certificate, bundle)| RemoteReply::Renewed {
+                                        certificate,
+                                        bundle,
+                                    }),
+                            ),
+                            request => {
+                                let call = RemoteCall {
+                                    request,
+                                    forwarded: call.forwarded,
+                                };
+                                serve_call(&ctx, call).await
+                            }
+                        },
                     };
                     let error = match &reply {
                         Reply::One(Err(error)) => Some(error.code),
@@ -193,6 +215,15 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
         } => return crate::node::enrol::keep_enrolment(ctx, cluster_id, certificate, bundle),
         _ => {}
     }
+    if let RemoteRequest::RenewCertificate { .. } = call.request {
+        // Answered by the server loop, which knows the caller's certificate; never relayed
+        // or forwarded, which would lose it.
+        return Err(CtlError::new(
+            ErrorCode::BadRequest,
+            "a certificate renewal is answered only by the manager it is sent to",
+        )
+        .not_applied());
+    }
     if ctx.node.is_worker() {
         return crate::worker::relay::handle(ctx, call.request).await;
     }
@@ -218,6 +249,22 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
         RemoteRequest::Join(join) => admission::admit(&consensus, join)
             .await
             .map(RemoteReply::Joined),
+        RemoteRequest::CertificateIssued {
+            secret,
+            node_id,
+            certificate,
+        } => {
+            check_manager_secret(ctx, &secret)?;
+            let command = symphony_consensus::Command::Node(
+                symphony_consensus::NodeCommand::SetCertificate {
+                    node_id,
+                    certificate,
+                },
+            );
+            crate::manager::propose::propose(&consensus, command)
+                .await
+                .map(|_| RemoteReply::Recorded)
+        }
         RemoteRequest::Leaving { secret, node_id } => {
             check_manager_secret(ctx, &secret)?;
             membership::remove_leaving(&consensus, node_id)
@@ -301,11 +348,17 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
             certificate,
             bundle,
         } => crate::node::enrol::keep_enrolment(ctx, &cluster_id, &certificate, &bundle),
+        RemoteRequest::RenewCertificate { .. } => Err(internal_renewal()),
         RemoteRequest::Assignments { .. } | RemoteRequest::TaskLogs { .. } => Err(CtlError::new(
             ErrorCode::BadRequest,
             "this request is a stream",
         )),
     }
+}
+
+/// Unreachable: renewals are answered before [`handle`]'s routing.
+fn internal_renewal() -> CtlError {
+    crate::errors::internal("a certificate renewal reached the general handler")
 }
 
 /// The CA bundle this node trusts: a manager's from its replica, a worker's from its disk.
@@ -323,7 +376,7 @@ fn ca_bundle(ctx: &Context) -> Option<String> {
 }
 
 /// Refuses calls from anything that is not a manager of this cluster.
-fn check_manager_secret(ctx: &Context, secret: &str) -> Result<(), CtlError> {
+pub(crate) fn check_manager_secret(ctx: &Context, secret: &str) -> Result<(), CtlError> {
     let expected = ctx
         .node
         .state()

@@ -5,6 +5,11 @@
 //! back a secret of the worker's own and the managers, whose gossip addresses are the worker's
 //! seeds. The worker keeps both in `worker.json`, so a restart rejoins the same cluster as the
 //! same node without a token.
+//!
+//! A worker whose certificate expired while it was off (it renews its own only while it
+//! runs) is refused by every manager; `join --token` re-enrols it ([`rejoin`]): the same
+//! node id, role and record, a new certificate for the same key (which the leader checks
+//! against the one it issued before).
 
 use symphony_ctl::proto::{CtlError, ErrorCode, JoinInfo, Role};
 
@@ -15,7 +20,10 @@ use crate::node::supervisor::Owner;
 
 pub async fn join(owner: &mut Owner, token: String, addr: &str) -> Result<JoinInfo, CtlError> {
     let state = owner.current();
-    if let Some(worker) = &state.worker {
+    if let Some(worker) = state.worker {
+        if !owner.ctx.tls.holds_valid_certificate() {
+            return rejoin(owner, token, addr, worker).await;
+        }
         return Err(already_in(&worker.cluster_id));
     }
     if let Some(cluster) = state.cluster() {
@@ -51,11 +59,7 @@ pub async fn join(owner: &mut Owner, token: String, addr: &str) -> Result<JoinIn
         ));
     };
     // Kept before the membership, so that gossip starts sealed under the cluster's keys.
-    if let Some(keyring) = &reply.gossip_keys
-        && let Err(error) = owner.ctx.keys.offer(&reply.cluster_id, keyring)
-    {
-        tracing::warn!(%error, "cannot keep the gossip keyring on disk; the session will bring it again");
-    }
+    keep_keyring(owner, &reply.cluster_id, reply.gossip_keys.as_ref());
     let worker = WorkerState {
         cluster_id: reply.cluster_id.clone(),
         node_secret,
@@ -78,6 +82,75 @@ pub async fn join(owner: &mut Owner, token: String, addr: &str) -> Result<JoinIn
         role: Role::Worker,
         leader_raft_id: reply.leader_raft_id,
     })
+}
+
+/// `join --token` of a worker whose certificate is no longer valid: the same join, as a
+/// newcomer, under its own id and for its own key; the leader keeps its record (merged) and
+/// issues a new certificate and a new secret.
+async fn rejoin(
+    owner: &mut Owner,
+    token: String,
+    addr: &str,
+    worker: WorkerState,
+) -> Result<JoinInfo, CtlError> {
+    let (bundle, csr) = crate::node::init::prepare_join(owner, Some(&token), addr).await?;
+    let request = join_request(
+        owner,
+        Some(token),
+        Some(worker.cluster_id.clone()),
+        Some(csr),
+    );
+    let reply = send_join(owner, addr, request, bundle.as_ref()).await?;
+    if reply.cluster_id != worker.cluster_id {
+        return Err(CtlError::new(
+            ErrorCode::WrongCluster,
+            format!(
+                "this worker belongs to cluster {}, and the node at {addr} to {}",
+                worker.cluster_id, reply.cluster_id
+            ),
+        ));
+    }
+    keep_certificate(owner, bundle.as_ref(), &reply);
+    let (Role::Worker, Some(node_secret)) = (reply.role, reply.node_secret) else {
+        return Err(internal(
+            "the cluster did not admit this node as a worker again; was a manager token given?",
+        ));
+    };
+    keep_keyring(owner, &reply.cluster_id, reply.gossip_keys.as_ref());
+    let managers = if reply.managers.is_empty() {
+        worker.managers
+    } else {
+        reply.managers
+    };
+    owner
+        .set_worker(Some(WorkerState {
+            cluster_id: reply.cluster_id.clone(),
+            node_secret,
+            managers,
+        }))
+        .await?;
+    owner.ctx.session.refresh_now().await;
+    tracing::info!(cluster_id = %reply.cluster_id, "re-enrolled with the cluster as the same worker");
+    Ok(JoinInfo {
+        cluster_id: reply.cluster_id,
+        node_id: owner.current().identity.node_id,
+        role: Role::Worker,
+        leader_raft_id: reply.leader_raft_id,
+    })
+}
+
+/// Keeps the gossip keyring a join brought, before the membership, so that gossip starts
+/// sealed under the cluster's keys.
+fn keep_keyring(
+    owner: &Owner,
+    cluster_id: &str,
+    keyring: Option<&symphony_consensus::GossipKeyring>,
+) {
+    if let Some(keyring) = keyring
+        && let Err(error) = owner.ctx.keys.offer(cluster_id, keyring)
+    {
+        tracing::warn!(%error, "cannot keep the gossip keyring on disk; the session will bring it again");
+    }
 }
 
 /// A fresh node whose worker join did not happen serves its Raft port again, as it did

@@ -3,7 +3,7 @@
 
 use symphony_ctl::proto::{CtlError, ErrorCode};
 
-use super::session::candidates;
+use super::session::managers_to_try;
 use crate::context::Context;
 use crate::node::init::JOIN_TIMEOUT;
 use crate::remote::proto::{RemoteReply, RemoteRequest};
@@ -15,14 +15,7 @@ pub async fn handle(ctx: &Context, request: RemoteRequest) -> Result<RemoteReply
             "this node is a worker; send this to a manager",
         ));
     };
-    let remembered = ctx
-        .node
-        .worker()
-        .map(|worker| worker.managers)
-        .unwrap_or_default();
-    let gossip = ctx.gossip.running().map(|running| running.gossip);
-    let current = ctx.session.view().map(|view| view.manager);
-    let managers = candidates(current, gossip.as_ref(), ctx.node.node_id(), remembered).await;
+    let managers = managers_to_try(ctx).await;
     let mut last_error = None;
     for manager in managers {
         match ctx

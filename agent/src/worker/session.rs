@@ -276,6 +276,19 @@ impl Session {
     }
 }
 
+/// The managers a worker of `ctx` tries now, best first (see [`candidates`]): its session's,
+/// those its gossip sees, those its `worker.json` remembers.
+pub async fn managers_to_try(ctx: &crate::context::Context) -> Vec<ManagerContact> {
+    let remembered = ctx
+        .node
+        .worker()
+        .map(|worker| worker.managers)
+        .unwrap_or_default();
+    let gossip = ctx.gossip.running().map(|running| running.gossip);
+    let current = ctx.session.view().map(|view| view.manager);
+    candidates(current, gossip.as_ref(), ctx.node.node_id(), remembered).await
+}
+
 /// The managers to try, best first: the current one (if gossip does not say it is gone), then
 /// those gossip sees alive, then those remembered in `worker.json`; each group in an order of
 /// this node's own (see [`spread`]).

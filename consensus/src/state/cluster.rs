@@ -1,6 +1,8 @@
 //! The `cluster` table: the cluster's identity and the secrets that admit new nodes.
 
+use std::collections::BTreeSet;
 use std::io;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use symphony_pki::ClusterCa;
@@ -30,6 +32,32 @@ pub struct ClusterInfo {
     /// `None` only in a cluster made before the CA existed.
     #[serde(default)]
     pub ca: Option<ClusterCa>,
+    /// How long the node certificates issued from now on are valid, in seconds (`init
+    /// --cert-expiry`, `cluster update --cert-expiry`); `None`: the default
+    /// ([`symphony_pki::ca::DEFAULT_NODE_CERT_LIFETIME`]).
+    #[serde(default)]
+    pub cert_lifetime_s: Option<u64>,
+    /// The ids of the nodes `node rm` removed: every manager refuses their certificates, in
+    /// the handshake and per call, and no join may take these ids again. Node ids are random
+    /// 64-bit numbers drawn once per config dir, so a removed machine comes back with a fresh
+    /// config dir, as a new node; its old id is never reused.
+    #[serde(default)]
+    pub removed_nodes: BTreeSet<u64>,
+}
+
+impl ClusterInfo {
+    /// How long a node certificate issued now is valid.
+    pub fn cert_lifetime(&self) -> Duration {
+        self.cert_lifetime_s.map_or(
+            symphony_pki::ca::DEFAULT_NODE_CERT_LIFETIME,
+            Duration::from_secs,
+        )
+    }
+
+    /// Whether `node_id` was removed from the cluster (see [`ClusterInfo::removed_nodes`]).
+    pub fn is_removed(&self, node_id: u64) -> bool {
+        self.removed_nodes.contains(&node_id)
+    }
 }
 
 /// The cluster table: one row, set by the bootstrap (`None` before).
@@ -42,6 +70,10 @@ pub enum ClusterCommand {
     RotateToken { role: NodeRole, token: String },
     /// Installs, uses or removes a gossip key.
     GossipKey(GossipKeyCommand),
+    /// Sets how long node certificates issued from now on are valid; certificates issued
+    /// before keep their end (each node renews its own in its time). Refused outside
+    /// [`symphony_pki::ca::check_lifetime`]'s range.
+    SetCertLifetime { seconds: u64 },
 }
 
 /// The name of this table (its rows on disk, its change watch).
@@ -84,9 +116,29 @@ pub(super) fn apply(
             }
             return result;
         }
+        ClusterCommand::SetCertLifetime { seconds } => {
+            // The proposer checked it; the log checks again, so no replica ever holds one
+            // outside the range.
+            if let Err(error) = symphony_pki::ca::check_lifetime(Duration::from_secs(*seconds)) {
+                return CommandResult::Rejected {
+                    reason: error.to_string(),
+                };
+            }
+            cluster.cert_lifetime_s = Some(*seconds);
+        }
     }
     changes.touch(TABLE, ROW.to_vec());
     CommandResult::Done
+}
+
+/// Records that `node_id` was removed: part of applying a `NodeCommand::Remove`, so the
+/// removal and the refusal of its certificate are one entry of the log.
+pub(super) fn deny(table: &mut ClusterTable, node_id: u64, changes: &mut Changes) {
+    if let Some(cluster) = table.as_mut()
+        && cluster.removed_nodes.insert(node_id)
+    {
+        changes.touch(TABLE, ROW.to_vec());
+    }
 }
 
 impl Table for ClusterTable {
@@ -140,6 +192,27 @@ mod tests {
             ),
             ("new", "m")
         );
+    }
+
+    #[test]
+    fn the_certificate_lifetime_is_set_within_its_range() {
+        let mut state = ClusterState::default();
+        bootstrap(&mut state, "c", 1);
+        let cluster = |state: &ClusterState| state.cluster.clone().unwrap();
+        assert_eq!(
+            cluster(&state).cert_lifetime(),
+            symphony_pki::ca::DEFAULT_NODE_CERT_LIFETIME
+        );
+        let set = |seconds| Command::Cluster(ClusterCommand::SetCertLifetime { seconds });
+        let mut changes = Changes::default();
+        assert!(matches!(
+            state.apply(&set(1), &mut changes),
+            CommandResult::Rejected { .. }
+        ));
+        assert!(changes.is_empty());
+        assert_eq!(state.apply(&set(45), &mut changes), CommandResult::Done);
+        assert!(!changes.is_empty());
+        assert_eq!(cluster(&state).cert_lifetime(), Duration::from_secs(45));
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub use gossip_keys::{GossipKeyCommand, GossipKeyRecord, GossipKeyring, KeySecre
 pub use kv::{KvCommand, KvRecord, KvTable};
 pub use kv_history::{KvChange, KvCompacted, KvHistory};
 pub use nodes::{
-    Availability, NodeCommand, NodeJoin, NodeRecord, NodeRole, NodeStatus, NodeTable, Resources,
+    Availability, NodeCertificate, NodeCommand, NodeJoin, NodeRecord, NodeRole, NodeStatus,
+    NodeTable, Resources,
 };
 pub use services::{
     Constraint, ConstraintField, ConstraintOp, Driver, FailureAction, HealthCheck, OnIsolation,
@@ -92,6 +93,9 @@ impl fmt::Display for Command {
             Command::Cluster(ClusterCommand::RotateToken { role, .. }) => {
                 write!(f, "rotate-token({role:?})")
             }
+            Command::Cluster(ClusterCommand::SetCertLifetime { seconds }) => {
+                write!(f, "set-cert-lifetime({seconds})")
+            }
             Command::Cluster(ClusterCommand::GossipKey(command)) => match command {
                 GossipKeyCommand::Install { .. } => write!(f, "gossip-key-install"),
                 GossipKeyCommand::Use { id } => write!(f, "gossip-key-use({id})"),
@@ -110,6 +114,9 @@ impl fmt::Display for Command {
                     write!(f, "set-node-resources({node_id})")
                 }
                 NodeCommand::Remove { node_id } => write!(f, "remove-node({node_id})"),
+                NodeCommand::SetCertificate { node_id, .. } => {
+                    write!(f, "set-node-certificate({node_id})")
+                }
             },
             Command::Kv(KvCommand::Put { key, .. }) => write!(f, "kv-put({key})"),
             Command::Kv(KvCommand::Delete { key, .. }) => write!(f, "kv-delete({key})"),
@@ -194,7 +201,26 @@ impl ClusterState {
             }
             Command::Cluster(command) => cluster::apply(&mut self.cluster, command, changes),
             Command::Node(_) if self.cluster.is_none() => not_initialised(),
-            Command::Node(command) => self.nodes.apply(command, changes),
+            Command::Node(NodeCommand::Join { node, .. })
+                if self
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|cluster| cluster.is_removed(node.node_id)) =>
+            {
+                CommandResult::Rejected {
+                    reason: format!(
+                        "node {} was removed from the cluster; a removed node joins again only with a fresh config dir (a new node id)",
+                        node.node_id
+                    ),
+                }
+            }
+            Command::Node(command) => {
+                let result = self.nodes.apply(command, changes);
+                if let (NodeCommand::Remove { node_id }, CommandResult::Done) = (command, &result) {
+                    cluster::deny(&mut self.cluster, *node_id, changes);
+                }
+                result
+            }
             Command::Kv(command) => self.kv.apply(command, changes),
             Command::Service(_) | Command::Task(_) if self.cluster.is_none() => not_initialised(),
             Command::Service(command) => {
@@ -266,6 +292,7 @@ pub(crate) mod tests {
             demoted: false,
             gossip_addr: None,
             node_secret: None,
+            certificate: None,
         }
     }
 
@@ -278,6 +305,8 @@ pub(crate) mod tests {
             manager_secret: "s".into(),
             gossip_keys: GossipKeyring::first(KeySecret([7; 32]), 1),
             ca: None,
+            cert_lifetime_s: None,
+            removed_nodes: Default::default(),
         }
     }
 
@@ -326,6 +355,41 @@ pub(crate) mod tests {
             state.apply(&join, &mut Changes::default()),
             CommandResult::Rejected { .. }
         ));
+    }
+
+    #[test]
+    fn a_removed_node_is_denied_for_good() {
+        let mut state = ClusterState::default();
+        bootstrap(&mut state, "c", 1);
+        let mut join = nodes::tests::joining(5, NodeRole::Worker, None);
+        let joined = Command::Node(NodeCommand::Join {
+            node: join.clone(),
+            at_ms: 2,
+        });
+        assert_eq!(
+            state.apply(&joined, &mut Changes::default()),
+            CommandResult::Done
+        );
+        let mut changes = Changes::default();
+        let remove = Command::Node(NodeCommand::Remove { node_id: 5 });
+        assert_eq!(state.apply(&remove, &mut changes), CommandResult::Done);
+        let cluster = state.cluster.as_ref().unwrap();
+        assert!(cluster.is_removed(5) && !cluster.is_removed(1));
+        assert!(
+            changes.of(cluster::TABLE).next().is_some(),
+            "the denial is persisted with the removal"
+        );
+        // Its id joins no more, with whatever record it brings.
+        join.hostname = "elsewhere".into();
+        let again = Command::Node(NodeCommand::Join {
+            node: join,
+            at_ms: 3,
+        });
+        assert!(matches!(
+            state.apply(&again, &mut Changes::default()),
+            CommandResult::Rejected { .. }
+        ));
+        assert!(!state.nodes.contains_key(&5));
     }
 
     #[test]

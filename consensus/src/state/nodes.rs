@@ -95,6 +95,23 @@ pub struct NodeRecord {
     /// notice comes from that worker. Managers prove themselves with the manager secret.
     #[serde(default)]
     pub node_secret: Option<String>,
+    /// The certificate last issued to the node, as the issuing manager recorded it; `None`
+    /// for a node admitted before certificates were recorded.
+    #[serde(default)]
+    pub certificate: Option<NodeCertificate>,
+}
+
+/// What the cluster remembers of a certificate it issued: which key it was for (a node that
+/// joins again under this id must prove it holds that key), when it ends, and which root
+/// signed it (what a CA rotation will count).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCertificate {
+    /// SHA-256 (hex) of the certificate's public key.
+    pub key_digest: String,
+    /// Its end, in milliseconds since the epoch.
+    pub not_after_ms: u64,
+    /// The digest of the CA bundle that issued it (as join tokens pin it).
+    pub root_digest: String,
 }
 
 /// What a joining node reports about itself, and what the leader hands it.
@@ -113,6 +130,10 @@ pub struct NodeJoin {
     pub labels: BTreeMap<String, String>,
     /// A worker's secret, new at every join.
     pub node_secret: Option<String>,
+    /// The certificate the leader issued with this join, if the join asked for one. Boxed:
+    /// rarely read, and it would make every `NodeCommand` as large as a join.
+    #[serde(default)]
+    pub certificate: Option<Box<NodeCertificate>>,
 }
 
 /// Changes to the nodes table.
@@ -147,8 +168,14 @@ pub enum NodeCommand {
         resources: Resources,
         agent_version: String,
     },
-    /// Forgets a node.
+    /// Forgets a node, and denies its id for good (`ClusterInfo::removed_nodes`).
     Remove { node_id: u64 },
+    /// A manager issued the node a new certificate (a renewal): recorded in place of the one
+    /// before.
+    SetCertificate {
+        node_id: u64,
+        certificate: NodeCertificate,
+    },
 }
 
 /// The name of this table (its rows on disk, its change watch).
@@ -258,6 +285,19 @@ impl NodeTable {
                 }
                 CommandResult::Done
             }
+            NodeCommand::SetCertificate {
+                node_id,
+                certificate,
+            } => {
+                let Some(node) = self.0.get_mut(node_id) else {
+                    return no_such_node(*node_id);
+                };
+                if node.certificate.as_ref() != Some(certificate) {
+                    node.certificate = Some(certificate.clone());
+                    changes.touch(TABLE, u64_key(*node_id));
+                }
+                CommandResult::Done
+            }
             NodeCommand::Remove { node_id } => {
                 if self.0.remove(node_id).is_some() {
                     changes.touch(TABLE, u64_key(*node_id));
@@ -310,6 +350,7 @@ fn new_record(join: &NodeJoin, at_ms: u64) -> NodeRecord {
         demoted: false,
         gossip_addr: join.gossip_addr.clone(),
         node_secret: join.node_secret.clone(),
+        certificate: join.certificate.as_deref().cloned(),
     }
 }
 
@@ -321,7 +362,13 @@ fn merge_join(mut existing: NodeRecord, join: &NodeJoin, at_ms: u64) -> NodeReco
         existing.joined_at_ms,
         existing.demoted,
     );
+    // A join that brought no certificate (a registration without a request) keeps the record
+    // of the one the node holds.
+    let certificate = existing.certificate.take();
     existing = new_record(join, at_ms);
+    if existing.certificate.is_none() {
+        existing.certificate = certificate;
+    }
     let (mut labels, availability, joined_at_ms, demoted) = kept;
     labels.extend(join.labels.clone());
     existing.labels = labels;
@@ -357,14 +404,14 @@ impl Table for NodeTable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::super::tests::{bootstrap, node};
     use super::super::{ClusterState, Command};
     use super::*;
 
-    fn joining(id: u64, role: NodeRole, raft_node_id: Option<u64>) -> NodeJoin {
+    pub(crate) fn joining(id: u64, role: NodeRole, raft_node_id: Option<u64>) -> NodeJoin {
         NodeJoin {
             node_id: id,
             raft_node_id,
@@ -381,6 +428,7 @@ mod tests {
             agent_version: "0.2.0".into(),
             labels: BTreeMap::from([("zone".to_string(), "b".to_string())]),
             node_secret: Some("s".into()),
+            certificate: None,
         }
     }
 

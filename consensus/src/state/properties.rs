@@ -77,6 +77,7 @@ fn node_record() -> impl Strategy<Value = NodeRecord> {
         demoted: false,
         gossip_addr: None,
         node_secret: None,
+        certificate: None,
     })
 }
 
@@ -89,6 +90,8 @@ fn cluster_info() -> impl Strategy<Value = ClusterInfo> {
         manager_secret: "s".into(),
         gossip_keys: GossipKeyring::first(KeySecret([7; 32]), 1),
         ca: None,
+        cert_lifetime_s: None,
+        removed_nodes: Default::default(),
     })
 }
 
@@ -108,7 +111,18 @@ fn cluster_command() -> impl Strategy<Value = ClusterCommand> {
         )),
         (0u32..5).prop_map(|id| ClusterCommand::GossipKey(GossipKeyCommand::Use { id })),
         (0u32..5).prop_map(|id| ClusterCommand::GossipKey(GossipKeyCommand::Remove { id })),
+        // Below, inside and above the allowed range.
+        select(&[1u64, 30, 3600, u64::MAX][..])
+            .prop_map(|seconds| ClusterCommand::SetCertLifetime { seconds }),
     ]
+}
+
+fn node_certificate() -> impl Strategy<Value = NodeCertificate> {
+    (select(&["k1", "k2"][..]), at_ms()).prop_map(|(key, not_after_ms)| NodeCertificate {
+        key_digest: key.into(),
+        not_after_ms,
+        root_digest: "r".into(),
+    })
 }
 
 fn node_join() -> impl Strategy<Value = NodeJoin> {
@@ -119,9 +133,10 @@ fn node_join() -> impl Strategy<Value = NodeJoin> {
         resources(),
         labels(),
         prop::option::of(small_text()),
+        prop::option::of(node_certificate().prop_map(Box::new)),
     )
         .prop_map(
-            |(node_id, role, raft_node_id, resources, labels, node_secret)| NodeJoin {
+            |(node_id, role, raft_node_id, resources, labels, node_secret, certificate)| NodeJoin {
                 node_id,
                 raft_node_id,
                 role,
@@ -133,6 +148,7 @@ fn node_join() -> impl Strategy<Value = NodeJoin> {
                 agent_version: "0.1.0".into(),
                 labels,
                 node_secret,
+                certificate,
             },
         )
 }
@@ -181,6 +197,9 @@ fn node_command() -> impl Strategy<Value = NodeCommand> {
             }
         ),
         1 => select(NODES).prop_map(|node_id| NodeCommand::Remove { node_id }),
+        1 => (select(NODES), node_certificate()).prop_map(|(node_id, certificate)| {
+            NodeCommand::SetCertificate { node_id, certificate }
+        }),
     ]
 }
 

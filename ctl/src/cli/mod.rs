@@ -1,6 +1,7 @@
 //! The `symphony-ctl` command line: argument parsing, one call per command, and output as a
 //! table for people or JSON for scripts (`--json`).
 
+mod cluster;
 mod debug;
 mod events;
 mod gossip;
@@ -56,6 +57,11 @@ pub enum Command {
         /// remote address (`host:port`); no token needed.
         #[arg(long, value_name = "ADDR", conflicts_with = "peers")]
         join_addr: Option<String>,
+        /// How long node certificates are valid (e.g. 90d, 12h, 45s; from 30s to 5 years;
+        /// default 90d). Every node renews its own between half and four fifths of its life;
+        /// `cluster update --cert-expiry` changes it later.
+        #[arg(long, value_name = "DURATION", value_parser = parse::duration_ms, conflicts_with = "join_addr")]
+        cert_expiry: Option<u64>,
     },
     /// Join a cluster through any of its managers; the token decides the role.
     Join {
@@ -84,6 +90,13 @@ pub enum Command {
     /// Show or rotate the join tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Cluster-wide settings: `cluster update --cert-expiry`.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// The cluster CA: `ca status` (which root each node's certificate is from, and when it
+    /// ends).
+    #[command(subcommand)]
+    Ca(cluster::CaCommand),
     /// The gossip pool's encryption keys: `gossip key install|use|remove|list`.
     #[command(subcommand)]
     Gossip(gossip::GossipCommand),
@@ -315,9 +328,13 @@ async fn run_command(cli: Cli) -> Result<(), CliError> {
     let client = Client::connect(&cli.socket).await?;
     let json = cli.json;
     match cli.command {
-        Command::Init { peers, join_addr } => {
+        Command::Init {
+            peers,
+            join_addr,
+            cert_expiry,
+        } => {
             let joining = join_addr.is_some();
-            let info = client.init_with(peers, join_addr).await?;
+            let info = client.init_request(peers, join_addr, cert_expiry).await?;
             emit(
                 json,
                 json!({"cluster_id": info.cluster_id, "node_id": info.node_id, "raft_node_id": info.raft_node_id}),
@@ -343,6 +360,8 @@ async fn run_command(cli: Cli) -> Result<(), CliError> {
         Command::Kv(command) => kv::run(&client, json, command).await?,
         Command::Service(command) => service::run(&client, json, *command).await?,
         Command::Gossip(command) => gossip::run(&client, json, command).await?,
+        Command::Cluster(command) => cluster::run_cluster(&client, json, command).await?,
+        Command::Ca(command) => cluster::run_ca(&client, json, command).await?,
         Command::Events(args) => events::run(&client, json, args).await?,
         Command::Debug(command) => debug::run(&client, json, command).await?,
         // Answered above, before connecting.

@@ -31,7 +31,7 @@ pub fn size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-/// A duration in milliseconds: a number with a unit (ms, s, m, h); a bare 0 is zero.
+/// A duration in milliseconds: a number with a unit (ms, s, m, h, d); a bare 0 is zero.
 pub fn duration_ms(text: &str) -> Result<u64, String> {
     let text = text.trim();
     if text == "0" {
@@ -49,10 +49,11 @@ pub fn duration_ms(text: &str) -> Result<u64, String> {
         "s" => 1_000.0,
         "m" => 60_000.0,
         "h" => 3_600_000.0,
-        "" => return Err(format!("{text:?} needs a unit: ms, s, m or h")),
+        "d" => 86_400_000.0,
+        "" => return Err(format!("{text:?} needs a unit: ms, s, m, h or d")),
         other => {
             return Err(format!(
-                "{other:?} is not a duration unit; use ms, s, m or h"
+                "{other:?} is not a duration unit; use ms, s, m, h or d"
             ));
         }
     };
@@ -87,6 +88,7 @@ mod tests {
         assert_eq!(duration_ms("2s").unwrap(), 2000);
         assert_eq!(duration_ms("1.5m").unwrap(), 90_000);
         assert_eq!(duration_ms("0").unwrap(), 0);
+        assert_eq!(duration_ms("90d").unwrap(), 90 * 86_400_000);
         assert!(duration_ms("5").is_err());
         assert_eq!(cpus_milli("0.5").unwrap(), 500);
         assert_eq!(cpus_milli("2").unwrap(), 2000);

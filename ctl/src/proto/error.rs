@@ -215,6 +215,9 @@ pub enum ErrorCode {
     /// The caller's certificate does not allow the call: its role (a worker calling what only
     /// managers may), the node it names (acting for another node), or none shown.
     Forbidden,
+    /// The node was removed from the cluster (`node rm`): its certificate is refused and its
+    /// id admits no join again (a fresh config dir makes a new node).
+    NodeRemoved,
 }
 
 impl ErrorCode {
@@ -258,6 +261,7 @@ impl ErrorCode {
             ErrorCode::Compacted => "compacted",
             ErrorCode::UntrustedCa => "untrusted_ca",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NodeRemoved => "node_removed",
         }
     }
 }

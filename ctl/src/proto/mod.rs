@@ -103,6 +103,9 @@ pub enum Request {
     Init {
         peers: Vec<String>,
         join_addr: Option<String>,
+        /// How long node certificates are valid (`--cert-expiry`); default 90 days.
+        #[serde(default)]
+        cert_expiry_ms: Option<u64>,
     },
     /// Join the cluster of the node at `addr` (its remote address) with a join token; the
     /// token decides the role.
@@ -183,6 +186,17 @@ pub enum Request {
     },
     TokenRotate {
         role: Role,
+    },
+    /// Changes cluster-wide settings; `None` leaves a setting as it is. Answers with the
+    /// settings as they are after.
+    ClusterUpdate {
+        /// How long node certificates issued from now on are valid.
+        cert_expiry_ms: Option<u64>,
+    },
+    /// The cluster CA and the certificates issued from it: how many nodes hold one from each
+    /// root, and when each node's ends.
+    CaStatus {
+        consistency: ReadConsistency,
     },
     /// Adds a new random gossip key, accepted at once by every node and sealed with only once
     /// it is used; answers once every ready node holds it or `wait_ms` has passed.
@@ -285,6 +299,9 @@ pub enum Response {
     KvEvents(Vec<KvEvent>),
     KvHistory(KvHistoryInfo),
     Token(TokenInfo),
+    /// `cluster update`: the settings as they are now.
+    Cluster(ClusterSettingsInfo),
+    CaStatus(CaStatusInfo),
     /// Every `gossip key` request: the keyring as it is now, ids only.
     GossipKeys(GossipKeysInfo),
     NodeList(Vec<NodeInfo>),
@@ -333,6 +350,8 @@ impl Request {
             // Tokens are secrets: only the leader's (current) view of them is shown.
             Request::TokenShow { .. } => spec("token show", Leader),
             Request::TokenRotate { .. } => spec("token rotate", Leader),
+            Request::ClusterUpdate { .. } => spec("cluster update", Leader),
+            Request::CaStatus { consistency } => read("ca status", *consistency),
             // The keyring is the leader's; it asks every node what it holds.
             Request::GossipKeyInstall { .. } => spec("gossip key install", Leader),
             Request::GossipKeyUse { .. } => spec("gossip key use", Leader),
@@ -377,6 +396,8 @@ impl Response {
             Response::KvEvents(_) => "kv events",
             Response::KvHistory(_) => "kv history",
             Response::Token(_) => "token",
+            Response::Cluster(_) => "cluster",
+            Response::CaStatus(_) => "ca status",
             Response::GossipKeys(_) => "gossip keys",
             Response::NodeList(_) => "node ls",
             Response::Join(_) => "join",

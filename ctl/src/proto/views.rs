@@ -241,6 +241,46 @@ pub struct TokenInfo {
     pub token: String,
 }
 
+/// Cluster-wide settings, as `cluster update` leaves them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSettingsInfo {
+    pub cluster_id: String,
+    /// How long node certificates issued now are valid.
+    pub cert_expiry_ms: u64,
+}
+
+/// `ca status`: the root, and the certificates the cluster issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaStatusInfo {
+    pub cluster_id: String,
+    /// The digest of the CA bundle new certificates are issued from (what join tokens pin).
+    pub root_digest: String,
+    /// How long node certificates issued now are valid.
+    pub cert_expiry_ms: u64,
+    /// How many nodes hold a certificate from each root, by the root's digest; nodes whose
+    /// certificate was not recorded (admitted by an older agent) are under `None`.
+    pub roots: Vec<CaRootCount>,
+    pub nodes: Vec<NodeCertInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaRootCount {
+    pub root_digest: Option<String>,
+    pub nodes: u64,
+}
+
+/// One node's certificate, as the cluster recorded it when it issued it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCertInfo {
+    pub node_id: u64,
+    pub hostname: String,
+    pub role: Role,
+    pub status: String,
+    pub root_digest: Option<String>,
+    /// When the certificate ends, in milliseconds since the epoch.
+    pub not_after_ms: Option<u64>,
+}
+
 /// One node as `node ls` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {

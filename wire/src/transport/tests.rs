@@ -210,3 +210,31 @@ async fn a_live_transport_follows_its_channel_per_connection() {
     let (accepted, _) = handshake(&live, &transport(&node, ClientAuth::Required)).await;
     assert_eq!(accepted.unwrap().0.identity.unwrap().node_id, 1);
 }
+
+#[tokio::test]
+async fn a_peer_the_check_refuses_fails_the_handshake_and_others_pass() {
+    let ca = ClusterCa::generate(CLUSTER).unwrap();
+    // The server refuses node 2 (say, removed from its cluster) and no one else.
+    let check: crate::tls::PeerCheck =
+        std::sync::Arc::new(|identity: &CertIdentity| identity.node_id != 2);
+    let server = Transport::tls(
+        TlsTransport::checked(
+            &material(&ca, CLUSTER, CertRole::Manager, 1),
+            ClientAuth::Required,
+            Some(check),
+        )
+        .unwrap(),
+    );
+    let refused = transport(
+        &material(&ca, CLUSTER, CertRole::Worker, 2),
+        ClientAuth::Required,
+    );
+    let (accepted, _) = handshake(&server, &refused).await;
+    assert!(accepted.is_err(), "a refused identity got through");
+    let other = transport(
+        &material(&ca, CLUSTER, CertRole::Worker, 3),
+        ClientAuth::Required,
+    );
+    let (accepted, _) = handshake(&server, &other).await;
+    assert_eq!(accepted.unwrap().0.identity.unwrap().node_id, 3);
+}

@@ -204,6 +204,7 @@ mod tests {
             demoted: false,
             gossip_addr: None,
             node_secret: None,
+            certificate: None,
         }
     }
 

@@ -20,6 +20,7 @@ fn state_with_service() -> ClusterState {
             agent_version: "0".into(),
             labels: BTreeMap::new(),
             node_secret: Some("s".into()),
+            certificate: None,
         },
         at_ms: 1,
     });

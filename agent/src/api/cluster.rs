@@ -1,0 +1,99 @@
+//! Cluster-wide settings (`cluster update`) and the CA's view of the certificates it issued
+//! (`ca status`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use symphony_consensus::{ClusterCommand, ClusterInfo, Command, Consensus, NodeRole};
+use symphony_ctl::proto::{
+    CaRootCount, CaStatusInfo, ClusterSettingsInfo, CtlError, ErrorCode, NodeCertInfo,
+    ReadConsistency, Response, Role,
+};
+
+use crate::errors::not_initialised;
+use crate::manager::propose::{propose_client, read, require_cluster};
+
+/// `cluster update`: each setting given is one command, merged in the log.
+pub async fn update(
+    consensus: &Consensus,
+    cert_expiry_ms: Option<u64>,
+) -> Result<Response, CtlError> {
+    require_cluster(consensus)?;
+    if let Some(asked) = cert_expiry_ms {
+        let lifetime =
+            symphony_pki::ca::check_lifetime(Duration::from_millis(asked)).map_err(|error| {
+                CtlError::new(ErrorCode::BadRequest, format!("--cert-expiry: {error}"))
+                    .not_applied()
+            })?;
+        let command = Command::Cluster(ClusterCommand::SetCertLifetime {
+            seconds: lifetime.as_secs(),
+        });
+        propose_client(consensus, command).await?;
+        tracing::info!(
+            seconds = lifetime.as_secs(),
+            "the node certificate lifetime was changed"
+        );
+    }
+    let cluster = require_cluster(consensus)?;
+    Ok(Response::Cluster(ClusterSettingsInfo {
+        cluster_id: cluster.cluster_id.clone(),
+        cert_expiry_ms: millis(&cluster),
+    }))
+}
+
+fn millis(cluster: &ClusterInfo) -> u64 {
+    u64::try_from(cluster.cert_lifetime().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `ca status`: the current root, and per node the root and end of the certificate last
+/// issued to it, as the cluster recorded them.
+pub async fn ca_status(
+    consensus: &Consensus,
+    consistency: ReadConsistency,
+) -> Result<Response, CtlError> {
+    let (cluster, nodes) = read(consensus, consistency, |state| {
+        (
+            state.cluster.clone(),
+            state.nodes.values().cloned().collect::<Vec<_>>(),
+        )
+    })
+    .await?;
+    let cluster = cluster.ok_or_else(not_initialised)?;
+    let ca = cluster.ca.as_ref().ok_or_else(crate::tokens::no_ca)?;
+    let root_digest = ca
+        .bundle()
+        .digest()
+        .map_err(|error| crate::errors::internal(format!("cannot read the cluster CA: {error}")))?;
+    let mut counts: BTreeMap<Option<String>, u64> = BTreeMap::new();
+    let nodes: Vec<NodeCertInfo> = nodes
+        .into_iter()
+        .map(|record| {
+            let root = record
+                .certificate
+                .as_ref()
+                .map(|cert| cert.root_digest.clone());
+            *counts.entry(root.clone()).or_default() += 1;
+            NodeCertInfo {
+                node_id: record.node_id,
+                hostname: record.hostname,
+                role: match record.role {
+                    NodeRole::Manager => Role::Manager,
+                    NodeRole::Worker => Role::Worker,
+                },
+                status: record.status.as_str().to_string(),
+                root_digest: root,
+                not_after_ms: record.certificate.map(|cert| cert.not_after_ms),
+            }
+        })
+        .collect();
+    Ok(Response::CaStatus(CaStatusInfo {
+        cluster_id: cluster.cluster_id.clone(),
+        root_digest,
+        cert_expiry_ms: millis(&cluster),
+        roots: counts
+            .into_iter()
+            .map(|(root_digest, nodes)| CaRootCount { root_digest, nodes })
+            .collect(),
+        nodes,
+    }))
+}

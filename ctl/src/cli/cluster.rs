@@ -1,0 +1,168 @@
+//! `symphony-ctl cluster update` (cluster-wide settings) and `symphony-ctl ca status` (the
+//! certificates the cluster CA issued).
+
+use std::time::Duration;
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{CliError, ReadArgs, Table, emit, now_ms};
+use crate::Client;
+use crate::proto::{CaStatusInfo, ClusterSettingsInfo};
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Change cluster-wide settings; each applies from now on.
+    Update {
+        /// How long node certificates issued from now on are valid (e.g. 90d, 12h, 45s;
+        /// from 30s to 5 years). Nodes renew theirs between half and four fifths of their
+        /// life, so existing certificates take the new lifetime at their next renewal.
+        #[arg(long, value_name = "DURATION", value_parser = super::parse::duration_ms)]
+        cert_expiry: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// The cluster's root, how many nodes hold a certificate from each root, and when each
+    /// node's certificate ends.
+    Status {
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+}
+
+pub async fn run_cluster(
+    client: &Client,
+    json: bool,
+    command: ClusterCommand,
+) -> Result<(), CliError> {
+    match command {
+        ClusterCommand::Update { cert_expiry } => {
+            let info = client
+                .cluster_update(cert_expiry.map(Duration::from_millis))
+                .await?;
+            emit(json, json!(info), || settings_text(&info));
+        }
+    }
+    Ok(())
+}
+
+pub async fn run_ca(client: &Client, json: bool, command: CaCommand) -> Result<(), CliError> {
+    match command {
+        CaCommand::Status { read } => {
+            let info = client.ca_status(read.consistency()).await?;
+            emit(json, json!(info), || ca_text(&info, now_ms()));
+        }
+    }
+    Ok(())
+}
+
+fn settings_text(info: &ClusterSettingsInfo) -> String {
+    format!(
+        "Cluster {}: node certificates are issued for {}.\n",
+        info.cluster_id,
+        span(info.cert_expiry_ms)
+    )
+}
+
+fn ca_text(info: &CaStatusInfo, now_ms: u64) -> String {
+    let short = |digest: &Option<String>| {
+        digest.as_deref().map_or("-".to_string(), |digest| {
+            digest.chars().take(16).collect::<String>()
+        })
+    };
+    let mut out = format!(
+        "Root {} (cluster {}); certificates are issued for {}.\n\n",
+        short(&Some(info.root_digest.clone())),
+        info.cluster_id,
+        span(info.cert_expiry_ms)
+    );
+    let mut roots = Table::new(["ROOT", "NODES"]);
+    for root in &info.roots {
+        let name = match &root.root_digest {
+            Some(digest) if *digest == info.root_digest => {
+                format!("{} (current)", short(&root.root_digest))
+            }
+            Some(_) => short(&root.root_digest),
+            None => "not recorded".to_string(),
+        };
+        roots.row([name, root.nodes.to_string()]);
+    }
+    out.push_str(&roots.render());
+    out.push('\n');
+    let mut nodes = Table::new(["ID", "HOSTNAME", "ROLE", "STATUS", "ROOT", "EXPIRES"]);
+    for node in &info.nodes {
+        let expires = node.not_after_ms.map_or("-".to_string(), |end| {
+            if end <= now_ms {
+                format!("expired {} ago", span(now_ms - end))
+            } else {
+                format!("in {}", span(end - now_ms))
+            }
+        });
+        nodes.row([
+            node.node_id.to_string(),
+            node.hostname.clone(),
+            node.role.to_string(),
+            node.status.clone(),
+            short(&node.root_digest),
+            expires,
+        ]);
+    }
+    out.push_str(&nodes.render());
+    out
+}
+
+/// A duration for people, in its largest whole unit: `90d`, `12h`, `45s`.
+fn span(ms: u64) -> String {
+    let seconds = ms / 1_000;
+    match seconds {
+        s if s >= 86_400 => format!("{}d", s / 86_400),
+        s if s >= 3_600 => format!("{}h", s / 3_600),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{CaRootCount, NodeCertInfo, Role};
+
+    #[test]
+    fn ca_status_counts_roots_and_says_when_each_certificate_ends() {
+        let info = CaStatusInfo {
+            cluster_id: "c".into(),
+            root_digest: "ab".repeat(32),
+            cert_expiry_ms: 90 * 86_400_000,
+            roots: vec![CaRootCount {
+                root_digest: Some("ab".repeat(32)),
+                nodes: 2,
+            }],
+            nodes: vec![
+                NodeCertInfo {
+                    node_id: 255,
+                    hostname: "h".into(),
+                    role: Role::Worker,
+                    status: "ready".into(),
+                    root_digest: Some("ab".repeat(32)),
+                    not_after_ms: Some(10_000 + 7_200_000),
+                },
+                NodeCertInfo {
+                    node_id: 1,
+                    hostname: "m".into(),
+                    role: Role::Manager,
+                    status: "down".into(),
+                    root_digest: Some("ab".repeat(32)),
+                    not_after_ms: Some(5_000),
+                },
+            ],
+        };
+        let text = ca_text(&info, 10_000);
+        assert!(text.contains("issued for 90d"), "{text}");
+        assert!(text.contains("abababababababab (current)  2"), "{text}");
+        assert!(text.contains("in 2h"), "{text}");
+        assert!(text.contains("expired 5s ago"), "{text}");
+        assert!(text.contains("\n255 "), "{text}");
+    }
+}
