@@ -24,6 +24,8 @@ fn cluster() -> &'static ClusterInfo {
         manager_secret: String::new(),
         gossip_keys: GossipKeyring::default(),
         ca: Some(fixture::pki().ca.clone()),
+        cert_lifetime_s: None,
+        removed_nodes: Default::default(),
     })
 }
 

@@ -395,6 +395,7 @@ fn small_state() -> ClusterState {
         demoted: false,
         gossip_addr: None,
         node_secret: None,
+        certificate: None,
     };
     let cluster = ClusterInfo {
         cluster_id: "c0ffee".into(),
@@ -404,6 +405,8 @@ fn small_state() -> ClusterState {
         manager_secret: "s".into(),
         gossip_keys: GossipKeyring::first(KeySecret([7; 32]), 1),
         ca: None,
+        cert_lifetime_s: None,
+        removed_nodes: Default::default(),
     };
     for command in [
         Command::Bootstrap { cluster, node },
