@@ -331,6 +331,26 @@ fn remote_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 secret: "s".into(),
             }),
         ),
+        (
+            "renew-certificate",
+            call(RemoteRequest::RenewCertificate {
+                csr: NodeKey::generate()
+                    .and_then(|key| key.request("symphony node 7"))
+                    .expect("a certificate request"),
+            }),
+        ),
+        (
+            "certificate-issued",
+            call(RemoteRequest::CertificateIssued {
+                secret: "s".into(),
+                node_id: 7,
+                certificate: symphony_consensus::NodeCertificate {
+                    key_digest: "ab".repeat(32),
+                    not_after_ms: 1_800_000_000_000,
+                    root_digest: "cd".repeat(32),
+                },
+            }),
+        ),
     ];
     let mut seeds: Vec<(&'static str, Vec<u8>)> = calls
         .into_iter()
