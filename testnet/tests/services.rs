@@ -484,14 +484,25 @@ async fn a_drain_starts_replacements_first_and_a_worker_restart_duplicates_nothi
             .iter()
             .all(|task| task.node_id == Some(fleet.worker_ids[0]))
     );
+    let ids = |tasks: &[TaskInfo]| -> BTreeSet<u64> { tasks.iter().map(|t| t.task_id).collect() };
 
-    // A restart of the worker adopts its tasks: same ids, same processes, nothing new.
-    let processes = fleet.processes();
+    // A restart of the worker adopts its tasks: same ids, same processes, nothing new. A task
+    // is `running` once its shim runs, which may not yet have started the command: wait until
+    // every task's command shows in /proc before taking the picture.
+    let processes = poll_until(TIMEOUT, "both tasks' commands running", async || {
+        let processes = fleet.processes();
+        if processes[&0] == ids(&first) {
+            Ok(processes)
+        } else {
+            Err(format!("{processes:?}"))
+        }
+    })
+    .await
+    .unwrap();
     fleet.workers[0].kill9().unwrap();
     fleet.workers[0].respawn().unwrap();
     fleet.workers[0].wait_ready().await.unwrap();
     let adopted = fleet.wait_running("web", 2).await;
-    let ids = |tasks: &[TaskInfo]| -> BTreeSet<u64> { tasks.iter().map(|t| t.task_id).collect() };
     assert_eq!(ids(&adopted), ids(&first));
     assert_eq!(fleet.processes(), processes);
 
