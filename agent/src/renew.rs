@@ -11,6 +11,9 @@
 //! logged; a certificate that expired (the node was off past its end) cannot be renewed over
 //! TLS any more, and the node says how to re-enrol (`join --token`).
 //!
+//! When the cluster's root changes (`ca rotate`: the node's bundle then starts with a root
+//! that did not issue its certificate), the node renews at once, onto the new root.
+//!
 //! This loop is the only renewer of the node's certificate; a join (which also stores one)
 //! wakes it through the store's channel, and it starts again from the new certificate.
 
@@ -27,6 +30,8 @@ use crate::remote::proto::{RemoteReply, RemoteRequest};
 /// The earliest and latest point of a certificate's life at which it is renewed.
 pub const RENEW_FROM: f64 = 0.5;
 pub const RENEW_UNTIL: f64 = 0.8;
+/// Within how long after it learns of a new root a node renews onto it, at random.
+const ROOT_SPREAD_MS: u64 = 1_000;
 /// How long one renewal call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The first and the longest delay between failed tries.
@@ -83,10 +88,19 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                 changed = changes.changed() => if changed.is_err() { return } else { continue },
             }
         };
-        let at = due(
-            &validity,
-            rand::rng().random_range(RENEW_FROM..=RENEW_UNTIL),
-        );
+        let at = if !ctx.tls.holds_superseded_root() {
+            due(
+                &validity,
+                rand::rng().random_range(RENEW_FROM..=RENEW_UNTIL),
+            )
+        } else {
+            // A root rotation started: the node moves to the new root now, within a second
+            // (spread, so that a fleet told at once does not ask at once).
+            tracing::info!(
+                "the cluster's root changed; renewing this node's certificate from the new root"
+            );
+            SystemTime::now() + Duration::from_millis(rand::rng().random_range(0..=ROOT_SPREAD_MS))
+        };
         let wait = at
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
@@ -204,10 +218,13 @@ fn keep(ctx: &Context, node_id: u64, certificate: &str) -> Result<Validity, CtlE
         .and_then(|cert| symphony_pki::verify::first_der(&cert).ok())
         .and_then(|der| symphony_pki::verify::identity_of_der(&der).ok())
         .ok_or_else(|| refused("this node's own certificate does not read".into()))?;
-    let der =
-        symphony_pki::verify::first_der(certificate).map_err(|error| refused(error.to_string()))?;
-    let identity = symphony_pki::verify_peer(&der, &bundle, &own.cluster_id, SystemTime::now())
-        .map_err(|error| refused(error.to_string()))?;
+    let identity = symphony_pki::verify::verify_pem(
+        certificate,
+        &bundle,
+        Some(&own.cluster_id),
+        SystemTime::now(),
+    )
+    .map_err(|error| refused(error.to_string()))?;
     if identity.node_id != node_id {
         return Err(refused(format!("it names {identity}")));
     }
@@ -219,7 +236,7 @@ fn keep(ctx: &Context, node_id: u64, certificate: &str) -> Result<Validity, CtlE
     let validity = symphony_pki::verify::validity_of(certificate)
         .map_err(|error| refused(error.to_string()))?;
     ctx.tls
-        .store(certificate, &bundle)
+        .store_certificate(certificate)
         .map_err(|error| refused(error.to_string()))?;
     Ok(validity)
 }

@@ -34,23 +34,22 @@ pub async fn restore(args: &AgentArgs, file: &Path) -> Result<(), String> {
     // The restored manager speaks mutual TLS like any: it issues itself a certificate from the
     // CA the snapshot holds, for a key of its own.
     let tls = crate::tls::TlsStore::open(&args.config_dir).map_err(|error| error.to_string())?;
-    let ca = cluster
-        .ca
-        .as_ref()
+    // Issued as any manager issues (with the cross-signed root if the snapshot was taken
+    // during a root rotation), trusting what the cluster's nodes trust.
+    let bundle = cluster
+        .trust_bundle()
         .ok_or_else(|| format!("the snapshot {} holds no cluster CA", file.display()))?;
     let csr = tls
         .request(identity.node_id)
         .map_err(|error| format!("cannot make a certificate request: {error}"))?;
-    let cert = crate::manager::admission::issue_with(
-        ca,
-        &cluster_id,
+    let cert = crate::manager::admission::issue_certificate(
+        &cluster,
         &csr,
         identity.node_id,
         symphony_ctl::proto::Role::Manager,
-        cluster.cert_lifetime(),
     )
     .map_err(|error| error.message)?;
-    tls.store(&cert, &ca.bundle())
+    tls.store(&cert, &bundle)
         .map_err(|error| format!("cannot keep this manager's certificate: {error}"))?;
     let advertised = crate::run::advertised(
         args,

@@ -234,7 +234,7 @@ pub async fn run(args: AgentArgs) -> Result<(), RunError> {
         metrics.status_changes.clone(),
         shutdown.clone(),
     ));
-    let removed_watch = tokio::spawn(crate::manager::removed::watch(
+    let removed_watch = tokio::spawn(crate::manager::trust::watch(
         node.clone(),
         ctx.tls.clone(),
         shutdown.clone(),

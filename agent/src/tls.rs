@@ -42,9 +42,12 @@ pub struct TlsStore {
     remote: watch::Sender<Option<Arc<TlsTransport>>>,
     /// The nodes removed from the cluster, whose certificates this node refuses in every
     /// handshake (both ways) and on every call. Set only by the task that follows a
-    /// manager's replica (`manager::removed::watch`); empty on a worker, which holds no
+    /// manager's replica (`manager::trust::watch`); empty on a worker, which holds no
     /// state (the managers it talks to refuse for it).
     removed: watch::Sender<Arc<BTreeSet<u64>>>,
+    /// Held while the files change: a renewal (its certificate) and the cluster's new bundle
+    /// (its trust) may come at once, and neither may write back what the other replaced.
+    writing: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for TlsStore {
@@ -103,6 +106,7 @@ impl TlsStore {
             raft: watch::Sender::new(None),
             remote: watch::Sender::new(None),
             removed: watch::Sender::new(Arc::new(BTreeSet::new())),
+            writing: std::sync::Mutex::new(()),
         };
         if let Err(error) = store.publish() {
             // The node still starts (its control socket works, a new join can issue another
@@ -126,10 +130,14 @@ impl TlsStore {
         let der = symphony_pki::verify::first_der(&cert_pem).map_err(pki)?;
         // The cluster is the one the bundle's CA issued the certificate for; an expired one
         // is still used, so the peers' refusal says why.
-        let identity =
-            symphony_pki::verify::verify_chain(&der, &bundle, std::time::SystemTime::now())
-                .or_else(|_| symphony_pki::verify::identity_of_der(&der))
-                .map_err(pki)?;
+        let identity = symphony_pki::verify::verify_pem(
+            &cert_pem,
+            &bundle,
+            None,
+            std::time::SystemTime::now(),
+        )
+        .or_else(|_| symphony_pki::verify::identity_of_der(&der))
+        .map_err(pki)?;
         let material = TlsMaterial {
             cert_pem,
             key_der: self.key.der(),
@@ -171,11 +179,58 @@ impl TlsStore {
         let (Some(cert), Some(bundle)) = (self.certificate(), self.ca_bundle()) else {
             return false;
         };
-        symphony_pki::verify::first_der(&cert)
-            .and_then(|der| {
-                symphony_pki::verify::verify_chain(&der, &bundle, std::time::SystemTime::now())
-            })
-            .is_ok()
+        symphony_pki::verify::verify_pem(&cert, &bundle, None, std::time::SystemTime::now()).is_ok()
+    }
+
+    /// Whether the node's certificate comes from a root its bundle still trusts but no longer
+    /// issues from (any but the first): during a root rotation, the old one. Such a node
+    /// renews at once, onto the new root.
+    pub fn holds_superseded_root(&self) -> bool {
+        let (Some(cert), Some(bundle)) = (self.certificate(), self.ca_bundle()) else {
+            return false;
+        };
+        let Ok(roots) = bundle.certificates_der() else {
+            return false;
+        };
+        roots.iter().skip(1).any(|root| {
+            let root = CaBundle::of_der(root);
+            symphony_pki::verify::signed_by_key_of(&cert, &root.pem).unwrap_or(false)
+        })
+    }
+
+    /// Trusts `bundle` from now on, as the cluster says (a manager's replica; a worker's
+    /// session): during a root rotation the new root and the old, then the new alone.
+    /// Nothing changes if it is the bundle held already; a node that holds no certificate
+    /// takes none (it gets its bundle when it joins).
+    pub fn set_trust(&self, bundle: &CaBundle) -> Result<bool, TlsStoreError> {
+        let _writing = self.lock();
+        let Some(cert) = self.certificate() else {
+            return Ok(false);
+        };
+        if self.ca_bundle().as_ref() == Some(bundle) {
+            return Ok(false);
+        }
+        let path = self.dir.join(CA);
+        bundle
+            .certificates_der()
+            .map_err(|source| TlsStoreError::Pki {
+                path: path.clone(),
+                source,
+            })?;
+        if let Err(error) =
+            symphony_pki::verify::verify_pem(&cert, bundle, None, std::time::SystemTime::now())
+        {
+            // Kept all the same: the cluster trusts this bundle, and a node whose certificate
+            // it no longer covers must join again whatever it keeps.
+            tracing::error!(%error, "the cluster's CA bundle no longer covers this node's certificate; it must join again (`symphony-ctl join --token ...`)");
+        }
+        self.write(&[(CA, bundle.pem.as_str())])?;
+        tracing::info!(
+            roots = bundle.certificates_der().map_or(0, |roots| roots.len()),
+            "this node trusts the cluster's new CA bundle"
+        );
+        self.publish()?;
+        Ok(true)
     }
 
     /// Whether the node holds a certificate its links use.
@@ -214,9 +269,38 @@ impl TlsStore {
         self.key.request(&format!("symphony node {node_id}"))
     }
 
-    /// Keeps a certificate a manager issued and the bundle it was checked against.
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps a certificate a manager issued and the bundle it was checked against (a join).
     pub fn store(&self, cert_pem: &str, bundle: &CaBundle) -> Result<(), TlsStoreError> {
-        for (name, text) in [(CA, bundle.pem.as_str()), (CERT, cert_pem)] {
+        let _writing = self.lock();
+        self.write(&[(CA, bundle.pem.as_str()), (CERT, cert_pem)])?;
+        self.publish()
+    }
+
+    /// Keeps a renewed certificate, with the bundle held, if that bundle covers it.
+    pub fn store_certificate(&self, cert_pem: &str) -> Result<(), TlsStoreError> {
+        let _writing = self.lock();
+        let path = self.dir.join(CERT);
+        let bundle = self.ca_bundle().ok_or_else(|| TlsStoreError::Pki {
+            path: self.dir.join(CA),
+            source: PkiError::EmptyBundle,
+        })?;
+        symphony_pki::verify::verify_pem(cert_pem, &bundle, None, std::time::SystemTime::now())
+            .map_err(|source| TlsStoreError::Pki {
+                path: path.clone(),
+                source,
+            })?;
+        self.write(&[(CERT, cert_pem)])?;
+        self.publish()
+    }
+
+    fn write(&self, files: &[(&str, &str)]) -> Result<(), TlsStoreError> {
+        for (name, text) in files {
             let path = self.dir.join(name);
             crate::durable::write_atomically(&path, text.as_bytes()).map_err(|source| {
                 TlsStoreError::Io {
@@ -226,7 +310,7 @@ impl TlsStore {
                 }
             })?;
         }
-        self.publish()
+        Ok(())
     }
 
     /// The CA bundle this node trusts, once it was issued a certificate.

@@ -9,7 +9,7 @@
 use rand::RngCore;
 use symphony_consensus::{ClusterInfo, KeySecret, NodeRole};
 use symphony_ctl::proto::{CtlError, ErrorCode};
-use symphony_pki::{CertRole, JoinToken};
+use symphony_pki::{CaBundle, CertRole, JoinToken};
 
 /// A new cluster id: 128 random bits as 32 hex digits.
 pub fn cluster_id() -> String {
@@ -21,11 +21,16 @@ pub fn join_token(ca_digest: &str, role: NodeRole) -> String {
     JoinToken::generate(cert_role(role), ca_digest).to_string()
 }
 
-/// A new join token for `role` of `cluster`, pinning its CA.
+/// A new join token for `role` of `cluster`, pinning the CA bundle its nodes trust (and
+/// hand a joiner).
 pub fn join_token_for(cluster: &ClusterInfo, role: NodeRole) -> Result<String, CtlError> {
-    let ca = cluster.ca.as_ref().ok_or_else(no_ca)?;
-    let digest = ca
-        .bundle()
+    let bundle = cluster.trust_bundle().ok_or_else(no_ca)?;
+    join_token_pinning(&bundle, role)
+}
+
+/// A new join token for `role`, pinning `bundle`.
+pub fn join_token_pinning(bundle: &CaBundle, role: NodeRole) -> Result<String, CtlError> {
+    let digest = bundle
         .digest()
         .map_err(|error| crate::errors::internal(format!("cannot read the cluster CA: {error}")))?;
     Ok(join_token(&digest, role))

@@ -29,14 +29,14 @@ pub use handle::{
     MetricsWatch,
 };
 pub use state::{
-    Availability, ClusterCommand, ClusterInfo, ClusterState, Command, CommandResult, Constraint,
-    ConstraintField, ConstraintOp, DesiredState, Driver, FailureAction, GossipKeyCommand,
-    GossipKeyRecord, GossipKeyring, Health, HealthCheck, KeySecret, KvChange, KvCommand,
-    KvCompacted, KvHistory, KvRecord, NewTask, NodeCertificate, NodeCommand, NodeJoin, NodeRecord,
-    NodeRole, NodeStatus, OnIsolation, RebalanceMode, Reservations, Resources, RestartCondition,
-    RestartPolicy, ServiceCommand, ServiceMode, ServicePatch, ServiceRecord, ServiceSpec,
-    SpecError, TaskCommand, TaskOutcome, TaskRecord, TaskReport, TaskSpec, TaskState, Transition,
-    UpdateConfig, UpdateKind, UpdateOrder, UpdatePatch, UpdateState, UpdateStatus,
+    Availability, CaRotation, ClusterCommand, ClusterInfo, ClusterState, Command, CommandResult,
+    Constraint, ConstraintField, ConstraintOp, DesiredState, Driver, FailureAction,
+    GossipKeyCommand, GossipKeyRecord, GossipKeyring, Health, HealthCheck, KeySecret, KvChange,
+    KvCommand, KvCompacted, KvHistory, KvRecord, NewTask, NodeCertificate, NodeCommand, NodeJoin,
+    NodeRecord, NodeRole, NodeStatus, OnIsolation, RebalanceMode, Reservations, Resources,
+    RestartCondition, RestartPolicy, ServiceCommand, ServiceMode, ServicePatch, ServiceRecord,
+    ServiceSpec, SpecError, TaskCommand, TaskOutcome, TaskRecord, TaskReport, TaskSpec, TaskState,
+    Transition, UpdateConfig, UpdateKind, UpdateOrder, UpdatePatch, UpdateState, UpdateStatus,
 };
 pub use types::{ManagerNode, TypeConfig};
 

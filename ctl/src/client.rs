@@ -222,6 +222,15 @@ impl Client {
         .await
     }
 
+    /// `ca rotate`: starts a root rotation (or finds the one under way); returns at once.
+    pub async fn ca_rotate(&self) -> Result<CaStatusInfo, ClientError> {
+        self.expect(Request::CaRotate, |r| match r {
+            Response::CaStatus(info) => Ok(info),
+            other => Err(other),
+        })
+        .await
+    }
+
     /// Joins the cluster of the node whose remote address is `addr`.
     pub async fn join(
         &self,

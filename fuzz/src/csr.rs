@@ -26,6 +26,7 @@ fn cluster() -> &'static ClusterInfo {
         ca: Some(fixture::pki().ca.clone()),
         cert_lifetime_s: None,
         removed_nodes: Default::default(),
+        ca_rotation: None,
     })
 }
 

@@ -427,6 +427,7 @@ fn small_state() -> ClusterState {
         ca: None,
         cert_lifetime_s: None,
         removed_nodes: Default::default(),
+        ca_rotation: None,
     };
     for command in [
         Command::Bootstrap { cluster, node },

@@ -28,6 +28,32 @@ impl CaBundle {
         CaBundle { pem: pem.into() }
     }
 
+    /// The bundle of `roots` (PEM each), in order: the first is the root that issues
+    /// certificates now, the others are still trusted (during a root rotation, the old root).
+    pub fn of_roots(roots: &[&str]) -> CaBundle {
+        let mut pem = String::new();
+        for root in roots {
+            pem.push_str(root.trim_end());
+            pem.push('\n');
+        }
+        CaBundle { pem }
+    }
+
+    /// The bundle of one certificate, from its DER.
+    pub fn of_der(der: &[u8]) -> CaBundle {
+        CaBundle { pem: pem_of(der) }
+    }
+
+    /// The first certificate of the bundle (PEM): the root that issues certificates now.
+    pub fn issuing_root(&self) -> Result<String, PkiError> {
+        let der = self
+            .certificates_der()?
+            .into_iter()
+            .next()
+            .ok_or(PkiError::EmptyBundle)?;
+        Ok(pem_of(&der))
+    }
+
     /// The DER of each certificate, in order; refused if any block is no certificate, or if
     /// there is none.
     pub fn certificates_der(&self) -> Result<Vec<Vec<u8>>, PkiError> {
@@ -68,6 +94,11 @@ impl CaBundle {
             expected.to_ascii_lowercase().as_bytes(),
         ))
     }
+}
+
+/// A certificate's DER as PEM.
+fn pem_of(der: &[u8]) -> String {
+    pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
 }
 
 /// SHA-256 of `bytes`, as lowercase hex.

@@ -59,6 +59,13 @@ impl std::fmt::Debug for ClusterCa {
     }
 }
 
+/// A new root, and its certificate signed by the root it replaces ([`ClusterCa::rotate`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Rotated {
+    pub ca: ClusterCa,
+    pub cross_signed_pem: String,
+}
+
 /// A certificate a manager issued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedCert {
@@ -74,28 +81,44 @@ impl ClusterCa {
     pub fn generate_at(cluster_id: &str, now: SystemTime) -> Result<ClusterCa, PkiError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(PkiError::generate("make the CA key"))?;
-        let mut params = CertificateParams::default();
-        let mut name = DistinguishedName::new();
-        name.push(
-            DnType::CommonName,
-            format!("symphony cluster {cluster_id} root"),
-        );
-        name.push(DnType::OrganizationName, "symphony");
-        params.distinguished_name = name;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        set_validity(&mut params, now, CA_LIFETIME);
-        params.serial_number = Some(random_serial());
-        let cert = params
+        let cert = root_params(&format!("symphony cluster {cluster_id} root"), now)
             .self_signed(&key)
             .map_err(PkiError::generate("sign the CA certificate"))?;
         Ok(ClusterCa {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// The root that replaces this one in a rotation (`ca rotate`), with its certificate
+    /// cross-signed by this root: the same name and key, issued by this root's. Certificates
+    /// the new root issues are sent with the cross-signed one while nodes move over, so a node
+    /// that still trusts only this root takes them through it.
+    pub fn rotate(&self, cluster_id: &str, now: SystemTime) -> Result<Rotated, PkiError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(PkiError::generate("make the new CA key"))?;
+        // A name of its own, so that a chain never confuses the two roots.
+        let since = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let name = format!("symphony cluster {cluster_id} root {since}");
+        let cert = root_params(&name, now)
+            .self_signed(&key)
+            .map_err(PkiError::generate("sign the new CA certificate"))?;
+        let old_key = KeyPair::from_pem(&self.key_pem)
+            .map_err(|error| PkiError::malformed("CA key", error))?;
+        let old = Issuer::from_ca_cert_pem(&self.cert_pem, old_key)
+            .map_err(|error| PkiError::malformed("CA certificate", error))?;
+        let cross = root_params(&name, now)
+            .signed_by(&key, &old)
+            .map_err(PkiError::generate("cross-sign the new CA certificate"))?;
+        Ok(Rotated {
+            ca: ClusterCa {
+                cert_pem: cert.pem(),
+                key_pem: key.serialize_pem(),
+            },
+            cross_signed_pem: cross.pem(),
         })
     }
 
@@ -174,6 +197,25 @@ fn read_request(request_pem: &str) -> Result<CertificateSigningRequestParams, Pk
         rcgen::Error::InvalidCertificationRequestSignature => PkiError::BadRequestSignature,
         other => PkiError::malformed("certificate request", other),
     })
+}
+
+/// A root CA certificate named `name`, valid from an hour before `now` for [`CA_LIFETIME`]:
+/// it may sign node certificates and nothing that signs further.
+fn root_params(name: &str, now: SystemTime) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    dn.push(DnType::OrganizationName, "symphony");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    set_validity(&mut params, now, CA_LIFETIME);
+    params.serial_number = Some(random_serial());
+    params
 }
 
 fn set_validity(params: &mut CertificateParams, now: SystemTime, lifetime: Duration) {

@@ -22,7 +22,19 @@ pub fn verify_peer(
     cluster_id: &str,
     now: SystemTime,
 ) -> Result<CertIdentity, PkiError> {
-    let identity = verify_chain(cert_der, bundle, now)?;
+    verify_peer_with(cert_der, &[], bundle, cluster_id, now)
+}
+
+/// Like [`verify_peer`], for a certificate presented with `intermediates` (the rest of the
+/// peer's chain; see [`verify_chain_with`]).
+pub fn verify_peer_with(
+    cert_der: &[u8],
+    intermediates: &[&[u8]],
+    bundle: &CaBundle,
+    cluster_id: &str,
+    now: SystemTime,
+) -> Result<CertIdentity, PkiError> {
+    let identity = verify_chain_with(cert_der, intermediates, bundle, now)?;
     if identity.cluster_id != cluster_id {
         return Err(PkiError::WrongCluster {
             expected: cluster_id.to_string(),
@@ -36,6 +48,26 @@ pub fn verify_peer(
 /// (the bundle is one cluster's, so a caller that trusts the bundle learns the cluster).
 pub fn verify_chain(
     cert_der: &[u8],
+    bundle: &CaBundle,
+    now: SystemTime,
+) -> Result<CertIdentity, PkiError> {
+    verify_chain_with(cert_der, &[], bundle, now)
+}
+
+/// How many presented intermediates are looked at; a chain is a leaf and at most one
+/// cross-signed root, so anything longer is padding.
+const MAX_INTERMEDIATES: usize = 4;
+
+/// Like [`verify_chain`], for a certificate presented with `intermediates`. The certificate
+/// must be signed by a CA of the bundle, or by one intermediate that is a CA certificate
+/// signed by a CA of the bundle — during a root rotation, the new root cross-signed by the
+/// old, which lets a node that trusts only the old root take certificates of the new. That
+/// one step is allowed although the roots say they sign no CA (path length 0): the only CA
+/// certificate a cluster root ever signs is its successor's, in `ca rotate`. No longer chain
+/// is followed.
+pub fn verify_chain_with(
+    cert_der: &[u8],
+    intermediates: &[&[u8]],
     bundle: &CaBundle,
     now: SystemTime,
 ) -> Result<CertIdentity, PkiError> {
@@ -54,19 +86,20 @@ pub fn verify_chain(
             now_s,
         });
     }
-    let mut issued = false;
-    for ca_der in bundle.certificates_der()? {
-        let (_, ca) = X509Certificate::from_der(&ca_der)
+    let roots = bundle.certificates_der()?;
+    let mut parsed = Vec::with_capacity(roots.len());
+    for ca_der in &roots {
+        let (_, ca) = X509Certificate::from_der(ca_der)
             .map_err(|error| PkiError::malformed("CA certificate", error))?;
-        if ca.is_ca()
-            && valid_at(ca.validity(), now_s)
-            && cert.issuer() == ca.subject()
-            && cert.verify_signature(Some(ca.public_key())).is_ok()
-        {
-            issued = true;
-            break;
-        }
+        parsed.push(ca);
     }
+    let by_root = |child: &X509Certificate<'_>| parsed.iter().any(|ca| signs(ca, child, now_s));
+    let issued = by_root(&cert)
+        || intermediates
+            .iter()
+            .take(MAX_INTERMEDIATES)
+            .filter_map(|der| X509Certificate::from_der(der).ok().map(|(_, ca)| ca))
+            .any(|ca| signs(&ca, &cert, now_s) && by_root(&ca));
     if !issued {
         return Err(PkiError::UnknownIssuer);
     }
@@ -76,6 +109,45 @@ pub fn verify_chain(
         });
     }
     identity_of(&cert)
+}
+
+/// Checks a certificate chain in PEM (the certificate first, then what it is presented with,
+/// as a node keeps its own in `node.crt`) against `bundle` at `now`; with `cluster_id`, it
+/// must name a node of that cluster.
+pub fn verify_pem(
+    chain_pem: &str,
+    bundle: &CaBundle,
+    cluster_id: Option<&str>,
+    now: SystemTime,
+) -> Result<CertIdentity, PkiError> {
+    let chain = CaBundle::new(chain_pem).certificates_der()?;
+    let (leaf, rest) = chain.split_first().ok_or(PkiError::EmptyBundle)?;
+    let rest: Vec<&[u8]> = rest.iter().map(Vec::as_slice).collect();
+    match cluster_id {
+        Some(cluster_id) => verify_peer_with(leaf, &rest, bundle, cluster_id, now),
+        None => verify_chain_with(leaf, &rest, bundle, now),
+    }
+}
+
+/// Whether the certificate `cert_pem` (its first) was signed by the key of the CA
+/// certificate `root_pem` (its first): which root a node's certificate comes from, for a
+/// node deciding whether to renew onto the cluster's current root. Unchecked otherwise.
+pub fn signed_by_key_of(cert_pem: &str, root_pem: &str) -> Result<bool, PkiError> {
+    let cert_der = first_der(cert_pem)?;
+    let root_der = first_der(root_pem)?;
+    let (_, cert) = X509Certificate::from_der(&cert_der)
+        .map_err(|error| PkiError::malformed("certificate", error))?;
+    let (_, root) = X509Certificate::from_der(&root_der)
+        .map_err(|error| PkiError::malformed("CA certificate", error))?;
+    Ok(cert.verify_signature(Some(root.public_key())).is_ok())
+}
+
+/// Whether `ca` is a CA valid at `now_s` that issued `child`.
+fn signs(ca: &X509Certificate<'_>, child: &X509Certificate<'_>, now_s: i64) -> bool {
+    ca.is_ca()
+        && valid_at(ca.validity(), now_s)
+        && child.issuer() == ca.subject()
+        && child.verify_signature(Some(ca.public_key())).is_ok()
 }
 
 /// Who a certificate names, unchecked: for a node reading its own certificate (which it
@@ -243,6 +315,101 @@ mod tests {
                 now + crate::ca::DEFAULT_NODE_CERT_LIFETIME + Duration::from_secs(60)
             ),
             Err(PkiError::Expired { .. })
+        ));
+    }
+
+    /// A leaf of `ca` for node 5 of cluster "c", as a node keeps it: the leaf, then the
+    /// chain it is presented with.
+    fn leaf_pem(ca: &ClusterCa, chain: &str) -> String {
+        let key = NodeKey::generate().unwrap();
+        let identity = CertIdentity {
+            cluster_id: "c".into(),
+            role: CertRole::Worker,
+            node_id: 5,
+        };
+        let issued = ca
+            .issue(&key.request("n").unwrap(), &identity, SystemTime::now())
+            .unwrap();
+        format!("{}{chain}", issued.cert_pem)
+    }
+
+    #[test]
+    fn a_rotated_root_is_taken_through_its_cross_signature_by_nodes_of_the_old() {
+        let now = SystemTime::now();
+        let old = ClusterCa::generate("c").unwrap();
+        let rotated = old.rotate("c", now).unwrap();
+        let new = &rotated.ca;
+        let old_only = old.bundle();
+        let both = CaBundle::of_roots(&[&new.cert_pem, &old.cert_pem]);
+        let new_only = new.bundle();
+        assert_eq!(
+            first_der(&both.issuing_root().unwrap()).unwrap(),
+            first_der(&new.cert_pem).unwrap()
+        );
+
+        // Issued by the new root while nodes move over: with the cross-signed root, every
+        // node takes it; alone, only nodes that trust the new root.
+        let moving = leaf_pem(new, &rotated.cross_signed_pem);
+        for bundle in [&old_only, &both, &new_only] {
+            assert!(verify_pem(&moving, bundle, Some("c"), now).is_ok());
+        }
+        let bare = leaf_pem(new, "");
+        assert!(matches!(
+            verify_pem(&bare, &old_only, Some("c"), now),
+            Err(PkiError::UnknownIssuer)
+        ));
+        assert!(verify_pem(&bare, &both, Some("c"), now).is_ok());
+        // Issued by the old root: taken while both are trusted, refused once it is dropped.
+        let before = leaf_pem(&old, "");
+        assert!(verify_pem(&before, &both, Some("c"), now).is_ok());
+        assert!(matches!(
+            verify_pem(&before, &new_only, Some("c"), now),
+            Err(PkiError::UnknownIssuer)
+        ));
+        // Which root a certificate comes from.
+        assert!(signed_by_key_of(&moving, &new.cert_pem).unwrap());
+        assert!(!signed_by_key_of(&moving, &old.cert_pem).unwrap());
+        assert!(signed_by_key_of(&before, &old.cert_pem).unwrap());
+        // The cross-signed root is a CA: it names no node.
+        assert!(verify_pem(&rotated.cross_signed_pem, &old_only, Some("c"), now).is_err());
+    }
+
+    #[test]
+    fn an_intermediate_not_signed_by_a_trusted_root_or_no_ca_lends_no_trust() {
+        let now = SystemTime::now();
+        let ours = ClusterCa::generate("c").unwrap();
+        // Another CA's root "rotated" by itself: its cross-signature is by a root we do not
+        // trust.
+        let theirs = ClusterCa::generate("c").unwrap();
+        let rotated = theirs.rotate("c", now).unwrap();
+        let forged = leaf_pem(&rotated.ca, &rotated.cross_signed_pem);
+        assert!(matches!(
+            verify_pem(&forged, &ours.bundle(), Some("c"), now),
+            Err(PkiError::UnknownIssuer)
+        ));
+        // A node certificate of ours is no intermediate: a leaf "issued" by its key is
+        // refused even when presented with it.
+        let node_key = NodeKey::generate().unwrap();
+        let node_identity = CertIdentity {
+            cluster_id: "c".into(),
+            role: CertRole::Manager,
+            node_id: 1,
+        };
+        let node_cert = ours
+            .issue(&node_key.request("n").unwrap(), &node_identity, now)
+            .unwrap();
+        let as_ca = ClusterCa {
+            cert_pem: node_cert.cert_pem.clone(),
+            key_pem: node_key.pem(),
+        };
+        let other = NodeKey::generate().unwrap();
+        let below = as_ca
+            .issue(&other.request("n").unwrap(), &node_identity, now)
+            .unwrap();
+        let chained = format!("{}{}", below.cert_pem, node_cert.cert_pem);
+        assert!(matches!(
+            verify_pem(&chained, &ours.bundle(), Some("c"), now),
+            Err(PkiError::UnknownIssuer)
         ));
     }
 

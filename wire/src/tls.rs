@@ -104,9 +104,13 @@ impl TlsTransport {
             client_auth,
             peer_check: check,
         });
-        let chain = vec![CertificateDer::from(symphony_pki::verify::first_der(
-            &material.cert_pem,
-        )?)];
+        // The node's certificate and what it is presented with (during a root rotation, the
+        // new root cross-signed by the old).
+        let chain: Vec<CertificateDer<'static>> = CaBundle::new(material.cert_pem.clone())
+            .certificates_der()?
+            .into_iter()
+            .map(CertificateDer::from)
+            .collect();
         let key = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(material.key_der.clone()));
         let server = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -184,9 +188,10 @@ impl TlsTransport {
         })
     }
 
-    /// Who the certificate `der` proves, as this side's verifier sees it.
-    pub fn identify(&self, der: &[u8]) -> Result<CertIdentity, PkiError> {
-        self.verifier.check(der, SystemTime::now())
+    /// Who the certificate `der`, presented with `intermediates`, proves, as this side's
+    /// verifier sees it.
+    pub fn identify(&self, der: &[u8], intermediates: &[&[u8]]) -> Result<CertIdentity, PkiError> {
+        self.verifier.check(der, intermediates, SystemTime::now())
     }
 }
 
@@ -219,24 +224,46 @@ enum Refusal {
 }
 
 impl PeerVerifier {
-    fn check(&self, der: &[u8], now: SystemTime) -> Result<CertIdentity, PkiError> {
+    fn check(
+        &self,
+        der: &[u8],
+        intermediates: &[&[u8]],
+        now: SystemTime,
+    ) -> Result<CertIdentity, PkiError> {
         match &self.cluster_id {
-            Some(cluster_id) => symphony_pki::verify_peer(der, &self.bundle, cluster_id, now),
-            None => symphony_pki::verify::verify_chain(der, &self.bundle, now),
+            Some(cluster_id) => symphony_pki::verify::verify_peer_with(
+                der,
+                intermediates,
+                &self.bundle,
+                cluster_id,
+                now,
+            ),
+            None => symphony_pki::verify::verify_chain_with(der, intermediates, &self.bundle, now),
         }
     }
 
-    fn admit(&self, der: &[u8], now: SystemTime) -> Result<CertIdentity, Refusal> {
-        let identity = self.check(der, now).map_err(Refusal::Pki)?;
+    fn admit(
+        &self,
+        der: &[u8],
+        intermediates: &[&[u8]],
+        now: SystemTime,
+    ) -> Result<CertIdentity, Refusal> {
+        let identity = self.check(der, intermediates, now).map_err(Refusal::Pki)?;
         match &self.peer_check {
             Some(check) if !check(&identity) => Err(Refusal::Checked),
             _ => Ok(identity),
         }
     }
 
-    fn verify(&self, end_entity: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls::Error> {
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs());
-        self.admit(end_entity.as_ref(), now)
+        let intermediates: Vec<&[u8]> = intermediates.iter().map(AsRef::as_ref).collect();
+        self.admit(end_entity.as_ref(), &intermediates, now)
             .map(|_| ())
             .map_err(|refusal| {
                 rustls::Error::InvalidCertificate(match refusal {
@@ -254,12 +281,12 @@ impl ServerCertVerifier for PeerVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.verify(end_entity, now)
+        self.verify(end_entity, intermediates, now)
             .map(|()| ServerCertVerified::assertion())
     }
 
@@ -310,10 +337,10 @@ impl ClientCertVerifier for PeerVerifier {
     fn verify_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.verify(end_entity, now)
+        self.verify(end_entity, intermediates, now)
             .map(|()| ClientCertVerified::assertion())
     }
 

@@ -156,8 +156,11 @@ fn peer_identity(
         return Ok(None);
     }
     certificates
-        .and_then(|certificates| certificates.first())
-        .map(|certificate| tls.identify(certificate.as_ref()))
+        .and_then(|certificates| certificates.split_first())
+        .map(|(certificate, rest)| {
+            let rest: Vec<&[u8]> = rest.iter().map(AsRef::as_ref).collect();
+            tls.identify(certificate.as_ref(), &rest)
+        })
         .transpose()
         .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use symphony_consensus::{ClusterCommand, ClusterInfo, Command, Consensus, NodeRole};
 use symphony_ctl::proto::{
-    CaRootCount, CaStatusInfo, ClusterSettingsInfo, CtlError, ErrorCode, NodeCertInfo,
-    ReadConsistency, Response, Role,
+    CaRootCount, CaRotationInfo, CaStatusInfo, ClusterSettingsInfo, CtlError, ErrorCode,
+    NodeCertInfo, ReadConsistency, Response, Role,
 };
 
 use crate::errors::not_initialised;
@@ -59,11 +59,14 @@ pub async fn ca_status(
     })
     .await?;
     let cluster = cluster.ok_or_else(not_initialised)?;
-    let ca = cluster.ca.as_ref().ok_or_else(crate::tokens::no_ca)?;
-    let root_digest = ca
-        .bundle()
-        .digest()
-        .map_err(|error| crate::errors::internal(format!("cannot read the cluster CA: {error}")))?;
+    let root_digest = cluster.root_digest().ok_or_else(crate::tokens::no_ca)?;
+    let rotation = cluster.ca_rotation.as_ref().map(|rotation| CaRotationInfo {
+        started_ms: rotation.started_ms,
+        old_root_digest: symphony_pki::CaBundle::of_roots(&[&rotation.old_root_pem])
+            .digest()
+            .unwrap_or_default(),
+        waiting_for: crate::manager::ca_rotation::waiting_for(&cluster, &nodes),
+    });
     let mut counts: BTreeMap<Option<String>, u64> = BTreeMap::new();
     let nodes: Vec<NodeCertInfo> = nodes
         .into_iter()
@@ -95,5 +98,18 @@ pub async fn ca_status(
             .map(|(root_digest, nodes)| CaRootCount { root_digest, nodes })
             .collect(),
         nodes,
+        rotation,
     }))
+}
+
+/// `ca rotate`: starts a rotation of the root unless one is under way; answers with the
+/// status as the leader's replica holds it once the start is applied.
+pub async fn ca_rotate(consensus: &Consensus) -> Result<Response, CtlError> {
+    let cluster = require_cluster(consensus)?;
+    if cluster.ca_rotation.is_none() {
+        let command = crate::manager::ca_rotation::start(&cluster, crate::now_ms())?;
+        propose_client(consensus, command).await?;
+        tracing::info!("a root rotation started: every node renews onto the new root");
+    }
+    ca_status(consensus, ReadConsistency::Stale).await
 }

@@ -135,6 +135,7 @@ pub async fn handle(
         Request::CaStatus { consistency } => {
             cluster::ca_status(&consensus(ctx)?, consistency).await
         }
+        Request::CaRotate => cluster::ca_rotate(&consensus(ctx)?).await,
         Request::GossipKeyInstall { wait_ms } => gossip_keys::install(ctx, wait_ms).await,
         Request::GossipKeyUse { id, wait_ms, force } => {
             gossip_keys::use_key(ctx, id, wait_ms, force).await

@@ -241,6 +241,9 @@ impl Follower<'_> {
                     loop {
                         let next = tokio::time::timeout_at(vouching.deadline(), stream.next());
                         match next.await {
+                            Ok(Some(Ok(RemoteReply::Assignments(AssignmentUpdate::Trust {
+                                bundle,
+                            })))) => keep_trust(ctx, &bundle),
                             Ok(Some(Ok(RemoteReply::Assignments(update)))) => {
                                 if self.apply(update, true)? {
                                     vouching.vouched(Instant::now());
@@ -316,6 +319,9 @@ impl Follower<'_> {
                 }
                 node_ready
             }
+            // A manager's own trust follows its replica (`manager::trust`); a worker's is
+            // kept where the stream is read.
+            AssignmentUpdate::Trust { .. } => return Ok(false),
         };
         let vouched = ready && in_touch;
         if vouched {
@@ -326,6 +332,15 @@ impl Follower<'_> {
 
     fn touch(&self) {
         self.contact.send_replace(Some(Instant::now()));
+    }
+}
+
+/// Trusts the CA bundle the session's manager says the cluster trusts: it came over this
+/// node's mutual TLS from a manager of its cluster.
+fn keep_trust(ctx: &Context, bundle: &str) {
+    match ctx.tls.set_trust(&symphony_pki::CaBundle::new(bundle)) {
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot keep the cluster's CA bundle"),
     }
 }
 

@@ -228,7 +228,8 @@ pub fn certificate_record(cert_pem: &str, bundle: &CaBundle) -> Result<NodeCerti
 
 /// A certificate for `node_id` as `role` of `cluster`, for the key of `csr`, valid for the
 /// cluster's current lifetime: the identity is the leader's decision, whatever the request
-/// asked for.
+/// asked for. It comes from the current root, followed by what it is presented with (the
+/// chain a node keeps and sends).
 pub fn issue_certificate(
     cluster: &ClusterInfo,
     csr: &str,
@@ -236,14 +237,17 @@ pub fn issue_certificate(
     role: Role,
 ) -> Result<String, CtlError> {
     let ca = cluster.ca.as_ref().ok_or_else(tokens::no_ca)?;
-    issue_with(
+    let certificate = issue_with(
         ca,
         &cluster.cluster_id,
         csr,
         node_id,
         role,
         cluster.cert_lifetime(),
-    )
+    )?;
+    // During a root rotation, with the new root cross-signed by the old: nodes that trust
+    // only the old root yet take it through that.
+    Ok(format!("{certificate}{}", cluster.issued_chain()))
 }
 
 /// Issues a certificate with `ca` for node `node_id` of `cluster_id` as `role`, to the key of

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use symphony_consensus::state::{nodes, tasks};
+use symphony_consensus::state::{cluster, nodes, tasks};
 use symphony_consensus::{
     ClusterState, Command, Consensus, DesiredState, NodeStatus, TaskCommand, TaskReport, TaskState,
 };
@@ -94,6 +94,7 @@ pub fn assignments(
     let (updates, receiver) = mpsc::channel(BUFFER);
     tokio::spawn(async move {
         let mut changes = consensus.watch_tables(&[tasks::TABLE, nodes::TABLE]);
+        let mut cluster_changes = consensus.watch_tables(&[cluster::TABLE]);
         let (mut sent, mut seen, mut ready) = consensus.read_stale(|state| {
             (
                 assigned(state, node_id),
@@ -109,6 +110,17 @@ pub fn assignments(
         if updates.send(full).await.is_err() {
             return;
         }
+        let mut trusted = trust_bundle(&consensus);
+        if let Some(bundle) = &trusted
+            && updates
+                .send(AssignmentUpdate::Trust {
+                    bundle: bundle.clone(),
+                })
+                .await
+                .is_err()
+        {
+            return;
+        }
         let mut seq = 0;
         let mut beat = tokio::time::interval(heartbeat);
         beat.reset();
@@ -118,6 +130,23 @@ pub fn assignments(
             tokio::select! {
                 () = updates.closed() => return,
                 alive = changes.changed() => if !alive { return },
+                alive = cluster_changes.changed() => {
+                    if !alive {
+                        return;
+                    }
+                    let trust = trust_bundle(&consensus);
+                    if trust.is_some() && trust != trusted {
+                        trusted = trust;
+                        if let Some(bundle) = &trusted
+                            && updates
+                                .send(AssignmentUpdate::Trust { bundle: bundle.clone() })
+                                .await
+                                .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
                 _ = stopped_check.tick() => {
                     if consensus.has_stopped() {
                         tracing::debug!(node_id, "the Raft node stopped; ending the node's assignments stream");
@@ -189,6 +218,17 @@ pub fn assignments(
         }
     });
     receiver
+}
+
+/// The CA bundle the cluster trusts, as this replica holds it (PEM).
+fn trust_bundle(consensus: &Consensus) -> Option<String> {
+    consensus.read_stale(|state| {
+        state
+            .cluster
+            .as_ref()
+            .and_then(symphony_consensus::ClusterInfo::trust_bundle)
+            .map(|bundle| bundle.pem)
+    })
 }
 
 /// On the leader: records what `node_id` reports about its tasks.

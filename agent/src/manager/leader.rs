@@ -102,6 +102,10 @@ fn start(handles: &LeaderHandles, stop: CancellationToken) -> CancellationToken 
             handles.consensus.clone(),
             loops.clone(),
         ));
+        tokio::spawn(super::ca_rotation::run(
+            handles.consensus.clone(),
+            loops.clone(),
+        ));
         tokio::spawn(super::liveness::run(handles.clone(), loops.clone()));
         tokio::spawn(super::orchestrator::run(handles.clone(), loops.clone()));
         tokio::spawn(super::scheduler::run(handles, loops));

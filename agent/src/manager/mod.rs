@@ -8,7 +8,9 @@
 //! - [`gossip_keys`]: on the leader, whether every node is ready for a key rotation's step;
 //! - [`renewal`]: any manager renewing a node's certificate, for the node its certificate
 //!   names;
-//! - [`removed`]: the removed nodes, followed from the replica into the node's TLS;
+//! - [`ca_rotation`]: a root rotation, started on request and ended by the leader once
+//!   every node moved;
+//! - [`trust`]: the removed nodes and the CA bundle, followed from the replica into the node's TLS;
 //! - [`dispatcher`]: nodes' assignment streams (any manager) and their task reports (the
 //!   leader);
 //! - [`leader`]: the supervisor of the leader's loops, which start when this node becomes
@@ -20,6 +22,7 @@
 //!   - [`handover`]: short of disk space, leadership handed to another voter.
 
 pub mod admission;
+pub mod ca_rotation;
 pub mod dispatcher;
 pub mod gossip_keys;
 pub mod handover;
@@ -29,9 +32,9 @@ pub mod membership;
 pub mod orchestrator;
 pub mod promoter;
 pub mod propose;
-pub mod removed;
 pub mod renewal;
 pub mod scheduler;
 pub mod sessions;
 #[cfg(test)]
 pub mod testing;
+pub mod trust;

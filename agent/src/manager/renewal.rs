@@ -82,9 +82,9 @@ pub async fn renew(
     };
     let certificate = issue_certificate(&cluster, csr, node_id, role)?;
     let ca = cluster.ca.as_ref().ok_or_else(crate::tokens::no_ca)?;
-    let bundle = ca.bundle();
+    let bundle = cluster.trust_bundle().ok_or_else(crate::tokens::no_ca)?;
     tracing::info!(node_id, %role, "renewed a node's certificate");
-    match certificate_record(&certificate, &bundle) {
+    match certificate_record(&certificate, &ca.bundle()) {
         Ok(record) => {
             let call = RemoteCall {
                 request: RemoteRequest::CertificateIssued {

@@ -50,6 +50,7 @@ pub fn cluster(workers: u64) -> ClusterState {
             ca: None,
             cert_lifetime_s: None,
             removed_nodes: Default::default(),
+            ca_rotation: None,
         },
         node: manager,
     };

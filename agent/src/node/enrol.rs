@@ -205,11 +205,13 @@ pub fn keep_enrolment(
         )
         .not_applied()
     };
-    let identity = symphony_pki::verify::first_der(certificate)
-        .and_then(|der| {
-            symphony_pki::verify_peer(&der, &bundle, cluster_id, std::time::SystemTime::now())
-        })
-        .map_err(|error| bad(error.to_string()))?;
+    let identity = symphony_pki::verify::verify_pem(
+        certificate,
+        &bundle,
+        Some(cluster_id),
+        std::time::SystemTime::now(),
+    )
+    .map_err(|error| bad(error.to_string()))?;
     if identity.node_id != ctx.node.node_id() || identity.role != CertRole::Manager {
         return Err(bad(format!(
             "it names {identity}, and this is node {:x}",

@@ -144,6 +144,7 @@ pub async fn init(
         gossip_keys: GossipKeyring::first(tokens::gossip_key()?, now),
         cert_lifetime_s: cert_lifetime.map(|lifetime| lifetime.as_secs()),
         removed_nodes: Default::default(),
+        ca_rotation: None,
         ca: Some(ca.clone()),
     };
     let mut node = own_record(owner, now);
@@ -249,14 +250,12 @@ pub(crate) fn keep_certificate(owner: &Owner, bundle: Option<&CaBundle>, reply: 
         return;
     };
     let node_id = owner.current().identity.node_id;
-    let checked = symphony_pki::verify::first_der(cert).and_then(|der| {
-        symphony_pki::verify_peer(
-            &der,
-            bundle,
-            &reply.cluster_id,
-            std::time::SystemTime::now(),
-        )
-    });
+    let checked = symphony_pki::verify::verify_pem(
+        cert,
+        bundle,
+        Some(&reply.cluster_id),
+        std::time::SystemTime::now(),
+    );
     match checked {
         Ok(identity) if identity.node_id == node_id => {
             if let Err(error) = owner.ctx.tls.store(cert, bundle) {

@@ -17,6 +17,7 @@
 //! A worker's join and leave are in [`crate::worker`].
 
 pub mod enrol;
+pub mod follow;
 pub mod init;
 pub mod leave;
 pub mod raft_port;

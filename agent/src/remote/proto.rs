@@ -256,6 +256,10 @@ pub enum AssignmentUpdate {
     /// Nothing changed; the manager is there, and says whether the cluster thinks the node is
     /// ready (a worker the cluster marked down is as good as cut off).
     Heartbeat { seq: u64, node_ready: bool },
+    /// The CA bundle the cluster trusts (PEM), after the first full set and whenever it
+    /// changes (a root rotation): the worker trusts it from then on, and renews onto its
+    /// first root if its certificate is of another. Not numbered: it changes no assignment.
+    Trust { bundle: String },
 }
 
 /// A task, as its worker needs it.

@@ -368,8 +368,8 @@ fn ca_bundle(ctx: &Context) -> Option<String> {
             state
                 .cluster
                 .as_ref()
-                .and_then(|cluster| cluster.ca.as_ref())
-                .map(|ca| ca.bundle().pem)
+                .and_then(symphony_consensus::ClusterInfo::trust_bundle)
+                .map(|bundle| bundle.pem)
         })
     });
     from_state.or_else(|| ctx.tls.ca_bundle().map(|bundle| bundle.pem))

@@ -33,7 +33,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use cluster::{ClusterCommand, ClusterInfo, ClusterTable};
+pub use cluster::{CaRotation, ClusterCommand, ClusterInfo, ClusterTable};
 pub use gossip_keys::{GossipKeyCommand, GossipKeyRecord, GossipKeyring, KeySecret};
 pub use kv::{KvCommand, KvRecord, KvTable};
 pub use kv_history::{KvChange, KvCompacted, KvHistory};
@@ -95,6 +95,12 @@ impl fmt::Display for Command {
             }
             Command::Cluster(ClusterCommand::SetCertLifetime { seconds }) => {
                 write!(f, "set-cert-lifetime({seconds})")
+            }
+            Command::Cluster(ClusterCommand::StartCaRotation { .. }) => {
+                write!(f, "start-ca-rotation")
+            }
+            Command::Cluster(ClusterCommand::FinishCaRotation { .. }) => {
+                write!(f, "finish-ca-rotation")
             }
             Command::Cluster(ClusterCommand::GossipKey(command)) => match command {
                 GossipKeyCommand::Install { .. } => write!(f, "gossip-key-install"),
@@ -307,6 +313,7 @@ pub(crate) mod tests {
             ca: None,
             cert_lifetime_s: None,
             removed_nodes: Default::default(),
+            ca_rotation: None,
         }
     }
 

@@ -92,6 +92,7 @@ fn cluster_info() -> impl Strategy<Value = ClusterInfo> {
         ca: None,
         cert_lifetime_s: None,
         removed_nodes: Default::default(),
+        ca_rotation: None,
     })
 }
 

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{CliError, ReadArgs, Table, emit, now_ms};
 use crate::Client;
-use crate::proto::{CaStatusInfo, ClusterSettingsInfo};
+use crate::proto::{CaStatusInfo, ClusterSettingsInfo, ReadConsistency};
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -30,7 +30,20 @@ pub enum CaCommand {
         #[command(flatten)]
         read: ReadArgs,
     },
+    /// Replace the cluster's root without downtime: a new root, cross-signed by the old, from
+    /// which every node renews its certificate at once; once all did, the old root is trusted
+    /// no more and the join tokens are replaced (`token show` prints the new ones). Waits
+    /// until then, saying which nodes it waits for; a node that is down holds the rotation
+    /// up until it is back or removed (`node rm`). With one under way, waits for it.
+    Rotate {
+        /// Start it (or find the one under way) and return at once; `ca status` follows it.
+        #[arg(long)]
+        detach: bool,
+    },
 }
+
+/// How often `ca rotate` looks at the rotation while it waits.
+const ROTATION_POLL: Duration = Duration::from_millis(500);
 
 pub async fn run_cluster(
     client: &Client,
@@ -54,8 +67,70 @@ pub async fn run_ca(client: &Client, json: bool, command: CaCommand) -> Result<(
             let info = client.ca_status(read.consistency()).await?;
             emit(json, json!(info), || ca_text(&info, now_ms()));
         }
+        CaCommand::Rotate { detach } => {
+            let mut info = client.ca_rotate().await?;
+            let root = info.root_digest.clone();
+            let mut shown = None;
+            while !detach && info.root_digest == root {
+                let Some(rotation) = &info.rotation else {
+                    break;
+                };
+                let waiting = rotation.waiting_for.clone();
+                if shown.as_ref() != Some(&waiting) {
+                    super::progress_line(&waiting_text(&info, &waiting));
+                    shown = Some(waiting);
+                }
+                tokio::time::sleep(ROTATION_POLL).await;
+                info = client.ca_status(ReadConsistency::Linearizable).await?;
+            }
+            emit(json, json!(info), || rotated_text(&info, detach, now_ms()));
+        }
     }
     Ok(())
+}
+
+/// Which nodes a rotation waits for, by hostname where the status names them.
+fn waiting_text(info: &CaStatusInfo, waiting: &[u64]) -> String {
+    let names: Vec<String> = waiting
+        .iter()
+        .map(|id| {
+            info.nodes
+                .iter()
+                .find(|node| node.node_id == *id)
+                .map_or(format!("{id:x}"), |node| {
+                    format!("{} ({})", node.hostname, node.status)
+                })
+        })
+        .collect();
+    let moved = info.nodes.len().saturating_sub(waiting.len());
+    format!(
+        "rotating the root: {moved} of {} nodes hold a certificate of the new root; waiting for {}",
+        info.nodes.len(),
+        if names.is_empty() {
+            "the leader to end the rotation".to_string()
+        } else {
+            names.join(", ")
+        }
+    )
+}
+
+fn rotated_text(info: &CaStatusInfo, detach: bool, now_ms: u64) -> String {
+    let head = match (&info.rotation, detach) {
+        (Some(_), true) => format!(
+            "A root rotation to {} is under way: every node renews onto it. Follow it with `symphony-ctl ca status`; the join tokens change again when it ends.\n\n",
+            short_digest(&info.root_digest)
+        ),
+        (Some(_), false) => "The root changed again while this command waited.\n\n".to_string(),
+        (None, _) => format!(
+            "The root was replaced by {}: every node holds a certificate of it, the old root is trusted no more, and the join tokens were replaced (`symphony-ctl token show worker|manager`).\n\n",
+            short_digest(&info.root_digest)
+        ),
+    };
+    format!("{head}{}", ca_text(info, now_ms))
+}
+
+fn short_digest(digest: &str) -> String {
+    digest.chars().take(16).collect()
 }
 
 fn settings_text(info: &ClusterSettingsInfo) -> String {
@@ -78,11 +153,27 @@ fn ca_text(info: &CaStatusInfo, now_ms: u64) -> String {
         info.cluster_id,
         span(info.cert_expiry_ms)
     );
+    if let Some(rotation) = &info.rotation {
+        out.push_str(&format!(
+            "Rotating from root {} for {}; {}.\n\n",
+            short(&Some(rotation.old_root_digest.clone())),
+            span(now_ms.saturating_sub(rotation.started_ms)),
+            waiting_text(info, &rotation.waiting_for).trim_start_matches("rotating the root: ")
+        ));
+    }
     let mut roots = Table::new(["ROOT", "NODES"]);
     for root in &info.roots {
         let name = match &root.root_digest {
             Some(digest) if *digest == info.root_digest => {
                 format!("{} (current)", short(&root.root_digest))
+            }
+            Some(digest)
+                if info
+                    .rotation
+                    .as_ref()
+                    .is_some_and(|rotation| rotation.old_root_digest == *digest) =>
+            {
+                format!("{} (old, still trusted)", short(&root.root_digest))
             }
             Some(_) => short(&root.root_digest),
             None => "not recorded".to_string(),
@@ -127,7 +218,7 @@ fn span(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{CaRootCount, NodeCertInfo, Role};
+    use crate::proto::{CaRootCount, CaRotationInfo, NodeCertInfo, Role};
 
     #[test]
     fn ca_status_counts_roots_and_says_when_each_certificate_ends() {
@@ -157,6 +248,7 @@ mod tests {
                     not_after_ms: Some(5_000),
                 },
             ],
+            rotation: None,
         };
         let text = ca_text(&info, 10_000);
         assert!(text.contains("issued for 90d"), "{text}");
@@ -164,5 +256,31 @@ mod tests {
         assert!(text.contains("in 2h"), "{text}");
         assert!(text.contains("expired 5s ago"), "{text}");
         assert!(text.contains("\n255 "), "{text}");
+        assert!(!text.contains("Rotating"), "{text}");
+
+        // During a rotation: from which root, for how long, and who it waits for.
+        let mut rotating = info.clone();
+        rotating.roots.push(CaRootCount {
+            root_digest: Some("cd".repeat(32)),
+            nodes: 1,
+        });
+        rotating.nodes[1].root_digest = Some("cd".repeat(32));
+        rotating.rotation = Some(CaRotationInfo {
+            started_ms: 4_000,
+            old_root_digest: "cd".repeat(32),
+            waiting_for: vec![1],
+        });
+        let text = ca_text(&rotating, 10_000);
+        assert!(text.contains("Rotating from root cdcdcdcdcdcdcdcd for 6s; 1 of 2 nodes hold a certificate of the new root; waiting for m (down)."), "{text}");
+        assert!(
+            text.contains("cdcdcdcdcdcdcdcd (old, still trusted)"),
+            "{text}"
+        );
+        let done = rotated_text(&info, false, 10_000);
+        assert!(
+            done.starts_with("The root was replaced by abababababababab"),
+            "{done}"
+        );
+        assert!(rotated_text(&rotating, true, 10_000).contains("is under way"));
     }
 }

@@ -299,6 +299,13 @@ fn clear_progress() {
     }
 }
 
+/// A line of stderr about what a long command waits for (`ca rotate`), above the progress
+/// line if one is shown.
+pub(crate) fn progress_line(text: &str) {
+    clear_progress();
+    eprintln!("{text}");
+}
+
 /// Commands that print until interrupted.
 fn is_stream(command: &Command) -> bool {
     match command {

@@ -198,6 +198,10 @@ pub enum Request {
     CaStatus {
         consistency: ReadConsistency,
     },
+    /// Starts a rotation of the cluster's root (a new root, cross-signed by the old, while
+    /// nodes renew onto it; the leader ends it once every node did), or, with one under way,
+    /// changes nothing. Answers with the CA's status at once: `ca rotate` waits on `CaStatus`.
+    CaRotate,
     /// Adds a new random gossip key, accepted at once by every node and sealed with only once
     /// it is used; answers once every ready node holds it or `wait_ms` has passed.
     GossipKeyInstall {
@@ -352,6 +356,7 @@ impl Request {
             Request::TokenRotate { .. } => spec("token rotate", Leader),
             Request::ClusterUpdate { .. } => spec("cluster update", Leader),
             Request::CaStatus { consistency } => read("ca status", *consistency),
+            Request::CaRotate => spec("ca rotate", Leader),
             // The keyring is the leader's; it asks every node what it holds.
             Request::GossipKeyInstall { .. } => spec("gossip key install", Leader),
             Request::GossipKeyUse { .. } => spec("gossip key use", Leader),

@@ -261,6 +261,21 @@ pub struct CaStatusInfo {
     /// certificate was not recorded (admitted by an older agent) are under `None`.
     pub roots: Vec<CaRootCount>,
     pub nodes: Vec<NodeCertInfo>,
+    /// A root rotation under way; `None` when none is.
+    #[serde(default)]
+    pub rotation: Option<CaRotationInfo>,
+}
+
+/// A root rotation under way (`ca rotate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaRotationInfo {
+    /// When it started, in milliseconds since the epoch.
+    pub started_ms: u64,
+    /// The root being replaced, still trusted until every node moved.
+    pub old_root_digest: String,
+    /// The nodes (not left) that hold no certificate of the new root yet: the rotation ends
+    /// when none does. A node that is down holds it up until it is back or removed.
+    pub waiting_for: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

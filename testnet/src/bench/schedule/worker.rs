@@ -192,6 +192,8 @@ async fn follow(
                         seq.map(|last| last + 1).filter(|expected| expected == got)
                     }
                     AssignmentUpdate::Heartbeat { seq: got, .. } => seq.filter(|last| last == got),
+                    // A simulated worker keeps no TLS files: the bundle changes nothing here.
+                    AssignmentUpdate::Trust { .. } => continue,
                 };
                 // A gap: open the stream again, which starts from a full set.
                 let Some(next) = next else { break };
@@ -204,7 +206,7 @@ async fn follow(
                         tasks
                     }
                     AssignmentUpdate::Increment { changed, .. } => changed,
-                    AssignmentUpdate::Heartbeat { .. } => continue,
+                    AssignmentUpdate::Heartbeat { .. } | AssignmentUpdate::Trust { .. } => continue,
                 };
                 act_on(worker, &tasks, &mut known, &reports, &tally);
             }
