@@ -1,23 +1,21 @@
 //! The control socket: a Unix socket in the config dir (mode 0600, in a directory of mode 0700)
 //! that speaks the control protocol of `symphony_ctl::proto` to `symphony-ctl`, testnet and
 //! scripts. The accept loop, the hello and the serving of pipelined requests are the wire
-//! crate's; each request goes to [`crate::api::handle`].
+//! crate's, set up and counted as every agent server is ([`crate::serving`]); each request goes
+//! to [`crate::api::handle`].
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use symphony_ctl::proto::{Ctl, Request};
-use symphony_wire::{Caller, Limits, Protocol, Reply};
+use symphony_wire::Reply;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 use crate::metrics::{Api, Requests};
+use crate::serving::Served;
 
-/// A client must say hello this soon after connecting.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests of one connection being handled at once; past that the connection is not read.
 const MAX_IN_FLIGHT: usize = 256;
 
@@ -69,46 +67,20 @@ pub async fn serve(
     requests: Requests,
     shutdown: CancellationToken,
 ) {
-    let cap = ctx.node.config().connection_cap;
-    let limits = Limits {
-        max_connections: cap,
-        max_per_peer: cap,
-        handshake_timeout: HELLO_TIMEOUT,
+    let served = Served::<Ctl> {
+        api: Api::Control,
+        transport: symphony_wire::Transport::plain(),
+        max_in_flight: MAX_IN_FLIGHT,
+        kind: Request::name,
     };
-    let config = ctx.node.server_config(
-        Ctl::ID,
-        symphony_wire::Transport::plain(),
-        limits,
-        |identity| identity.node_id,
-    );
-    symphony_wire::listen::serve(listener, config, shutdown, move |connection| {
-        let ctx = ctx.clone();
-        let requests = requests.clone();
-        let open = requests.connection(Api::Control);
-        let served = symphony_wire::serve::serve::<Ctl, _, _>(
-            connection,
-            MAX_IN_FLIGHT,
-            move |_caller: Arc<Caller>, request| {
-                let ctx = ctx.clone();
-                let requests = requests.clone();
-                async move {
-                    let started = Instant::now();
-                    let name = request.name();
-                    let reply = answer(&ctx, request).await;
-                    let error = match &reply {
-                        Reply::One(Err(error)) => Some(error.code),
-                        _ => None,
-                    };
-                    requests.observe(Api::Control, name, error, started.elapsed());
-                    reply
-                }
-            },
-        );
-        async move {
-            let _open = open;
-            served.await;
-        }
-    })
+    crate::serving::serve(
+        listener,
+        ctx,
+        requests,
+        shutdown,
+        served,
+        |ctx, _caller, request| async move { answer(&ctx, request).await },
+    )
     .await;
 }
 

@@ -12,6 +12,8 @@
 //!   everyone else reads it through;
 //! - [`context`]: the handles request handlers draw on;
 //! - [`control`]: the control socket (`symphony-ctl`'s side of the wire);
+//! - [`serving`]: the one set-up of the agent's request servers (control socket, node-to-node
+//!   API): connection cap, hello deadline, requests and connections counted;
 //! - [`api`]: control requests, routed by their declared route, one handler file per resource;
 //! - [`remote`]: the node-to-node API (joins, requests forwarded to the leader, sessions);
 //! - [`manager`]: what only managers do — admission, membership changes, workers' sessions,
@@ -50,6 +52,7 @@ pub mod remote;
 pub mod renew;
 pub mod restore;
 pub mod run;
+pub mod serving;
 pub mod system;
 pub mod tls;
 pub mod tokens;

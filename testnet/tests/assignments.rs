@@ -9,28 +9,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use symphony_ctl::Client;
 use symphony_ctl::proto::{ReadConsistency, ServiceSpecView};
+use symphony_testnet::harness::lab_tests::DownOnDrop;
 use symphony_testnet::harness::poll_until;
 use symphony_testnet::lab::{Lab, Subnet, UpOptions};
 
 const WAIT: Duration = Duration::from_secs(60);
 const MANAGERS: [&str; 3] = ["manager-1", "manager-2", "manager-3"];
-
-struct DownOnDrop(PathBuf);
-
-impl Drop for DownOnDrop {
-    fn drop(&mut self) {
-        if let Ok(lab) = Lab::open(&self.0)
-            && let Err(error) = lab.down()
-        {
-            eprintln!("cleaning up {}: {error}", self.0.display());
-        }
-    }
-}
 
 async fn client(lab: &Lab, name: &str) -> Result<Client, String> {
     let node = lab.node(name).map_err(|e| e.to_string())?;

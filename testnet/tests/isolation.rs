@@ -9,28 +9,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use symphony_ctl::Client;
 use symphony_ctl::proto::{ReadConsistency, ServiceSpecView, TaskInfo};
+use symphony_testnet::harness::lab_tests::DownOnDrop;
 use symphony_testnet::harness::{poll_until, task_processes};
 use symphony_testnet::lab::nft::Nft;
 use symphony_testnet::lab::{Lab, LabError, Subnet, UpOptions};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-struct DownOnDrop(PathBuf);
-
-impl Drop for DownOnDrop {
-    fn drop(&mut self) {
-        if let Ok(lab) = Lab::open(&self.0)
-            && let Err(error) = lab.down()
-        {
-            eprintln!("cleaning up {}: {error}", self.0.display());
-        }
-    }
-}
 
 async fn leader_client(lab: &Lab) -> Result<Client, String> {
     let leader = lab.status().await.leader.ok_or("no leader")?;

@@ -10,32 +10,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use symphony_ctl::Client;
-use symphony_ctl::proto::{ReadConsistency, Role};
+use symphony_ctl::proto::Role;
+use symphony_testnet::harness::lab_tests::{
+    DownOnDrop, put, settled, up, wait_caught_up, wait_status,
+};
 use symphony_testnet::harness::poll_until;
 use symphony_testnet::lab::docker::DockerBackend;
-use symphony_testnet::lab::rpc::call;
-use symphony_testnet::lab::{BackendKind, Lab, LabError, LabStatus, Nft, UpOptions};
+use symphony_testnet::lab::{BackendKind, Lab, LabError, Nft, UpOptions};
 
 const WAIT: Duration = Duration::from_secs(60);
-const CALL: Duration = Duration::from_secs(3);
-
-/// Runs `down` on the testnet in `dir` when dropped, whatever state it is in.
-struct DownOnDrop(PathBuf);
-
-impl Drop for DownOnDrop {
-    fn drop(&mut self) {
-        if let Ok(lab) = Lab::open(&self.0)
-            && let Err(error) = lab.down()
-        {
-            eprintln!("cleaning up {}: {error}", self.0.display());
-        }
-    }
-}
 
 /// The backend, or `None` (having said why) when Docker cannot be used here.
 fn docker_or_skip() -> Option<DockerBackend> {
@@ -56,75 +43,6 @@ fn options(dir: &Path, managers: usize, workers: usize) -> UpOptions {
         backend: BackendKind::Docker,
         ..UpOptions::default()
     }
-}
-
-async fn up(options: UpOptions) -> Lab {
-    let mut progress = |message: &str| println!("up: {message}");
-    match Lab::up(options, &mut progress).await {
-        Ok(lab) => lab,
-        Err(error) => panic!("testnet up failed: {error}"),
-    }
-}
-
-/// Polls the lab's status until `check` accepts it.
-async fn wait_status<F>(lab: &Lab, what: &str, check: F) -> LabStatus
-where
-    F: Fn(&LabStatus) -> Result<(), String>,
-{
-    poll_until(WAIT, what, async || {
-        let status = lab.status().await;
-        check(&status)
-            .map(|()| status.clone())
-            .map_err(|why| format!("{why}\n{}", symphony_testnet::lab::table::render(&status)))
-    })
-    .await
-    .unwrap()
-}
-
-fn leaders(status: &LabStatus) -> Vec<String> {
-    status
-        .nodes
-        .iter()
-        .filter(|node| node.leader)
-        .map(|node| node.name.clone())
-        .collect()
-}
-
-/// One leader, every container running, every manager a voter in the leader's term, every
-/// node ready.
-fn settled(status: &LabStatus) -> Result<(), String> {
-    if leaders(status).len() != 1 {
-        return Err(format!("leaders: {:?}", leaders(status)));
-    }
-    for node in &status.nodes {
-        if node.process != "running" {
-            return Err(format!("{} is {}", node.name, node.process));
-        }
-        if node.status.as_deref() != Some("ready") {
-            return Err(format!("{} has status {:?}", node.name, node.status));
-        }
-        if node.role != Role::Manager {
-            continue;
-        }
-        if !matches!(node.raft_state.as_deref(), Some("leader" | "follower")) {
-            return Err(format!("{} is {:?}", node.name, node.raft_state));
-        }
-        if node.term != status.term {
-            return Err(format!("{} is in term {:?}", node.name, node.term));
-        }
-    }
-    Ok(())
-}
-
-async fn put(lab: &Lab, name: &str, key: &str, value: &str) -> Result<u64, String> {
-    let socket = lab.node(name).unwrap().socket_path();
-    let (key, value) = (key.to_string(), value.as_bytes().to_vec());
-    call(&socket, CALL, async move |client: &mut Client| {
-        client.kv_put(key, value, None).await
-    })
-    .await
-    .map(|result| result.revision)
-    .map_err(|error| error.to_string())
 }
 
 /// Takes the testnet down and checks that nothing of it is left: no container, no network, no
@@ -149,7 +67,7 @@ async fn three_managers_in_containers_survive_kill_restart_pause_and_resume() {
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("lab");
     let _down = DownOnDrop(state_dir.clone());
-    let mut lab = up(options(&state_dir, 3, 0)).await;
+    let mut lab = up(options(&state_dir, 3, 0)).await.unwrap();
 
     let status = lab.status().await;
     println!("{}", symphony_testnet::lab::table::render(&status));
@@ -167,7 +85,7 @@ async fn three_managers_in_containers_survive_kill_restart_pause_and_resume() {
     // Killing the leader's container: it shows as killed, another manager takes over and
     // accepts writes.
     println!("{}", lab.kill(&first_leader).unwrap());
-    let status = wait_status(&lab, "a new leader after the kill", |status| {
+    let status = wait_status(&lab, WAIT, "a new leader after the kill", |status| {
         let killed = status.node(&first_leader).unwrap();
         if killed.process != "killed" {
             return Err(format!("{first_leader} is {}", killed.process));
@@ -177,7 +95,8 @@ async fn three_managers_in_containers_survive_kill_restart_pause_and_resume() {
             other => Err(format!("leader {other:?}")),
         }
     })
-    .await;
+    .await
+    .unwrap();
     let second_leader = status.leader.clone().unwrap();
     poll_until(WAIT, "a write to the new leader", async || {
         put(&lab, &second_leader, "lab/after-kill", "1").await
@@ -189,7 +108,9 @@ async fn three_managers_in_containers_survive_kill_restart_pause_and_resume() {
     let before = lab.node(&first_leader).unwrap().handle.clone();
     lab.restart(&first_leader).await.unwrap();
     assert_eq!(lab.node(&first_leader).unwrap().handle, before);
-    wait_status(&lab, "everyone back after the restart", settled).await;
+    wait_status(&lab, WAIT, "everyone back after the restart", settled)
+        .await
+        .unwrap();
 
     // Pausing a follower: it shows as paused and the others keep a leader; unpausing it
     // brings it back.
@@ -201,14 +122,15 @@ async fn three_managers_in_containers_survive_kill_restart_pause_and_resume() {
         .map(|node| node.name.clone())
         .unwrap();
     println!("{}", lab.pause(&follower).unwrap());
-    wait_status(&lab, "the paused node shown as paused", |status| {
+    wait_status(&lab, WAIT, "the paused node shown as paused", |status| {
         let paused = status.node(&follower).unwrap();
         match (paused.process.as_str(), &status.leader) {
             ("paused", Some(_)) => Ok(()),
             (process, leader) => Err(format!("{follower} is {process}, leader {leader:?}")),
         }
     })
-    .await;
+    .await
+    .unwrap();
     let leader = lab.status().await.leader.unwrap();
     poll_until(WAIT, "a write while a follower is paused", async || {
         put(&lab, &leader, "lab/while-paused", "2").await
@@ -216,7 +138,9 @@ async fn three_managers_in_containers_survive_kill_restart_pause_and_resume() {
     .await
     .unwrap();
     println!("{}", lab.resume(&follower).unwrap());
-    wait_status(&lab, "everyone back after the resume", settled).await;
+    wait_status(&lab, WAIT, "everyone back after the resume", settled)
+        .await
+        .unwrap();
 
     down_leaves_nothing(lab, &backend);
 }
@@ -233,7 +157,7 @@ async fn a_partitioned_leader_is_replaced_and_catches_up_after_heal_workers_incl
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("lab");
     let _down = DownOnDrop(state_dir.clone());
-    let mut lab = up(options(&state_dir, 3, 1)).await;
+    let mut lab = up(options(&state_dir, 3, 1)).await.unwrap();
     let status = lab.status().await;
     println!("{}", symphony_testnet::lab::table::render(&status));
     settled(&status).unwrap();
@@ -251,15 +175,18 @@ async fn a_partitioned_leader_is_replaced_and_catches_up_after_heal_workers_incl
         Err(error) => panic!("partition failed: {error}"),
     };
     assert_eq!(partition.cuts.len(), 6);
-    let status = wait_status(
-        &lab,
-        "the majority electing a new leader",
-        |status| match &status.leader {
-            Some(leader) if *leader != old_leader => Ok(()),
-            other => Err(format!("leader {other:?}")),
-        },
-    )
-    .await;
+    let status =
+        wait_status(
+            &lab,
+            WAIT,
+            "the majority electing a new leader",
+            |status| match &status.leader {
+                Some(leader) if *leader != old_leader => Ok(()),
+                other => Err(format!("leader {other:?}")),
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(status.partition, Some(partition.sides.clone()));
     let new_leader = status.leader.unwrap();
 
@@ -277,21 +204,12 @@ async fn a_partitioned_leader_is_replaced_and_catches_up_after_heal_workers_incl
 
     // Heal: one leader again, and the old leader has the write.
     assert!(lab.heal().unwrap());
-    wait_status(&lab, "one leader again after heal", settled).await;
-    let socket = lab.node(&old_leader).unwrap().socket_path();
-    poll_until(WAIT, "the old leader to catch up", async || {
-        let entry = call(&socket, CALL, async |client: &mut Client| {
-            client.kv_get(key, ReadConsistency::Stale).await
-        })
+    wait_status(&lab, WAIT, "one leader again after heal", settled)
         .await
-        .map_err(|error| error.to_string())?;
-        match entry {
-            Some(entry) if entry.mod_revision == revision => Ok(()),
-            other => Err(format!("{key} is {other:?} on {old_leader}")),
-        }
-    })
-    .await
-    .unwrap();
+        .unwrap();
+    wait_caught_up(&lab, WAIT, &old_leader, key, revision)
+        .await
+        .unwrap();
 
     // Down with a partition in place removes its rules too.
     lab.partition(std::slice::from_ref(&new_leader)).unwrap();

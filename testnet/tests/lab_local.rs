@@ -12,30 +12,17 @@ use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use symphony_ctl::Client;
-use symphony_ctl::proto::{ReadConsistency, Role};
+use symphony_ctl::proto::Role;
+use symphony_testnet::harness::lab_tests::{
+    DownOnDrop, put, settled, up, wait_caught_up, wait_status,
+};
 use symphony_testnet::harness::poll_until;
 use symphony_testnet::lab::local::LocalBackend;
 use symphony_testnet::lab::nft::{Family, Nft};
-use symphony_testnet::lab::rpc::call;
-use symphony_testnet::lab::{Lab, LabError, LabStatus, Subnet, UpOptions};
+use symphony_testnet::lab::{Lab, LabError, Subnet, UpOptions};
 use symphony_testnet::procfs;
 
 const WAIT: Duration = Duration::from_secs(60);
-const CALL: Duration = Duration::from_secs(3);
-
-/// Runs `down` on the testnet in `dir` when dropped, whatever state it is in.
-struct DownOnDrop(PathBuf);
-
-impl Drop for DownOnDrop {
-    fn drop(&mut self) {
-        if let Ok(lab) = Lab::open(&self.0)
-            && let Err(error) = lab.down()
-        {
-            eprintln!("cleaning up {}: {error}", self.0.display());
-        }
-    }
-}
 
 fn options(dir: &Path, third_octet: u8, managers: usize, workers: usize) -> UpOptions {
     UpOptions {
@@ -45,62 +32,6 @@ fn options(dir: &Path, third_octet: u8, managers: usize, workers: usize) -> UpOp
         subnet: Subnet::new(77, third_octet).unwrap(),
         ..UpOptions::default()
     }
-}
-
-async fn up(options: UpOptions) -> Lab {
-    let mut progress = |message: &str| println!("up: {message}");
-    match Lab::up(options, &mut progress).await {
-        Ok(lab) => lab,
-        Err(error) => panic!("testnet up failed: {error}"),
-    }
-}
-
-/// Polls the lab's status until `check` accepts it.
-async fn wait_status<F>(lab: &Lab, what: &str, check: F) -> LabStatus
-where
-    F: Fn(&LabStatus) -> Result<(), String>,
-{
-    poll_until(WAIT, what, async || {
-        let status = lab.status().await;
-        check(&status)
-            .map(|()| status.clone())
-            .map_err(|why| format!("{why}\n{}", symphony_testnet::lab::table::render(&status)))
-    })
-    .await
-    .unwrap()
-}
-
-fn leaders(status: &LabStatus) -> Vec<String> {
-    status
-        .nodes
-        .iter()
-        .filter(|node| node.leader)
-        .map(|node| node.name.clone())
-        .collect()
-}
-
-/// One leader, every manager running and a voter, every node ready.
-fn settled(status: &LabStatus) -> Result<(), String> {
-    if leaders(status).len() != 1 {
-        return Err(format!("leaders: {:?}", leaders(status)));
-    }
-    for node in &status.nodes {
-        if node.process != "running" {
-            return Err(format!("{} is {}", node.name, node.process));
-        }
-        if node.role == Role::Manager
-            && !matches!(node.raft_state.as_deref(), Some("leader" | "follower"))
-        {
-            return Err(format!("{} is {:?}", node.name, node.raft_state));
-        }
-        if node.status.as_deref() != Some("ready") {
-            return Err(format!("{} has status {:?}", node.name, node.status));
-        }
-        if node.term != status.term {
-            return Err(format!("{} is in term {:?}", node.name, node.term));
-        }
-    }
-    Ok(())
 }
 
 fn pids(lab: &Lab) -> Vec<u32> {
@@ -116,23 +47,12 @@ fn process_exists(pid: u32) -> bool {
     procfs::stat(pid).is_ok_and(|stat| stat.state != 'Z')
 }
 
-async fn put(lab: &Lab, name: &str, key: &str, value: &str) -> Result<u64, String> {
-    let socket = lab.node(name).unwrap().socket_path();
-    let (key, value) = (key.to_string(), value.as_bytes().to_vec());
-    call(&socket, CALL, async move |client: &mut Client| {
-        client.kv_put(key, value, None).await
-    })
-    .await
-    .map(|result| result.revision)
-    .map_err(|error| error.to_string())
-}
-
 #[tokio::test]
 async fn three_managers_survive_kill_restart_pause_and_resume() {
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("lab");
     let _down = DownOnDrop(state_dir.clone());
-    let mut lab = up(options(&state_dir, 101, 3, 0)).await;
+    let mut lab = up(options(&state_dir, 101, 3, 0)).await.unwrap();
 
     let status = lab.status().await;
     println!("{}", symphony_testnet::lab::table::render(&status));
@@ -143,7 +63,7 @@ async fn three_managers_survive_kill_restart_pause_and_resume() {
 
     // Killing the leader: it shows as killed, and another manager takes over.
     println!("{}", lab.kill(&first_leader).unwrap());
-    let status = wait_status(&lab, "a new leader after the kill", |status| {
+    let status = wait_status(&lab, WAIT, "a new leader after the kill", |status| {
         let killed = status.node(&first_leader).unwrap();
         if killed.process != "killed" {
             return Err(format!("{first_leader} is {}", killed.process));
@@ -153,7 +73,8 @@ async fn three_managers_survive_kill_restart_pause_and_resume() {
             other => Err(format!("leader {other:?}")),
         }
     })
-    .await;
+    .await
+    .unwrap();
     let second_leader = status.leader.clone().unwrap();
     put(&lab, &second_leader, "lab/after-kill", "1")
         .await
@@ -161,7 +82,9 @@ async fn three_managers_survive_kill_restart_pause_and_resume() {
 
     // Restarting it: the same node (same config dir) is back, following.
     lab.restart(&first_leader).await.unwrap();
-    wait_status(&lab, "everyone back after the restart", settled).await;
+    wait_status(&lab, WAIT, "everyone back after the restart", settled)
+        .await
+        .unwrap();
 
     // Pausing a follower: it shows as paused and the others keep a leader; resuming it brings
     // it back.
@@ -173,18 +96,21 @@ async fn three_managers_survive_kill_restart_pause_and_resume() {
         .map(|node| node.name.clone())
         .unwrap();
     println!("{}", lab.pause(&follower).unwrap());
-    wait_status(&lab, "the paused node shown as paused", |status| {
+    wait_status(&lab, WAIT, "the paused node shown as paused", |status| {
         let paused = status.node(&follower).unwrap();
         match (paused.process.as_str(), &status.leader) {
             ("paused", Some(_)) => Ok(()),
             (process, leader) => Err(format!("{follower} is {process}, leader {leader:?}")),
         }
     })
-    .await;
+    .await
+    .unwrap();
     let leader = lab.status().await.leader.unwrap();
     put(&lab, &leader, "lab/while-paused", "2").await.unwrap();
     println!("{}", lab.resume(&follower).unwrap());
-    wait_status(&lab, "everyone back after the resume", settled).await;
+    wait_status(&lab, WAIT, "everyone back after the resume", settled)
+        .await
+        .unwrap();
 
     // Down removes every process and the state dir.
     let pids = pids(&lab);
@@ -205,7 +131,7 @@ async fn a_partitioned_leader_is_replaced_and_catches_up_after_heal() {
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("lab");
     let _down = DownOnDrop(state_dir.clone());
-    let mut lab = up(options(&state_dir, 102, 3, 0)).await;
+    let mut lab = up(options(&state_dir, 102, 3, 0)).await.unwrap();
     let table = LocalBackend::table(lab.state());
     let old_leader = lab.status().await.leader.unwrap();
 
@@ -219,15 +145,18 @@ async fn a_partitioned_leader_is_replaced_and_catches_up_after_heal() {
         Err(error) => panic!("partition failed: {error}"),
     };
     assert_eq!(partition.cuts.len(), 4);
-    let status = wait_status(
-        &lab,
-        "the majority electing a new leader",
-        |status| match &status.leader {
-            Some(leader) if *leader != old_leader => Ok(()),
-            other => Err(format!("leader {other:?}")),
-        },
-    )
-    .await;
+    let status =
+        wait_status(
+            &lab,
+            WAIT,
+            "the majority electing a new leader",
+            |status| match &status.leader {
+                Some(leader) if *leader != old_leader => Ok(()),
+                other => Err(format!("leader {other:?}")),
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(
         status.partition,
         Some(partition.sides.clone()),
@@ -253,21 +182,12 @@ async fn a_partitioned_leader_is_replaced_and_catches_up_after_heal() {
         !Nft::detect().unwrap().exists(Family::Inet, &table),
         "heal left {table}"
     );
-    wait_status(&lab, "one leader again after heal", settled).await;
-    let socket = lab.node(&old_leader).unwrap().socket_path();
-    poll_until(WAIT, "the old leader to catch up", async || {
-        let entry = call(&socket, CALL, async |client: &mut Client| {
-            client.kv_get(key, ReadConsistency::Stale).await
-        })
+    wait_status(&lab, WAIT, "one leader again after heal", settled)
         .await
-        .map_err(|error| error.to_string())?;
-        match entry {
-            Some(entry) if entry.mod_revision == revision => Ok(()),
-            other => Err(format!("{key} is {other:?} on {old_leader}")),
-        }
-    })
-    .await
-    .unwrap();
+        .unwrap();
+    wait_caught_up(&lab, WAIT, &old_leader, key, revision)
+        .await
+        .unwrap();
 
     // Down with a partition in place removes the table too.
     lab.partition(std::slice::from_ref(&new_leader)).unwrap();
@@ -308,7 +228,7 @@ async fn a_second_up_in_the_same_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("lab");
     let _down = DownOnDrop(state_dir.clone());
-    let lab = up(options(&state_dir, 104, 1, 0)).await;
+    let lab = up(options(&state_dir, 104, 1, 0)).await.unwrap();
     settled(&lab.status().await).unwrap();
     let mut progress = |message: &str| println!("up: {message}");
     let error = Lab::up(options(&state_dir, 105, 1, 0), &mut progress)
@@ -326,7 +246,7 @@ async fn workers_join_and_show_as_workers() {
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("lab");
     let _down = DownOnDrop(state_dir.clone());
-    let lab = up(options(&state_dir, 106, 1, 2)).await;
+    let lab = up(options(&state_dir, 106, 1, 2)).await.unwrap();
     let status = lab.status().await;
     println!("{}", symphony_testnet::lab::table::render(&status));
     assert_eq!(status.ready(), 3);

@@ -2,10 +2,10 @@
 //! [`RemoteRoute`] and answered by the manager-side handler, or — on a worker — relayed.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use symphony_ctl::proto::{CtlError, ErrorCode};
-use symphony_wire::{Caller, Limits, Protocol, Reply};
+use symphony_wire::{Caller, Reply};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -16,9 +16,9 @@ use crate::context::Context;
 use crate::errors::not_initialised;
 use crate::manager::{admission, dispatcher, membership, sessions};
 use crate::metrics::{Api, Requests};
+use crate::serving::Served;
 use crate::tokens::constant_time_eq;
 
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_IN_FLIGHT: usize = 1024;
 
 /// Accepts node-to-node connections until `shutdown`, counting each call and connection in
@@ -29,77 +29,48 @@ pub async fn serve(
     requests: Requests,
     shutdown: CancellationToken,
 ) {
-    let cap = ctx.node.config().connection_cap;
-    let limits = Limits {
-        max_connections: cap,
-        max_per_peer: cap,
-        handshake_timeout: HELLO_TIMEOUT,
+    let served = Served::<Remote> {
+        api: Api::Remote,
+        transport: ctx.node.config().remote_transport.clone(),
+        max_in_flight: MAX_IN_FLIGHT,
+        kind: |call| metric_kind(&call.request),
     };
-    let config = ctx.node.server_config(
-        Remote::ID,
-        ctx.node.config().remote_transport.clone(),
-        limits,
-        |identity| identity.node_id,
+    crate::serving::serve(listener, ctx, requests, shutdown, served, answer).await;
+}
+
+/// One call's reply, once the caller's certificate allows it.
+async fn answer(ctx: Context, caller: Arc<Caller>, call: RemoteCall) -> Reply<Remote> {
+    let identity = caller.peer.identity.as_ref();
+    // Checked per call, so a connection opened before its node was removed makes no call
+    // after.
+    let allowed = authorize(
+        &call.request,
+        identity,
+        ctx.tls.enrolled(),
+        &ctx.tls.removed(),
     );
-    symphony_wire::listen::serve(listener, config, shutdown, move |connection| {
-        let ctx = ctx.clone();
-        let requests = requests.clone();
-        let open = requests.connection(Api::Remote);
-        let served = symphony_wire::serve::serve::<Remote, _, _>(
-            connection,
-            MAX_IN_FLIGHT,
-            move |caller: Arc<Caller>, call| {
-                let ctx = ctx.clone();
-                let requests = requests.clone();
-                async move {
-                    let started = Instant::now();
-                    let kind = metric_kind(&call.request);
-                    let identity = caller.peer.identity.as_ref();
-                    // Checked per call, so a connection opened before its node was removed
-                    // makes no call after.
-                    let allowed = authorize(
-                        &call.request,
-                        identity,
-                        ctx.tls.enrolled(),
-                        &ctx.tls.removed(),
-                    );
-                    let reply = match allowed {
-                        Err(error) => Reply::One(Err(error)),
-                        Ok(()) => match call.request {
-                            // The one call answered for the identity the caller's
-                            // certificate proves, not for anything the request says.
-                            RemoteRequest::RenewCertificate { csr } => Reply::One(
-                                crate::manager::renewal::renew(&ctx, identity, &csr)
-                                    .await
-                                    .map(|(certificate, bundle)| RemoteReply::Renewed {
-                                        certificate,
-                                        bundle,
-                                    }),
-                            ),
-                            request => {
-                                let call = RemoteCall {
-                                    request,
-                                    forwarded: call.forwarded,
-                                };
-                                serve_call(&ctx, call).await
-                            }
-                        },
-                    };
-                    let error = match &reply {
-                        Reply::One(Err(error)) => Some(error.code),
-                        _ => None,
-                    };
-                    requests.observe(Api::Remote, kind, error, started.elapsed());
-                    reply
-                }
-            },
-        );
-        async move {
-            let _open = open;
-            served.await;
-        }
-    })
-    .await;
+    match allowed {
+        Err(error) => Reply::One(Err(error)),
+        Ok(()) => match call.request {
+            // The one call answered for the identity the caller's certificate proves, not for
+            // anything the request says.
+            RemoteRequest::RenewCertificate { csr } => Reply::One(
+                crate::manager::renewal::renew(&ctx, identity, &csr)
+                    .await
+                    .map(|(certificate, bundle)| RemoteReply::Renewed {
+                        certificate,
+                        bundle,
+                    }),
+            ),
+            request => {
+                let call = RemoteCall {
+                    request,
+                    forwarded: call.forwarded,
+                };
+                serve_call(&ctx, call).await
+            }
+        },
+    }
 }
 
 /// The kind a call is counted under: its declared name, except that every forwarded control

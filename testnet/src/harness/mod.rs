@@ -13,6 +13,8 @@
 //! - [`FAST_GOSSIP_ARGS`]: gossip fast enough for tests of worker liveness;
 //! - [`poll_until`]: retry a condition until it holds or a deadline passes;
 //! - [`is_retryable`]: which control errors are worth retrying (no leader yet, restarting);
+//! - [`lab_tests`]: what end-to-end tests of a lab testnet itself share (the down guard, waits
+//!   for a status, the settled check, a write and a read with deadlines);
 //! - [`log`]: reading an agent's log; [`error_code`], [`find_entry`]: reading replies;
 //!   [`restore_snapshot`]: seeding a config dir offline;
 //! - [`task_processes`] and [`kill_tasks`]: the processes agents run for tasks.
@@ -27,6 +29,7 @@ mod cluster;
 mod command_line;
 mod error;
 mod gossip;
+pub mod lab_tests;
 pub mod log;
 mod poll;
 mod ports;
