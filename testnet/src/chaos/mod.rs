@@ -35,6 +35,7 @@
 //!   wrong.
 
 pub mod board;
+pub mod ca_rotation;
 pub mod checker;
 pub mod classify;
 pub mod command;

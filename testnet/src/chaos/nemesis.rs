@@ -291,6 +291,17 @@ impl Nemesis {
                     .await;
                 vec![target.clone()]
             }
+            FaultKind::CaRotate => {
+                current.action = format!(
+                    "rotate the cluster's root CA through {}",
+                    describe(&target, leader.as_deref())
+                );
+                // No node is faulted: every node must stay ready and serving through it.
+                if let Err(problem) = super::ca_rotation::rotate(&self.lab, &target, stop).await {
+                    current.problems.push(problem);
+                }
+                Vec::new()
+            }
             FaultKind::Membership => {
                 if mode {
                     current.action = format!(
@@ -737,7 +748,11 @@ fn pick_target(
     // Faults of the Raft store and of membership concern managers only.
     let worker_allowed = !matches!(
         kind,
-        FaultKind::Membership | FaultKind::DiskFull | FaultKind::SlowDisk | FaultKind::Failpoint
+        FaultKind::Membership
+            | FaultKind::DiskFull
+            | FaultKind::SlowDisk
+            | FaultKind::Failpoint
+            | FaultKind::CaRotate
     ) && !workers.is_empty();
     let chosen = match (roll, leader) {
         (0..35, Some(leader)) => Some(leader.to_string()),

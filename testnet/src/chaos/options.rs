@@ -49,10 +49,13 @@ pub enum FaultKind {
     /// A failpoint of a manager's store, snapshots or membership changes fails (an I/O error,
     /// or a panic of the agent), for a while.
     Failpoint,
+    /// The cluster's root CA is rotated (`ca rotate` through a manager): every node renews
+    /// onto the new root while the clients run; the fault lasts until the rotation ends.
+    CaRotate,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Partition,
@@ -62,6 +65,7 @@ impl FaultKind {
         FaultKind::Clock,
         FaultKind::SlowDisk,
         FaultKind::Failpoint,
+        FaultKind::CaRotate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +79,7 @@ impl FaultKind {
             FaultKind::Clock => "clock",
             FaultKind::SlowDisk => "slow-disk",
             FaultKind::Failpoint => "failpoint",
+            FaultKind::CaRotate => "ca-rotate",
         }
     }
 }
