@@ -216,7 +216,7 @@ impl Client {
         consistency: ReadConsistency,
     ) -> Result<CaStatusInfo, ClientError> {
         self.expect(Request::CaStatus { consistency }, |r| match r {
-            Response::CaStatus(info) => Ok(info),
+            Response::CaStatus(info) => Ok(*info),
             other => Err(other),
         })
         .await
@@ -225,7 +225,7 @@ impl Client {
     /// `ca rotate`: starts a root rotation (or finds the one under way); returns at once.
     pub async fn ca_rotate(&self) -> Result<CaStatusInfo, ClientError> {
         self.expect(Request::CaRotate, |r| match r {
-            Response::CaStatus(info) => Ok(info),
+            Response::CaStatus(info) => Ok(*info),
             other => Err(other),
         })
         .await

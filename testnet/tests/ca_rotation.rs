@@ -81,14 +81,20 @@ async fn a_root_rotation_on_a_running_cluster_moves_every_node_and_cuts_none_off
     let all = cluster.len() + workers.len();
     poll_until(TIMEOUT, "every node ready", async || {
         let statuses = statuses(&cluster).await?;
-        let ready = statuses.values().filter(|status| *status == "ready").count();
+        let ready = statuses
+            .values()
+            .filter(|status| *status == "ready")
+            .count();
         (ready == all)
             .then_some(())
             .ok_or_else(|| format!("{ready} of {all} ready"))
     })
     .await
     .unwrap();
-    let before = client.ca_status(ReadConsistency::Linearizable).await.unwrap();
+    let before = client
+        .ca_status(ReadConsistency::Linearizable)
+        .await
+        .unwrap();
     assert!(before.rotation.is_none());
     assert_eq!(before.roots.len(), 1, "{before:?}");
 
@@ -110,7 +116,10 @@ async fn a_root_rotation_on_a_running_cluster_moves_every_node_and_cuts_none_off
         while !done.load(Ordering::Relaxed) {
             if let Ok(statuses) = statuses(&cluster).await {
                 for (id, status) in statuses.iter().filter(|(_, status)| *status != "ready") {
-                    not_ready.lock().unwrap().push(format!("node {id:x} {status}"));
+                    not_ready
+                        .lock()
+                        .unwrap()
+                        .push(format!("node {id:x} {status}"));
                 }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -160,18 +169,31 @@ async fn a_root_rotation_on_a_running_cluster_moves_every_node_and_cuts_none_off
     let mut dirs: Vec<PathBuf> = (0..cluster.len())
         .map(|index| cluster.record(index).unwrap().config_dir.clone())
         .collect();
-    dirs.extend(workers.iter().map(|worker| worker.config_dir().to_path_buf()));
-    poll_until(TIMEOUT, "every node trusting the new root alone", async || {
-        for dir in &dirs {
-            let (bundle, chain) = tls_files(dir);
-            if bundle.digest().map_err(|e| e.to_string())? != after.root_digest {
-                return Err(format!("{} trusts another bundle", dir.display()));
-            }
-            symphony_pki::verify::verify_pem(&chain, &bundle, None, std::time::SystemTime::now())
+    dirs.extend(
+        workers
+            .iter()
+            .map(|worker| worker.config_dir().to_path_buf()),
+    );
+    poll_until(
+        TIMEOUT,
+        "every node trusting the new root alone",
+        async || {
+            for dir in &dirs {
+                let (bundle, chain) = tls_files(dir);
+                if bundle.digest().map_err(|e| e.to_string())? != after.root_digest {
+                    return Err(format!("{} trusts another bundle", dir.display()));
+                }
+                symphony_pki::verify::verify_pem(
+                    &chain,
+                    &bundle,
+                    None,
+                    std::time::SystemTime::now(),
+                )
                 .map_err(|error| format!("{}: {error}", dir.display()))?;
-        }
-        Ok(())
-    })
+            }
+            Ok(())
+        },
+    )
     .await
     .unwrap();
 

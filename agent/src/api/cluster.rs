@@ -89,7 +89,7 @@ pub async fn ca_status(
             }
         })
         .collect();
-    Ok(Response::CaStatus(CaStatusInfo {
+    Ok(Response::CaStatus(Box::new(CaStatusInfo {
         cluster_id: cluster.cluster_id.clone(),
         root_digest,
         cert_expiry_ms: millis(&cluster),
@@ -99,7 +99,7 @@ pub async fn ca_status(
             .collect(),
         nodes,
         rotation,
-    }))
+    })))
 }
 
 /// `ca rotate`: starts a rotation of the root unless one is under way; answers with the

@@ -305,7 +305,7 @@ pub enum Response {
     Token(TokenInfo),
     /// `cluster update`: the settings as they are now.
     Cluster(ClusterSettingsInfo),
-    CaStatus(CaStatusInfo),
+    CaStatus(Box<CaStatusInfo>),
     /// Every `gossip key` request: the keyring as it is now, ids only.
     GossipKeys(GossipKeysInfo),
     NodeList(Vec<NodeInfo>),
