@@ -207,14 +207,17 @@ impl TlsStore {
         let Some(cert) = self.certificate() else {
             return Ok(false);
         };
-        if self.ca_bundle().as_ref() == Some(bundle) {
+        // The same certificates, however the text is laid out, are the same bundle.
+        let held = self
+            .ca_bundle()
+            .and_then(|held| held.certificates_der().ok());
+        if held.is_some() && held == bundle.certificates_der().ok() {
             return Ok(false);
         }
-        let path = self.dir.join(CA);
-        bundle
+        let roots = bundle
             .certificates_der()
             .map_err(|source| TlsStoreError::Pki {
-                path: path.clone(),
+                path: self.dir.join(CA),
                 source,
             })?;
         if let Err(error) =
@@ -226,7 +229,7 @@ impl TlsStore {
         }
         self.write(&[(CA, bundle.pem.as_str())])?;
         tracing::info!(
-            roots = bundle.certificates_der().map_or(0, |roots| roots.len()),
+            roots = roots.len(),
             "this node trusts the cluster's new CA bundle"
         );
         self.publish()?;
@@ -404,6 +407,58 @@ mod tests {
             symphony_pki::verify::public_key_digest(&issued.cert_pem).unwrap(),
             store.key_digest()
         );
+    }
+
+    #[test]
+    fn a_new_bundle_is_trusted_and_a_certificate_of_a_superseded_root_is_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TlsStore::open(dir.path()).unwrap();
+        let identity = symphony_pki::CertIdentity {
+            cluster_id: "c".into(),
+            role: symphony_pki::CertRole::Worker,
+            node_id: 3,
+        };
+        let now = std::time::SystemTime::now();
+        let old = symphony_pki::ClusterCa::generate("c").unwrap();
+        let issued = old
+            .issue(&store.request(3).unwrap(), &identity, now)
+            .unwrap();
+        // Nothing to trust before the node holds a certificate.
+        assert!(!store.set_trust(&old.bundle()).unwrap());
+        store.store(&issued.cert_pem, &old.bundle()).unwrap();
+        assert!(!store.holds_superseded_root());
+        // The same roots laid out otherwise change nothing.
+        assert!(
+            !store
+                .set_trust(&CaBundle::of_roots(&[&old.cert_pem]))
+                .unwrap()
+        );
+
+        let rotated = old.rotate("c", now).unwrap();
+        let both = CaBundle::of_roots(&[&rotated.ca.cert_pem, &old.cert_pem]);
+        assert!(store.set_trust(&both).unwrap());
+        assert!(
+            store.holds_superseded_root(),
+            "its certificate is of the old root"
+        );
+        assert!(store.holds_valid_certificate());
+        let renewed = rotated
+            .ca
+            .issue(&store.request(3).unwrap(), &identity, now)
+            .unwrap();
+        let chain = format!("{}{}", renewed.cert_pem, rotated.cross_signed_pem);
+        store.store_certificate(&chain).unwrap();
+        assert!(!store.holds_superseded_root());
+        assert!(store.set_trust(&rotated.ca.bundle()).unwrap());
+        assert!(store.holds_valid_certificate());
+        assert!(!store.holds_superseded_root());
+        // A certificate the bundle does not cover is not kept.
+        let stranger = symphony_pki::ClusterCa::generate("c").unwrap();
+        let foreign = stranger
+            .issue(&store.request(3).unwrap(), &identity, now)
+            .unwrap();
+        assert!(store.store_certificate(&foreign.cert_pem).is_err());
+        assert_eq!(store.certificate().unwrap(), chain);
     }
 
     #[test]
