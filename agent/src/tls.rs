@@ -41,9 +41,9 @@ pub struct TlsStore {
     /// The node-to-node API's: a client may come without one (a node joining).
     remote: watch::Sender<Option<Arc<TlsTransport>>>,
     /// The nodes removed from the cluster, whose certificates this node refuses in every
-    /// handshake (both ways) and on every call. Set only by the task that follows a
-    /// manager's replica (`manager::trust::watch`); empty on a worker, which holds no
-    /// state (the managers it talks to refuse for it).
+    /// handshake (both ways) and on every call. Set on a manager by the task that follows its
+    /// replica (`manager::trust::watch`), on a worker from its session's assignments stream
+    /// (`exec::feed`).
     removed: watch::Sender<Arc<BTreeSet<u64>>>,
     /// Held while the files change: a renewal (its certificate) and the cluster's new bundle
     /// (its trust) may come at once, and neither may write back what the other replaced.

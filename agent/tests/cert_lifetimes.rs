@@ -98,7 +98,7 @@ async fn a_removed_nodes_certificate_is_refused_at_once_and_the_others_are_not()
     let remote_addr = format!("127.0.0.1:{}", ports.remote);
     let (gone_dir, kept_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (_gone, gone, _) = start_agent_with_ports(gone_dir.path()).await;
-    let (_kept, kept, _) = start_agent_with_ports(kept_dir.path()).await;
+    let (_kept, kept, kept_ports) = start_agent_with_ports(kept_dir.path()).await;
     let gone_id = gone
         .join(token.clone(), remote_addr.clone())
         .await
@@ -168,6 +168,26 @@ async fn a_removed_nodes_certificate_is_refused_at_once_and_the_others_are_not()
         Ok(again) => again.call(RemoteRequest::CaBundle, CALL).await.is_err(),
     };
     assert!(refused, "a removed node's certificate connected again");
+    // The other worker refuses it too, once its session's stream has told it (workers hold no
+    // state): a manager's certificate removed could otherwise still ask workers for logs.
+    let kept_addr = format!("127.0.0.1:{}", kept_ports.remote);
+    wait_for(
+        "a worker refusing a removed node's certificate",
+        Duration::from_secs(20),
+        || async {
+            match RemoteClient::connect(
+                &kept_addr,
+                gone_id,
+                node_tls(gone_dir.path(), ClientAuth::Required),
+            )
+            .await
+            {
+                Err(_) => true,
+                Ok(again) => again.call(RemoteRequest::CaBundle, CALL).await.is_err(),
+            }
+        },
+    )
+    .await;
     // Its id joins no more, even with a token (from a config dir with its id and a new key).
     let token = manager.token_show(Role::Worker).await.unwrap().token;
     let copy_dir = tempfile::tempdir().unwrap();

@@ -243,7 +243,8 @@ impl Follower<'_> {
                         match next.await {
                             Ok(Some(Ok(RemoteReply::Assignments(AssignmentUpdate::Trust {
                                 bundle,
-                            })))) => keep_trust(ctx, &bundle),
+                                removed,
+                            })))) => keep_trust(ctx, &bundle, &removed),
                             Ok(Some(Ok(RemoteReply::Assignments(update)))) => {
                                 if self.apply(update, true)? {
                                     vouching.vouched(Instant::now());
@@ -335,9 +336,10 @@ impl Follower<'_> {
     }
 }
 
-/// Trusts the CA bundle the session's manager says the cluster trusts: it came over this
-/// node's mutual TLS from a manager of its cluster.
-fn keep_trust(ctx: &Context, bundle: &str) {
+/// Trusts the CA bundle the session's manager says the cluster trusts, and refuses the nodes
+/// it says were removed: it came over this node's mutual TLS from a manager of its cluster.
+fn keep_trust(ctx: &Context, bundle: &str, removed: &std::collections::BTreeSet<u64>) {
+    ctx.tls.set_removed(removed);
     match ctx.tls.set_trust(&symphony_pki::CaBundle::new(bundle)) {
         Ok(_) => {}
         Err(error) => tracing::warn!(%error, "cannot keep the cluster's CA bundle"),

@@ -110,14 +110,9 @@ pub fn assignments(
         if updates.send(full).await.is_err() {
             return;
         }
-        let mut trusted = trust_bundle(&consensus);
-        if let Some(bundle) = &trusted
-            && updates
-                .send(AssignmentUpdate::Trust {
-                    bundle: bundle.clone(),
-                })
-                .await
-                .is_err()
+        let mut trusted = trust(&consensus);
+        if let Some(update) = trusted.clone()
+            && updates.send(update).await.is_err()
         {
             return;
         }
@@ -134,14 +129,11 @@ pub fn assignments(
                     if !alive {
                         return;
                     }
-                    let trust = trust_bundle(&consensus);
-                    if trust.is_some() && trust != trusted {
-                        trusted = trust;
-                        if let Some(bundle) = &trusted
-                            && updates
-                                .send(AssignmentUpdate::Trust { bundle: bundle.clone() })
-                                .await
-                                .is_err()
+                    let now = trust(&consensus);
+                    if now.is_some() && now != trusted {
+                        trusted = now;
+                        if let Some(update) = trusted.clone()
+                            && updates.send(update).await.is_err()
                         {
                             return;
                         }
@@ -220,14 +212,15 @@ pub fn assignments(
     receiver
 }
 
-/// The CA bundle the cluster trusts, as this replica holds it (PEM).
-fn trust_bundle(consensus: &Consensus) -> Option<String> {
+/// What a worker's TLS takes from the cluster, as this replica holds it: the CA bundle the
+/// cluster trusts and the removed nodes.
+fn trust(consensus: &Consensus) -> Option<AssignmentUpdate> {
     consensus.read_stale(|state| {
-        state
-            .cluster
-            .as_ref()
-            .and_then(symphony_consensus::ClusterInfo::trust_bundle)
-            .map(|bundle| bundle.pem)
+        let cluster = state.cluster.as_ref()?;
+        Some(AssignmentUpdate::Trust {
+            bundle: cluster.trust_bundle()?.pem,
+            removed: cluster.removed_nodes.clone(),
+        })
     })
 }
 

@@ -1,6 +1,6 @@
 //! Messages of the node-to-node API.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use symphony_consensus::{DesiredState, GossipKeyring, TaskReport, TaskSpec};
@@ -256,10 +256,16 @@ pub enum AssignmentUpdate {
     /// Nothing changed; the manager is there, and says whether the cluster thinks the node is
     /// ready (a worker the cluster marked down is as good as cut off).
     Heartbeat { seq: u64, node_ready: bool },
-    /// The CA bundle the cluster trusts (PEM), after the first full set and whenever it
-    /// changes (a root rotation): the worker trusts it from then on, and renews onto its
-    /// first root if its certificate is of another. Not numbered: it changes no assignment.
-    Trust { bundle: String },
+    /// What the worker's TLS takes from the cluster, after the first full set and whenever
+    /// it changes: the CA bundle the cluster trusts (PEM; during a root rotation, both roots:
+    /// the worker renews onto the first if its certificate is of another) and the nodes
+    /// `node rm` removed, whose certificates the worker refuses too. Not numbered: it
+    /// changes no assignment.
+    Trust {
+        bundle: String,
+        #[serde(default)]
+        removed: BTreeSet<u64>,
+    },
 }
 
 /// A task, as its worker needs it.
