@@ -4,7 +4,9 @@
 //!   bundle, at the fixture's time);
 //! - `1`: a CA bundle (PEM), as a joining node fetches it (`CaBundle`) and checks its digest
 //!   against the token's; it is then used to check the fixture's node certificate;
-//! - `2`: a certificate (PEM) in a join's reply, as `keep_certificate` reads and checks it;
+//! - `2`: a certificate chain (PEM: the certificate, then what it is presented with, as a
+//!   root rotation's cross-signed root) in a join's reply, as `keep_certificate` reads and
+//!   checks it;
 //! - `3`: a URI SAN, as [`CertIdentity::from_uri`] reads the identity in a certificate.
 //!
 //! Checked: a bundle matches its own digest (in either case); whatever bundle a peer hands
@@ -49,8 +51,13 @@ pub fn run(data: &[u8]) {
             let Ok(text) = std::str::from_utf8(rest) else {
                 return;
             };
-            if let Ok(der) = verify::first_der(text) {
-                let _ = verify_peer(&der, &pki.ca.bundle(), fixture::CLUSTER_ID, fixture::now());
+            if let Ok(identity) = verify::verify_pem(
+                text,
+                &pki.ca.bundle(),
+                Some(fixture::CLUSTER_ID),
+                fixture::now(),
+            ) {
+                assert_eq!(identity.cluster_id, fixture::CLUSTER_ID);
             }
         }
         _ => {

@@ -20,8 +20,8 @@ use symphony_consensus::state::{Changes, ClusterInfo, GossipKeyring, KeySecret, 
 use symphony_consensus::store::SnapshotPayload;
 use symphony_consensus::types::{Entry, LogId, SnapshotMeta, Vote};
 use symphony_consensus::{
-    Availability, ClusterState, Command, KvCommand, NodeRole, NodeStatus, Resources, TaskReport,
-    TaskState,
+    Availability, ClusterCommand, ClusterState, Command, KvCommand, NodeRole, NodeStatus,
+    Resources, TaskReport, TaskState,
 };
 use symphony_ctl::proto::{
     Ctl, CtlError, ErrorCode, EventFilter, KvWriteResult, ReadConsistency, Request, Response, Role,
@@ -79,6 +79,7 @@ fn hello<P: Protocol>() -> Bytes {
 fn requests() -> Vec<(&'static str, Request)> {
     vec![
         ("status", Request::Status),
+        ("ca-rotate", Request::CaRotate),
         (
             "kv-put",
             Request::KvPut {
@@ -376,6 +377,13 @@ fn remote_seeds() -> Vec<(&'static str, Vec<u8>)> {
             })),
         ),
         (
+            "item-trust",
+            Body::Item(RemoteReply::Assignments(AssignmentUpdate::Trust {
+                bundle: fixture::pki().ca.cert_pem.clone(),
+                removed: [5].into(),
+            })),
+        ),
+        (
             "reply-forwarded",
             Body::Reply(RemoteReply::Forwarded(Response::KvPut(KvWriteResult {
                 revision: 2,
@@ -460,6 +468,14 @@ fn raft_seeds() -> Vec<(&'static str, Vec<u8>)> {
                     key: "k".into(),
                     value: b"v".to_vec(),
                     if_revision: None,
+                }),
+            ),
+            Entry::new_normal(
+                log_id(6, 13),
+                Command::Cluster(ClusterCommand::FinishCaRotation {
+                    root_digest: "ab".repeat(32),
+                    manager_token: "m".into(),
+                    worker_token: "w".into(),
                 }),
             ),
         ],
@@ -602,6 +618,26 @@ fn csr_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// A certificate of a root that replaced the fixture's, presented with that root cross-signed
+/// by the fixture's (as nodes send theirs during `ca rotate`).
+fn rotated_chain() -> String {
+    let pki = fixture::pki();
+    let rotated = pki
+        .ca
+        .rotate(fixture::CLUSTER_ID, fixture::now())
+        .expect("a rotated root");
+    let key = NodeKey::generate().expect("a node key");
+    let issued = rotated
+        .ca
+        .issue(
+            &key.request("n").expect("a request"),
+            &fixture::node_identity(),
+            fixture::now(),
+        )
+        .expect("a certificate of the new root");
+    format!("{}{}", issued.cert_pem, rotated.cross_signed_pem)
+}
+
 fn cert_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let pki = fixture::pki();
     let der = verify::first_der(&pki.node_cert_pem).expect("the fixture's certificate");
@@ -617,6 +653,7 @@ fn cert_seeds() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         ("node-pem", with_mode(2, pki.node_cert_pem.as_bytes())),
+        ("node-chain", with_mode(2, rotated_chain().as_bytes())),
         (
             "uri",
             with_mode(3, fixture::node_identity().uri().as_bytes()),
