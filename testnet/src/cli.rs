@@ -1011,7 +1011,7 @@ mod chaos_tests {
             "--seed",
             "1",
             "--faults",
-            "kill,pause,partition,restart,membership,disk-full,clock,slow-disk,failpoint",
+            "kill,pause,partition,restart,membership,disk-full,clock,slow-disk,failpoint,ca-rotate",
         ])
         .unwrap();
         match cli.command {
