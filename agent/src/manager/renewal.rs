@@ -5,8 +5,9 @@
 //! asks for nothing). A node removed from the cluster, one that left, and one the state does
 //! not know are refused. The new certificate lives for the cluster's current lifetime. What
 //! was issued is recorded in the node's record through the leader (`CertificateIssued`);
-//! that record is for operators and later joins, so a renewal whose record could not be
-//! written is still handed out (the node's key, which the record names, does not change).
+//! that record is for operators, later joins and the end of a root rotation, so a renewal
+//! is handed out at once and recorded in the background, tried again for about a minute (the
+//! node's key, which the record names, does not change).
 
 use symphony_consensus::{NodeRole, NodeStatus};
 use symphony_ctl::proto::{CtlError, ErrorCode, Role};
@@ -17,6 +18,10 @@ use super::propose::require_cluster;
 use crate::context::Context;
 use crate::errors::not_initialised;
 use crate::remote::proto::{RemoteCall, RemoteRequest};
+
+/// The first wait before recording a renewal again, and the last (about a minute in all).
+const RECORD_FIRST_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+const RECORD_LAST_RETRY: std::time::Duration = std::time::Duration::from_secs(32);
 
 /// Issues the node `caller` names a new certificate for the key of `csr`; returns it and the
 /// CA bundle it checks out against.
@@ -94,10 +99,28 @@ pub async fn renew(
                 },
                 forwarded: false,
             };
-            // Routed to the leader like any leader's call.
-            if let Err(error) = crate::remote::server::handle(ctx, call).await {
-                tracing::warn!(node_id, %error, "cannot record the renewed certificate in the node's record");
-            }
+            // Recorded in the background, tried again for a while: a root rotation ends only
+            // once every node's record names the new root, and the node, holding its new
+            // certificate, will not ask again for weeks.
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let mut delay = RECORD_FIRST_RETRY;
+                loop {
+                    // Routed to the leader like any leader's call.
+                    match crate::remote::server::handle(&ctx, call.clone()).await {
+                        Ok(_) => return,
+                        Err(error) if delay > RECORD_LAST_RETRY => {
+                            tracing::warn!(node_id, %error, "cannot record the renewed certificate in the node's record; giving up");
+                            return;
+                        }
+                        Err(error) => {
+                            tracing::debug!(node_id, %error, "cannot record the renewed certificate yet; trying again");
+                        }
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            });
         }
         Err(error) => {
             tracing::warn!(node_id, %error, "cannot read the renewed certificate to record it");
