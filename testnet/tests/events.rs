@@ -84,10 +84,23 @@ async fn events_stream_as_they_happen_resume_on_another_manager_and_refuse_lost_
     let watcher = (leader + 1) % 3;
     let other = (leader + 2) % 3;
     let client: Client = cluster.client(watcher).await.unwrap();
-    let mut stream = client.events(None, EventFilter::default()).await.unwrap();
+    // Both streams from the same revision, before anything is created: a stream "from now"
+    // starts where the serving replica is when it reads the request, which a write sent
+    // right after it may already have passed.
+    let start = cluster
+        .status(watcher)
+        .await
+        .unwrap()
+        .cluster
+        .and_then(|cluster| cluster.applied_index)
+        .unwrap_or(0);
+    let mut stream = client
+        .events(Some(start), EventFilter::default())
+        .await
+        .unwrap();
     let mut web_only = client
         .events(
-            None,
+            Some(start),
             EventFilter {
                 service: Some("web".into()),
                 ..EventFilter::default()
