@@ -174,6 +174,18 @@ async fn workers_join_through_a_manager_and_through_another_worker() {
         code_of(client.token_show(Role::Worker).await),
         ErrorCode::NotManager
     );
+    // Streams too, as their first and last item.
+    let mut events = client
+        .events(None, symphony_ctl::proto::EventFilter::default())
+        .await
+        .unwrap();
+    match events.next().await {
+        Some(Err(error)) => assert_eq!(
+            code_of::<()>(Err(ClientError::from(error))),
+            ErrorCode::NotManager
+        ),
+        other => panic!("a worker streamed events: {other:?}"),
+    }
     assert_eq!(
         code_of(client.join(token.clone(), manager_addr.clone()).await),
         ErrorCode::AlreadyInitialised

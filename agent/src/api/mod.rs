@@ -29,7 +29,7 @@ pub mod status;
 pub mod tokens;
 
 use symphony_consensus::Consensus;
-use symphony_ctl::proto::{CtlError, ErrorCode, Request, Response, Route};
+use symphony_ctl::proto::{CtlError, ErrorCode, Request, RequestSpec, Response, Route};
 
 use crate::context::Context;
 use crate::errors::not_initialised;
@@ -41,29 +41,41 @@ pub fn stream(
     ctx: &Context,
     request: Request,
 ) -> Result<Result<tokio::sync::mpsc::Receiver<Result<Response, CtlError>>, CtlError>, Request> {
-    match request {
+    let spec = request.spec();
+    if !spec.stream {
+        return Err(request);
+    }
+    if let Some(refused) = refused_on_worker(ctx, spec) {
+        return Ok(Err(refused));
+    }
+    Ok(match request {
         Request::ServiceLogs { name, tail, follow } => {
-            if ctx.node.is_worker() {
-                return Ok(Err(not_manager(ctx, "service logs")));
-            }
-            Ok(services::logs::stream(ctx, name, tail, follow))
+            services::logs::stream(ctx, name, tail, follow)
         }
-        Request::Events { since, filter } => {
-            if ctx.node.is_worker() {
-                return Ok(Err(not_manager(ctx, "events")));
-            }
-            Ok(events::stream(ctx, since, filter))
-        }
+        Request::Events { since, filter } => events::stream(ctx, since, filter),
         Request::KvWatch {
             prefix,
             from_revision,
-        } => {
-            if ctx.node.is_worker() {
-                return Ok(Err(not_manager(ctx, "kv watch")));
-            }
-            Ok(kv_watch::stream(ctx, prefix, from_revision))
-        }
-        other => Err(other),
+        } => kv_watch::stream(ctx, prefix, from_revision),
+        other => Ok(unanswered_stream(other.spec())),
+    })
+}
+
+/// What a request declared a stream, that no stream here answers, gets.
+fn unanswered_stream(spec: RequestSpec) -> tokio::sync::mpsc::Receiver<Result<Response, CtlError>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    let _ = sender.try_send(Err(crate::errors::internal(format!(
+        "{} is declared a stream but has no stream handler",
+        spec.name
+    ))));
+    receiver
+}
+
+/// A worker refuses what its route says a manager answers.
+fn refused_on_worker(ctx: &Context, spec: RequestSpec) -> Option<CtlError> {
+    match spec.route {
+        Route::Manager | Route::Leader if ctx.node.is_worker() => Some(not_manager(ctx, spec.name)),
+        _ => None,
     }
 }
 
@@ -75,12 +87,11 @@ pub async fn handle(
     forwarded: bool,
 ) -> Result<Response, CtlError> {
     let spec = request.spec();
+    if let Some(refused) = refused_on_worker(ctx, spec) {
+        return Err(refused);
+    }
     match spec.route {
-        Route::Local | Route::Membership => {}
-        Route::Manager | Route::Leader if ctx.node.is_worker() => {
-            return Err(not_manager(ctx, spec.name));
-        }
-        Route::Manager => {}
+        Route::Local | Route::Membership | Route::Manager => {}
         Route::Leader if forwarded => {}
         Route::Leader => {
             let cluster = ctx.node.state().cluster().ok_or_else(not_initialised)?;

@@ -73,15 +73,29 @@ pub enum Route {
     Leader,
 }
 
-/// A request's name (for logs and errors) and its route.
+/// A request's name (for logs and errors), its route, and whether it is answered with a
+/// stream of frames (until the client hangs up) rather than one reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestSpec {
     pub name: &'static str,
     pub route: Route,
+    pub stream: bool,
 }
 
 const fn spec(name: &'static str, route: Route) -> RequestSpec {
-    RequestSpec { name, route }
+    RequestSpec {
+        name,
+        route,
+        stream: false,
+    }
+}
+
+const fn stream(name: &'static str, route: Route) -> RequestSpec {
+    RequestSpec {
+        name,
+        route,
+        stream: true,
+    }
 }
 
 /// Reads go to the leader unless a stale read of the local replica was asked for.
@@ -349,7 +363,7 @@ impl Request {
             Request::KvGet { consistency, .. } => read("kv get", *consistency),
             Request::KvList { consistency, .. } => read("kv ls", *consistency),
             // Any manager streams its replica's history: revisions are the same on all.
-            Request::KvWatch { .. } => spec("kv watch", Manager),
+            Request::KvWatch { .. } => stream("kv watch", Manager),
             Request::KvHistory { .. } => spec("kv history", Leader),
             // Tokens are secrets: only the leader's (current) view of them is shown.
             Request::TokenShow { .. } => spec("token show", Leader),
@@ -373,9 +387,9 @@ impl Request {
             Request::ServicePs { consistency, .. } => read("service ps", *consistency),
             Request::ServiceExplain { consistency, .. } => read("service explain", *consistency),
             // Any manager gathers the logs from the nodes; nothing is written.
-            Request::ServiceLogs { .. } => spec("service logs", Manager),
+            Request::ServiceLogs { .. } => stream("service logs", Manager),
             // Any manager streams its replica's events.
-            Request::Events { .. } => spec("events", Manager),
+            Request::Events { .. } => stream("events", Manager),
             Request::Diagnostics { node_id: None } => spec("diagnostics", Local),
             // Another node's: a manager knows its address and secret.
             Request::Diagnostics { node_id: Some(_) } => spec("diagnostics", Manager),
@@ -445,6 +459,16 @@ mod tests {
         );
         assert_eq!(get(ReadConsistency::Stale).spec().route, Route::Manager);
         assert_eq!(Request::Status.spec().route, Route::Local);
+        // Streams are declared as such, and only they.
+        assert!(
+            Request::Events {
+                since: None,
+                filter: EventFilter::default(),
+            }
+            .spec()
+            .stream
+        );
+        assert!(!Request::Status.spec().stream && !get(ReadConsistency::Stale).spec().stream);
         assert_eq!(Request::Leave.spec().route, Route::Membership);
         assert_eq!(get(ReadConsistency::Stale).name(), "kv get");
     }
