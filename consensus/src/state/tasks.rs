@@ -148,6 +148,16 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// What of the task its node's assignments show, besides what never changes for a task id
+    /// (its service, slot and spec): its desired state, and whether the node acts on it
+    /// (placed, `assigned` or later, and not ended; the dispatcher's filter).
+    fn as_its_node_sees_it(&self) -> (DesiredState, bool) {
+        (
+            self.desired,
+            self.state >= TaskState::Assigned && !self.state.is_terminal(),
+        )
+    }
+
     /// When the task reached its current state.
     pub fn since_ms(&self) -> u64 {
         self.transitions
@@ -228,8 +238,8 @@ pub struct TaskTable {
     next_id: u64,
     by_service: BTreeMap<String, BTreeSet<u64>>,
     by_node: BTreeMap<u64, BTreeSet<u64>>,
-    /// Bumped whenever a task placed on the node changes (not persisted: a manager's own
-    /// counter for its assignment streams).
+    /// Bumped whenever what the node is assigned changes (see [`TaskTable::node_changes`];
+    /// not persisted: a manager's own counter for its assignment streams).
     node_changes: BTreeMap<u64, u64>,
 }
 
@@ -296,7 +306,9 @@ impl TaskTable {
             .filter_map(|id| self.tasks.get(id))
     }
 
-    /// A counter that changes whenever a task placed on `node_id` changes.
+    /// A counter that changes whenever what `node_id` is assigned changes: a task placed on
+    /// it or taken off it, its desired state, or its passing into or out of what the node
+    /// acts on (assigned and not ended). Not with every report.
     pub fn node_changes(&self, node_id: u64) -> u64 {
         self.node_changes.get(&node_id).copied().unwrap_or(0)
     }
@@ -340,10 +352,12 @@ impl TaskTable {
             return false;
         };
         let before = task.node_id;
+        let seen_before = task.as_its_node_sees_it();
         if !change(task) {
             return false;
         }
         let after = task.node_id;
+        let seen_after = task.as_its_node_sees_it();
         if before != after {
             if let Some(node) = before
                 && let Some(ids) = self.by_node.get_mut(&node)
@@ -357,8 +371,14 @@ impl TaskTable {
                 self.by_node.entry(node).or_default().insert(id);
             }
         }
-        for node in [before, after].into_iter().flatten() {
-            *self.node_changes.entry(node).or_default() += 1;
+        // A report that moves a task along while it stays assigned (accepted, running)
+        // changes nothing its node is assigned: its streams need not look again. At a
+        // thousand nodes of a hundred tasks each, looking again on every report was most of
+        // what a manager did while tasks started.
+        if before != after || seen_before != seen_after {
+            for node in [before, after].into_iter().flatten() {
+                *self.node_changes.entry(node).or_default() += 1;
+            }
         }
         true
     }

@@ -100,7 +100,8 @@ fn a_task_moves_from_new_to_running_and_never_back() {
         &mut state,
     );
     assert_eq!(state.tasks[&1].state, TaskState::Running);
-    assert!(state.tasks.node_changes(7) > before);
+    // Accepted and running change nothing the node is assigned: its streams need not look.
+    assert_eq!(state.tasks.node_changes(7), before);
     // A late report of an earlier state, and one only the scheduler may make, are ignored.
     let stale = task(
         reports(vec![
@@ -125,6 +126,9 @@ fn a_task_moves_from_new_to_running_and_never_back() {
             TaskState::Running
         ]
     );
+    // Its end does: the node no longer acts on it.
+    task(reports(vec![report(TaskState::Complete)]), &mut state);
+    assert!(state.tasks.node_changes(7) > before);
 }
 
 #[test]
