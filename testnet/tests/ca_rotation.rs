@@ -102,17 +102,7 @@ async fn a_root_rotation_on_a_running_cluster_moves_every_node_and_cuts_none_off
     // Writes and a watch on every node's status all through the rotation.
     let done = AtomicBool::new(false);
     let not_ready = Mutex::new(Vec::<String>::new());
-    let writer = async {
-        let mut written = 0_u64;
-        while !done.load(Ordering::Relaxed) {
-            cluster
-                .put_any(&format!("ca-rotation/{written:05}"), b"v")
-                .await
-                .unwrap();
-            written += 1;
-        }
-        written
-    };
+    let writer = async { cluster.write_until("ca-rotation", &done).await.unwrap() };
     let watcher = async {
         while !done.load(Ordering::Relaxed) {
             if let Ok(statuses) = statuses(&cluster).await {

@@ -367,17 +367,7 @@ async fn a_key_rotation_on_a_running_cluster_cuts_no_node_off_and_loses_no_write
 
     let done = AtomicBool::new(false);
     let downs = Mutex::new(Vec::<String>::new());
-    let writer = async {
-        let mut written = 0_u64;
-        while !done.load(Ordering::Relaxed) {
-            cluster
-                .put_any(&format!("rotation/{written:05}"), b"v")
-                .await
-                .unwrap();
-            written += 1;
-        }
-        written
-    };
+    let writer = async { cluster.write_until("rotation", &done).await.unwrap() };
     let watcher = async {
         while !done.load(Ordering::Relaxed) {
             if let Ok(nodes) = nodes(&cluster).await {

@@ -33,6 +33,23 @@ impl Cluster {
         Ok(self.acknowledged.len())
     }
 
+    /// Puts `{prefix}/00000`, `{prefix}/00001`, ... one after another through any member
+    /// (as [`Cluster::put_any`], each acknowledged write recorded) until `done` is set; returns
+    /// how many were written. The steady load of a test that changes the cluster under it.
+    pub async fn write_until(
+        &self,
+        prefix: &str,
+        done: &std::sync::atomic::AtomicBool,
+    ) -> Result<u64, HarnessError> {
+        let mut written = 0_u64;
+        while !done.load(Ordering::Relaxed) {
+            self.put_any(&format!("{prefix}/{written:05}"), b"v")
+                .await?;
+            written += 1;
+        }
+        Ok(written)
+    }
+
     /// Puts `value` at `key` through the running members, starting with the next one in turn
     /// and moving on to the next on a retryable failure (no leader, unavailable, a dead or
     /// unreachable node, no answer in time), until the write is acknowledged or the write
