@@ -97,8 +97,8 @@ fn waiting_text(info: &CaStatusInfo, waiting: &[u64]) -> String {
             info.nodes
                 .iter()
                 .find(|node| node.node_id == *id)
-                .map_or(format!("{id:x}"), |node| {
-                    format!("{} ({})", node.hostname, node.status)
+                .map_or(id.to_string(), |node| {
+                    format!("{} ({id}, {})", node.hostname, node.status)
                 })
         })
         .collect();
@@ -271,7 +271,7 @@ mod tests {
             waiting_for: vec![1],
         });
         let text = ca_text(&rotating, 10_000);
-        assert!(text.contains("Rotating from root cdcdcdcdcdcdcdcd for 6s; 1 of 2 nodes hold a certificate of the new root; waiting for m (down)."), "{text}");
+        assert!(text.contains("Rotating from root cdcdcdcdcdcdcdcd for 6s; 1 of 2 nodes hold a certificate of the new root; waiting for m (1, down)."), "{text}");
         assert!(
             text.contains("cdcdcdcdcdcdcdcd (old, still trusted)"),
             "{text}"
