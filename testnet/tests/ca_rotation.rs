@@ -8,7 +8,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,20 +30,6 @@ async fn start_worker() -> AgentProcess {
     })
     .await
     .unwrap()
-}
-
-/// Each node's status by id, through the leader.
-async fn statuses(cluster: &Cluster) -> Result<BTreeMap<u64, String>, String> {
-    let leader = cluster.leader().await.map_err(|e| e.to_string())?;
-    let client = cluster.client(leader).await.map_err(|e| e.to_string())?;
-    let nodes = client
-        .node_list(ReadConsistency::Linearizable)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(nodes
-        .into_iter()
-        .map(|node| (node.node_id, node.status))
-        .collect())
 }
 
 /// The CA bundle and the certificate chain a node keeps in its config dir.
@@ -81,7 +66,7 @@ async fn a_root_rotation_on_a_running_cluster_moves_every_node_and_cuts_none_off
     }
     let all = cluster.len() + workers.len();
     poll_until(TIMEOUT, "every node ready", async || {
-        let statuses = statuses(&cluster).await?;
+        let statuses = cluster.node_statuses().await?;
         let ready = statuses
             .values()
             .filter(|status| *status == "ready")
@@ -105,7 +90,7 @@ async fn a_root_rotation_on_a_running_cluster_moves_every_node_and_cuts_none_off
     let writer = async { cluster.write_until("ca-rotation", &done).await.unwrap() };
     let watcher = async {
         while !done.load(Ordering::Relaxed) {
-            if let Ok(statuses) = statuses(&cluster).await {
+            if let Ok(statuses) = cluster.node_statuses().await {
                 for (id, status) in statuses.iter().filter(|(_, status)| *status != "ready") {
                     not_ready
                         .lock()
@@ -223,7 +208,7 @@ async fn a_root_rotation_on_a_running_cluster_moves_every_node_and_cuts_none_off
         .await
         .unwrap();
     poll_until(TIMEOUT, "the new worker ready", async || {
-        match statuses(&cluster).await?.get(&joined.node_id) {
+        match cluster.node_statuses().await?.get(&joined.node_id) {
             Some(status) if status == "ready" => Ok(()),
             other => Err(format!("{other:?}")),
         }

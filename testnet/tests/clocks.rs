@@ -55,21 +55,6 @@ fn shifted_clock(library: &std::path::Path, offset: &str) -> BTreeMap<String, St
     ])
 }
 
-async fn statuses(cluster: &Cluster) -> Result<BTreeMap<u64, String>, String> {
-    let leader = cluster.leader().await.map_err(|e| e.to_string())?;
-    let nodes = cluster
-        .client(leader)
-        .await
-        .map_err(|e| e.to_string())?
-        .node_list(ReadConsistency::Linearizable)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(nodes
-        .into_iter()
-        .map(|node| (node.node_id, node.status))
-        .collect())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_manager_restarted_with_its_clock_an_hour_behind_is_ready_within_seconds() {
     let Some(library) = libfaketime() else {
@@ -83,7 +68,7 @@ async fn a_manager_restarted_with_its_clock_an_hour_behind_is_ready_within_secon
         .map(|index| cluster.node_id(index).unwrap())
         .collect();
     poll_until(TIMEOUT, "every manager ready", async || {
-        let statuses = statuses(&cluster).await?;
+        let statuses = cluster.node_statuses().await?;
         if ids
             .iter()
             .all(|id| statuses.get(id).map(String::as_str) == Some("ready"))
@@ -113,7 +98,7 @@ async fn a_manager_restarted_with_its_clock_an_hour_behind_is_ready_within_secon
         Duration::from_secs(20),
         "the restarted manager ready and in gossip",
         async || {
-            let statuses = statuses(&cluster).await?;
+            let statuses = cluster.node_statuses().await?;
             let ready = statuses.get(&ids[shifted]).map(String::as_str) == Some("ready");
             let leader = cluster.leader().await.map_err(|e| e.to_string())?;
             let status = cluster.status(leader).await.map_err(|e| e.to_string())?;
@@ -188,7 +173,7 @@ async fn managers_a_day_apart_keep_nodes_ready_and_tasks_in_place() {
         .map(|index| cluster.node_id(index).unwrap())
         .collect();
     let all_ready = async |cluster: &Cluster, expected: &[u64]| -> Result<(), String> {
-        let statuses = statuses(cluster).await?;
+        let statuses = cluster.node_statuses().await?;
         if expected
             .iter()
             .all(|id| statuses.get(id).map(String::as_str) == Some("ready"))

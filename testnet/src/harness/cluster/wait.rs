@@ -7,6 +7,23 @@ use super::Cluster;
 use crate::harness::{HarnessError, poll_until};
 
 impl Cluster {
+    /// Every node's status (`ready`, `down`, `left`) by node id, as the leader's `node ls`
+    /// says; an error in words, for [`poll_until`].
+    pub async fn node_statuses(&self) -> Result<std::collections::BTreeMap<u64, String>, String> {
+        let leader = self.leader().await.map_err(|e| e.to_string())?;
+        let nodes = self
+            .client(leader)
+            .await
+            .map_err(|e| e.to_string())?
+            .node_list(ReadConsistency::Linearizable)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(nodes
+            .into_iter()
+            .map(|node| (node.node_id, node.status))
+            .collect())
+    }
+
     /// Waits until every running member names the same leader and that leader says it leads.
     /// Returns the leader's index.
     pub async fn leader(&self) -> Result<usize, HarnessError> {
