@@ -413,6 +413,13 @@ impl Consensus {
         self.state.watch(tables)
     }
 
+    /// Waits for changes to what `node_id` is assigned in this node's replica: a new value
+    /// after every apply that changed the tasks the node acts on, and none for the rest of
+    /// the tasks table (see [`crate::state::tasks::TaskTable::node_changes`]).
+    pub fn watch_assignments(&self, node_id: u64) -> tokio::sync::watch::Receiver<u64> {
+        self.state.watch_assignments(node_id)
+    }
+
     /// The size of the last snapshot this replica made (to send to a follower) or installed,
     /// in bytes; 0 before the first.
     pub fn snapshot_bytes(&self) -> u64 {

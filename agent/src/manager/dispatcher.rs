@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use symphony_consensus::state::{cluster, nodes, tasks};
+use symphony_consensus::state::{cluster, nodes};
 use symphony_consensus::{
     ClusterState, Command, Consensus, DesiredState, NodeStatus, TaskCommand, TaskReport, TaskState,
 };
@@ -93,7 +93,10 @@ pub fn assignments(
 ) -> mpsc::Receiver<AssignmentUpdate> {
     let (updates, receiver) = mpsc::channel(BUFFER);
     tokio::spawn(async move {
-        let mut changes = consensus.watch_tables(&[tasks::TABLE, nodes::TABLE]);
+        // Woken by changes to this node's assignments and to the nodes table (whether it is
+        // ready), not by every task of every other node.
+        let mut assignment_changes = consensus.watch_assignments(node_id);
+        let mut changes = consensus.watch_tables(&[nodes::TABLE]);
         let mut cluster_changes = consensus.watch_tables(&[cluster::TABLE]);
         let (mut sent, mut seen, mut ready) = consensus.read_stale(|state| {
             (
@@ -125,6 +128,7 @@ pub fn assignments(
             tokio::select! {
                 () = updates.closed() => return,
                 alive = changes.changed() => if !alive { return },
+                changed = assignment_changes.changed() => if changed.is_err() { return },
                 alive = cluster_changes.changed() => {
                     if !alive {
                         return;

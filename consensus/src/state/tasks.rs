@@ -241,6 +241,10 @@ pub struct TaskTable {
     /// Bumped whenever what the node is assigned changes (see [`TaskTable::node_changes`];
     /// not persisted: a manager's own counter for its assignment streams).
     node_changes: BTreeMap<u64, u64>,
+    /// The nodes whose counter moved since [`TaskTable::take_touched_nodes`] was last called
+    /// (not persisted: the state machine takes them after each apply to wake only those
+    /// nodes' streams).
+    touched_nodes: BTreeSet<u64>,
 }
 
 /// What the table is, without its indexes (how it is snapshotted).
@@ -313,6 +317,16 @@ impl TaskTable {
         self.node_changes.get(&node_id).copied().unwrap_or(0)
     }
 
+    /// The nodes whose [`TaskTable::node_changes`] moved since the last call.
+    pub fn take_touched_nodes(&mut self) -> BTreeSet<u64> {
+        std::mem::take(&mut self.touched_nodes)
+    }
+
+    fn node_changed(&mut self, node: u64) {
+        *self.node_changes.entry(node).or_default() += 1;
+        self.touched_nodes.insert(node);
+    }
+
     fn insert(&mut self, task: TaskRecord) {
         self.by_service
             .entry(task.service.clone())
@@ -320,7 +334,7 @@ impl TaskTable {
             .insert(task.id);
         if let Some(node) = task.node_id {
             self.by_node.entry(node).or_default().insert(task.id);
-            *self.node_changes.entry(node).or_default() += 1;
+            self.node_changed(node);
         }
         self.tasks.insert(task.id, task);
     }
@@ -340,7 +354,7 @@ impl TaskTable {
                     self.by_node.remove(&node);
                 }
             }
-            *self.node_changes.entry(node).or_default() += 1;
+            self.node_changed(node);
         }
         Some(task)
     }
@@ -377,7 +391,7 @@ impl TaskTable {
         // what a manager did while tasks started.
         if before != after || seen_before != seen_after {
             for node in [before, after].into_iter().flatten() {
-                *self.node_changes.entry(node).or_default() += 1;
+                self.node_changed(node);
             }
         }
         true

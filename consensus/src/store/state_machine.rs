@@ -30,6 +30,7 @@ use crate::types::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership
 pub struct SharedState {
     inner: Arc<RwLock<ClusterState>>,
     changes: Arc<TableChanges>,
+    assignments: Arc<AssignmentChanges>,
     events: EventLog,
     /// The size of the last snapshot this replica made (to send) or installed, in bytes; 0
     /// before the first.
@@ -60,6 +61,51 @@ impl TableChanges {
         if let Some(sender) = self.tables.get(table) {
             sender.send_modify(|count| *count += 1);
         }
+    }
+}
+
+/// One counter per node that someone watches, bumped after every apply that changed what the
+/// node is assigned ([`crate::state::tasks::TaskTable::node_changes`]). A thousand nodes'
+/// assignment streams each wake for their own node only: woken by every change to the tasks
+/// table instead, each of them took the state's read lock on every apply to find nothing.
+#[derive(Default)]
+struct AssignmentChanges {
+    nodes: std::sync::Mutex<std::collections::HashMap<u64, watch::Sender<u64>>>,
+}
+
+impl AssignmentChanges {
+    fn watch(&self, node_id: u64) -> watch::Receiver<u64> {
+        let mut nodes = self.lock();
+        // Streams come and go with sessions: forget the counters nobody watches any more.
+        nodes.retain(|_, sender| sender.receiver_count() > 0);
+        nodes
+            .entry(node_id)
+            .or_insert_with(|| watch::Sender::new(0))
+            .subscribe()
+    }
+
+    fn bump(&self, touched: impl IntoIterator<Item = u64>) {
+        let nodes = self.lock();
+        for node_id in touched {
+            if let Some(sender) = nodes.get(&node_id) {
+                sender.send_modify(|count| *count += 1);
+            }
+        }
+    }
+
+    fn bump_all(&self) {
+        for sender in self.lock().values() {
+            sender.send_modify(|count| *count += 1);
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, watch::Sender<u64>>> {
+        // Nothing is left half-done under this lock.
+        self.nodes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -114,6 +160,13 @@ impl SharedState {
         }
     }
 
+    /// Watches what `node_id` is assigned: the receiver sees a new value after every apply
+    /// that changed the tasks the node acts on (see
+    /// [`crate::state::tasks::TaskTable::node_changes`]), and after a snapshot is installed.
+    pub fn watch_assignments(&self, node_id: u64) -> watch::Receiver<u64> {
+        self.assignments.watch(node_id)
+    }
+
     fn changed(&self, changes: &Changes) {
         for table in self.changes.tables.keys() {
             if changes.of(table).next().is_some() {
@@ -126,6 +179,7 @@ impl SharedState {
         for table in self.changes.tables.keys() {
             self.changes.bump(table);
         }
+        self.assignments.bump_all();
     }
 
     /// A read view of the state as applied so far on this node.
@@ -181,6 +235,7 @@ impl StateMachineStore {
             state: SharedState {
                 inner: Arc::new(RwLock::new(state)),
                 changes: Arc::default(),
+                assignments: Arc::default(),
                 events,
                 snapshot_bytes: Arc::default(),
             },
@@ -275,7 +330,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         let mut changes = Changes::default();
         let mut replies = Vec::with_capacity(batch.len());
-        let rows = {
+        let (rows, touched_nodes) = {
             let mut state = self.state.write();
             let at_ms = now_ms();
             for (entry, responder) in batch {
@@ -319,11 +374,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     replies.push((responder, result));
                 }
             }
-            RowWrites::from_changes(&state, &changes)?
+            let touched = state.tasks.take_touched_nodes();
+            (RowWrites::from_changes(&state, &changes)?, touched)
         };
         let rows = self.rows_with_position(rows)?;
         self.writer.submit(Write::StateRows(rows), Done::Nobody)?;
         self.state.changed(&changes);
+        self.state.assignments.bump(touched_nodes);
         for (responder, result) in replies {
             responder.send(result);
         }
@@ -409,4 +466,26 @@ fn now_ms() -> u64 {
         .map_or(0, |since| {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AssignmentChanges;
+
+    #[test]
+    fn a_node_s_watch_wakes_for_its_own_assignments_only() {
+        let changes = AssignmentChanges::default();
+        let mut seven = changes.watch(7);
+        changes.bump([8, 9]);
+        assert!(!seven.has_changed().unwrap());
+        changes.bump([8, 7]);
+        assert!(seven.has_changed().unwrap());
+        seven.mark_unchanged();
+        changes.bump_all();
+        assert!(seven.has_changed().unwrap());
+        // A counter nobody watches any more is forgotten when the next watch is made.
+        drop(seven);
+        let _nine = changes.watch(9);
+        assert_eq!(changes.lock().keys().copied().collect::<Vec<_>>(), [9]);
+    }
 }

@@ -87,6 +87,7 @@ fn a_task_moves_from_new_to_running_and_never_back() {
     assert_eq!(placed.changed, vec![1]);
     assert_eq!(state.tasks.on_node(7).count(), 1);
     let before = state.tasks.node_changes(7);
+    assert_eq!(state.tasks.take_touched_nodes(), BTreeSet::from([7]));
     let reports = |reports| TaskCommand::Report {
         node_id: 7,
         reports,
@@ -102,6 +103,7 @@ fn a_task_moves_from_new_to_running_and_never_back() {
     assert_eq!(state.tasks[&1].state, TaskState::Running);
     // Accepted and running change nothing the node is assigned: its streams need not look.
     assert_eq!(state.tasks.node_changes(7), before);
+    assert!(state.tasks.take_touched_nodes().is_empty());
     // A late report of an earlier state, and one only the scheduler may make, are ignored.
     let stale = task(
         reports(vec![
@@ -129,6 +131,7 @@ fn a_task_moves_from_new_to_running_and_never_back() {
     // Its end does: the node no longer acts on it.
     task(reports(vec![report(TaskState::Complete)]), &mut state);
     assert!(state.tasks.node_changes(7) > before);
+    assert_eq!(state.tasks.take_touched_nodes(), BTreeSet::from([7]));
 }
 
 #[test]
