@@ -37,6 +37,7 @@ use super::figures::round2;
 use super::latency::Latencies;
 use crate::harness::{AgentOptions, Cluster, ClusterOptions};
 use crate::lab::BackendKind;
+use crate::procfs;
 use crate::splitmix::SplitMix64;
 
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -230,9 +231,13 @@ pub async fn run(options: KvOptions) -> anyhow::Result<()> {
     if options.op == Op::Get {
         write_read_set(&targets, &options).await?;
     }
+    let usage = Usage::of(&cluster);
+    let cpu_before = usage.cpu_ticks();
     let started = Instant::now();
     let mut results = measure(&targets, &options).await?;
     let elapsed = started.elapsed();
+    let cpu_after = usage.cpu_ticks();
+    let rss_mib = usage.rss_mib();
 
     let errors: u64 = results.iter().map(|result| result.errors).sum();
     let first_error = results.iter().find_map(|result| result.first_error.clone());
@@ -278,6 +283,24 @@ pub async fn run(options: KvOptions) -> anyhow::Result<()> {
         println!("  first error: {error}");
     }
     println!("  acknowledged writes lost: {lost}");
+    let cpu_s = cpu_before
+        .zip(cpu_after)
+        .map(|(before, after)| after.saturating_sub(before) as f64 / usage.clk_tck);
+    // CPU per operation is what decides on shared cores: a change that buys throughput with
+    // more CPU shows here.
+    let cpu_ms_per_1000 = cpu_s
+        .filter(|_| written > 0)
+        .map(|seconds| seconds * 1000.0 / (written as f64 / 1000.0));
+    if let (Some(seconds), Some(per_1000), Some(rss)) = (cpu_s, cpu_ms_per_1000, &rss_mib) {
+        println!(
+            "  managers' CPU: {seconds:.2} s over the run, {per_1000:.1} ms per 1,000 {unit}; \
+             resident at the end: {} MiB",
+            rss.iter()
+                .map(|mib| format!("{mib:.1}"))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        );
+    }
 
     stop_cluster(&mut cluster).await;
 
@@ -302,9 +325,51 @@ pub async fn run(options: KvOptions) -> anyhow::Result<()> {
             "errors": errors,
             "lost": lost,
             "elapsed_s": round2(elapsed.as_secs_f64()),
+            "managers_cpu_s": cpu_s.map(round2),
+            "cpu_ms_per_1000_ops": cpu_ms_per_1000.map(round2),
+            "managers_rss_mib": rss_mib.map(|rss| rss.into_iter().map(round2).collect::<Vec<_>>()),
         })
     );
     Ok(())
+}
+
+/// The managers' processes, for the CPU time they spend and the memory they hold; nothing with
+/// a backend whose processes this one cannot read in /proc.
+struct Usage {
+    pids: Option<Vec<u32>>,
+    clk_tck: f64,
+}
+
+impl Usage {
+    fn of(cluster: &Cluster) -> Usage {
+        let pids: Option<Vec<u32>> = (0..cluster.len()).map(|index| cluster.pid(index)).collect();
+        Usage {
+            pids: pids.filter(|pids| pids.iter().all(|pid| procfs::stat(*pid).is_ok())),
+            clk_tck: procfs::clock_ticks_per_second(),
+        }
+    }
+
+    /// The managers' user and system time together, in clock ticks.
+    fn cpu_ticks(&self) -> Option<u64> {
+        self.pids
+            .as_ref()?
+            .iter()
+            .map(|pid| procfs::stat(*pid).ok().map(|stat| stat.cpu_ticks()))
+            .sum()
+    }
+
+    /// Each manager's resident memory, in MiB.
+    fn rss_mib(&self) -> Option<Vec<f64>> {
+        self.pids
+            .as_ref()?
+            .iter()
+            .map(|pid| {
+                procfs::status(*pid)
+                    .ok()
+                    .map(|status| status.rss_kib as f64 / 1024.0)
+            })
+            .collect()
+    }
 }
 
 /// How many acknowledged benchmark writes a linearizable read through the leader misses.
