@@ -10,7 +10,9 @@
 //! (the last value of a key wins) that is committed, with its applied position, at most
 //! [`STATE_FLUSH_INTERVAL`] later, before any log purge, and at once when someone waits for it.
 //! The durable state therefore always matches one applied log id, lags the log by at most that
-//! interval, and the log entries it lags by are replayed on start. This keeps each commit to a
+//! interval, and the log entries it lags by are replayed on start. Log metadata nobody waits
+//! for (the committed id, a recovery hint) is deferred the same way: it rides with the next
+//! commit, and a client write costs one fsync per replica, not two. This keeps each commit to a
 //! few log pages instead of one page per key touched (what etcd's backend batching does too).
 //!
 //! The first write that fails is the last one tried: every write queued after it fails too,
@@ -220,12 +222,18 @@ fn write_loop(
     mut commit: impl FnMut(&[Write], Option<&RowWrites>) -> io::Result<()>,
 ) {
     let mut pending = RowWrites::default();
+    // Log metadata nobody waits for (the committed id, a hint): written with the next commit
+    // made for another reason, or with the state rows when they are due. Committed at once,
+    // it cost every client write a second fsync, and the next append queued behind it.
+    let mut deferred_meta: BTreeMap<&'static str, Vec<u8>> = BTreeMap::new();
+    let mut meta_since: Option<Instant> = None;
     let mut pending_since: Option<Instant> = None;
     // The first commit that failed: nothing after it is written (see the module comment).
     let mut failed: Option<io::Error> = None;
     loop {
-        // Wait for work; with state rows pending, only until they are due.
-        let first = match pending_since {
+        // Wait for work; with state rows or metadata pending, only until they are due.
+        let due = pending_since.into_iter().chain(meta_since).min();
+        let first = match due {
             None => match receiver.recv() {
                 Ok(write) => Some(write),
                 Err(_) => return,
@@ -236,13 +244,14 @@ fn write_loop(
                     Err(mpsc::RecvTimeoutError::Timeout) => None,
                     Err(mpsc::RecvTimeoutError::Disconnected) => {
                         if failed.is_none() {
-                            let _ = commit(&[], Some(&pending));
+                            let _ = commit(&meta_writes(&mut deferred_meta), Some(&pending));
                         }
                         return;
                     }
                 }
             }
         };
+        let due_now = first.is_none();
         let mut writes = Vec::new();
         let mut dones = Vec::new();
         let mut flush_state = first.is_none();
@@ -261,6 +270,10 @@ fn write_loop(
                     flush_state = true;
                     writes.push(write);
                 }
+                Write::LogMeta { key, value } if matches!(done, Done::Nobody) => {
+                    deferred_meta.insert(key, value);
+                    meta_since.get_or_insert_with(Instant::now);
+                }
                 other => writes.push(other),
             }
             dones.push(done);
@@ -268,6 +281,8 @@ fn write_loop(
         if let Some(earlier) = &failed {
             // Pending rows are dropped: the store is reopened from the file, not from them.
             pending = RowWrites::default();
+            deferred_meta.clear();
+            meta_since = None;
             pending_since = None;
             let result = Err(failed_earlier(earlier));
             for done in dones {
@@ -278,6 +293,11 @@ fn write_loop(
         flush_state |= pending.len() >= MAX_PENDING_ROWS
             || pending_since.is_some_and(|since| since.elapsed() >= STATE_FLUSH_INTERVAL);
         let state = (flush_state && pending_since.is_some()).then_some(&pending);
+        if !writes.is_empty() || state.is_some() || due_now {
+            // Ahead of this batch's own writes: they were queued earlier.
+            writes.splice(0..0, meta_writes(&mut deferred_meta));
+            meta_since = None;
+        }
         let writes_something = !writes.is_empty() || state.is_some();
         let started = Instant::now();
         // A panic in a commit fails that commit, as an I/O error would: every write waiting
@@ -306,6 +326,14 @@ fn write_loop(
             done.complete(&result);
         }
     }
+}
+
+/// The deferred metadata rows as writes, leaving none deferred.
+fn meta_writes(deferred: &mut BTreeMap<&'static str, Vec<u8>>) -> Vec<Write> {
+    std::mem::take(deferred)
+        .into_iter()
+        .map(|(key, value)| Write::LogMeta { key, value })
+        .collect()
 }
 
 /// The error of a write refused because an earlier one failed: of the same kind (a full disk
@@ -481,6 +509,69 @@ mod tests {
         drop(sender);
         thread.join().unwrap();
         assert_eq!(*calls.lock().unwrap(), vec![vec![1], vec![2]]);
+    }
+
+    /// The committed id (a hint nobody waits for) makes no commit of its own: it rides with
+    /// the next append, and with nothing else to write it is committed once it is due.
+    #[test]
+    fn the_committed_hint_rides_with_the_next_commit() {
+        type Seen = Arc<Mutex<Vec<(Vec<u64>, Vec<&'static str>)>>>;
+        let (sender, receiver) = mpsc::channel();
+        let seen = Seen::default();
+        let recorded = seen.clone();
+        let thread = std::thread::spawn(move || {
+            write_loop(
+                &receiver,
+                &StoreHealth::default(),
+                &CommitTimings::default(),
+                |writes, _| {
+                    let mut appends = Vec::new();
+                    let mut meta = Vec::new();
+                    for write in writes {
+                        match write {
+                            Write::Append(entries) => {
+                                appends.extend(entries.iter().map(|(index, _)| *index));
+                            }
+                            Write::LogMeta { key, .. } => meta.push(*key),
+                            _ => {}
+                        }
+                    }
+                    // The loop may call with nothing to write (the real commit then returns).
+                    if !appends.is_empty() || !meta.is_empty() {
+                        recorded.lock().unwrap().push((appends, meta));
+                    }
+                    Ok(())
+                },
+            );
+        });
+        let hint = |index: u8| {
+            sender
+                .send((
+                    Write::LogMeta {
+                        key: "committed",
+                        value: vec![index],
+                    },
+                    Done::Nobody,
+                ))
+                .unwrap();
+        };
+        append(&sender, 1).unwrap();
+        hint(1);
+        append(&sender, 2).unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![(vec![1], vec![]), (vec![2], vec!["committed"])]
+        );
+        // Nothing follows the last hint: it is written on its own once due.
+        hint(2);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.lock().unwrap().len() < 3 {
+            assert!(Instant::now() < deadline, "the hint was never written");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(sender);
+        thread.join().unwrap();
+        assert_eq!(seen.lock().unwrap()[2], (vec![], vec!["committed"]));
     }
 
     /// A full disk stays a full disk to whoever is refused after it.
