@@ -5,43 +5,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
-
-use serde_json::Value;
+mod bench_output;
 
 const MANAGERS: usize = 3;
 const OPS: u64 = 300;
 
 #[test]
 fn a_small_kv_bench_reports_throughput_cpu_per_write_and_memory() {
-    let output = Command::new(env!("CARGO_BIN_EXE_testnet"))
-        .args([
-            "bench",
-            "kv",
-            "--managers",
-            &MANAGERS.to_string(),
-            "--clients",
-            "4",
-            "--ops",
-            &OPS.to_string(),
-        ])
-        .output()
-        .expect("cannot run testnet");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "bench kv failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    let last = stdout.lines().last().expect("no output");
-    let figures: Value = serde_json::from_str(last)
-        .unwrap_or_else(|error| panic!("the last line is not JSON ({error}): {last}"));
-    let number = |field: &str| {
-        figures[field]
-            .as_f64()
-            .unwrap_or_else(|| panic!("{field} is not a number: {figures}"))
-    };
+    let managers = MANAGERS.to_string();
+    let ops = OPS.to_string();
+    let (figures, stdout) = bench_output::run(&[
+        "kv",
+        "--managers",
+        &managers,
+        "--clients",
+        "4",
+        "--ops",
+        &ops,
+    ]);
+    let number = |field: &str| bench_output::number(&figures, field);
     assert_eq!(figures["bench"], "kv");
     assert_eq!(figures["errors"], 0, "{figures}");
     assert_eq!(figures["lost"], 0, "{figures}");

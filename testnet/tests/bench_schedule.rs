@@ -5,48 +5,30 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
-
-use serde_json::Value;
+mod bench_output;
 
 const WORKERS: u64 = 20;
 const TASKS: u64 = 200;
 
 #[test]
 fn a_small_schedule_bench_places_and_runs_every_task() {
-    let output = Command::new(env!("CARGO_BIN_EXE_testnet"))
-        .args([
-            "bench",
-            "schedule",
-            "--workers",
-            &WORKERS.to_string(),
-            "--tasks",
-            &TASKS.to_string(),
-            "--timeout-s",
-            "60",
-        ])
-        .output()
-        .expect("cannot run testnet");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "bench schedule failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    let last = stdout.lines().last().expect("no output");
-    let figures: Value = serde_json::from_str(last)
-        .unwrap_or_else(|error| panic!("the last line is not JSON ({error}): {last}"));
+    let workers = WORKERS.to_string();
+    let tasks = TASKS.to_string();
+    let (figures, _) = bench_output::run(&[
+        "schedule",
+        "--workers",
+        &workers,
+        "--tasks",
+        &tasks,
+        "--timeout-s",
+        "60",
+    ]);
     let count = |field: &str| {
         figures[field]
             .as_u64()
             .unwrap_or_else(|| panic!("{field} is not a count: {figures}"))
     };
-    let number = |field: &str| {
-        figures[field]
-            .as_f64()
-            .unwrap_or_else(|| panic!("{field} is not a number: {figures}"))
-    };
+    let number = |field: &str| bench_output::number(&figures, field);
     assert_eq!(figures["bench"], "schedule");
     assert_eq!(count("workers"), WORKERS);
     assert_eq!(count("tasks"), TASKS);
