@@ -464,14 +464,19 @@ pub struct KvBenchArgs {
     #[arg(long, default_value_t = 10_000)]
     pub ops: u64,
 
-    /// What the clients do: `put` (a new key each), or `get` (linearizable reads of keys
-    /// written before the measurement, as etcd's benchmark reads).
+    /// What the clients do: `put` (a new key each), `get` (linearizable reads of keys
+    /// written before the measurement, as etcd's benchmark reads), or `mixed` (each
+    /// operation a get with probability `--read-ratio`, else a put).
     #[arg(long, value_enum, default_value_t = Op::Put)]
     pub op: Op,
 
-    /// For `--op get`: how many keys are written first and read at random.
+    /// For `--op get` and `mixed`: how many keys are written first and read at random.
     #[arg(long, default_value_t = 2_000)]
     pub keys: u64,
+
+    /// For `--op mixed`: the share of operations that are reads, from 0 to 1.
+    #[arg(long, default_value_t = 0.9)]
+    pub read_ratio: f64,
 
     /// Bytes per value.
     #[arg(long, default_value_t = 256)]
@@ -641,6 +646,7 @@ impl From<KvBenchArgs> for KvOptions {
             ops: args.ops,
             op: args.op,
             keys: args.keys,
+            read_ratio: args.read_ratio,
             value_size: args.value_size,
             warmup: args.warmup,
             agent_bin: args.agent_bin,

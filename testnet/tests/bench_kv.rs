@@ -45,3 +45,33 @@ fn a_small_kv_bench_reports_throughput_cpu_per_write_and_memory() {
         "no CPU line in the human output:\n{stdout}"
     );
 }
+
+#[test]
+fn a_mixed_kv_bench_reads_and_writes_and_loses_nothing() {
+    let (figures, stdout) = bench_output::run(&[
+        "kv",
+        "--managers",
+        "3",
+        "--clients",
+        "4",
+        "--ops",
+        "400",
+        "--op",
+        "mixed",
+        "--read-ratio",
+        "0.5",
+        "--keys",
+        "50",
+    ]);
+    let number = |field: &str| bench_output::number(&figures, field);
+    assert_eq!(figures["op"], "mixed");
+    assert_eq!(figures["errors"], 0, "{figures}");
+    assert_eq!(figures["lost"], 0, "{figures}");
+    // Half of 400 operations each way, give or take what a fair coin does.
+    let seconds = number("elapsed_s");
+    let reads = number("reads_per_sec") * seconds;
+    let writes = number("writes_per_sec") * seconds;
+    assert!(reads > 100.0 && writes > 100.0, "{figures}");
+    assert!(number("read_p99_ms") > 0.0 && number("write_p99_ms") > 0.0, "{figures}");
+    assert!(stdout.contains("  reads: "), "{stdout}");
+}

@@ -18,7 +18,9 @@
 //! etcd's benchmark does), then each client reads keys picked at random, linearizably — the
 //! manager a client talks to confirms with a quorum that the leader still leads, through the
 //! leader when it is a follower. A read that does not return its key's value counts as an
-//! error.
+//! error. With `--op mixed` each operation is a read of the same kind with probability
+//! `--read-ratio`, and otherwise a put of a new key; reads and writes are counted and timed
+//! apart, and every acknowledged write is read back as with puts.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -44,7 +46,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 const KEY_PREFIX: &str = "bench/";
 
 /// What `testnet bench kv` measures.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KvOptions {
     /// How many managers the cluster has; more than one are formed with a static bootstrap.
     pub managers: usize,
@@ -60,6 +62,8 @@ pub struct KvOptions {
     pub op: Op,
     /// For gets: how many keys are written first and read.
     pub keys: u64,
+    /// For `Op::Mixed`: the share of operations that are reads, from 0 to 1.
+    pub read_ratio: f64,
     /// Bytes per value.
     pub value_size: usize,
     /// Unmeasured writes before the measurement, to warm up the agent and its store.
@@ -80,6 +84,7 @@ impl Default for KvOptions {
             ops: 10_000,
             op: Op::Put,
             keys: 2_000,
+            read_ratio: 0.9,
             value_size: 256,
             warmup: 200,
             agent_bin: None,
@@ -95,6 +100,8 @@ pub enum Op {
     Put,
     /// A linearizable get of a key written before the measurement.
     Get,
+    /// Gets and puts, mixed by `--read-ratio`.
+    Mixed,
 }
 
 impl Op {
@@ -102,6 +109,7 @@ impl Op {
         match self {
             Op::Put => "put",
             Op::Get => "get",
+            Op::Mixed => "mixed",
         }
     }
 }
@@ -127,7 +135,10 @@ impl Target {
 /// What one client task measured.
 #[derive(Debug, Default)]
 struct ClientResult {
+    /// Of the acknowledged writes.
     latencies: Vec<Duration>,
+    /// Of the reads that returned their key's value.
+    read_latencies: Vec<Duration>,
     /// Every acknowledged write: key, value, revision.
     acknowledged: Vec<(String, Vec<u8>, u64)>,
     errors: u64,
@@ -200,8 +211,11 @@ pub async fn run(options: KvOptions) -> anyhow::Result<()> {
     if options.managers == 0 || options.clients == 0 || options.ops == 0 {
         bail!("--managers, --clients and --ops must all be at least 1");
     }
-    if options.op == Op::Get && options.keys == 0 {
-        bail!("--op get needs --keys of at least 1");
+    if options.op != Op::Put && options.keys == 0 {
+        bail!("--op get and --op mixed need --keys of at least 1");
+    }
+    if !(0.0..=1.0).contains(&options.read_ratio) {
+        bail!("--read-ratio must be between 0 and 1");
     }
 
     let cluster_options = bench_options(
@@ -228,7 +242,7 @@ pub async fn run(options: KvOptions) -> anyhow::Result<()> {
 
     let mut admin = cluster.client(leader).await?;
     warm_up(&mut admin, options.warmup, options.value_size).await?;
-    if options.op == Op::Get {
+    if options.op != Op::Put {
         write_read_set(&targets, &options).await?;
     }
     let usage = Usage::of(&cluster);
@@ -246,18 +260,27 @@ pub async fn run(options: KvOptions) -> anyhow::Result<()> {
             cluster.acknowledged().record(&key, &value, revision);
         }
     }
+    let writes = Latencies::new(results.iter().flat_map(|result| result.latencies.clone()));
+    let reads = Latencies::new(
+        results
+            .iter()
+            .flat_map(|result| result.read_latencies.clone()),
+    );
     let latencies = Latencies::new(
         results
-            .iter_mut()
-            .flat_map(|result| std::mem::take(&mut result.latencies)),
+            .iter()
+            .flat_map(|result| result.latencies.iter().chain(&result.read_latencies))
+            .copied(),
     );
     let written = latencies.len();
     let summary = latencies.summary();
-    let writes_per_sec = written as f64 / elapsed.as_secs_f64().max(f64::EPSILON);
+    let seconds = elapsed.as_secs_f64().max(f64::EPSILON);
+    let writes_per_sec = written as f64 / seconds;
     let lost = count_lost(&cluster).await?;
     let (what, unit) = match options.op {
         Op::Put => ("put", "writes"),
         Op::Get => ("get (linearizable)", "reads"),
+        Op::Mixed => ("mixed (linearizable gets and puts)", "operations"),
     };
 
     println!(
@@ -278,6 +301,18 @@ pub async fn run(options: KvOptions) -> anyhow::Result<()> {
         "  latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         summary.p50_ms, summary.p99_ms, summary.max_ms
     );
+    if options.op == Op::Mixed {
+        for (kind, kind_latencies) in [("reads", &reads), ("writes", &writes)] {
+            let kind_summary = kind_latencies.summary();
+            println!(
+                "  {kind}: {} ({:.1}/s), p50 {:.2} ms, p99 {:.2} ms",
+                kind_latencies.len(),
+                kind_latencies.len() as f64 / seconds,
+                kind_summary.p50_ms,
+                kind_summary.p99_ms
+            );
+        }
+    }
     println!("  errors: {errors}");
     if let Some(error) = first_error {
         println!("  first error: {error}");
@@ -317,8 +352,11 @@ pub async fn run(options: KvOptions) -> anyhow::Result<()> {
             "ops": options.ops,
             "value_size": options.value_size,
             "ops_per_sec": round2(writes_per_sec),
-            "writes_per_sec": (options.op == Op::Put).then(|| round2(writes_per_sec)),
-            "reads_per_sec": (options.op == Op::Get).then(|| round2(writes_per_sec)),
+            "writes_per_sec": (options.op != Op::Get).then(|| round2(writes.len() as f64 / seconds)),
+            "reads_per_sec": (options.op != Op::Put).then(|| round2(reads.len() as f64 / seconds)),
+            "read_ratio": (options.op == Op::Mixed).then_some(options.read_ratio),
+            "write_p99_ms": (options.op == Op::Mixed).then(|| round2(writes.summary().p99_ms)),
+            "read_p99_ms": (options.op == Op::Mixed).then(|| round2(reads.summary().p99_ms)),
             "p50_ms": round2(summary.p50_ms),
             "p99_ms": round2(summary.p99_ms),
             "max_ms": round2(summary.max_ms),
@@ -479,6 +517,7 @@ async fn measure(targets: &[PathBuf], options: &KvOptions) -> anyhow::Result<Vec
             value_size: options.value_size,
             op: options.op,
             keys: options.keys,
+            read_ratio: options.read_ratio,
         };
         let start = Arc::clone(&start);
         tasks.push(tokio::spawn(async move {
@@ -493,6 +532,12 @@ async fn measure(targets: &[PathBuf], options: &KvOptions) -> anyhow::Result<Vec
     Ok(results)
 }
 
+/// `bits` as a fraction in [0, 1): its top 53 bits over 2^53.
+fn unit_fraction(bits: u64) -> f64 {
+    const SCALE: f64 = (1u64 << 53) as f64;
+    (bits >> 11) as f64 / SCALE
+}
+
 /// One benchmark client: takes write numbers from the shared counter until none are left.
 struct ClientWorker {
     index: usize,
@@ -503,52 +548,14 @@ struct ClientWorker {
     value_size: usize,
     op: Op,
     keys: u64,
+    read_ratio: f64,
 }
 
 impl ClientWorker {
-    async fn run(self) -> ClientResult {
-        match self.op {
-            Op::Put => self.put().await,
-            Op::Get => self.get().await,
-        }
-    }
-
-    /// Linearizable reads of random keys of the read set, each checked against its value.
-    async fn get(mut self) -> ClientResult {
+    /// Takes operation numbers until none are left; each is a read or a write by `--op`.
+    async fn run(mut self) -> ClientResult {
         let mut result = ClientResult::default();
         let mut picks = SplitMix64::new(0x9e37_79b9 ^ self.index as u64);
-        loop {
-            let op = self.next_op.fetch_add(1, Ordering::Relaxed);
-            if op >= self.total_ops {
-                return result;
-            }
-            let n = picks.next_u64() % self.keys;
-            let sent = Instant::now();
-            match self
-                .client
-                .kv_get(read_set_key(n), ReadConsistency::Linearizable)
-                .await
-            {
-                Ok(Some(entry)) if entry.value == read_set_value(n, self.value_size) => {
-                    result.latencies.push(sent.elapsed());
-                }
-                Ok(other) => {
-                    result.errors += 1;
-                    result
-                        .first_error
-                        .get_or_insert_with(|| format!("{} read back {other:?}", read_set_key(n)));
-                }
-                Err(error) => {
-                    if !self.failed(&mut result, &error).await {
-                        return result;
-                    }
-                }
-            }
-        }
-    }
-
-    async fn put(mut self) -> ClientResult {
-        let mut result = ClientResult::default();
         // Seeded per client, so that clients write different bytes (no store can profit from
         // repetition).
         let mut values = SplitMix64::new(self.index as u64);
@@ -557,20 +564,60 @@ impl ClientWorker {
             if op >= self.total_ops {
                 return result;
             }
-            let key = format!("{KEY_PREFIX}{}/{op}", self.index);
-            let value = values.bytes(self.value_size);
-            let sent = Instant::now();
-            match self.client.kv_put(key.clone(), value.clone(), None).await {
-                Ok(written) => {
-                    result.latencies.push(sent.elapsed());
-                    result.acknowledged.push((key, value, written.revision));
-                }
-                Err(error) => {
-                    if !self.failed(&mut result, &error).await {
-                        return result;
-                    }
-                }
+            let read = match self.op {
+                Op::Put => false,
+                Op::Get => true,
+                // The top 53 bits as a fraction in [0, 1).
+                Op::Mixed => unit_fraction(picks.next_u64()) < self.read_ratio,
+            };
+            let goes_on = if read {
+                let n = picks.next_u64() % self.keys;
+                self.get(n, &mut result).await
+            } else {
+                let value = values.bytes(self.value_size);
+                self.put(op, value, &mut result).await
+            };
+            if !goes_on {
+                return result;
             }
+        }
+    }
+
+    /// A linearizable read of read-set key `n`, checked against its value; whether the
+    /// client goes on.
+    async fn get(&mut self, n: u64, result: &mut ClientResult) -> bool {
+        let sent = Instant::now();
+        match self
+            .client
+            .kv_get(read_set_key(n), ReadConsistency::Linearizable)
+            .await
+        {
+            Ok(Some(entry)) if entry.value == read_set_value(n, self.value_size) => {
+                result.read_latencies.push(sent.elapsed());
+                true
+            }
+            Ok(other) => {
+                result.errors += 1;
+                result
+                    .first_error
+                    .get_or_insert_with(|| format!("{} read back {other:?}", read_set_key(n)));
+                true
+            }
+            Err(error) => self.failed(result, &error).await,
+        }
+    }
+
+    /// A put of this client's key for operation `op`; whether the client goes on.
+    async fn put(&mut self, op: u64, value: Vec<u8>, result: &mut ClientResult) -> bool {
+        let key = format!("{KEY_PREFIX}{}/{op}", self.index);
+        let sent = Instant::now();
+        match self.client.kv_put(key.clone(), value.clone(), None).await {
+            Ok(written) => {
+                result.latencies.push(sent.elapsed());
+                result.acknowledged.push((key, value, written.revision));
+                true
+            }
+            Err(error) => self.failed(result, &error).await,
         }
     }
 
