@@ -72,6 +72,9 @@ fn a_mixed_kv_bench_reads_and_writes_and_loses_nothing() {
     let reads = number("reads_per_sec") * seconds;
     let writes = number("writes_per_sec") * seconds;
     assert!(reads > 100.0 && writes > 100.0, "{figures}");
-    assert!(number("read_p99_ms") > 0.0 && number("write_p99_ms") > 0.0, "{figures}");
+    assert!(
+        number("read_p99_ms") > 0.0 && number("write_p99_ms") > 0.0,
+        "{figures}"
+    );
     assert!(stdout.contains("  reads: "), "{stdout}");
 }
