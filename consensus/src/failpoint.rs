@@ -44,6 +44,8 @@ pub fn check(_name: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+// What follows parses the failpoint specs; a release build without the feature has none.
+#[cfg(any(debug_assertions, feature = "failpoints", test))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
     Off,
@@ -74,6 +76,7 @@ fn action(name: &str) -> Action {
 }
 
 /// The action `spec` gives `name`, if it names it.
+#[cfg(any(debug_assertions, feature = "failpoints", test))]
 fn find(spec: &str, name: &str) -> Option<Action> {
     spec.split([';', '\n'])
         .filter_map(|pair| pair.split_once('='))
@@ -81,6 +84,7 @@ fn find(spec: &str, name: &str) -> Option<Action> {
         .map(|(_, action)| parse(action.trim()))
 }
 
+#[cfg(any(debug_assertions, feature = "failpoints", test))]
 fn parse(action: &str) -> Action {
     match action {
         "error" => Action::Error,
