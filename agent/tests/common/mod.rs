@@ -1,7 +1,6 @@
 //! What the agent's integration tests share.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -67,13 +66,11 @@ pub async fn start_agent_with_ports(dir: &std::path::Path) -> (Agent, Client, Po
 /// The agent binary Cargo built for these tests.
 pub const AGENT: &str = env!("CARGO_BIN_EXE_symphony-agent");
 
-/// A port the OS just gave out and that is free again.
+/// A port for an agent: the testnet harness's picker, which keeps out of the kernel's
+/// ephemeral range (an outgoing connection could take a port `bind(0)` gave) and claims the
+/// port across processes.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    symphony_testnet::harness::free_port().unwrap()
 }
 
 /// The TLS a node holds in its config dir (`tls/`), as its own links use it: `auth` says
