@@ -23,8 +23,9 @@ use crate::node::{Advertised, ConsensusSetup, NodeConfig, NodeSettings, NodeStat
 use crate::remote::RemotePool;
 use crate::worker::state::{WorkerState, WorkerStateError};
 
-/// The control socket's name inside the config dir.
-pub const CONTROL_SOCKET: &str = "control.sock";
+/// The control socket's name inside the config dir (defined with the CLI, which finds it
+/// there from `--config-dir`).
+pub const CONTROL_SOCKET: &str = symphony_ctl::CONTROL_SOCKET;
 /// The Raft store's directory inside the config dir.
 pub const RAFT_DIR: &str = "raft";
 

@@ -27,7 +27,7 @@ fn millis(wait: Duration) -> u64 {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "cannot connect to the control socket at {path}: {source}; is symphony-agent running with that --config-dir? (an agent started without --config-dir serves {default}; for another, pass --socket DIR/control.sock or set SYMPHONY_SOCKET)",
+        "cannot connect to the control socket at {path}: {source}; is symphony-agent running with that --config-dir? (an agent started without --config-dir serves {default}; for another, pass --config-dir DIR or --socket DIR/control.sock, or set SYMPHONY_CONFIG_DIR or SYMPHONY_SOCKET)",
         default = crate::DEFAULT_SOCKET
     )]
     Connect {

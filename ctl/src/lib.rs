@@ -39,3 +39,6 @@ pub const DEFAULT_CONFIG_DIR: &str = ".symphony";
 /// socket an agent started without `--config-dir` serves, so that `symphony-agent &` followed
 /// by `symphony-ctl status` in the same directory find each other.
 pub const DEFAULT_SOCKET: &str = ".symphony/control.sock";
+
+/// The control socket's name inside an agent's config dir.
+pub const CONTROL_SOCKET: &str = "control.sock";

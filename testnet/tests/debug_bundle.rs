@@ -74,11 +74,13 @@ async fn a_bundle_holds_what_it_promises_and_no_secret() {
 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bundle.tar.gz");
-    let socket = cluster.socket_path(0).unwrap();
+    // The manager named by its config dir, as an operator on its machine would: the CLI finds
+    // the control socket in it.
+    let config_dir = cluster.record(0).unwrap().config_dir.clone();
     let cli = Cli::try_parse_from([
         "symphony-ctl",
-        "--socket",
-        socket.to_str().unwrap(),
+        "--config-dir",
+        config_dir.to_str().unwrap(),
         "debug",
         "bundle",
         "--all",

@@ -28,9 +28,15 @@ pub use table::{Table, fields};
     about = "Drive a Symphony node through its control socket"
 )]
 pub struct Cli {
-    /// The node's control socket (it lives in the agent's --config-dir).
-    #[arg(long, global = true, env = "SYMPHONY_SOCKET", default_value = crate::DEFAULT_SOCKET)]
-    pub socket: PathBuf,
+    /// The node's control socket. Default: control.sock in --config-dir when that is given,
+    /// else .symphony/control.sock.
+    #[arg(long, global = true, env = "SYMPHONY_SOCKET")]
+    pub socket: Option<PathBuf>,
+
+    /// The agent's config dir (its --config-dir, and the same environment variable): talk to
+    /// the control socket in it. --socket, when given, wins.
+    #[arg(long, global = true, env = "SYMPHONY_CONFIG_DIR", value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
 
     /// Print JSON instead of tables, for scripts.
     #[arg(long, global = true)]
@@ -43,6 +49,19 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The socket to talk to: `--socket` (or `SYMPHONY_SOCKET`), else the one in `--config-dir`
+    /// (or `SYMPHONY_CONFIG_DIR`), else [`crate::DEFAULT_SOCKET`], where an agent started
+    /// without `--config-dir` serves.
+    pub fn socket_path(&self) -> PathBuf {
+        match (&self.socket, &self.config_dir) {
+            (Some(socket), _) => socket.clone(),
+            (None, Some(dir)) => dir.join(crate::CONTROL_SOCKET),
+            (None, None) => PathBuf::from(crate::DEFAULT_SOCKET),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -332,7 +351,7 @@ async fn run_command(cli: Cli) -> Result<(), CliError> {
             }),
         };
     }
-    let client = Client::connect(&cli.socket).await?;
+    let client = Client::connect(&cli.socket_path()).await?;
     let json = cli.json;
     match cli.command {
         Command::Init {
@@ -912,7 +931,22 @@ mod tests {
             "0",
         ])
         .unwrap();
-        assert_eq!(cli.socket, PathBuf::from("x.sock"));
+        assert_eq!(cli.socket_path(), PathBuf::from("x.sock"));
+        // --config-dir names the agent's config dir, whose socket is used unless --socket
+        // says otherwise; without either, the default agent's.
+        let by_dir =
+            Cli::try_parse_from(["symphony-ctl", "--config-dir", "/n1", "status"]).unwrap();
+        assert_eq!(by_dir.socket_path(), PathBuf::from("/n1/control.sock"));
+        let both = Cli::try_parse_from([
+            "symphony-ctl",
+            "--config-dir",
+            "/n1",
+            "--socket",
+            "x.sock",
+            "status",
+        ])
+        .unwrap();
+        assert_eq!(both.socket_path(), PathBuf::from("x.sock"));
         assert!(matches!(
             cli.command,
             Command::Kv(kv::KvCommand::Put {
