@@ -7,6 +7,13 @@
 //! the lowest id (so the decision is deterministic). A task no node takes is `pending`, with a
 //! reason that counts which filter failed where; [`explain`] gives every node's every failure.
 //!
+//! A node where the service's tasks were rejected lately (the worker said it cannot run them:
+//! an image it does not have, say), or failed [`FAILURES_TO_AVOID`] times, ranks after every
+//! other node for that service for [`FAILURE_WINDOW_MS`] (swarmkit does the same): a
+//! replacement goes where it can run rather than back to where its predecessor just failed.
+//! Such a node is not filtered out: when no other node takes the task, it is still used, and
+//! after the window it ranks as any other.
+//!
 //! Tasks of one service with one reservation are placed as a group: the nodes that pass the
 //! service's filters are found once, and the next node to use comes from a heap ordered by the
 //! spread, so a decision over many tasks and nodes costs about a log per placement.
@@ -20,6 +27,13 @@ use symphony_consensus::{
 };
 
 use super::filters::{Failure, fits, placement_failures, resource_failures};
+
+/// How long a node's rejections and failures of a service's tasks count against it.
+pub const FAILURE_WINDOW_MS: u64 = 5 * 60 * 1000;
+
+/// Failures of a service's tasks on one node, within the window, after which the node ranks
+/// last for that service (one rejection is enough).
+pub const FAILURES_TO_AVOID: u32 = 3;
 
 /// What the scheduler proposes: placements, and why the other tasks wait.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -81,8 +95,9 @@ impl<'a> Load<'a> {
         self.reserved.get(&node).copied().unwrap_or_default()
     }
 
-    fn rank(&self, service: &str, node: u64) -> Reverse<(u32, u32, u64)> {
+    fn rank(&self, avoid: &Avoid<'_>, service: &str, node: u64) -> Rank {
         Reverse((
+            u32::from(avoid.avoids(service, node)),
             self.per_service.get(&(service, node)).copied().unwrap_or(0),
             self.total.get(&node).copied().unwrap_or(0),
             node,
@@ -98,6 +113,49 @@ impl<'a> Load<'a> {
     }
 }
 
+/// A node's place in a group's heap: whether it is avoided for the service, then the spread.
+type Rank = Reverse<(u32, u32, u32, u64)>;
+
+/// The nodes where a service's tasks were rejected, or failed [`FAILURES_TO_AVOID`] times,
+/// within [`FAILURE_WINDOW_MS`] of now.
+#[derive(Debug, Default)]
+pub(crate) struct Avoid<'a> {
+    /// Failed tasks per service and node, within the window.
+    failed: BTreeMap<(&'a str, u64), u32>,
+    /// Services and nodes with a rejected task within the window.
+    rejected: std::collections::BTreeSet<(&'a str, u64)>,
+}
+
+impl<'a> Avoid<'a> {
+    pub(crate) fn of(state: &'a ClusterState, now_ms: u64) -> Avoid<'a> {
+        let since = now_ms.saturating_sub(FAILURE_WINDOW_MS);
+        let mut avoid = Avoid::default();
+        for task in state.tasks.values() {
+            let Some(node) = task.node_id else { continue };
+            if !matches!(task.state, TaskState::Failed | TaskState::Rejected)
+                || task.since_ms() < since
+            {
+                continue;
+            }
+            let key = (task.service.as_str(), node);
+            if task.state == TaskState::Rejected {
+                avoid.rejected.insert(key);
+            } else {
+                *avoid.failed.entry(key).or_default() += 1;
+            }
+        }
+        avoid
+    }
+
+    pub(crate) fn avoids(&self, service: &str, node: u64) -> bool {
+        self.rejected.contains(&(service, node))
+            || self
+                .failed
+                .get(&(service, node))
+                .is_some_and(|count| *count >= FAILURES_TO_AVOID)
+    }
+}
+
 /// The tasks waiting for a node, oldest first.
 fn waiting(state: &ClusterState) -> impl Iterator<Item = &TaskRecord> {
     state
@@ -106,8 +164,9 @@ fn waiting(state: &ClusterState) -> impl Iterator<Item = &TaskRecord> {
         .filter(|task| task.state < TaskState::Assigned && task.desired == DesiredState::Running)
 }
 
-/// Places up to `limit` waiting tasks.
-pub fn decide(state: &ClusterState, limit: usize) -> Schedule {
+/// Places up to `limit` waiting tasks; `now_ms` dates the failures that count (see
+/// [`Avoid`]).
+pub fn decide(state: &ClusterState, now_ms: u64, limit: usize) -> Schedule {
     let mut schedule = Schedule::default();
     // Most passes find nothing waiting (every task report wakes the loop): they are spared
     // counting the load, a walk over every task with a map entry for each.
@@ -115,6 +174,7 @@ pub fn decide(state: &ClusterState, limit: usize) -> Schedule {
         return schedule;
     }
     let mut load = Load::of(state);
+    let avoid = Avoid::of(state, now_ms);
     // Tasks of one service with one reservation and driver and no fixed node are placed
     // together (in an update from one driver to the other, old and new tasks differ).
     let mut groups: BTreeMap<(&str, Reservations, Driver), Vec<&TaskRecord>> = BTreeMap::new();
@@ -163,11 +223,11 @@ pub fn decide(state: &ClusterState, limit: usize) -> Schedule {
         let Some(service) = state.services.get(name) else {
             continue;
         };
-        let mut heap: BinaryHeap<Reverse<(u32, u32, u64)>> = state
+        let mut heap: BinaryHeap<Rank> = state
             .nodes
             .values()
             .filter(|node| placement_failures(node, &service.spec.constraints, driver).is_empty())
-            .map(|node| load.rank(name, node.node_id))
+            .map(|node| load.rank(&avoid, name, node.node_id))
             .collect();
         let mut reason: Option<String> = None;
         for task in tasks {
@@ -175,7 +235,7 @@ pub fn decide(state: &ClusterState, limit: usize) -> Schedule {
                 break;
             }
             let mut placed = None;
-            while let Some(Reverse((_, _, node_id))) = heap.pop() {
+            while let Some(Reverse((_, _, _, node_id))) = heap.pop() {
                 let Some(node) = state.nodes.get(&node_id) else {
                     continue;
                 };
@@ -188,7 +248,7 @@ pub fn decide(state: &ClusterState, limit: usize) -> Schedule {
             match placed {
                 Some(node_id) => {
                     load.place(name, node_id, needs);
-                    heap.push(load.rank(name, node_id));
+                    heap.push(load.rank(&avoid, name, node_id));
                     schedule.placements.push((task.id, node_id));
                 }
                 None => {

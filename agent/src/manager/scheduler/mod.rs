@@ -34,7 +34,7 @@ pub async fn run(handles: LeaderHandles, stop: CancellationToken) {
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let started = Instant::now();
-        let schedule = consensus.read_stale(|state| decide::decide(state, BATCH));
+        let schedule = consensus.read_stale(|state| decide::decide(state, crate::now_ms(), BATCH));
         if !schedule.is_empty() {
             let placed = schedule.placements.len();
             let command = Command::Task(TaskCommand::Schedule {

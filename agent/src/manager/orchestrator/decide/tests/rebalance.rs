@@ -8,7 +8,7 @@ fn rebalance_rounds(state: &mut ClusterState, count: usize) -> BTreeMap<u64, usi
     for _ in 0..40 {
         let decision = decide(state, &ready_for(state, 0), &SETTINGS);
         commit_all(state, &decision);
-        let schedule = crate::manager::scheduler::decide::decide(state, 1000);
+        let schedule = crate::manager::scheduler::decide::decide(state, 0, 1000);
         let placed: Vec<u64> = schedule.placements.iter().map(|(task, _)| *task).collect();
         place(state, schedule.placements);
         for id in placed {
