@@ -150,22 +150,30 @@ impl KvTable {
                 }
                 self.revision += 1;
                 let revision = self.revision;
-                let prev = self.entries.remove(key);
-                let record = match &prev {
-                    Some(old) => KvRecord {
-                        value: value.clone(),
-                        create_revision: old.create_revision,
-                        mod_revision: revision,
-                        version: old.version + 1,
-                    },
-                    None => KvRecord {
-                        value: value.clone(),
-                        create_revision: revision,
-                        mod_revision: revision,
-                        version: 1,
-                    },
+                // One search of the map (a put is applied on every replica, for every write).
+                let (record, prev) = match self.entries.entry(key.clone()) {
+                    std::collections::btree_map::Entry::Occupied(mut slot) => {
+                        let old = slot.get();
+                        let record = KvRecord {
+                            value: value.clone(),
+                            create_revision: old.create_revision,
+                            mod_revision: revision,
+                            version: old.version + 1,
+                        };
+                        let prev = std::mem::replace(slot.get_mut(), record.clone());
+                        (record, Some(prev))
+                    }
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        let record = KvRecord {
+                            value: value.clone(),
+                            create_revision: revision,
+                            mod_revision: revision,
+                            version: 1,
+                        };
+                        slot.insert(record.clone());
+                        (record, None)
+                    }
                 };
-                self.entries.insert(key.clone(), record.clone());
                 changes.touch(TABLE, entry_row(key));
                 changes.touch(TABLE, REVISION.to_vec());
                 let change = KvChange {
