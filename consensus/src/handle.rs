@@ -499,6 +499,20 @@ impl Consensus {
         }
     }
 
+    /// The leader this node knows of, and its record: what a request that needs the leader
+    /// asks on every call, without a copy of the whole membership.
+    pub fn leader(&self) -> Option<(u64, Option<ManagerNode>)> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let leader = metrics.current_leader?;
+        let node = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned();
+        Some((leader, node))
+    }
+
     /// On the leader: each member's replication progress and when it last answered.
     pub fn progress(&self) -> BTreeMap<u64, MemberProgress> {
         let metrics = self.raft.metrics();

@@ -122,7 +122,7 @@ impl NodeState {
     /// Whether this node's Raft node leads its group.
     pub fn is_leader(&self) -> bool {
         self.consensus.as_ref().is_some_and(|consensus| {
-            consensus.membership().leader == Some(consensus.raft_node_id())
+            consensus.leader().map(|(leader, _)| leader) == Some(consensus.raft_node_id())
         })
     }
 }

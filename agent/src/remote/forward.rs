@@ -30,16 +30,14 @@ pub fn leader_now(state: &NodeState) -> Result<Option<String>, Option<LeaderHint
     else {
         return Err(None);
     };
-    let view = consensus.membership();
-    match view.leader {
-        Some(leader) if leader == consensus.raft_node_id() => Ok(None),
-        Some(leader) => match view.nodes.get(&leader) {
-            Some(node) => Ok(Some(node.remote_addr.clone())),
-            None => Err(Some(LeaderHint {
-                raft_id: leader,
-                remote_addr: None,
-            })),
-        },
+    // Every request that needs the leader asks this: one member's record, not the membership.
+    match consensus.leader() {
+        Some((leader, _)) if leader == consensus.raft_node_id() => Ok(None),
+        Some((_, Some(node))) => Ok(Some(node.remote_addr)),
+        Some((leader, None)) => Err(Some(LeaderHint {
+            raft_id: leader,
+            remote_addr: None,
+        })),
         None => Err(None),
     }
 }
@@ -111,7 +109,7 @@ pub fn refuse_unless_leading(state: &NodeState) -> Result<(), CtlError> {
             let raft_id = state
                 .consensus
                 .as_ref()
-                .and_then(|consensus| consensus.membership().leader);
+                .and_then(|consensus| consensus.leader().map(|(leader, _)| leader));
             Err(not_leader(raft_id.map(|raft_id| LeaderHint {
                 raft_id,
                 remote_addr: Some(addr),
