@@ -1,6 +1,6 @@
 //! The Raft log store.
 //!
-//! Entries that are not yet purged are kept in memory as well as in redb: openraft requires an
+//! Entries that are not yet purged are kept in memory as well as in the log's file: openraft requires an
 //! appended entry to be readable the moment `append` returns, before it is flushed, and the
 //! replication tasks read recent entries constantly. The on-disk copy is written by the store's
 //! [`Writer`] thread, in submission order as openraft requires, and openraft's flush callback
@@ -12,16 +12,15 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::wal::Replayed;
+use super::writer::{Done, Write, Writer};
+use super::{decode, encode};
+use crate::types::{Entry, LogId, TypeConfig, Vote};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{RaftLogReader, entry::RaftEntry};
-use redb::{Database, ReadableDatabase, ReadableTable};
-
-use super::writer::{Done, LAST_PURGED_KEY, Write, Writer};
-use super::{LOG, LOG_META, decode, encode, io_error};
-use crate::types::{Entry, LogId, TypeConfig, Vote};
 
 pub(crate) const VOTE_KEY: &str = "vote";
-const COMMITTED_KEY: &str = "committed";
+pub(crate) const COMMITTED_KEY: &str = "committed";
 
 /// Handle to the log; clones share the same log (openraft's readers are clones).
 #[derive(Clone)]
@@ -45,38 +44,32 @@ struct LogMemory {
 }
 
 impl LogStore {
-    /// Loads the log from `db`; `writer` persists what changes.
-    pub(crate) fn load(db: &Database, writer: Writer) -> io::Result<LogStore> {
+    /// Loads the log from what its file replayed; `writer` persists what changes.
+    pub(crate) fn load(replayed: Replayed, writer: Writer) -> io::Result<LogStore> {
         let mut memory = LogMemory::default();
-        {
-            let txn = db.begin_read().map_err(io_error)?;
-            let meta = txn.open_table(LOG_META).map_err(io_error)?;
-            if let Some(bytes) = meta.get(VOTE_KEY).map_err(io_error)? {
-                memory.vote = Some(decode(bytes.value())?);
+        if let Some(bytes) = replayed.meta.get(VOTE_KEY) {
+            memory.vote = Some(decode(bytes)?);
+        }
+        if let Some(bytes) = replayed.meta.get(COMMITTED_KEY) {
+            memory.committed = Some(decode(bytes)?);
+        }
+        if let Some((_, bytes)) = &replayed.last_purged {
+            memory.last_purged = Some(decode(bytes)?);
+        }
+        for (index, bytes) in replayed.entries {
+            let entry: Entry = decode(&bytes)?;
+            if entry.index() != index {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("log row {index} holds entry {}", entry.log_id()),
+                ));
             }
-            if let Some(bytes) = meta.get(LAST_PURGED_KEY).map_err(io_error)? {
-                memory.last_purged = Some(decode(bytes.value())?);
+            if let Some((&last, _)) = memory.entries.last_key_value()
+                && index != last + 1
+            {
+                return Err(hole(last, index));
             }
-            if let Some(bytes) = meta.get(COMMITTED_KEY).map_err(io_error)? {
-                memory.committed = Some(decode(bytes.value())?);
-            }
-            let log = txn.open_table(LOG).map_err(io_error)?;
-            for row in log.iter().map_err(io_error)? {
-                let (index, bytes) = row.map_err(io_error)?;
-                let entry: Entry = decode(bytes.value())?;
-                if entry.index() != index.value() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("log row {} holds entry {}", index.value(), entry.log_id()),
-                    ));
-                }
-                if let Some((&last, _)) = memory.entries.last_key_value()
-                    && index.value() != last + 1
-                {
-                    return Err(hole(last, index.value()));
-                }
-                memory.entries.insert(index.value(), entry);
-            }
+            memory.entries.insert(index, entry);
         }
         Ok(LogStore {
             shared: Arc::new(Shared {

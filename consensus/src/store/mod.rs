@@ -1,12 +1,14 @@
-//! Durable Raft storage in one redb file: the log, the vote and the state machine.
+//! Durable Raft storage: the log in its own append-only file, the state machine in redb.
 //!
 //! - [`log`]: the [`LogStore`]; openraft is told entries are flushed only after their fsync;
+//! - `wal`: the log's file, segments of checksummed records (entries, vote, purge point) in
+//!   `wal/` beside the database;
 //! - [`state_machine`]: the [`StateMachineStore`], which applies entries to the in-memory
 //!   [`ClusterState`](crate::state::ClusterState) and persists the touched rows, the last-applied
 //!   log id and the membership as one atomic write;
 //! - [`snapshot`]: the snapshot file beside the database;
-//! - `writer`: the one thread that writes the file, group-committing everything queued
-//!   (log appends and state rows alike) in one fsynced transaction;
+//! - `writer`: the one thread that writes both files, group-committing everything queued:
+//!   the log's changes in one synced record, then the state rows when due in one transaction;
 //! - [`health`]: the first write that failed, and why.
 //!
 //! State rows are queued after the entries they come from, so a crash can only lose applies
@@ -18,13 +20,14 @@ pub mod seed;
 pub mod snapshot;
 pub mod state_machine;
 pub mod timing;
+pub mod wal;
 mod writer;
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 
 use crate::state::ClusterState;
 
@@ -34,11 +37,12 @@ pub use self::snapshot::SnapshotPayload;
 pub use self::state_machine::{SharedState, StateMachineStore, TableWatch};
 pub use self::timing::{CommitTimes, CommitTimings};
 
-/// The Raft log: index → encoded entry.
+/// The Raft log as stores before the write-ahead log kept it (index → encoded entry), and as
+/// `seed` leaves an empty one: moved into the write-ahead log when the store is opened.
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
-/// Log metadata: vote, last purged log id, committed log id.
+/// The log's metadata in the same case: vote, last purged log id, committed log id.
 pub(crate) const LOG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_log_meta");
-/// State machine metadata: last applied, membership, the row format.
+/// State machine metadata: last applied, membership, the row format, the log file's store id.
 pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
 
 /// The on-disk table of the cluster state's table `name`: row key → encoded row (see
@@ -178,10 +182,107 @@ fn load(
         source,
     };
     create_tables(&db).map_err(load_error)?;
-    let writer = writer::Writer::start(db.clone(), health, timings).map_err(load_error)?;
-    let log = LogStore::load(&db, writer.clone()).map_err(load_error)?;
+    let wal_dir = path
+        .parent()
+        .map_or_else(|| PathBuf::from(wal::WAL_DIR), |dir| dir.join(wal::WAL_DIR));
+    let (wal, replayed) = open_log(&db, &wal_dir).map_err(load_error)?;
+    let writer = writer::Writer::start(db.clone(), wal, health, timings).map_err(load_error)?;
+    let log = LogStore::load(replayed, writer.clone()).map_err(load_error)?;
     let state_machine = StateMachineStore::load(&db, writer).map_err(load_error)?;
     Ok((log, state_machine))
+}
+
+/// The key in [`SM_META`] of the id that the log file's segments carry: which log is this
+/// database's. Absent in a store of an earlier version and in one `seed` made, whose log (if
+/// any) is still in the [`LOG`] tables.
+const WAL_ID_KEY: &str = "wal_store_id";
+
+/// Opens the store's log file in `dir`, first moving the log into it from the database when
+/// it is still there (see [`WAL_ID_KEY`]).
+fn open_log(db: &Database, dir: &Path) -> io::Result<(wal::Wal, wal::Replayed)> {
+    let known = {
+        let txn = db.begin_read().map_err(io_error)?;
+        let meta = txn.open_table(SM_META).map_err(io_error)?;
+        meta.get(WAL_ID_KEY)
+            .map_err(io_error)?
+            .map(|bytes| decode::<u64>(bytes.value()))
+            .transpose()?
+    };
+    if let Some(id) = known {
+        return wal::Wal::open(dir, id, || {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "the Raft log of this store ({}) is missing: the database says its log is there",
+                    dir.display()
+                ),
+            ))
+        });
+    }
+    // A new id: segments left by a store this database was seeded over are removed by `open`.
+    let id = fresh_id();
+    let in_database = log_in_database(db)?;
+    let opened = wal::Wal::open(dir, id, || Ok(in_database))?;
+    // The log is durable in its file now; the database forgets its copy and names the file.
+    // A crash before this commit moves it again at the next start, under another id.
+    let mut txn = db.begin_write().map_err(io_error)?;
+    txn.set_durability(redb::Durability::Immediate)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    txn.open_table(LOG)
+        .map_err(io_error)?
+        .retain(|_, _| false)
+        .map_err(io_error)?;
+    txn.open_table(LOG_META)
+        .map_err(io_error)?
+        .retain(|_, _| false)
+        .map_err(io_error)?;
+    txn.open_table(SM_META)
+        .map_err(io_error)?
+        .insert(WAL_ID_KEY, encode(&id)?.as_slice())
+        .map_err(io_error)?;
+    txn.commit().map_err(io_error)?;
+    Ok(opened)
+}
+
+/// The log the database holds (see [`LOG`]), as the log file replays it.
+fn log_in_database(db: &Database) -> io::Result<wal::Replayed> {
+    use redb::ReadableTable;
+    let mut replayed = wal::Replayed::default();
+    let txn = db.begin_read().map_err(io_error)?;
+    let meta = txn.open_table(LOG_META).map_err(io_error)?;
+    for row in meta.iter().map_err(io_error)? {
+        let (key, value) = row.map_err(io_error)?;
+        let (key, value) = (key.value(), value.value().to_vec());
+        if key == writer::LAST_PURGED_KEY {
+            let purged: crate::types::LogId = decode(&value)?;
+            replayed.last_purged = Some((purged.index(), value));
+        } else {
+            replayed.meta.insert(key.to_string(), value);
+        }
+    }
+    let log = txn.open_table(LOG).map_err(io_error)?;
+    for row in log.iter().map_err(io_error)? {
+        let (index, bytes) = row.map_err(io_error)?;
+        replayed
+            .entries
+            .insert(index.value(), bytes.value().to_vec());
+    }
+    Ok(replayed)
+}
+
+/// An id no other store on this machine has: 64 random bits from the standard library's
+/// per-process random hash keys, with the time and the process id mixed in.
+fn fresh_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
 }
 
 /// Creates every table once, so read transactions never meet a missing table.

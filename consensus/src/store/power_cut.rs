@@ -9,6 +9,12 @@
 //! every later call fails. etcd uses LazyFS for the same purpose; a backend is enough here,
 //! since redb does all its I/O through it.
 //!
+//! The backend holds the database; the log's file (`wal`) is written beside it on the real
+//! disk, so a cut here leaves the log whole and cuts the state rows behind it: the test checks
+//! that the state of the reopened store is that of an applied position and loses nothing the
+//! log acknowledged. What a cut does to the log's file itself is `wal`'s tests (a torn last
+//! record, at every byte).
+//!
 //! The test runs a workload of appends (each acknowledged by its flush callback), applies,
 //! votes, a truncation and a purge through the openraft storage API, cuts the power at every
 //! point the workload passes, reopens the store on what survived and checks that it opens, and
@@ -378,7 +384,9 @@ mod tests {
     async fn nothing_acknowledged_is_lost_at_any_cut_point() {
         let (total, cut) = cut_and_check(None, CutMode::DropUnsynced).await;
         assert!(!cut);
-        assert!(total > 50, "the workload made only {total} calls");
+        // The log's own file is outside the backend (its torn ends are `wal`'s tests): the
+        // calls are the state rows' commits, the snapshot's and the store's creation.
+        assert!(total > 20, "the workload made only {total} calls");
         // Every call of the workload is a cut point once.
         for cut_at in 1..=total {
             cut_and_check(Some(cut_at), CutMode::DropUnsynced).await;

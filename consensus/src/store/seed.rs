@@ -10,14 +10,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
 
 use openraft::entry::RaftEntry;
 use openraft::{EntryPayload, Membership, RaftLogReader};
 use redb::Database;
 
-use super::writer::{Write, Writer};
-use super::{DB_FILE, StoreOptions, create_tables, encode, io_error};
+use super::log::VOTE_KEY;
+use super::writer::{LAST_PURGED_KEY, write_rows};
+use super::{DB_FILE, LOG_META, StoreOptions, create_tables, encode, io_error};
 use crate::state::{Changes, ClusterState};
 use crate::types::{LogId, ManagerNode, StoredMembership, Vote};
 
@@ -66,13 +66,8 @@ pub async fn seed_single_voter(
     let tmp_path = dir.join(format!("{DB_FILE}.seed"));
     let _ = std::fs::remove_file(&tmp_path);
     {
-        let db = Arc::new(Database::create(&tmp_path).map_err(io_error)?);
+        let db = Database::create(&tmp_path).map_err(io_error)?;
         create_tables(&db)?;
-        let writer = Writer::start(
-            db,
-            super::health::StoreHealth::default(),
-            super::timing::CommitTimings::default(),
-        )?;
         let membership = Membership::new(
             vec![BTreeSet::from([raft_node_id])],
             BTreeMap::from([(raft_node_id, node)]),
@@ -84,23 +79,23 @@ pub async fn seed_single_voter(
         rows.membership = Some(encode(&membership)?);
         let term = at.map_or(0, |id| id.committed_leader_id().term);
         let vote = Vote::new(term, raft_node_id);
-        if let Some(at) = at {
-            writer
-                .write(Write::Purge {
-                    upto: at.index(),
-                    last_purged: encode(&at)?,
-                })
-                .await?;
+        // The log goes in the database's log tables (empty, purged up to `at`, and the vote):
+        // the store moves it into a log file of its own when it is opened, and removes the
+        // old store's log file then (see `open_log`).
+        let mut txn = db.begin_write().map_err(io_error)?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        {
+            let mut meta = txn.open_table(LOG_META).map_err(io_error)?;
+            if let Some(at) = at {
+                meta.insert(LAST_PURGED_KEY, encode(&at)?.as_slice())
+                    .map_err(io_error)?;
+            }
+            meta.insert(VOTE_KEY, encode(&vote)?.as_slice())
+                .map_err(io_error)?;
         }
-        writer
-            .write(Write::LogMeta {
-                key: super::log::VOTE_KEY,
-                value: encode(&vote)?,
-            })
-            .await?;
-        writer.write(Write::StateRows(rows)).await?;
-        // Dropping the last writer joins its thread and closes the database.
-        drop(writer);
+        write_rows(&txn, &rows)?;
+        txn.commit().map_err(io_error)?;
     }
     std::fs::rename(&tmp_path, &final_path)?;
     std::fs::File::open(dir)?.sync_all()

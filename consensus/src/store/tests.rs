@@ -109,6 +109,89 @@ mod reopen {
         assert_eq!(state.kv.get("k3").unwrap().version, 5);
     }
 
+    /// Writes a store as one of an earlier version left it: the log and the vote in the
+    /// database's log tables, no log file.
+    fn store_of_an_earlier_version(dir: &std::path::Path, indexes: &[u64]) {
+        use super::super::{DB_FILE, LOG, LOG_META, create_tables, encode};
+        let db = redb::Database::create(dir.join(DB_FILE)).unwrap();
+        create_tables(&db).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut log = txn.open_table(LOG).unwrap();
+            for &index in indexes {
+                let entry = encode(&put(index, "k", &index.to_string())).unwrap();
+                log.insert(index, entry.as_slice()).unwrap();
+            }
+            let mut meta = txn.open_table(LOG_META).unwrap();
+            let vote: crate::types::Vote = Vote::new_committed(1, 7);
+            let vote = encode(&vote).unwrap();
+            meta.insert(super::super::log::VOTE_KEY, vote.as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    /// A store whose log is still in the database (an earlier version's) opens with the log
+    /// and the vote moved into the log file: the database's copy is gone, and the moved log
+    /// survives the next reopen and takes appends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_log_in_the_database_moves_into_the_log_file() {
+        use redb::{ReadableDatabase, ReadableTableMetadata};
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            dir: dir.path().to_path_buf(),
+        };
+        store_of_an_earlier_version(dir.path(), &[1, 2, 3, 4, 5]);
+        {
+            let (mut log, _sm) = open(&options).unwrap();
+            assert_eq!(log.try_get_log_entries(1..).await.unwrap().len(), 5);
+            let (tx, rx) = crate::types::TypeConfig::oneshot();
+            log.append(vec![put(6, "k", "6")], IOFlushed::signal(tx))
+                .await
+                .unwrap();
+            rx.await.unwrap().unwrap();
+        }
+        {
+            let db = redb::Database::open(dir.path().join(super::super::DB_FILE)).unwrap();
+            let txn = db.begin_read().unwrap();
+            assert_eq!(txn.open_table(super::super::LOG).unwrap().len().unwrap(), 0);
+            assert_eq!(
+                txn.open_table(super::super::LOG_META)
+                    .unwrap()
+                    .len()
+                    .unwrap(),
+                0
+            );
+        }
+        let (mut log, _sm) = open(&options).unwrap();
+        assert_eq!(
+            log.read_vote().await.unwrap(),
+            Some(Vote::new_committed(1, 7))
+        );
+        let entries = log.try_get_log_entries(1..).await.unwrap();
+        let indexes: Vec<u64> = entries.iter().map(|entry| entry.index()).collect();
+        assert_eq!(indexes, vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    /// A store whose database names a log file that is not there refuses to open: starting
+    /// with an empty log and no vote would forget what this replica promised the others.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_missing_log_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            dir: dir.path().to_path_buf(),
+        };
+        {
+            let (mut log, _sm) = open(&options).unwrap();
+            log.save_vote(&Vote::new_committed(1, 7)).await.unwrap();
+        }
+        std::fs::remove_dir_all(dir.path().join(super::super::wal::WAL_DIR)).unwrap();
+        let Err(error) = open(&options) else {
+            panic!("a store without its log file was opened");
+        };
+        assert!(error.to_string().contains("is missing"), "{error}");
+    }
+
     /// A log with an entry missing below others is refused with a clear error, rather than
     /// loaded and applied around the gap (the replica would part from the others for ever).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,22 +200,7 @@ mod reopen {
         let options = StoreOptions {
             dir: dir.path().to_path_buf(),
         };
-        {
-            let (mut log, _sm) = open(&options).unwrap();
-            let entries: Vec<Entry> = (1..=5).map(|i| put(i, "k", &i.to_string())).collect();
-            let (tx, rx) = crate::types::TypeConfig::oneshot();
-            log.append(entries, IOFlushed::signal(tx)).await.unwrap();
-            rx.await.unwrap().unwrap();
-        }
-        {
-            let db = redb::Database::open(dir.path().join(super::super::DB_FILE)).unwrap();
-            let txn = db.begin_write().unwrap();
-            txn.open_table(super::super::LOG)
-                .unwrap()
-                .remove(3)
-                .unwrap();
-            txn.commit().unwrap();
-        }
+        store_of_an_earlier_version(dir.path(), &[1, 2, 4, 5]);
         let Err(error) = open(&options) else {
             panic!("a log with a hole was opened");
         };

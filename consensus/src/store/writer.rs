@@ -1,16 +1,21 @@
-//! The store's single writer: one thread that owns every write to the redb file.
+//! The store's single writer: one thread that owns every write to the log's file and to the
+//! redb file.
 //!
 //! Log appends, votes, truncations, purges and state-machine rows are queued here in the order
-//! openraft issues them. The thread drains whatever is queued into one transaction and commits
-//! it with one fsync, so under load many client writes share one fsync and one commit, and the
-//! log and the state machine never contend for redb's write lock. Completion callbacks fire
-//! only after the commit, which is what "acknowledged only when durable" needs.
+//! openraft issues them. The thread drains whatever is queued into one batch: the log's
+//! changes go to the write-ahead log ([`Wal`]) as one record with one fsync, so under load many
+//! client writes share one fsync, and the state rows, when due, to redb in one transaction
+//! after it. Completion callbacks fire only after the sync, which is what "acknowledged only
+//! when durable" needs.
 //!
 //! State-machine rows are coalesced: every `StateRows` write is merged into one pending set
 //! (the last value of a key wins) that is committed, with its applied position, at most
 //! [`STATE_FLUSH_INTERVAL`] later, before any log purge, and at once when someone waits for it.
 //! The durable state therefore always matches one applied log id, lags the log by at most that
-//! interval, and the log entries it lags by are replayed on start. Log metadata nobody waits
+//! interval, and the log entries it lags by are replayed on start. Within a batch the log's
+//! record is synced before the state rows are committed, so the durable state never runs
+//! ahead of the durable log; a purge goes after the state rows (a second record), so the log
+//! never loses entries the durable state has not taken in. Log metadata nobody waits
 //! for (the committed id, a recovery hint) is deferred the same way: it rides with the next
 //! commit, and a client write costs one fsync per replica, not two. This keeps each commit to a
 //! few log pages instead of one page per key touched (what etcd's backend batching does too).
@@ -33,7 +38,8 @@ use tokio::sync::oneshot;
 
 use super::health::StoreHealth;
 use super::timing::CommitTimings;
-use super::{LOG, LOG_META, SM_META, io_error, rows_table};
+use super::wal::{Op, Wal};
+use super::{SM_META, io_error, rows_table};
 use crate::types::TypeConfig;
 
 /// The most writes one transaction takes; bounds the latency of the first one in a flood.
@@ -150,6 +156,7 @@ impl Writer {
     /// Each commit's time goes to `timings`.
     pub(crate) fn start(
         db: Arc<Database>,
+        mut wal: Wal,
         health: StoreHealth,
         timings: CommitTimings,
     ) -> io::Result<Writer> {
@@ -165,7 +172,7 @@ impl Writer {
                 let run = std::panic::AssertUnwindSafe(|| {
                     write_loop(&receiver, &health, &timings, |writes, state| {
                         crate::failpoint::check("store.commit")
-                            .and_then(|()| commit(&db, writes, state))
+                            .and_then(|()| commit(&db, &mut wal, writes, state))
                     });
                 });
                 if let Err(panic) = std::panic::catch_unwind(run) {
@@ -347,53 +354,56 @@ fn failed_earlier(earlier: &io::Error) -> io::Error {
     )
 }
 
-fn commit(db: &Database, writes: &[Write], state: Option<&RowWrites>) -> io::Result<()> {
+/// Writes one batch: the log's changes before the first purge (one synced record), the state
+/// rows (one redb transaction), then the purge and what follows it (a second record).
+fn commit(
+    db: &Database,
+    wal: &mut Wal,
+    writes: &[Write],
+    state: Option<&RowWrites>,
+) -> io::Result<()> {
     if writes.is_empty() && state.is_none() {
         return Ok(());
     }
-    let mut txn = db.begin_write().map_err(io_error)?;
     crate::failpoint::check("store.fsync")?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    for write in writes {
-        apply(&txn, write)?;
-    }
+    let split = writes
+        .iter()
+        .position(|write| matches!(write, Write::Purge { .. }))
+        .unwrap_or(writes.len());
+    wal.write(&log_ops(&writes[..split]))?;
     if let Some(rows) = state {
+        let mut txn = db.begin_write().map_err(io_error)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| io::Error::other(e.to_string()))?;
         write_rows(&txn, rows)?;
+        txn.commit().map_err(io_error)?;
     }
-    txn.commit().map_err(io_error)
+    wal.write(&log_ops(&writes[split..]))
 }
 
-fn apply(txn: &WriteTransaction, write: &Write) -> io::Result<()> {
-    match write {
-        Write::Append(entries) => {
-            let mut log = txn.open_table(LOG).map_err(io_error)?;
-            for (index, bytes) in entries {
-                log.insert(*index, bytes.as_slice()).map_err(io_error)?;
-            }
+/// The log's changes among `writes`, as the write-ahead log's ops.
+fn log_ops(writes: &[Write]) -> Vec<Op<'_>> {
+    let mut ops = Vec::new();
+    for write in writes {
+        match write {
+            Write::Append(entries) => ops.extend(entries.iter().map(|(index, bytes)| Op::Append {
+                index: *index,
+                entry: bytes,
+            })),
+            Write::LogMeta { key, value } => ops.push(Op::Meta { key, value }),
+            Write::Truncate { from } => ops.push(Op::Truncate { from: *from }),
+            Write::Purge { upto, last_purged } => ops.push(Op::Purge {
+                upto: *upto,
+                last_purged,
+            }),
+            // Coalesced by the loop and written by `commit`.
+            Write::StateRows(_) => {}
         }
-        Write::LogMeta { key, value } => {
-            let mut meta = txn.open_table(LOG_META).map_err(io_error)?;
-            meta.insert(*key, value.as_slice()).map_err(io_error)?;
-        }
-        Write::Truncate { from } => {
-            let mut log = txn.open_table(LOG).map_err(io_error)?;
-            log.retain_in(*from.., |_, _| false).map_err(io_error)?;
-        }
-        Write::Purge { upto, last_purged } => {
-            let mut meta = txn.open_table(LOG_META).map_err(io_error)?;
-            meta.insert(LAST_PURGED_KEY, last_purged.as_slice())
-                .map_err(io_error)?;
-            let mut log = txn.open_table(LOG).map_err(io_error)?;
-            log.retain_in(..=*upto, |_, _| false).map_err(io_error)?;
-        }
-        // Coalesced by the loop and written by `commit`.
-        Write::StateRows(_) => {}
     }
-    Ok(())
+    ops
 }
 
-fn write_rows(txn: &WriteTransaction, rows: &RowWrites) -> io::Result<()> {
+pub(crate) fn write_rows(txn: &WriteTransaction, rows: &RowWrites) -> io::Result<()> {
     if rows.replace_all {
         for table in crate::state::ClusterState::default().tables() {
             let mut stored = txn.open_table(rows_table(table.name())).map_err(io_error)?;
