@@ -17,8 +17,9 @@
 //! ahead of the durable log; a purge goes after the state rows (a second record), so the log
 //! never loses entries the durable state has not taken in. Log metadata nobody waits
 //! for (the committed id, a recovery hint) is deferred the same way: it rides with the next
-//! commit, and a client write costs one fsync per replica, not two. This keeps each commit to a
-//! few log pages instead of one page per key touched (what etcd's backend batching does too).
+//! commit, and a client write costs one fsync per replica, not two. Coalescing keeps redb's
+//! commits to one every few milliseconds instead of one per batch, each writing the pages of
+//! the keys touched meanwhile once (what etcd's backend batching does too).
 //!
 //! The first write that fails is the last one tried: every write queued after it fails too,
 //! without touching the file, until the store is opened again. The file therefore always holds
