@@ -4,8 +4,8 @@
 //! - [`types`]: the openraft type configuration ([`TypeConfig`], [`ManagerNode`]);
 //! - [`state`]: [`ClusterState`] by table (cluster, nodes, kv) and the [`Command`]s that change
 //!   it — the deterministic state machine;
-//! - [`store`]: durable storage in one redb file: the log (group-committed with fsync), the
-//!   state machine rows, and the snapshot file;
+//! - [`store`]: durable storage: the log in its own append-only file (group-committed with
+//!   fsync), the state machine rows in redb, and the snapshot file;
 //! - [`network`]: Raft RPCs between managers over TCP;
 //! - [`handle`]: [`Consensus`], the handle the agent drives (start, propose, read, metrics);
 //! - [`events`]: what the log changed in nodes, services and tasks, and leader changes, kept
