@@ -462,7 +462,7 @@ mod tests {
         let join = |state: &mut symphony_consensus::ClusterState, id: u64, role: NodeRole| {
             testing::apply(
                 state,
-                Command::Node(NodeCommand::Join {
+                Command::Node(Box::new(NodeCommand::Join {
                     node: NodeJoin {
                         node_id: id,
                         raft_node_id: (role == NodeRole::Manager).then_some(id + 100),
@@ -478,7 +478,7 @@ mod tests {
                         certificate: None,
                     },
                     at_ms: 0,
-                }),
+                })),
             );
         };
         join(&mut state, 2, NodeRole::Manager);

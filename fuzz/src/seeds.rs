@@ -438,7 +438,10 @@ fn small_state() -> ClusterState {
         ca_rotation: None,
     };
     for command in [
-        Command::Bootstrap { cluster, node },
+        Command::Bootstrap {
+            cluster: Box::new(cluster),
+            node: Box::new(node),
+        },
         Command::Kv(KvCommand::Put {
             key: "greeting".into(),
             value: b"hello".to_vec(),
@@ -472,7 +475,7 @@ fn raft_seeds() -> Vec<(&'static str, Vec<u8>)> {
             ),
             Entry::new_normal(
                 log_id(6, 13),
-                Command::Cluster(ClusterCommand::FinishCaRotation {
+                Command::from(ClusterCommand::FinishCaRotation {
                     root_digest: "ab".repeat(32),
                     manager_token: "m".into(),
                     worker_token: "w".into(),

@@ -25,9 +25,9 @@ pub async fn update(
                 CtlError::new(ErrorCode::BadRequest, format!("--cert-expiry: {error}"))
                     .not_applied()
             })?;
-        let command = Command::Cluster(ClusterCommand::SetCertLifetime {
+        let command = Command::Cluster(Box::new(ClusterCommand::SetCertLifetime {
             seconds: lifetime.as_secs(),
-        });
+        }));
         propose_client(consensus, command).await?;
         tracing::info!(
             seconds = lifetime.as_secs(),

@@ -150,7 +150,7 @@ async fn propose_key(
 ) -> Result<(u32, u64), CtlError> {
     match propose_client(
         consensus,
-        Command::Cluster(ClusterCommand::GossipKey(command)),
+        Command::Cluster(Box::new(ClusterCommand::GossipKey(command))),
     )
     .await?
     {

@@ -58,12 +58,12 @@ pub async fn update(
             "a label needs a non-empty key (got '{key}')"
         )));
     }
-    let command = Command::Node(NodeCommand::Update {
+    let command = Command::Node(Box::new(NodeCommand::Update {
         node_id,
         availability,
         label_add,
         label_rm,
-    });
+    }));
     propose_client(consensus, command).await?;
     let record = consensus
         .read_stale(|state| state.nodes.get(&node_id).cloned())

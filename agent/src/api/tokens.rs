@@ -25,10 +25,10 @@ pub async fn show(consensus: &Consensus, role: Role) -> Result<Response, CtlErro
 pub async fn rotate(consensus: &Consensus, role: Role) -> Result<Response, CtlError> {
     let cluster = require_cluster(consensus)?;
     let token = tokens::join_token_for(&cluster, node_role(role))?;
-    let command = Command::Cluster(ClusterCommand::RotateToken {
+    let command = Command::Cluster(Box::new(ClusterCommand::RotateToken {
         role: node_role(role),
         token: token.clone(),
-    });
+    }));
     match propose_client(consensus, command).await? {
         CommandResult::Done => Ok(Response::Token(TokenInfo { role, token })),
         other => Err(unexpected_result(other)),

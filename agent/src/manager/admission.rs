@@ -161,10 +161,10 @@ pub async fn admit(consensus: &Consensus, join: JoinRequest) -> Result<JoinReply
             (node_join(join, role, None, record), None)
         }
     };
-    let command = Command::Node(NodeCommand::Join {
+    let command = Command::Node(Box::new(NodeCommand::Join {
         node,
         at_ms: crate::now_ms(),
-    });
+    }));
     propose(consensus, command).await?;
     tracing::info!(node_id, %role, "admitted a node");
     Ok(JoinReply {

@@ -68,25 +68,29 @@ pub fn start(cluster: &ClusterInfo, now_ms: u64) -> Result<Command, CtlError> {
         .rotate(&cluster.cluster_id, std::time::SystemTime::now())
         .map_err(internal)?;
     let both = CaBundle::of_roots(&[&rotated.ca.cert_pem, &ca.cert_pem]);
-    Ok(Command::Cluster(ClusterCommand::StartCaRotation {
-        from_root_digest,
-        manager_token: tokens::join_token_pinning(&both, NodeRole::Manager)?,
-        worker_token: tokens::join_token_pinning(&both, NodeRole::Worker)?,
-        ca: rotated.ca,
-        cross_signed_pem: rotated.cross_signed_pem,
-        started_ms: now_ms,
-    }))
+    Ok(Command::Cluster(Box::new(
+        ClusterCommand::StartCaRotation {
+            from_root_digest,
+            manager_token: tokens::join_token_pinning(&both, NodeRole::Manager)?,
+            worker_token: tokens::join_token_pinning(&both, NodeRole::Worker)?,
+            ca: rotated.ca,
+            cross_signed_pem: rotated.cross_signed_pem,
+            started_ms: now_ms,
+        },
+    )))
 }
 
 /// The command that ends the rotation to the root of digest `root_digest`.
 pub fn finish(cluster: &ClusterInfo, root_digest: String) -> Result<Command, CtlError> {
     let ca = cluster.ca.as_ref().ok_or_else(tokens::no_ca)?;
     let alone = CaBundle::of_roots(&[&ca.cert_pem]);
-    Ok(Command::Cluster(ClusterCommand::FinishCaRotation {
-        root_digest,
-        manager_token: tokens::join_token_pinning(&alone, NodeRole::Manager)?,
-        worker_token: tokens::join_token_pinning(&alone, NodeRole::Worker)?,
-    }))
+    Ok(Command::Cluster(Box::new(
+        ClusterCommand::FinishCaRotation {
+            root_digest,
+            manager_token: tokens::join_token_pinning(&alone, NodeRole::Manager)?,
+            worker_token: tokens::join_token_pinning(&alone, NodeRole::Worker)?,
+        },
+    )))
 }
 
 /// Runs while this node leads (until `stop`): ends a rotation once every node moved.

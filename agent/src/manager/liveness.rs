@@ -174,11 +174,11 @@ async fn reconcile(handles: &LeaderHandles, reconciler: &mut Reconciler) {
         &alive,
     );
     for (node_id, status) in changes {
-        let command = Command::Node(NodeCommand::SetStatus {
+        let command = Command::Node(Box::new(NodeCommand::SetStatus {
             node_id,
             status,
             at_ms: crate::now_ms(),
-        });
+        }));
         match propose(&handles.consensus, command).await {
             Ok(_) => tracing::info!(node_id, status = status.as_str(), "node status changed"),
             Err(error) => {

@@ -71,7 +71,11 @@ pub async fn remove(
     } else if record.status == NodeStatus::Ready && !force {
         return Err(still_ready(node_id));
     }
-    propose(consensus, Command::Node(NodeCommand::Remove { node_id })).await?;
+    propose(
+        consensus,
+        Command::Node(Box::new(NodeCommand::Remove { node_id })),
+    )
+    .await?;
     Ok(done(format!("node {node_id} was removed from the cluster")))
 }
 
@@ -107,11 +111,11 @@ pub async fn remove_leaving(consensus: &Consensus, node_id: u64) -> Result<(), C
     if let Some(raft_id) = record.raft_node_id {
         remove_from_raft(consensus, node_id, raft_id, false).await?;
     }
-    let left = Command::Node(NodeCommand::SetStatus {
+    let left = Command::Node(Box::new(NodeCommand::SetStatus {
         node_id,
         status: NodeStatus::Left,
         at_ms: crate::now_ms(),
-    });
+    }));
     propose(consensus, left).await.map(drop)
 }
 
@@ -163,7 +167,7 @@ fn manager(consensus: &Consensus, node_id: u64) -> Result<(NodeRecord, u64), Ctl
 }
 
 async fn set_demoted(consensus: &Consensus, node_id: u64, demoted: bool) -> Result<(), CtlError> {
-    let command = Command::Node(NodeCommand::SetDemoted { node_id, demoted });
+    let command = Command::Node(Box::new(NodeCommand::SetDemoted { node_id, demoted }));
     propose(consensus, command).await.map(drop)
 }
 

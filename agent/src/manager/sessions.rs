@@ -112,11 +112,11 @@ pub async fn worker_leaving(
     secret: &str,
 ) -> Result<(), CtlError> {
     authenticate_worker(consensus, node_id, secret)?;
-    let left = Command::Node(NodeCommand::SetStatus {
+    let left = Command::Node(Box::new(NodeCommand::SetStatus {
         node_id,
         status: NodeStatus::Left,
         at_ms: crate::now_ms(),
-    });
+    }));
     propose(consensus, left).await?;
     tracing::info!(node_id, "a worker left");
     Ok(())

@@ -40,7 +40,7 @@ pub fn cluster(workers: u64) -> ClusterState {
         certificate: None,
     };
     let bootstrap = Command::Bootstrap {
-        cluster: ClusterInfo {
+        cluster: Box::new(ClusterInfo {
             cluster_id: "c".into(),
             created_at_ms: 0,
             manager_token: "m".into(),
@@ -51,8 +51,8 @@ pub fn cluster(workers: u64) -> ClusterState {
             cert_lifetime_s: None,
             removed_nodes: Default::default(),
             ca_rotation: None,
-        },
-        node: manager,
+        }),
+        node: Box::new(manager),
     };
     apply(&mut state, bootstrap);
     for id in 10..10 + workers {
@@ -64,7 +64,7 @@ pub fn cluster(workers: u64) -> ClusterState {
 pub fn add_worker(state: &mut ClusterState, id: u64) {
     apply(
         state,
-        Command::Node(NodeCommand::Join {
+        Command::Node(Box::new(NodeCommand::Join {
             node: NodeJoin {
                 node_id: id,
                 raft_node_id: None,
@@ -84,30 +84,30 @@ pub fn add_worker(state: &mut ClusterState, id: u64) {
                 certificate: None,
             },
             at_ms: 0,
-        }),
+        })),
     );
 }
 
 pub fn set_availability(state: &mut ClusterState, id: u64, availability: Availability) {
     apply(
         state,
-        Command::Node(NodeCommand::Update {
+        Command::Node(Box::new(NodeCommand::Update {
             node_id: id,
             availability: Some(availability),
             label_add: BTreeMap::new(),
             label_rm: Vec::new(),
-        }),
+        })),
     );
 }
 
 pub fn set_status(state: &mut ClusterState, id: u64, status: NodeStatus) {
     apply(
         state,
-        Command::Node(NodeCommand::SetStatus {
+        Command::Node(Box::new(NodeCommand::SetStatus {
             node_id: id,
             status,
             at_ms: 1,
-        }),
+        })),
     );
 }
 
@@ -139,11 +139,11 @@ pub fn spec(mode: ServiceMode) -> ServiceSpec {
 pub fn create_service(state: &mut ClusterState, name: &str, spec: ServiceSpec) {
     apply(
         state,
-        Command::Service(ServiceCommand::Create {
+        Command::Service(Box::new(ServiceCommand::Create {
             name: name.into(),
             spec,
             at_ms: 0,
-        }),
+        })),
     );
 }
 

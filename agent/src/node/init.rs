@@ -160,8 +160,8 @@ pub async fn init(
     let deadline = tokio::time::Instant::now() + ELECTION_TIMEOUT;
     loop {
         let command = Command::Bootstrap {
-            cluster: cluster.clone(),
-            node: node.clone(),
+            cluster: Box::new(cluster.clone()),
+            node: Box::new(node.clone()),
         };
         match propose(&consensus, command).await {
             Ok(_) => break,

@@ -226,12 +226,12 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
             certificate,
         } => {
             check_manager_secret(ctx, &secret)?;
-            let command = symphony_consensus::Command::Node(
+            let command = symphony_consensus::Command::Node(Box::new(
                 symphony_consensus::NodeCommand::SetCertificate {
                     node_id,
                     certificate,
                 },
-            );
+            ));
             crate::manager::propose::propose(&consensus, command)
                 .await
                 .map(|_| RemoteReply::Recorded)
@@ -290,13 +290,13 @@ pub async fn handle(ctx: &Context, call: RemoteCall) -> Result<RemoteReply, CtlE
                 })
             });
             if !unchanged {
-                let command = symphony_consensus::Command::Node(
+                let command = symphony_consensus::Command::Node(Box::new(
                     symphony_consensus::NodeCommand::SetResources {
                         node_id,
                         resources,
                         agent_version,
                     },
-                );
+                ));
                 crate::manager::propose::propose(&consensus, command).await?;
             }
             Ok(RemoteReply::Recorded)

@@ -284,10 +284,10 @@ mod tests {
     #[test]
     fn token_rotation_changes_only_its_role() {
         let mut state = ClusterState::default();
-        let rotate = Command::Cluster(ClusterCommand::RotateToken {
+        let rotate = Command::Cluster(Box::new(ClusterCommand::RotateToken {
             role: NodeRole::Worker,
             token: "new".into(),
-        });
+        }));
         assert!(matches!(
             state.apply(&rotate, &mut Changes::default()),
             CommandResult::Rejected { .. }
@@ -316,7 +316,7 @@ mod tests {
             cluster(&state).cert_lifetime(),
             symphony_pki::ca::DEFAULT_NODE_CERT_LIFETIME
         );
-        let set = |seconds| Command::Cluster(ClusterCommand::SetCertLifetime { seconds });
+        let set = |seconds| Command::Cluster(Box::new(ClusterCommand::SetCertLifetime { seconds }));
         let mut changes = Changes::default();
         assert!(matches!(
             state.apply(&set(1), &mut changes),
@@ -337,21 +337,21 @@ mod tests {
         let old_digest = state.cluster.as_ref().unwrap().root_digest().unwrap();
         let rotated = old.rotate("c", std::time::SystemTime::now()).unwrap();
         let start = |from: &str| {
-            Command::Cluster(ClusterCommand::StartCaRotation {
+            Command::Cluster(Box::new(ClusterCommand::StartCaRotation {
                 from_root_digest: from.to_string(),
                 ca: rotated.ca.clone(),
                 cross_signed_pem: rotated.cross_signed_pem.clone(),
                 manager_token: "m2".into(),
                 worker_token: "w2".into(),
                 started_ms: 5,
-            })
+            }))
         };
         let finish = |root: &str| {
-            Command::Cluster(ClusterCommand::FinishCaRotation {
+            Command::Cluster(Box::new(ClusterCommand::FinishCaRotation {
                 root_digest: root.to_string(),
                 manager_token: "m3".into(),
                 worker_token: "w3".into(),
-            })
+            }))
         };
         let mut changes = Changes::default();
         // Asked for from another root: refused, nothing changes.
@@ -431,8 +431,8 @@ mod tests {
         let mut changes = Changes::default();
         bootstrap(&mut state, "c1", 9);
         let again = Command::Bootstrap {
-            cluster: info("c2"),
-            node: super::super::tests::node(10),
+            cluster: Box::new(info("c2")),
+            node: Box::new(super::super::tests::node(10)),
         };
         assert!(matches!(
             state.apply(&again, &mut changes),

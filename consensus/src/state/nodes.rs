@@ -433,7 +433,7 @@ pub(crate) mod tests {
     }
 
     fn apply(state: &mut ClusterState, command: NodeCommand) -> CommandResult {
-        state.apply(&Command::Node(command), &mut Changes::default())
+        state.apply(&Command::Node(Box::new(command)), &mut Changes::default())
     }
 
     #[test]
@@ -555,11 +555,11 @@ pub(crate) mod tests {
         let mut state = ClusterState::default();
         bootstrap(&mut state, "c", 1);
         let set = |status, at_ms| {
-            Command::Node(NodeCommand::SetStatus {
+            Command::Node(Box::new(NodeCommand::SetStatus {
                 node_id: 1,
                 status,
                 at_ms,
-            })
+            }))
         };
         let mut changes = Changes::default();
         assert_eq!(
@@ -605,7 +605,7 @@ pub(crate) mod tests {
         assert!(state.nodes[&1].demoted);
         let mut changes = Changes::default();
         state.apply(
-            &Command::Node(NodeCommand::SetResources {
+            &Command::Node(Box::new(NodeCommand::SetResources {
                 node_id: 1,
                 resources: Resources {
                     cpus: 2,
@@ -613,7 +613,7 @@ pub(crate) mod tests {
                     docker: Some("20.10.24".into()),
                 },
                 agent_version: "0.3.0".into(),
-            }),
+            })),
             &mut changes,
         );
         assert_eq!(
@@ -624,7 +624,7 @@ pub(crate) mod tests {
         assert!(changes.contains(TABLE, &u64_key(1)));
         let mut changes = Changes::default();
         state.apply(
-            &Command::Node(NodeCommand::Remove { node_id: 1 }),
+            &Command::Node(Box::new(NodeCommand::Remove { node_id: 1 })),
             &mut changes,
         );
         assert!(state.nodes.is_empty());

@@ -97,7 +97,10 @@ fn cluster_info() -> impl Strategy<Value = ClusterInfo> {
 }
 
 fn bootstrap() -> impl Strategy<Value = Command> {
-    (cluster_info(), node_record()).prop_map(|(cluster, node)| Command::Bootstrap { cluster, node })
+    (cluster_info(), node_record()).prop_map(|(cluster, node)| Command::Bootstrap {
+        cluster: Box::new(cluster),
+        node: Box::new(node),
+    })
 }
 
 fn cluster_command() -> impl Strategy<Value = ClusterCommand> {
@@ -555,10 +558,10 @@ fn task_command() -> impl Strategy<Value = TaskCommand> {
 fn command() -> impl Strategy<Value = Command> {
     prop_oneof![
         1 => bootstrap(),
-        1 => cluster_command().prop_map(Command::Cluster),
-        3 => node_command().prop_map(Command::Node),
+        1 => cluster_command().prop_map(Command::from),
+        3 => node_command().prop_map(Command::from),
         5 => kv_command().prop_map(Command::Kv),
-        3 => service_command().prop_map(Command::Service),
+        3 => service_command().prop_map(Command::from),
         4 => task_command().prop_map(Command::Task),
     ]
 }
@@ -626,16 +629,16 @@ fn setup() -> impl Strategy<Value = Vec<Command>> {
         .prop_map(|(joins, services)| {
             let joins = joins
                 .into_iter()
-                .map(|node| Command::Node(NodeCommand::Join { node, at_ms: 1 }));
+                .map(|node| Command::Node(Box::new(NodeCommand::Join { node, at_ms: 1 })));
             let services = SERVICES
                 .iter()
                 .zip(services)
                 .flat_map(|(name, (spec, tasks))| {
-                    let create = Command::Service(ServiceCommand::Create {
+                    let create = Command::Service(Box::new(ServiceCommand::Create {
                         name: name.to_string(),
                         spec: spec.clone(),
                         at_ms: 1,
-                    });
+                    }));
                     let tasks = Command::Task(TaskCommand::Create {
                         tasks: (0..tasks)
                             .map(|slot| NewTask {

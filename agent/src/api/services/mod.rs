@@ -49,11 +49,11 @@ pub async fn create(
     if let Some(error) = too_big {
         return Err(spec::refused(error));
     }
-    let command = Command::Service(ServiceCommand::Create {
+    let command = Command::Service(Box::new(ServiceCommand::Create {
         name: name.clone(),
         spec,
         at_ms: crate::now_ms(),
-    });
+    }));
     propose_client(consensus, command).await?;
     inspect(consensus, name, ReadConsistency::Stale).await
 }
@@ -222,11 +222,11 @@ pub async fn scale(
     name: String,
     replicas: u32,
 ) -> Result<Response, CtlError> {
-    let command = Command::Service(ServiceCommand::Scale {
+    let command = Command::Service(Box::new(ServiceCommand::Scale {
         name: name.clone(),
         replicas,
         at_ms: crate::now_ms(),
-    });
+    }));
     propose_client(consensus, command).await?;
     inspect(consensus, name, ReadConsistency::Stale).await
 }
@@ -254,11 +254,11 @@ pub async fn update(
         Some(Ok(Some(error))) => return Err(spec::refused(error)),
         Some(Ok(None)) => {}
     }
-    let command = Command::Service(ServiceCommand::Update {
+    let command = Command::Service(Box::new(ServiceCommand::Update {
         name: name.clone(),
         patch,
         at_ms: crate::now_ms(),
-    });
+    }));
     propose_client(consensus, command).await?;
     inspect(consensus, name, ReadConsistency::Stale).await
 }
@@ -282,11 +282,11 @@ pub async fn rollback(consensus: &Consensus, name: String) -> Result<Response, C
         }
         Some(true) => {}
     }
-    let command = Command::Service(ServiceCommand::Rollback {
+    let command = Command::Service(Box::new(ServiceCommand::Rollback {
         name: name.clone(),
         reason: Some("asked for with `service rollback`".to_string()),
         at_ms: crate::now_ms(),
-    });
+    }));
     propose_client(consensus, command).await?;
     inspect(consensus, name, ReadConsistency::Stale).await
 }
@@ -297,10 +297,10 @@ pub async fn rebalance(consensus: &Consensus, name: String) -> Result<Response, 
     if !consensus.read_stale(|state| state.services.contains_key(&name)) {
         return Err(no_such_service(&name));
     }
-    let command = Command::Service(ServiceCommand::Rebalance {
+    let command = Command::Service(Box::new(ServiceCommand::Rebalance {
         name: name.clone(),
         at_ms: crate::now_ms(),
-    });
+    }));
     propose_client(consensus, command).await?;
     inspect(consensus, name, ReadConsistency::Stale).await
 }
@@ -311,7 +311,7 @@ pub async fn remove(consensus: &Consensus, name: String) -> Result<Response, Ctl
     }
     propose(
         consensus,
-        Command::Service(ServiceCommand::Remove { name: name.clone() }),
+        Command::Service(Box::new(ServiceCommand::Remove { name: name.clone() })),
     )
     .await?;
     Ok(Response::Done(DoneInfo {

@@ -107,7 +107,7 @@ async fn carry_out(consensus: &Consensus, decision: Decision) -> Result<(), CtlE
         .await?;
     }
     for command in services {
-        propose(consensus, Command::Service(command)).await?;
+        propose(consensus, Command::Service(Box::new(command))).await?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use crate::state::{
 fn state_with_service() -> ClusterState {
     let mut state = ClusterState::default();
     bootstrap(&mut state, "c", 1);
-    let join = Command::Node(NodeCommand::Join {
+    let join = Command::Node(Box::new(NodeCommand::Join {
         node: NodeJoin {
             node_id: 7,
             raft_node_id: None,
@@ -23,13 +23,13 @@ fn state_with_service() -> ClusterState {
             certificate: None,
         },
         at_ms: 1,
-    });
+    }));
     state.apply(&join, &mut Changes::default());
-    let create = Command::Service(ServiceCommand::Create {
+    let create = Command::Service(Box::new(ServiceCommand::Create {
         name: "web".into(),
         spec: service_spec(2),
         at_ms: 1,
-    });
+    }));
     assert_eq!(
         state.apply(&create, &mut Changes::default()),
         CommandResult::Done
@@ -237,7 +237,7 @@ fn removing_a_service_shuts_its_tasks_down() {
         },
         &mut state,
     );
-    let remove = Command::Service(ServiceCommand::Remove { name: "web".into() });
+    let remove = Command::Service(Box::new(ServiceCommand::Remove { name: "web".into() }));
     let mut changes = Changes::default();
     assert_eq!(state.apply(&remove, &mut changes), CommandResult::Done);
     assert_eq!(state.tasks[&1].desired, DesiredState::Shutdown);

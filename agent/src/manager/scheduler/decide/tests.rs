@@ -66,7 +66,7 @@ fn replicas_spread_over_the_nodes_one_service_at_a_time() {
     // A second service goes first to the nodes with the fewest tasks overall.
     apply(
         &mut state,
-        symphony_consensus::Command::Node(NodeCommand::Remove { node_id: 12 }),
+        symphony_consensus::Command::Node(Box::new(NodeCommand::Remove { node_id: 12 })),
     );
     create_service(
         &mut state,
@@ -84,12 +84,12 @@ fn constraints_and_reservations_are_respected_and_explained() {
     let mut state = cluster(2);
     apply(
         &mut state,
-        symphony_consensus::Command::Node(NodeCommand::Update {
+        symphony_consensus::Command::Node(Box::new(NodeCommand::Update {
             node_id: 11,
             availability: None,
             label_add: BTreeMap::from([("zone".to_string(), "b".to_string())]),
             label_rm: Vec::new(),
-        }),
+        })),
     );
     let mut zoned = spec(ServiceMode::Replicated { replicas: 2 });
     zoned.constraints = vec![Constraint::parse("node.labels.zone==b").unwrap()];

@@ -20,22 +20,22 @@ fn a_replicated_service_reaches_its_count_and_scales_both_ways() {
 
     apply(
         &mut state,
-        symphony_consensus::Command::Service(ServiceCommand::Scale {
+        symphony_consensus::Command::Service(Box::new(ServiceCommand::Scale {
             name: "web".into(),
             replicas: 5,
             at_ms: 20,
-        }),
+        })),
     );
     step(&mut state, &quiet());
     assert_eq!(live_slots(&state, "web"), [0, 1, 2, 3, 4]);
 
     apply(
         &mut state,
-        symphony_consensus::Command::Service(ServiceCommand::Scale {
+        symphony_consensus::Command::Service(Box::new(ServiceCommand::Scale {
             name: "web".into(),
             replicas: 1,
             at_ms: 30,
-        }),
+        })),
     );
     let decision = decide(&state, &quiet(), &SETTINGS);
     assert!(decision.create.is_empty());
@@ -234,7 +234,9 @@ fn ended_tasks_are_kept_a_while_then_forgotten_and_a_removed_service_s_too() {
     run_all_on(&mut state, &current, 10);
     apply(
         &mut state,
-        symphony_consensus::Command::Service(ServiceCommand::Remove { name: "job".into() }),
+        symphony_consensus::Command::Service(Box::new(ServiceCommand::Remove {
+            name: "job".into(),
+        })),
     );
     step(&mut state, &quiet());
     // The current task was running: it stays until its worker says it stopped.

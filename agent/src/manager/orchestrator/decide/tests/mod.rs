@@ -86,7 +86,10 @@ fn live_slots(state: &ClusterState, service: &str) -> Vec<u32> {
 fn commit_all(state: &mut ClusterState, decision: &Decision) -> Vec<u64> {
     let created = commit(state, decision);
     for command in &decision.services {
-        apply(state, symphony_consensus::Command::Service(command.clone()));
+        apply(
+            state,
+            symphony_consensus::Command::Service(Box::new(command.clone())),
+        );
     }
     created
 }
@@ -110,11 +113,11 @@ fn update_env(state: &mut ClusterState, name: &str, value: &str) {
     patch.env_set.insert("V".into(), value.into());
     apply(
         state,
-        symphony_consensus::Command::Service(ServiceCommand::Update {
+        symphony_consensus::Command::Service(Box::new(ServiceCommand::Update {
             name: name.into(),
             patch,
             at_ms: 1,
-        }),
+        })),
     );
 }
 

@@ -65,10 +65,10 @@ fn a_rebalance_spreads_the_tasks_onto_a_new_node_start_first() {
     assert!(decide(&state, &ready_for(&state, 0), &SETTINGS).is_empty());
     apply(
         &mut state,
-        symphony_consensus::Command::Service(ServiceCommand::Rebalance {
+        symphony_consensus::Command::Service(Box::new(ServiceCommand::Rebalance {
             name: "web".into(),
             at_ms: 50,
-        }),
+        })),
     );
     let on = rebalance_rounds(&mut state, 4);
     assert_eq!(on, BTreeMap::from([(10, 2), (11, 2)]));

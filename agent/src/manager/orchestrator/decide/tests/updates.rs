@@ -103,11 +103,11 @@ fn a_start_first_update_keeps_the_old_task_until_the_new_one_is_healthy() {
     };
     apply(
         &mut state,
-        symphony_consensus::Command::Service(ServiceCommand::Update {
+        symphony_consensus::Command::Service(Box::new(ServiceCommand::Update {
             name: "web".into(),
             patch,
             at_ms: 1,
-        }),
+        })),
     );
     let decision = decide(&state, &ready_for(&state, 0), &SETTINGS);
     assert_eq!(decision.create.len(), 2, "both slots at once");
@@ -224,11 +224,11 @@ fn a_failing_update_pauses_and_resumes_on_request() {
     // `service update` with nothing new resumes it; failures before do not count again.
     apply(
         &mut state,
-        symphony_consensus::Command::Service(ServiceCommand::Update {
+        symphony_consensus::Command::Service(Box::new(ServiceCommand::Update {
             name: "web".into(),
             patch: symphony_consensus::ServicePatch::default(),
             at_ms: 50,
-        }),
+        })),
     );
     let decision = decide(&state, &ready_for(&state, 10_000), &SETTINGS);
     assert!(decision.services.is_empty(), "{decision:?}");
@@ -297,11 +297,11 @@ fn scaling_during_no_update_replaces_nothing_and_a_continue_update_ignores_failu
     run_all_on(&mut state, &first, 10);
     apply(
         &mut state,
-        symphony_consensus::Command::Service(ServiceCommand::Scale {
+        symphony_consensus::Command::Service(Box::new(ServiceCommand::Scale {
             name: "web".into(),
             replicas: 3,
             at_ms: 2,
-        }),
+        })),
     );
     let decision = decide(&state, &ready_for(&state, 0), &SETTINGS);
     assert_eq!(decision.create.len(), 1);
