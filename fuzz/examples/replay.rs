@@ -14,6 +14,7 @@ fn harness(target: &str) -> Option<fn(&[u8])> {
         "token" => symphony_fuzz::token::run,
         "csr" => symphony_fuzz::csr::run,
         "cert" => symphony_fuzz::cert::run,
+        "wal" => symphony_fuzz::wal::run,
         _ => return None,
     })
 }

@@ -1,5 +1,5 @@
 //! The harnesses behind `fuzz_targets/`: each takes the bytes libFuzzer makes up and hands them
-//! to the function a Symphony node calls on bytes from the network, then checks what must hold
+//! to the function a Symphony node calls on bytes from the network (or its disk), then checks what must hold
 //! whatever the bytes were. A panic anywhere (libfuzzer-sys turns one into an abort, in any
 //! thread) or a failed check is a crash, saved under `fuzz/artifacts/<target>/`.
 //!
@@ -15,6 +15,8 @@
 //! - [`token`]: join tokens as an operator or a joining node gives them;
 //! - [`csr`]: certificate requests a joining node sends, issued by the leader's CA;
 //! - [`cert`]: certificates and CA bundles a peer presents;
+//! - [`wal`]: a Raft log segment's records as a manager replays them at start, torn or
+//!   damaged (bytes from the disk, not the network);
 //! - [`seeds`]: seed inputs made from real messages (the `seeds` example writes them into
 //!   `fuzz/corpus/<target>/`).
 
@@ -28,6 +30,7 @@ pub mod raft;
 pub mod remote;
 pub mod seeds;
 pub mod token;
+pub mod wal;
 
 mod script;
 

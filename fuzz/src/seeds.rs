@@ -48,6 +48,7 @@ pub fn all() -> Seeds {
         ("token", token_seeds()),
         ("csr", csr_seeds()),
         ("cert", cert_seeds()),
+        ("wal", wal_seeds()),
     ])
 }
 
@@ -662,4 +663,27 @@ fn cert_seeds() -> Vec<(&'static str, Vec<u8>)> {
             with_mode(3, fixture::node_identity().uri().as_bytes()),
         ),
     ]
+}
+
+/// A segment's records as the store's writer writes them: metadata, appends of real entries,
+/// a truncation and a purge; and the same cut off mid-record, as a crash leaves it.
+fn wal_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let entries: Vec<Vec<u8>> = (1..=3)
+        .map(|index| {
+            let entry = Entry::new_normal(
+                log_id(2, index),
+                Command::Kv(KvCommand::Put {
+                    key: format!("key/{index}"),
+                    value: b"value".to_vec(),
+                    if_revision: None,
+                }),
+            );
+            encode(&entry).to_vec()
+        })
+        .collect();
+    let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+    let records =
+        symphony_consensus::store::wal::sample_records(&refs).expect("the records encode");
+    let torn = records[..records.len() - 5].to_vec();
+    vec![("records", records), ("torn", torn)]
 }

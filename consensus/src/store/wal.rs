@@ -624,6 +624,98 @@ fn replay(bytes: &[u8], replayed: &mut Replayed, last: bool) -> Result<Found, (u
     })
 }
 
+/// What [`check_segment`] found, for the `wal` fuzz target.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentCheck {
+    /// The length of `body`'s good records, as opening the log keeps them.
+    pub good_len: usize,
+    pub max_index: Option<u64>,
+    pub entries: BTreeMap<u64, Vec<u8>>,
+    pub meta: BTreeMap<String, Vec<u8>>,
+    pub last_purged: Option<(u64, Vec<u8>)>,
+    /// The good records encoded again from the ops they decoded to.
+    pub reencoded: Vec<u8>,
+}
+
+/// Replays `body` as what follows a segment's header, as opening the log does with its last
+/// segment (`last`: a bad record ends it) or an earlier one (a bad record is damage: the error
+/// names its offset and why). For the `wal` fuzz target, which feeds it what a damaged disk
+/// could hold.
+#[doc(hidden)]
+pub fn check_segment(body: &[u8], last: bool) -> Result<SegmentCheck, (usize, String)> {
+    let mut bytes = header(1, 1).to_vec();
+    bytes.extend_from_slice(body);
+    let mut replayed = Replayed::default();
+    let found = replay(&bytes, &mut replayed, last)?;
+    let mut reencoded = Vec::new();
+    let mut at = HEADER_LEN;
+    while at < found.good_len {
+        let Some(payload) = record_at(&bytes, at) else {
+            return Err((at, "a good record does not read again".into()));
+        };
+        let ops = decode_record(payload).map_err(|why| (at, why))?;
+        encode_record(&ops, &mut reencoded).map_err(|error| (at, error.to_string()))?;
+        at += RECORD_HEAD + payload.len();
+    }
+    Ok(SegmentCheck {
+        good_len: found.good_len - HEADER_LEN,
+        max_index: found.max_index,
+        entries: replayed.entries,
+        meta: replayed.meta,
+        last_purged: replayed.last_purged,
+        reencoded,
+    })
+}
+
+/// Records as the writer writes them (metadata, appends, a truncation, a purge), for the
+/// `wal` fuzz target's seeds.
+#[doc(hidden)]
+pub fn sample_records(entries: &[&[u8]]) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    encode_record(
+        &[Op::Meta {
+            key: "vote",
+            value: b"\x93\x01\x02\xc3",
+        }],
+        &mut out,
+    )?;
+    for (index, entry) in (1..).zip(entries) {
+        encode_record(&[Op::Append { index, entry }], &mut out)?;
+    }
+    let end = entries.len() as u64;
+    encode_record(&[Op::Truncate { from: end }], &mut out)?;
+    encode_record(
+        &[
+            Op::Purge {
+                upto: 1,
+                last_purged: b"\x92\x01\x01",
+            },
+            Op::Meta {
+                key: "committed",
+                value: b"\x92\x01\x02",
+            },
+        ],
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+/// `payload` framed as a record (length and checksum), for the `wal` fuzz target to make
+/// records whose checksums hold.
+#[doc(hidden)]
+pub fn frame_record(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(RECORD_HEAD + payload.len());
+    out.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
 /// The payload of the record at `at`, if it is whole and its checksum holds.
 fn record_at(bytes: &[u8], at: usize) -> Option<&[u8]> {
     let head = bytes.get(at..at + RECORD_HEAD)?;
