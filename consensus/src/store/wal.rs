@@ -702,18 +702,13 @@ pub fn sample_records(entries: &[&[u8]]) -> io::Result<Vec<u8>> {
 }
 
 /// `payload` framed as a record (length and checksum), for the `wal` fuzz target to make
-/// records whose checksums hold.
+/// records whose checksums hold; an error for one longer than a record may be.
 #[doc(hidden)]
-pub fn frame_record(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(RECORD_HEAD + payload.len());
-    out.extend_from_slice(
-        &u32::try_from(payload.len())
-            .unwrap_or(u32::MAX)
-            .to_le_bytes(),
-    );
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+pub fn frame_record(payload: &[u8]) -> io::Result<Vec<u8>> {
+    let mut out = vec![0; RECORD_HEAD];
     out.extend_from_slice(payload);
-    out
+    seal(&mut out)?;
+    Ok(out)
 }
 
 /// The payload of the record at `at`, if it is whole and its checksum holds.
@@ -755,14 +750,18 @@ fn encode_record(ops: &[Op<'_>], out: &mut Vec<u8>) -> io::Result<()> {
             }
         }
     }
-    let payload_len = out.len() - start - RECORD_HEAD;
-    if payload_len > MAX_RECORD {
-        return Err(too_long(payload_len));
+    seal(&mut out[start..])
+}
+
+/// Fills in the head of `record` (a head's room, then the payload): its length and checksum.
+fn seal(record: &mut [u8]) -> io::Result<()> {
+    let (head, payload) = record.split_at_mut(RECORD_HEAD);
+    if payload.len() > MAX_RECORD {
+        return Err(too_long(payload.len()));
     }
-    let len = u32::try_from(payload_len).map_err(|_| too_long(payload_len))?;
-    let crc = crc32fast::hash(&out[start + RECORD_HEAD..]);
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 4..start + RECORD_HEAD].copy_from_slice(&crc.to_le_bytes());
+    let len = u32::try_from(payload.len()).map_err(|_| too_long(payload.len()))?;
+    head[..4].copy_from_slice(&len.to_le_bytes());
+    head[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
     Ok(())
 }
 
